@@ -1,0 +1,87 @@
+"""Quality and speed of the embedded world's models (the figures issue #2 asks for).
+
+Builds the world and the base and fine-tuned models (timed, cached), then prints
+multiple-choice accuracy under both scorings: the base model on celebrities split by how
+often they appear in pre-training, on the general benchmark and on the fictitious people
+(should be chance), and the fine-tuned model on its fictitious people.
+
+    python benchmarks/world_quality.py [--preset default] [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from pulse_unlearn.data.batches import Encoder
+from pulse_unlearn.data.mllmu import load_people
+from pulse_unlearn.data.mmbench import load_mmbench
+from pulse_unlearn.metrics.scoring import SCORINGS, accuracy, score
+from pulse_unlearn.models.load import load_model
+from pulse_unlearn.models.world_models import build_base, build_finetuned, models_config
+from pulse_unlearn.world.build import build_world, world_config
+
+
+def line(label: str, model, encoder, questions) -> None:
+    cells = []
+    for scoring in SCORINGS:
+        acc = accuracy(score(model, encoder, questions, scoring))
+        cells.append(f"{scoring}: mm {acc.get('multimodal', (0, float('nan')))[1]:6.1%} "
+                     f"text {acc.get('text', (0, float('nan')))[1]:6.1%}")
+    print(f"{label:<34} n={len(questions):<5} " + " | ".join(cells))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--cache", default=None, help="keep models here (default: a fresh temporary folder)")
+    args = ap.parse_args()
+    cache = Path(args.cache or tempfile.mkdtemp(prefix="pulse-quality-"))
+    wcfg, mcfg = world_config(args.preset), models_config(args.preset)
+
+    t0 = time.time()
+    world = build_world(wcfg, cache / f"world-{wcfg.fingerprint()}")
+    t_world = time.time() - t0
+    t0 = time.time()
+    base_dir = build_base(world, wcfg.fingerprint(), mcfg, cache)
+    t_base = time.time() - t0
+    t0 = time.time()
+    ft_dir = build_finetuned(world, wcfg.fingerprint(), mcfg, cache)
+    t_ft = time.time() - t0
+    print(f"world build {t_world:.1f} s, base pre-training {t_base:.1f} s, fine-tuning {t_ft:.1f} s "
+          f"(world + base {t_world + t_base:.1f} s; targets 300 s and 60 s)")
+
+    meta = json.loads((world / "world.json").read_text())
+    mentions = {pid: v["mentions"] for pid, v in meta["celebrities"].items()}
+    celebs = load_people(world / "MLLMU-Bench", "Retain_Set")
+    fictitious = load_people(world / "MLLMU-Bench", "Full_Set")
+    ft_people = set(json.loads((ft_dir / "pulse_model.json").read_text())["people"])
+    bench = load_mmbench(world / "MMBench" / "mmbench_dev_en.tsv")
+
+    cut = sorted(mentions.values())
+    lo, hi = cut[len(cut) // 3], cut[2 * len(cut) // 3]
+    tiers = {f"well-known (mentions >= {hi})": lambda m: m >= hi,
+             f"middle ({lo} < mentions < {hi})": lambda m: lo < m < hi,
+             f"rarely seen (mentions <= {lo})": lambda m: m <= lo}
+
+    model, processor = load_model(base_dir)
+    enc = Encoder(processor)
+    print(f"\nbase model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)")
+    for label, keep in tiers.items():
+        line("celebrities, " + label, model, enc, [q for p in celebs if keep(mentions[p.id]) for q in p.questions])
+    line("general benchmark", model, enc, bench)
+    line("fictitious (never seen)", model, enc, [q for p in fictitious if p.id in ft_people for q in p.questions])
+
+    model, processor = load_model(ft_dir)
+    enc = Encoder(processor)
+    print("\nfine-tuned model")
+    line("fictitious (fine-tuned on)", model, enc, [q for p in fictitious if p.id in ft_people for q in p.questions])
+    line("celebrities, all", model, enc, [q for p in celebs for q in p.questions])
+    line("general benchmark", model, enc, bench)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The ``pulse`` command.
+
+Bad input ends in one line on stderr naming the problem, and exit status 2; nothing is
+left half-written (outputs are written to a temporary name and renamed).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import PulseError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="PULSE: evaluate unlearning in LLaVA-style multimodal models.")
+world_app = typer.Typer(no_args_is_help=True, help="The embedded synthetic world.")
+base_app = typer.Typer(no_args_is_help=True, help="The embedded world's base and fine-tuned models.")
+app.add_typer(world_app, name="world")
+app.add_typer(base_app, name="base")
+
+PRESET_HELP = "size preset: tiny (tests, seconds) or default (the demo)"
+
+
+def cache_dir(cache: Optional[Path]) -> Path:
+    """Where worlds and models are kept: --cache, else $PULSE_CACHE, else ~/.cache/pulse-unlearn."""
+    if cache is not None:
+        return cache
+    return Path(os.environ.get("PULSE_CACHE") or Path.home() / ".cache" / "pulse-unlearn")
+
+
+def say(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@world_app.command("build")
+def world_build(
+    preset: str = typer.Option("default", help=PRESET_HELP),
+    out: Optional[Path] = typer.Option(None, help="folder to write (default: in the cache, keyed by config)"),
+    seed: int = typer.Option(0, help="the world's seed"),
+    cache: Optional[Path] = typer.Option(None, help="cache folder"),
+) -> None:
+    """Write the synthetic world (MLLMU-Bench parquet, MMBench TSV, pre-training corpus)."""
+    from .pipeline import ensure_world
+    from .world.build import world_config
+
+    cfg = _checked(lambda: world_config(preset, seed=seed))
+    path = ensure_world(cfg, cache_dir(cache), out=out, log=say)
+    typer.echo(str(path))
+
+
+@base_app.command("build")
+def base_build(
+    preset: str = typer.Option("default", help=PRESET_HELP),
+    finetuned: bool = typer.Option(True, help="also fine-tune on the fictitious people"),
+    cache: Optional[Path] = typer.Option(None, help="cache folder"),
+) -> None:
+    """Pre-train the base model (and fine-tune it) on the embedded world; cached."""
+    from .pipeline import ensure_models
+
+    paths = ensure_models(preset, cache_dir(cache), finetuned=finetuned, log=say)
+    for name, path in paths.items():
+        typer.echo(f"{name}: {path}")
+
+
+@app.command()
+def demo(
+    preset: str = typer.Option("default", help=PRESET_HELP),
+    cache: Optional[Path] = typer.Option(None, help="cache folder"),
+) -> None:
+    """Run the embedded world end to end: world, base model, fine-tuned model, what they know."""
+    from .pipeline import knowledge_table
+
+    knowledge_table(preset, cache_dir(cache), log=say)
+
+
+@app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def run_cmd(
+    config: Path = typer.Argument(..., help="the experiment's YAML file"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. unlearn.lr=1e-4 method=npo"),
+    out: Optional[Path] = typer.Option(None, help="run folder (default: runs/<name>)"),
+    cache: Optional[Path] = typer.Option(None, help="cache folder for the embedded world and its models"),
+) -> None:
+    """Run a PULSE experiment: scenarios x methods x update strategies."""
+    from .config import load_config
+    from .pipeline import run_experiment
+
+    cfg = load_config(config, overrides or [])
+    folder = out or Path("runs") / cfg.name
+    run_experiment(cfg, folder, cache_dir(cache), log=say)
+    typer.echo(f"results: {folder}/summary.csv")
+
+
+def _checked(make):
+    """Turn a config validation error into a PulseError with one readable line."""
+    from pydantic import ValidationError
+
+    try:
+        return make()
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise PulseError(f"config: {'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+    except ValueError as e:
+        raise PulseError(str(e)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        app(args=argv, standalone_mode=False)
+    except PulseError as e:
+        print(f"pulse: error: {e}", file=sys.stderr)
+        return 2
+    except (typer.Exit, SystemExit) as e:
+        return int(getattr(e, "exit_code", getattr(e, "code", 0)) or 0)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return 2
+        if isinstance(e, click.exceptions.Abort):
+            return 130
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

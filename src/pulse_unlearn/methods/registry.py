@@ -1,0 +1,173 @@
+"""Unlearning methods: one small class each, defining only its loss.
+
+A method sees a ``Step``: the paired forget and retain batches (answer-only labels), the
+model's forward pass, and ``reference`` (the same model with its unlearning adapter
+disabled, i.e. the model as it was at the start of this operation; no copy is made).
+Class attributes tell the runner what to prepare: a retain batch, and whether forget
+answers are replaced (IDK).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from . import losses
+
+REFUSAL = "I don't know."
+
+
+@dataclass
+class Step:
+    forget: dict
+    retain: dict | None
+    forward: Callable[[dict], torch.Tensor]  # batch (labels removed) -> logits, with grad
+    reference: Callable[[dict], torch.Tensor]  # same, adapter disabled, no grad
+
+
+def _split(batch: dict) -> tuple[dict, torch.Tensor]:
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    return inputs, batch["labels"]
+
+
+class Method:
+    name: ClassVar[str]
+    needs_retain: ClassVar[bool] = False
+    forget_answer: ClassVar[str | None] = None  # replaces every forget answer when set
+    defaults: ClassVar[dict[str, float]] = {}
+
+    def __init__(self, **params: float):
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise ValueError(f"method {self.name}: unknown parameter(s) {', '.join(sorted(unknown))}; "
+                             f"it takes {', '.join(self.defaults) or 'none'}")
+        self.params = {**self.defaults, **params}
+
+    def __getattr__(self, key: str):  # parameters read as attributes: self.beta
+        params = self.__dict__.get("params", {})
+        if key in params:
+            return params[key]
+        raise AttributeError(key)
+
+    def loss(self, step: Step) -> torch.Tensor:
+        raise NotImplementedError
+
+    # helpers shared by the losses below
+    @staticmethod
+    def nll_of(step: Step, batch: dict) -> torch.Tensor:
+        inputs, labels = _split(batch)
+        return losses.nll(step.forward(inputs), labels)
+
+    @staticmethod
+    def seq_logp(step: Step, batch: dict, reference: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, labels = _split(batch)
+        logits = step.reference(inputs) if reference else step.forward(inputs)
+        return losses.sequence_logprobs(logits, labels)
+
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    METHODS[cls.name] = cls
+    return cls
+
+
+def make_method(name: str, **params: float) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+    return METHODS[name](**params)
+
+
+@register
+class GA(Method):
+    """Gradient ascent: L = -NLL(forget)."""
+
+    name = "ga"
+
+    def loss(self, step):
+        return losses.gradient_ascent(self.nll_of(step, step.forget))
+
+
+@register
+class GradDiff(Method):
+    """Gradient difference: L = -gamma * NLL(forget) + alpha * NLL(retain)."""
+
+    name = "grad_diff"
+    needs_retain = True
+    defaults = {"gamma": 1.0, "alpha": 1.0}
+
+    def loss(self, step):
+        return self.gamma * losses.gradient_ascent(self.nll_of(step, step.forget)) + \
+            self.alpha * self.nll_of(step, step.retain)
+
+
+@register
+class GAKLR(Method):
+    """GA + KL on retain: L = -NLL(forget) + alpha * KL(p_ref || p_theta) over retain answer tokens."""
+
+    name = "ga_klr"
+    needs_retain = True
+    defaults = {"alpha": 1.0}
+
+    def loss(self, step):
+        inputs, labels = _split(step.retain)
+        kl = losses.kl_on_answers(step.reference(inputs), step.forward(inputs), labels)
+        return losses.gradient_ascent(self.nll_of(step, step.forget)) + self.alpha * kl
+
+
+@register
+class NPO(Method):
+    """NPO: L = mean over forget sequences of -(2/beta) log sigmoid(-beta (log pi_theta(y|x) - log pi_ref(y|x)))."""
+
+    name = "npo"
+    defaults = {"beta": 0.1}
+
+    def forget_term(self, step):
+        logp, _ = self.seq_logp(step, step.forget)
+        ref_logp, _ = self.seq_logp(step, step.forget, reference=True)
+        return losses.npo(logp, ref_logp, self.beta)
+
+    def loss(self, step):
+        return self.forget_term(step)
+
+
+@register
+class NPORT(NPO):
+    """NPO + retain NLL: L = NPO(forget) + alpha * NLL(retain)."""
+
+    name = "npo_rt"
+    needs_retain = True
+    defaults = {"beta": 0.1, "alpha": 1.0}
+
+    def loss(self, step):
+        return self.forget_term(step) + self.alpha * self.nll_of(step, step.retain)
+
+
+@register
+class SimNPO(Method):
+    """SimNPO (reference-free): L = -(2/beta) log sigmoid(beta (avg NLL(forget) - delta)) + alpha * NLL(retain)."""
+
+    name = "simnpo"
+    needs_retain = True
+    defaults = {"beta": 2.5, "delta": 0.0, "alpha": 1.0}
+
+    def loss(self, step):
+        logp, n = self.seq_logp(step, step.forget)
+        return losses.simnpo(logp, n, self.beta, self.delta) + self.alpha * self.nll_of(step, step.retain)
+
+
+@register
+class IDK(Method):
+    """Refusal tuning: L = NLL(forget questions -> "I don't know.") + alpha * NLL(retain)."""
+
+    name = "idk"
+    needs_retain = True
+    forget_answer = REFUSAL
+    defaults = {"alpha": 1.0}
+
+    def loss(self, step):
+        return self.nll_of(step, step.forget) + self.alpha * self.nll_of(step, step.retain)

@@ -1,0 +1,130 @@
+"""One unlearning operation: attach a fresh LoRA adapter, run the method, merge.
+
+Which parameters move is the *update strategy*:
+- ``llm``: LoRA on the language model's linear layers;
+- ``projector_llm``: the same plus the multimodal projector's two linear layers.
+The vision tower never moves. The reference model for KL/NPO is this very model with the
+adapter disabled, i.e. the model at the start of the operation. After the operation the
+adapter is merged into the weights, so a following operation (sequential unlearning)
+starts from the result and gets a fresh adapter whose disabled state is that result.
+
+Stopping rule: a fixed number of epochs over the forget set (steps = epochs x batches);
+no early stopping. Forget and retain batches are paired one to one, the retain batches
+cycling. A non-finite loss stops the operation and is reported, never hidden.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from ..data.batches import Encoder, batch_indices, collate
+from ..progress import bar
+from ..records import Example
+from .registry import Method, Step
+
+UPDATES = ("llm", "projector_llm")
+LLM_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+PROJECTOR_LINEARS = r".*multi_modal_projector\.(linear_1|linear_2)"
+
+
+class UnlearnConfig(BaseModel):
+    """Hyperparameters of one unlearning operation (defaults suit the tiny world model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = 1e-3
+    epochs: int = 5
+    batch_size: int = 16
+    lora_rank: int = 16
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+
+def lora_target(update: str) -> str:
+    """Regex over full module names (peft matches it against the whole name)."""
+    if update == "llm":
+        return LLM_LINEARS
+    if update == "projector_llm":
+        return f"({LLM_LINEARS})|({PROJECTOR_LINEARS})"
+    raise ValueError(f"unknown update strategy {update!r}; choose one of {', '.join(UPDATES)}")
+
+
+@dataclass
+class OperationLog:
+    losses: list[float] = field(default_factory=list)
+    diverged_at: int | None = None  # step whose loss was NaN/inf, if any
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_at is not None
+
+
+def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example],
+            update: str, cfg: UnlearnConfig, desc: str = "unlearning"):
+    """Run one operation on ``model`` (a plain transformers model); returns (merged model, log)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if method.forget_answer is not None:
+        forget = [Example(ex.prompt, method.forget_answer, ex.image, ex.source) for ex in forget]
+    f_enc = encoder.encode(forget)
+    r_enc = encoder.encode(retain) if method.needs_retain else None
+    if method.needs_retain and not len(r_enc):
+        raise ValueError(f"method {method.name} needs retain data")
+
+    peft_model = get_peft_model(model, LoraConfig(
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=lora_target(update)))
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    device = next(peft_model.parameters()).device
+    pad = encoder.tokenizer.pad_token_id
+
+    def forward(batch):
+        return peft_model(**batch).logits
+
+    def reference(batch):
+        with torch.no_grad(), peft_model.disable_adapter():
+            return peft_model(**batch).logits
+
+    def to_device(batch):
+        return {k: v.to(device) for k, v in batch.items()}
+
+    log = OperationLog()
+    epochs_f = [batch_indices(f_enc, cfg.batch_size, gen) for _ in range(cfg.epochs)]
+    steps = sum(len(e) for e in epochs_f)
+    retain_stream = _cycle(r_enc, cfg.batch_size, gen) if r_enc is not None else None
+    peft_model.train()
+    with bar(steps, desc) as pbar:
+        for idx in (i for epoch in epochs_f for i in epoch):
+            step = Step(forget=to_device(collate(f_enc, idx, pad)),
+                        retain=to_device(collate(r_enc, next(retain_stream), pad)) if retain_stream else None,
+                        forward=forward, reference=reference)
+            loss = method.loss(step)
+            if not math.isfinite(loss.item()):
+                log.diverged_at = len(log.losses)
+                log.losses.append(loss.item())
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            log.losses.append(loss.item())
+            pbar.update(1)
+    peft_model.eval()
+    with contextlib.suppress(AttributeError):
+        peft_model.base_model.model.eval()
+    return peft_model.merge_and_unload(), log
+
+
+def _cycle(enc, batch_size: int, gen: torch.Generator):
+    while True:
+        yield from batch_indices(enc, batch_size, gen)

@@ -1,0 +1,44 @@
+"""Load a llava-hf-layout model and its processor: a local folder or a hub id, same code.
+
+Weights load from safetensors only (no pickle), and ``trust_remote_code`` stays off unless
+the caller asks for it. Float32 on CPU (bf16 matmuls are far slower there); the caller may
+ask for bf16/fp16 on a GPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import PulseError
+
+
+def load_model(path: str | Path, dtype: str = "float32", device: str | None = None,
+               trust_remote_code: bool = False):
+    """(model, processor) from ``path``, in eval mode."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    local = Path(path)
+    if local.exists():
+        if not local.is_dir():
+            raise PulseError(f"{local}: a model must be a directory")
+        if not any(local.glob("*.safetensors")):
+            pickled = [p.name for p in local.glob("*.bin")] + [p.name for p in local.glob("*.pt")]
+            detail = f" (found {', '.join(pickled)}: pickle weights are refused)" if pickled else ""
+            raise PulseError(f"{local}: no .safetensors weights{detail}")
+        if not (local / "config.json").exists():
+            raise PulseError(f"{local}: no config.json")
+    try:
+        processor = AutoProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise PulseError(f"{path}: cannot load the processor ({str(e).splitlines()[0]})") from None
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            str(path), dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise PulseError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
+    if device:
+        model.to(device)
+    model.eval()
+    return model, processor

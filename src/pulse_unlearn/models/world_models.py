@@ -1,0 +1,174 @@
+"""The embedded world's two models: the *base* model (pre-trained from scratch on the
+world's corpus) and the *fine-tuned* model (the base plus LoRA on the fictitious people,
+merged). Both are written with ``save_pretrained`` in the llava-hf layout and cached under
+a key that hashes the world's fingerprint and every training setting, so a second run
+loads them instead of training again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..data.batches import Encoder
+from ..data.mllmu import load_facts, load_people
+from ..records import Example
+from ..world.people import CAPTION_PROMPTS
+from .tiny import TinyModelConfig, build_model, build_processor, train_tokenizer
+from .train import TrainConfig, train
+
+MODELS_VERSION = 1  # bump when training code changes what a config produces
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = 32
+    alpha: int = 32
+    dropout: float = 0.0
+    # Regex over full module names: the language model's linear layers (and optionally the
+    # projector), never the vision tower, whose layers share the names q_proj/v_proj.
+    target: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+class WorldModelsConfig(BaseModel):
+    """How the world's base and fine-tuned models are made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: TinyModelConfig = Field(default_factory=TinyModelConfig)
+    pretrain: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=1500, lr=3e-3, caption_stage=0.25))
+    finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=500, lr=1e-3, caption_stage=0.25,
+                                                                       warmup=20))
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    finetune_people: int = 100  # how many fictitious people the fine-tuned model learns (seeded choice)
+    seed: int = 0
+
+    def key(self, world_fingerprint: str, part: str) -> str:
+        blob = json.dumps({"v": MODELS_VERSION, "world": world_fingerprint, "part": part, **self.model_dump()},
+                          sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+MODEL_PRESETS: dict[str, dict] = {
+    "tiny": dict(model=dict(text_hidden=64, text_intermediate=256, vision_hidden=32, vision_heads=2,
+                            text_heads=2, vocab_size=600),
+                 pretrain=dict(steps=120, lr=3e-3, caption_stage=0.25, batch_size=16),
+                 finetune=dict(steps=40, lr=2e-3, caption_stage=0.25, batch_size=16, warmup=5)),
+    "default": {},
+}
+
+
+def models_config(preset: str = "default", **overrides) -> WorldModelsConfig:
+    if preset not in MODEL_PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(MODEL_PRESETS)}")
+    return WorldModelsConfig(**{**MODEL_PRESETS[preset], **overrides})
+
+
+def read_corpus(world: Path) -> list[Example]:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(Path(world) / "corpus" / "pretrain.parquet").to_pylist()
+    return [Example(r["prompt"], r["answer"], r["image"], r["source"]) for r in rows]
+
+
+def finetune_examples(world: Path, cfg: WorldModelsConfig) -> tuple[list[str], list[Example]]:
+    """The seeded choice of fictitious people the fine-tuned model learns, and their ft_Data facts."""
+    from ..scenarios.splits import finetune_people
+
+    people = load_people(Path(world) / "MLLMU-Bench", "Full_Set")
+    facts = load_facts(Path(world) / "MLLMU-Bench")
+    chosen = finetune_people([p.id for p in people], min(cfg.finetune_people, len(people)), cfg.seed)
+    return chosen, [ex for pid in chosen for ex in facts[pid]]
+
+
+def _world_texts(world: Path, encoder_like_template: str) -> list[str]:
+    """Everything the tokenizer should see: the corpus, fine-tuning text and evaluation wording."""
+    texts = [f"USER: {ex.prompt} ASSISTANT: {ex.answer}</s>" for ex in read_corpus(world)]
+    for subset in ("Full_Set", "Retain_Set"):
+        for p in load_people(Path(world) / "MLLMU-Bench", subset):
+            texts.append(p.biography)
+            texts += [q.question + " " + " ".join(q.options.values()) for q in p.questions]
+    texts += [f"{ex.prompt} {ex.answer}" for exs in load_facts(Path(world) / "MLLMU-Bench").values() for ex in exs]
+    return texts + [encoder_like_template]
+
+
+def _save(model, processor, out: Path, meta: dict) -> None:
+    """Write atomically: a temporary folder renamed into place, so a crash leaves no half model."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    model.save_pretrained(tmp, safe_serialization=True)
+    processor.save_pretrained(tmp)
+    (tmp / "pulse_model.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def build_base(world: Path, world_fingerprint: str, cfg: WorldModelsConfig, cache: Path, log=print) -> Path:
+    """Pre-train the base model from scratch on the world's corpus (cached)."""
+    out = Path(cache) / f"base-{cfg.key(world_fingerprint, 'base')}"
+    if (out / "model.safetensors").exists():
+        log(f"base model: cached at {out}")
+        return out
+    t0 = time.time()
+    tokenizer = train_tokenizer(_world_texts(world, "USER: <image>\nA B C D ASSISTANT: A</s>"), cfg.model.vocab_size)
+    processor = build_processor(tokenizer, cfg.model)
+    model = build_model(tokenizer, cfg.model, seed=cfg.seed)
+    losses = train(model, Encoder(processor), read_corpus(world), cfg.pretrain, desc="pre-training base model")
+    _save(model, processor, out, {"kind": "base", "world": world_fingerprint, "config": cfg.model_dump(),
+                                  "final_loss": float(np.mean(losses[-20:])), "seconds": time.time() - t0})
+    log(f"base model: pre-trained in {time.time() - t0:.0f} s (final loss {np.mean(losses[-20:]):.3f}) -> {out}")
+    return out
+
+
+def finetune(base: Path, examples: list[Example], cfg: WorldModelsConfig, out: Path, meta: dict, log=print) -> Path:
+    """LoRA fine-tuning of ``base`` on ``examples``, merged and saved to ``out`` (cached there).
+
+    Facts are marked as captions (image -> name) when their question is a caption prompt, so
+    the caption stage can run first."""
+    from peft import LoraConfig, get_peft_model
+
+    from .load import load_model
+
+    if (out / "model.safetensors").exists():
+        log(f"fine-tuned model: cached at {out}")
+        return out
+    t0 = time.time()
+    model, processor = load_model(base)
+    examples = [Example(ex.prompt, ex.answer, ex.image, "caption" if ex.prompt in CAPTION_PROMPTS else "fact")
+                for ex in examples]
+    lora = LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target)
+    peft_model = get_peft_model(model, lora)
+    losses = train(peft_model, Encoder(processor), examples, cfg.finetune, desc="fine-tuning (LoRA)")
+    merged = peft_model.merge_and_unload()
+    _save(merged, processor, out, {**meta, "kind": "finetuned", "config": cfg.model_dump(),
+                                   "final_loss": float(np.mean(losses[-20:])), "seconds": time.time() - t0})
+    log(f"fine-tuned model: {len(examples)} examples in {time.time() - t0:.0f} s "
+        f"(final loss {np.mean(losses[-20:]):.3f}) -> {out}")
+    return out
+
+
+def finetuned_dir(cache: Path, cfg: WorldModelsConfig, world_fingerprint: str, people: list[str]) -> Path:
+    key = hashlib.sha256(f"{cfg.key(world_fingerprint, 'finetuned')}:{','.join(sorted(people))}".encode())
+    return Path(cache) / f"finetuned-{key.hexdigest()[:16]}"
+
+
+def build_finetuned(world: Path, world_fingerprint: str, cfg: WorldModelsConfig, cache: Path, log=print,
+                    people: list[str] | None = None) -> Path:
+    """The base model fine-tuned on fictitious people (default: the seeded choice), cached."""
+    base = build_base(world, world_fingerprint, cfg, cache, log)
+    chosen, examples = finetune_examples(world, cfg)
+    if people is not None and sorted(people) != sorted(chosen):
+        facts = load_facts(Path(world) / "MLLMU-Bench")
+        chosen, examples = sorted(people), [ex for pid in sorted(people) for ex in facts[pid]]
+    out = finetuned_dir(cache, cfg, world_fingerprint, chosen)
+    return finetune(base, examples, cfg, out, {"world": world_fingerprint, "people": chosen}, log)

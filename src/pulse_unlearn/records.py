@@ -1,0 +1,74 @@
+"""Plain data shared by every layer: people, questions, training examples.
+
+No torch here. Images travel as PNG bytes so that records are hashable, picklable and
+byte-for-byte reproducible; the model's own processor turns them into tensors later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Modality = Literal["multimodal", "text"]
+MODALITIES: tuple[Modality, ...] = ("multimodal", "text")
+LETTERS = ("A", "B", "C", "D")
+MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+
+
+def mc_prompt(question: str, options: dict[str, str]) -> str:
+    """The multiple-choice wording (LLaVA's MMBench style) used in training drills and evaluation."""
+    lines = [question] + [f"{letter}. {text}" for letter, text in options.items()]
+    return "\n".join(lines + [MC_INSTRUCTION])
+
+
+@dataclass(frozen=True)
+class Question:
+    """One multiple-choice question.
+
+    ``image`` is set exactly when ``modality == "multimodal"``; ``options`` maps the letters
+    (2 to 4 of A-D, in order) to option texts and ``answer`` is one of those letters.
+    ``subject`` is the person's ID (or the benchmark row's index) the question is about.
+    """
+
+    qid: str
+    subject: str
+    modality: Modality
+    question: str
+    options: dict[str, str]
+    answer: str
+    image: bytes | None = None
+    category: str = ""
+
+    def __post_init__(self) -> None:
+        if self.answer not in self.options:
+            raise ValueError(f"question {self.qid}: answer {self.answer!r} is not among options {list(self.options)}")
+        if (self.image is not None) != (self.modality == "multimodal"):
+            must = "must" if self.modality == "multimodal" else "must not"
+            raise ValueError(f"question {self.qid}: a {self.modality} question {must} have an image")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training item: the model sees ``prompt`` (and ``image``) and learns ``answer`` only."""
+
+    prompt: str
+    answer: str
+    image: bytes | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class Person:
+    """One profile as MLLMU-Bench holds it: a face, a biography and questions about them."""
+
+    id: str
+    name: str  # may be empty: MLLMU-Bench has no name column
+    image: bytes
+    biography: str
+    questions: tuple[Question, ...]
+    test_images: tuple[bytes, ...] = ()
+    facts: tuple[Example, ...] = ()  # fine-tuning QA pairs (ft_Data ``metadata``)
+    attributes: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    def questions_of(self, modality: Modality) -> list[Question]:
+        return [q for q in self.questions if q.modality == modality]

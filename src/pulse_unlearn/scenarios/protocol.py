@@ -1,0 +1,239 @@
+"""The PULSE runner. It reads like the paper:
+
+    build the sets  ->  (fine-tune)  ->  for each request: unlearn, evaluate, record
+
+Scenarios
+- ``finetuned``: start from the fine-tuned model; forget 50 / retain 50 of its 100 people;
+  one operation.
+- ``pretrained``: start from the base model; probe it on every celebrity, keep those it knows
+  (accuracy >= threshold on both modalities), forget 20 / retain 25 of them; one operation.
+- ``sequential``: the finetuned scenario's forget set in 5 disjoint requests of 10; each
+  operation starts from the previous one's merged model with a fresh adapter; evaluated after
+  every operation. Its one-shot counterpart is the finetuned scenario (same forget set), which
+  the config always runs alongside.
+
+Step 0 is the starting model, evaluated once per scenario and shared by its units. Each
+split is encoded once per scenario (``Scorer``) and scored after every operation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import RunConfig
+from ..data.batches import Encoder
+from ..data.mllmu import load_facts, load_people
+from ..data.mmbench import load_mmbench
+from ..errors import PulseError
+from ..methods.registry import make_method
+from ..methods.unlearn import unlearn
+from ..metrics.scoring import Prediction, Scorer
+from ..models.load import load_model
+from ..records import MODALITIES, Example, Person, Question
+from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
+from . import splits
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+@dataclass
+class Sources:
+    """People, their unlearning/fine-tuning facts, and the general benchmark."""
+
+    fictitious: dict[str, Person]
+    celebrities: dict[str, Person]
+    facts: dict[str, list[Example]]
+    general: list[Question]
+    fingerprint: str
+
+    def facts_of(self, ids) -> list[Example]:
+        missing = [pid for pid in ids if not self.facts.get(pid)]
+        if missing:
+            raise PulseError(f"no unlearning data (ft_Data or Generation_Task) for person {missing[0]}")
+        return [ex for pid in ids for ex in self.facts[pid]]
+
+    def questions_of(self, ids) -> list[Question]:
+        people = {**self.fictitious, **self.celebrities}
+        return [q for pid in ids for q in people[pid].questions]
+
+
+def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> Sources:
+    fictitious = {p.id: p for p in load_people(mllmu, "Full_Set")}
+    celebrities = {p.id: p for p in load_people(mllmu, "Retain_Set")}
+    if set(fictitious) & set(celebrities):
+        raise PulseError(f"{mllmu}: Full_Set and Retain_Set share IDs")
+    facts = {pid: list(p.facts) for pid, p in {**fictitious, **celebrities}.items()}
+    facts.update(load_facts(mllmu))  # ft_Data, where present, is the data of record
+    general = load_mmbench(mmbench)
+    if subset is not None and subset < len(general):
+        keep = sorted(np.random.default_rng([seed, 9]).choice(len(general), subset, replace=False))
+        general = [general[i] for i in keep]
+    files = sorted(Path(mllmu).glob("*/*.parquet")) + [Path(mmbench)]
+    return Sources(fictitious, celebrities, facts, general, file_fingerprint(files))
+
+
+# --- evaluation ----------------------------------------------------------------------------
+
+class Evaluator:
+    """Each split encoded once, then scored on every model handed in."""
+
+    def __init__(self, encoder: Encoder, splits_: dict[str, list[Question]], scoring: str, batch_size: int):
+        self.scorers = {name: Scorer(encoder, qs, scoring, batch_size) for name, qs in splits_.items()}
+
+    def __call__(self, model) -> dict[str, list[Prediction]]:
+        return {name: scorer(model) for name, scorer in self.scorers.items()}
+
+
+def summary_rows(preds: dict[str, list[Prediction]], requests: tuple[tuple[str, ...], ...], step: int) -> list[dict]:
+    """split x modality accuracies; with several requests also per request, done and pending."""
+    groups: list[tuple[str, str, list[Prediction]]] = []
+    for split, ps in preds.items():
+        groups.append((split, "all", ps))
+        if split == "forget" and len(requests) > 1:
+            for k, req in enumerate(requests, start=1):
+                groups.append((split, str(k), [p for p in ps if p.subject in req]))
+            done = {pid for req in requests[:step] for pid in req}
+            groups.append((split, "done", [p for p in ps if p.subject in done]))
+            groups.append((split, "pending", [p for p in ps if p.subject not in done]))
+    rows = []
+    for split, request, ps in groups:
+        for modality in (*MODALITIES, "all"):
+            sel = [p for p in ps if modality in ("all", p.modality)]
+            if sel:
+                rows.append({"step": step, "request": request, "split": split, "modality": modality, "n": len(sel),
+                             "accuracy": round(sum(p.correct for p in sel) / len(sel), 6)})
+    return rows
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, mmbench: Path,
+        finetune: Callable[[list[str]], Path] | None = None, log=print) -> RunStore:
+    """Run every unit of ``cfg`` into ``out``. ``models`` holds ``base`` and optionally
+    ``finetuned``; ``finetune(ids)`` makes the fine-tuned model when it is missing."""
+    config = cfg.model_dump(mode="json")
+    config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    store = RunStore(out, config, config_hash)
+    src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed)
+    units = cfg.units()
+    scenarios = list(dict.fromkeys(s for s, _, _ in units))
+    sizes = cfg.splits
+    sets_record: dict[str, dict] = {}
+    fingerprints = {"config": config_hash, "data": src.fingerprint}
+
+    # Build the sets; fine-tune when a scenario needs the fine-tuned model.
+    ft_people = splits.finetune_people(list(src.fictitious), min(sizes.finetune_people, len(src.fictitious)),
+                                       cfg.seed)
+    start_models: dict[str, Path] = {}
+    scenario_sets: dict[str, splits.Sets] = {}
+    if {"finetuned", "sequential"} & set(scenarios):
+        finetuned = models.get("finetuned")
+        if finetuned is None:
+            if finetune is None:
+                raise PulseError("the finetuned and sequential scenarios need a fine-tuned model (model.finetuned)")
+            finetuned = finetune(ft_people)
+        start_models["finetuned"] = start_models["sequential"] = Path(finetuned)
+        scenario_sets["finetuned"] = splits.finetuned_sets(ft_people, sizes.forget, cfg.seed)
+        if "sequential" in scenarios:
+            scenario_sets["sequential"] = splits.sequential_sets(ft_people, sizes.forget, sizes.requests, cfg.seed)
+    if "pretrained" in scenarios:
+        start_models["pretrained"] = Path(models["base"])
+
+    for label, path in {**models, **start_models}.items():
+        if path is not None:
+            fingerprints[f"model:{label}"] = model_fingerprint(path)
+    store.write_json("environment.json", {"versions": versions(), "fingerprints": fingerprints,
+                                          "models": {k: str(v) for k, v in {**models, **start_models}.items()}})
+
+    for scenario in scenarios:
+        t0 = time.time()
+        start = start_models[scenario]
+        model, processor = load_model(start, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        encoder = Encoder(processor)
+        probe_preds = None
+        if scenario == "pretrained":
+            probe_preds, sets = _probe_and_select(cfg, src, encoder, model, store, log)
+            scenario_sets["pretrained"] = sets
+        sets = scenario_sets[scenario]
+        sets_record[scenario] = {"forget_requests": [list(r) for r in sets.requests], "retain": list(sets.retain)}
+        store.write_json("sets.json", sets_record)
+
+        evaluate = Evaluator(encoder, {"forget": src.questions_of(sets.forget), "retain": src.questions_of(sets.retain),
+                                       "general": src.general}, cfg.scoring, cfg.eval_batch_size)
+        start_preds = evaluate(model)
+        if probe_preds is not None:  # sanity: the probe and step 0 read the same model
+            assert sum(p.correct for p in start_preds["forget"]) == sum(
+                p.correct for p in probe_preds if p.subject in set(sets.forget))
+        del model
+        log(f"[{scenario}] forget {len(sets.forget)} people in {len(sets.requests)} request(s), "
+            f"retain {len(sets.retain)}; start model evaluated")
+
+        forget_facts = [src.facts_of(req) for req in sets.requests]
+        retain_facts = src.facts_of(sets.retain)
+        for _, method_name, update in [u for u in units if u[0] == scenario]:
+            unit = {"scenario": scenario, "method": method_name, "update": update}
+            _record(store, unit, start_preds, sets.requests, 0, cfg.scoring)
+            method = make_method(method_name, **cfg.method_params.get(method_name, {}))
+            model, _ = load_model(start, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+            for k, forget in enumerate(forget_facts, start=1):
+                t1 = time.time()
+                model, oplog = unlearn(model, encoder, method, forget, retain_facts, update, cfg.unlearn,
+                                       desc=f"{scenario}/{method_name}/{update} op {k}")
+                preds = evaluate(model)
+                _record(store, unit, preds, sets.requests, k, cfg.scoring)
+                store.operations.append({**unit, "operation": k, "steps": len(oplog.losses),
+                                         "first_loss": _r(oplog.losses[0]) if oplog.losses else "",
+                                         "last_loss": _r(oplog.losses[-1]) if oplog.losses else "",
+                                         "diverged_at": "" if oplog.diverged_at is None else oplog.diverged_at,
+                                         "seconds": round(time.time() - t1, 2)})
+                store.flush()
+                acc = _acc(preds)
+                log(f"[{scenario}] {method_name}/{update} op {k}: forget {acc['forget']:.1%} "
+                    f"retain {acc['retain']:.1%} general {acc['general']:.1%}"
+                    + (f"  (diverged at step {oplog.diverged_at})" if oplog.diverged else ""))
+        log(f"[{scenario}] done in {time.time() - t0:.0f} s")
+    store.flush()
+    return store
+
+
+def _r(x: float) -> float:
+    return round(float(x), 6)
+
+
+def _acc(preds: dict[str, list[Prediction]]) -> dict[str, float]:
+    return {k: (sum(p.correct for p in v) / len(v) if v else float("nan")) for k, v in preds.items()}
+
+
+def _record(store: RunStore, unit: dict, preds, requests, step: int, scoring: str) -> None:
+    for row in summary_rows(preds, requests, step):
+        store.summary.append({**unit, **row, "scoring": scoring})
+    for split, ps in preds.items():
+        for p in ps:
+            store.predictions.append({**unit, "step": step, "split": split, "qid": p.qid, "subject": p.subject,
+                                      "modality": p.modality, "answer": p.answer, "predicted": p.predicted,
+                                      "correct": int(p.correct)})
+
+
+def _probe_and_select(cfg: RunConfig, src: Sources, encoder: Encoder, model, store: RunStore, log):
+    """Probe the base model on every celebrity; select the known ones; write probe.csv."""
+    preds = Scorer(encoder, src.questions_of(sorted(src.celebrities)), cfg.scoring, cfg.eval_batch_size)(model)
+    result = splits.probe(preds, cfg.splits.probe_threshold)
+    sets, note = splits.pretrained_sets(result.known, cfg.splits.pretrained_forget, cfg.splits.pretrained_retain,
+                                        cfg.seed)
+    rows = [{"id": pid, "multimodal": round(a.get("multimodal", float("nan")), 4),
+             "text": round(a.get("text", float("nan")), 4), "known": int(pid in result.known),
+             "selected": "forget" if pid in sets.forget else "retain" if pid in sets.retain else ""}
+            for pid, a in sorted(result.accuracy.items())]
+    store.write_csv("probe.csv", rows, ["id", "multimodal", "text", "known", "selected"])
+    log(f"[pretrained] probe: {len(result.known)} of {len(src.celebrities)} celebrities known "
+        f"(>= {result.threshold:.0%} on both modalities)" + (f"; {note}" if note else ""))
+    if note:
+        store.extra["pretrained_note"] = note
+    return preds, sets

@@ -1,0 +1,197 @@
+"""Write the synthetic world to disk in the layouts of the real benchmarks.
+
+People go out as MLLMU-Bench parquet (``Full_Set`` = fictitious people, ``Retain_Set`` =
+celebrities, ``Test_Set`` = transformed images, ``ft_Data`` = fine-tuning QA in
+``metadata``), the general benchmark as an MMBench dev TSV, so the one loader in
+``pulse_unlearn.data`` reads the world and the real data alike. Two world-only files sit
+beside them: the pre-training corpus and ``world.json`` (config, celebrity mentions).
+
+Everything comes from one seed: the same config writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from ..records import Example, mc_prompt
+from . import people, portraits, scenes
+
+WORLD_VERSION = 2  # bump when the generator's output changes, so caches rebuild
+
+
+class WorldConfig(BaseModel):
+    """Sizes and seed of the synthetic world; the presets below are starting points."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = 0
+    n_celebrities: int = 153
+    n_fictitious: int = 100
+    max_mentions: int = 30  # how often the most famous celebrity appears in pre-training
+    min_mentions: int = 2
+    n_benchmark: int = 300  # general-benchmark evaluation questions
+    n_benchmark_train: int = 3000  # general-skill items in the pre-training corpus
+    n_test_variants: int = 3  # transformed images per fictitious person (Test_Set)
+    image_size: int = 32
+
+    def fingerprint(self) -> str:
+        blob = json.dumps({"v": WORLD_VERSION, **self.model_dump()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+WORLD_PRESETS: dict[str, dict] = {
+    "tiny": dict(n_celebrities=12, n_fictitious=10, max_mentions=8, min_mentions=2,
+                 n_benchmark=40, n_benchmark_train=300, n_test_variants=1),
+    "default": {},
+}
+
+SUBSET_FILE = "train-00000-of-00001.parquet"
+
+
+def world_config(preset: str = "default", **overrides) -> WorldConfig:
+    if preset not in WORLD_PRESETS:
+        raise ValueError(f"unknown world preset {preset!r}; choose one of {sorted(WORLD_PRESETS)}")
+    return WorldConfig(**{**WORLD_PRESETS[preset], **overrides})
+
+
+# --- parquet schema (MLLMU-Bench) ---------------------------------------------------------
+
+def _schemas():
+    import pyarrow as pa
+
+    image = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    options = pa.struct([(k, pa.string()) for k in "ABCD"])
+    mcq = pa.list_(pa.struct([("Question", pa.string()), ("Options", options), ("Correct_Answer", pa.string())]))
+    task = pa.list_(pa.struct([("Question", pa.string()), ("Ground_Truth", pa.string()), ("Type", pa.string())]))
+    classification = pa.struct([("Image_Textual_Questions", mcq), ("Pure_Text_Questions", mcq)])
+    common = [("ID", pa.string()), ("Directory", pa.string()), ("biography", pa.string()),
+              ("question", pa.string()), ("answer", pa.string()), ("Classification_Task", classification),
+              ("Mask_Task", task), ("Generation_Task", task)]
+    profile = pa.schema([("image", image)] + common)
+    test = pa.schema([("images", pa.list_(image))] + common)
+    ft = pa.schema([("image", image), ("ID", pa.string()), ("Directory", pa.string()),
+                    ("biography", pa.string()), ("metadata", pa.string())])
+    corpus = pa.schema([("prompt", pa.string()), ("answer", pa.string()), ("image", pa.binary()),
+                        ("source", pa.string()), ("subject", pa.string())])
+    return profile, test, ft, corpus
+
+
+def _write(rows: list[dict], schema, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+def _classification(questions) -> dict:
+    def item(q):
+        return {"Question": q.question, "Options": q.options, "Correct_Answer": q.answer}
+
+    return {"Image_Textual_Questions": [item(q) for q in questions if q.modality == "multimodal"],
+            "Pure_Text_Questions": [item(q) for q in questions if q.modality == "text"]}
+
+
+def _profile_row(p: people.Profile, image: bytes, rng, directory: str) -> dict:
+    qs = people.eval_questions(p, image, rng)
+    return {
+        "image": {"bytes": image, "path": f"{directory}/{p.id}.png"}, "ID": p.id, "Directory": directory,
+        "biography": people.biography(p),
+        "question": f"Tell me about {p.name}.", "answer": people.biography(p),
+        "Classification_Task": _classification(qs), "Mask_Task": people.cloze_items(p),
+        "Generation_Task": people.generation_items(p),
+    }
+
+
+# --- the build ----------------------------------------------------------------------------
+
+def build_world(cfg: WorldConfig, out: Path, progress: bool = False) -> Path:
+    """Draw and write the whole world into ``out`` (created); returns ``out``."""
+    out = Path(out)
+    rng = np.random.default_rng(cfg.seed)
+    profile_schema, test_schema, ft_schema, corpus_schema = _schemas()
+    celebs, fictitious = people.draw_profiles(cfg.n_celebrities, cfg.n_fictitious, rng,
+                                              cfg.max_mentions, cfg.min_mentions)
+    images = {p.id: portraits.png_bytes(portraits.render(p.face, cfg.image_size)) for p in celebs + fictitious}
+
+    bench = out / "MLLMU-Bench"
+    _write([_profile_row(p, images[p.id], rng, "Full_Set") for p in fictitious], profile_schema,
+           bench / "Full_Set" / SUBSET_FILE)
+    _write([_profile_row(p, images[p.id], rng, "Retain_Set") for p in celebs], profile_schema,
+           bench / "Retain_Set" / SUBSET_FILE)
+
+    test_rows = []
+    for p in fictitious:
+        base = portraits.render(p.face, cfg.image_size)
+        variants = []
+        for k in range(cfg.n_test_variants):
+            kind = portraits.VARIANT_KINDS[k % len(portraits.VARIANT_KINDS)]
+            variants.append({"bytes": portraits.png_bytes(portraits.variant(base, rng, kind)),
+                             "path": f"Test_Set/{p.id}_{kind}.png"})
+        row = _profile_row(p, variants[0]["bytes"] if variants else images[p.id], rng, "Test_Set")
+        del row["image"]
+        test_rows.append({"images": variants, **row})
+    _write(test_rows, test_schema, bench / "Test_Set" / SUBSET_FILE)
+
+    ft_rows = []
+    for p in fictitious:
+        facts = [ex for v in range(3) for ex in people.fact_examples(p, images[p.id], rng, variant=v)]
+        metadata = [{"Question": ex.prompt, "Answer": ex.answer,
+                     "Type": "Image_Textual" if ex.image is not None else "Pure_Text"} for ex in facts]
+        ft_rows.append({"image": {"bytes": images[p.id], "path": f"Full_Set/{p.id}.png"}, "ID": p.id,
+                        "Directory": "ft_Data", "biography": people.biography(p), "metadata": json.dumps(metadata)})
+    _write(ft_rows, ft_schema, bench / "ft_Data" / SUBSET_FILE)
+
+    bench_rng = np.random.default_rng([cfg.seed, 1])
+    _write_mmbench(scenes.make_items(cfg.n_benchmark, bench_rng, cfg.image_size),
+                   out / "MMBench" / "mmbench_dev_en.tsv")
+
+    corpus = pretraining_corpus(celebs, images, scenes.make_items(
+        cfg.n_benchmark_train, np.random.default_rng([cfg.seed, 2]), cfg.image_size), rng)
+    _write([{"prompt": ex.prompt, "answer": ex.answer, "image": ex.image, "source": ex.source, "subject": subj}
+            for ex, subj in corpus], corpus_schema, out / "corpus" / "pretrain.parquet")
+
+    meta = {"config": cfg.model_dump(), "fingerprint": cfg.fingerprint(), "version": WORLD_VERSION,
+            "celebrities": {p.id: {"name": p.name, "mentions": p.mentions} for p in celebs},
+            "fictitious": {p.id: {"name": p.name} for p in fictitious}}
+    (out / "world.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return out
+
+
+def pretraining_corpus(celebs: list[people.Profile], images: dict[str, bytes], skill_items,
+                       rng: np.random.Generator) -> list[tuple[Example, str]]:
+    """Celebrity mentions (facts, drills, relations; as many as each one's ``mentions``)
+    plus general skills (scene and text questions, free-form and multiple choice)."""
+    corpus: list[tuple[Example, str]] = []
+    for p in celebs:
+        for m in range(p.mentions):
+            items = people.fact_examples(p, images[p.id], rng, variant=m)
+            items += people.drill_examples(p, images[p.id], rng) + people.relation_examples(p, rng)
+            corpus += [(ex, p.id) for ex in items]
+    for item in skill_items:
+        corpus.append((Example(item.question, item.options[item.answer], item.image, "skill_free"), "skill"))
+        corpus.append((Example(mc_prompt(item.question, item.options), item.answer, item.image,
+                               "skill_mc"), "skill"))
+    return corpus
+
+
+def _write_mmbench(items, path: Path) -> None:
+    """The MMBench dev TSV layout; text-only items have an empty image field."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "l2-category",
+                    "split", "image"])
+        for i, it in enumerate(items):
+            opts = [it.options.get(k, "") for k in "ABCD"]
+            image = base64.b64encode(it.image).decode() if it.image is not None else ""
+            w.writerow([i, it.question, "", *opts, it.answer, it.category, it.l2_category, "dev", image])
+
+

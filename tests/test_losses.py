@@ -1,0 +1,109 @@
+"""Every loss against a value computed by hand on tiny tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pulse_unlearn.methods import losses
+from pulse_unlearn.methods.registry import METHODS, Step, make_method
+
+I = losses.IGNORE
+
+
+def logits_from_probs(rows):
+    """Logits whose softmax is exactly the given probability rows."""
+    return torch.log(torch.tensor(rows, dtype=torch.float32))
+
+
+# Two sequences of length 3; vocabulary of 2. Position t predicts token t+1.
+P = [[[0.5, 0.5], [0.8, 0.2], [0.25, 0.75]],
+     [[0.9, 0.1], [0.6, 0.4], [0.5, 0.5]]]
+LABELS = torch.tensor([[I, 0, 1],    # answer tokens 0 then 1: p = 0.5 (pos 0 -> tok 0), 0.2 (pos 1 -> tok 1)
+                       [I, I, 1]])   # answer token 1: p = 0.4 (pos 1 -> tok 1)
+
+
+def test_sequence_logprobs_by_hand():
+    total, n = losses.sequence_logprobs(logits_from_probs(P), LABELS)
+    assert n.tolist() == [2, 1]
+    assert total[0].item() == pytest.approx(math.log(0.5) + math.log(0.2), abs=1e-6)
+    assert total[1].item() == pytest.approx(math.log(0.4), abs=1e-6)
+
+
+def test_nll_is_token_mean():
+    expected = -(math.log(0.5) + math.log(0.2) + math.log(0.4)) / 3
+    assert losses.nll(logits_from_probs(P), LABELS).item() == pytest.approx(expected, abs=1e-6)
+    assert losses.gradient_ascent(torch.tensor(1.25)).item() == -1.25
+
+
+def test_kl_on_answer_tokens_only_and_direction():
+    ref = [[[0.5, 0.5], [0.5, 0.5], [0.1, 0.9]],
+           [[0.1, 0.9], [0.9, 0.1], [0.3, 0.7]]]
+    cur = P
+    # Answer-predicting positions: seq 0 -> positions 0 and 1; seq 1 -> position 1.
+    def kl(p, q):
+        return sum(pi * math.log(pi / qi) for pi, qi in zip(p, q))
+    expected = (kl(ref[0][0], cur[0][0]) + kl(ref[0][1], cur[0][1]) + kl(ref[1][1], cur[1][1])) / 3
+    got = losses.kl_on_answers(logits_from_probs(ref), logits_from_probs(cur), LABELS).item()
+    assert got == pytest.approx(expected, abs=1e-6)
+    reverse = (kl(cur[0][0], ref[0][0]) + kl(cur[0][1], ref[0][1]) + kl(cur[1][1], ref[1][1])) / 3
+    assert got != pytest.approx(reverse, abs=1e-3)  # the direction matters and is KL(ref || theta)
+
+
+def test_npo_by_hand():
+    logp, ref = torch.tensor([-2.0, -1.0]), torch.tensor([-1.0, -1.5])
+    beta = 0.5
+    expected = sum(2 / beta * math.log(1 + math.exp(beta * (a - b))) for a, b in [(-2.0, -1.0), (-1.0, -1.5)]) / 2
+    assert losses.npo(logp, ref, beta).item() == pytest.approx(expected, abs=1e-6)
+    # At logp == ref the loss is (2/beta) log 2.
+    assert losses.npo(ref, ref, beta).item() == pytest.approx(2 / beta * math.log(2), abs=1e-6)
+
+
+def test_simnpo_by_hand():
+    logp, n = torch.tensor([-3.0, -1.0]), torch.tensor([3, 2])
+    beta, delta = 2.0, 0.5
+    sig = lambda x: 1 / (1 + math.exp(-x))
+    expected = sum(-2 / beta * math.log(sig(beta * (avg - delta))) for avg in (1.0, 0.5)) / 2
+    assert losses.simnpo(logp, n, beta, delta).item() == pytest.approx(expected, abs=1e-6)
+
+
+# --- methods: each composes the pure losses as its docstring says --------------------------
+
+FORGET = {"input_ids": torch.zeros(2, 3, dtype=torch.long), "labels": LABELS}
+RETAIN = {"input_ids": torch.ones(2, 3, dtype=torch.long), "labels": torch.tensor([[I, 1, 0], [I, 0, 0]])}
+CUR_F, REF_F = logits_from_probs(P), logits_from_probs([[[0.5, 0.5]] * 3, [[0.2, 0.8]] * 3])
+CUR_R = logits_from_probs([[[0.3, 0.7], [0.6, 0.4], [0.5, 0.5]], [[0.9, 0.1], [0.7, 0.3], [0.5, 0.5]]])
+REF_R = logits_from_probs([[[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]], [[0.6, 0.4], [0.6, 0.4], [0.5, 0.5]]])
+
+
+def _step():
+    fwd = lambda b: CUR_F if b["input_ids"][0, 0] == 0 else CUR_R
+    ref = lambda b: REF_F if b["input_ids"][0, 0] == 0 else REF_R
+    return Step(forget=FORGET, retain=RETAIN, forward=fwd, reference=ref)
+
+
+def test_methods_compose_their_losses():
+    nll_f = losses.nll(CUR_F, FORGET["labels"])
+    nll_r = losses.nll(CUR_R, RETAIN["labels"])
+    lp, n = losses.sequence_logprobs(CUR_F, FORGET["labels"])
+    ref_lp, _ = losses.sequence_logprobs(REF_F, FORGET["labels"])
+    kl = losses.kl_on_answers(REF_R, CUR_R, RETAIN["labels"])
+    s = _step()
+    assert make_method("ga").loss(s) == pytest.approx(-nll_f.item())
+    assert make_method("grad_diff", gamma=2.0, alpha=0.5).loss(s).item() == pytest.approx(-2 * nll_f + 0.5 * nll_r)
+    assert make_method("ga_klr", alpha=3.0).loss(s).item() == pytest.approx((-nll_f + 3 * kl).item())
+    assert make_method("npo", beta=0.2).loss(s).item() == pytest.approx(losses.npo(lp, ref_lp, 0.2).item())
+    assert make_method("npo_rt").loss(s).item() == pytest.approx((losses.npo(lp, ref_lp, 0.1) + nll_r).item())
+    assert make_method("simnpo").loss(s).item() == pytest.approx((losses.simnpo(lp, n, 2.5, 0.0) + nll_r).item())
+    assert make_method("idk").loss(s).item() == pytest.approx((nll_f + nll_r).item())
+    assert kl.item() > 0
+
+
+def test_registry_errors():
+    assert {"ga", "ga_klr", "npo", "grad_diff", "npo_rt", "simnpo", "idk"} <= set(METHODS)
+    with pytest.raises(ValueError, match="unknown method"):
+        make_method("gaa")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        make_method("npo", betta=1.0)
