@@ -21,8 +21,9 @@ from pulse_unlearn.data.mllmu import load_people
 from pulse_unlearn.data.mmbench import load_mmbench
 from pulse_unlearn.metrics.scoring import SCORINGS, accuracy, score
 from pulse_unlearn.models.load import load_model
-from pulse_unlearn.models.world_models import build_base, build_finetuned, models_config
-from pulse_unlearn.world.build import build_world, world_config
+from pulse_unlearn.models.world_models import build_base, build_finetuned, finetune_examples, models_config
+from pulse_unlearn.pipeline import ensure_world
+from pulse_unlearn.world.build import world_config
 
 
 def line(label: str, model, encoder, questions) -> None:
@@ -37,28 +38,26 @@ def line(label: str, model, encoder, questions) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="default")
-    ap.add_argument("--cache", default=None, help="keep models here (default: a fresh temporary folder)")
+    ap.add_argument("--cache", default=None, help="cache folder, laid out as pulse's (default: a fresh temporary one)")
+    ap.add_argument("--base-only", action="store_true", help="stop after the base model")
     args = ap.parse_args()
     cache = Path(args.cache or tempfile.mkdtemp(prefix="pulse-quality-"))
     wcfg, mcfg = world_config(args.preset), models_config(args.preset)
 
     t0 = time.time()
-    world = build_world(wcfg, cache / f"world-{wcfg.fingerprint()}")
+    world = ensure_world(wcfg, cache, log=lambda *_: None)
     t_world = time.time() - t0
     t0 = time.time()
-    base_dir = build_base(world, wcfg.fingerprint(), mcfg, cache)
+    base_dir = build_base(world, wcfg.fingerprint(), mcfg, cache / "models")
     t_base = time.time() - t0
-    t0 = time.time()
-    ft_dir = build_finetuned(world, wcfg.fingerprint(), mcfg, cache)
-    t_ft = time.time() - t0
-    print(f"world build {t_world:.1f} s, base pre-training {t_base:.1f} s, fine-tuning {t_ft:.1f} s "
-          f"(world + base {t_world + t_base:.1f} s; targets 300 s and 60 s)")
+    print(f"world build {t_world:.1f} s, base pre-training {t_base:.1f} s (world + base {t_world + t_base:.1f} s; "
+          "target 300 s)", flush=True)
 
     meta = json.loads((world / "world.json").read_text())
     mentions = {pid: v["mentions"] for pid, v in meta["celebrities"].items()}
     celebs = load_people(world / "MLLMU-Bench", "Retain_Set")
     fictitious = load_people(world / "MLLMU-Bench", "Full_Set")
-    ft_people = set(json.loads((ft_dir / "pulse_model.json").read_text())["people"])
+    ft_people = set(finetune_examples(world, mcfg)[0])
     bench = load_mmbench(world / "MMBench" / "mmbench_dev_en.tsv")
 
     cut = sorted(mentions.values())
@@ -75,6 +74,11 @@ def main() -> None:
     line("general benchmark", model, enc, bench)
     line("fictitious (never seen)", model, enc, [q for p in fictitious if p.id in ft_people for q in p.questions])
 
+    if args.base_only:
+        return
+    t0 = time.time()
+    ft_dir = build_finetuned(world, wcfg.fingerprint(), mcfg, cache / "models")
+    print(f"\nfine-tuning {time.time() - t0:.1f} s (target 60 s)")
     model, processor = load_model(ft_dir)
     enc = Encoder(processor)
     print("\nfine-tuned model")

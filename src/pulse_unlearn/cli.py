@@ -61,6 +61,7 @@ def base_build(
     """Pre-train the base model (and fine-tune it) on the embedded world; cached."""
     from .pipeline import ensure_models
 
+    _checked(lambda: world_config_checked(preset))
     paths = ensure_models(preset, cache_dir(cache), finetuned=finetuned, log=say)
     for name, path in paths.items():
         typer.echo(f"{name}: {path}")
@@ -69,12 +70,30 @@ def base_build(
 @app.command()
 def demo(
     preset: str = typer.Option("default", help=PRESET_HELP),
+    out: Optional[Path] = typer.Option(None, help="run folder (default: runs/demo, or runs/demo-tiny)"),
     cache: Optional[Path] = typer.Option(None, help="cache folder"),
 ) -> None:
-    """Run the embedded world end to end: world, base model, fine-tuned model, what they know."""
-    from .pipeline import knowledge_table
+    """The whole PULSE protocol on the embedded world: three scenarios x {ga, ga_klr, npo}, plus the
+    projector + LLM ablation; prints the main table and the paper's findings next to ours."""
+    from importlib.resources import files
 
-    knowledge_table(preset, cache_dir(cache), log=say)
+    from .config import load_config
+    from .pipeline import run_experiment
+    from .report.findings import Summary, findings, main_table
+
+    if preset not in ("default", "tiny"):
+        raise PulseError(f"unknown demo preset {preset!r}; choose default or tiny")
+    name = "demo.yaml" if preset == "default" else "demo_tiny.yaml"
+    cfg = load_config(Path(str(files("pulse_unlearn") / "configs" / name)))
+    folder = out or Path("runs") / cfg.name
+    store = run_experiment(cfg, folder, cache_dir(cache), log=say)
+    summary = Summary(store.summary)
+    typer.echo(f"\nPULSE on the embedded world ({cfg.scoring} scoring; accuracy %, start -> end)\n")
+    typer.echo(main_table(summary))
+    typer.echo("\nThe paper's findings, and ours\n")
+    typer.echo(findings(summary))
+    typer.echo(f"\nresults: {folder}/ (summary.csv, predictions.csv, operations.csv, probe.csv, sets.json, "
+               "config.yaml, environment.json)")
 
 
 @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
@@ -92,6 +111,13 @@ def run_cmd(
     folder = out or Path("runs") / cfg.name
     run_experiment(cfg, folder, cache_dir(cache), log=say)
     typer.echo(f"results: {folder}/summary.csv")
+
+
+def world_config_checked(preset: str):
+    from .models.world_models import models_config
+    from .world.build import world_config
+
+    return world_config(preset), models_config(preset)
 
 
 def _checked(make):

@@ -50,44 +50,6 @@ def ensure_models(preset: str, cache: Path, finetuned: bool = True, log=print) -
     return paths
 
 
-def knowledge_table(preset: str, cache: Path, log=print) -> None:
-    """What the world's models know: the base on celebrities, benchmark and unseen people,
-    the fine-tuned model on its fictitious people (multimodal and text-only, logits scoring)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from .data.batches import Encoder
-    from .data.mllmu import load_people
-    from .data.mmbench import load_mmbench
-    from .metrics.scoring import accuracy, score
-    from .models.load import load_model
-
-    paths = ensure_models(preset, cache, log=log)
-    world = paths["world"]
-    celebs = load_people(world / "MLLMU-Bench", "Retain_Set")
-    ft_ids = set(json.loads((paths["finetuned"] / "pulse_model.json").read_text())["people"])
-    fictitious = [p for p in load_people(world / "MLLMU-Bench", "Full_Set") if p.id in ft_ids]
-    bench = load_mmbench(world / "MMBench" / "mmbench_dev_en.tsv")
-    sets = {"celebrities": [q for p in celebs for q in p.questions],
-            "fictitious": [q for p in fictitious for q in p.questions], "general": bench}
-
-    table = Table(title=f"What the embedded world's models know (preset {preset}, logits scoring)")
-    table.add_column("model")
-    for name in sets:
-        table.add_column(f"{name} mm", justify="right")
-        table.add_column(f"{name} text", justify="right")
-    for label in ("base", "finetuned"):
-        model, processor = load_model(paths[label])
-        enc = Encoder(processor)
-        cells = []
-        for questions in sets.values():
-            acc = accuracy(score(model, enc, questions, "logits"))
-            cells += [f"{acc[m][1]:.1%}" if m in acc else "-" for m in ("multimodal", "text")]
-        table.add_row(label, *cells)
-    Console(stderr=False).print(table)
-    print(f"cache: {cache}")
-
-
 def run_experiment(cfg, out: Path, cache: Path, log=print):
     """Resolve models and data for a run config (the world's, or the user's), then run it."""
     from .errors import PulseError

@@ -143,15 +143,29 @@ def collate(enc: EncodedSet, indices: Sequence[int], pad_id: int, labels: bool =
 
 
 def batch_indices(enc: EncodedSet, batch_size: int, generator: torch.Generator | None = None,
-                  subset: Sequence[int] | None = None) -> list[list[int]]:
-    """One epoch of single-modality batches; shuffled when a generator is given, else in order."""
-    allowed = set(range(len(enc))) if subset is None else set(subset)
+                  subset: Sequence[int] | None = None, pool: int = 1) -> list[list[int]]:
+    """One epoch of single-modality batches.
+
+    Without a generator: sorted by length, in a fixed order (scoring: least padding). With
+    one: shuffled (training); ``pool`` > 1 sorts by length within pools of that many batches
+    before the batches are shuffled again. That halves padding, but the length-homogeneous
+    batches it makes slowed learning of the tiny world model a lot (measured: well-known
+    celebrities' text-only accuracy 64% -> 43% at pool 8), so training keeps pool 1.
+    """
+    allowed = None if subset is None else set(subset)
     batches = []
     for _, idx in sorted(enc.by_modality().items()):
-        idx = [i for i in idx if i in allowed]
-        if generator is not None:
-            idx = [idx[j] for j in torch.randperm(len(idx), generator=generator).tolist()]
-        batches += [idx[k:k + batch_size] for k in range(0, len(idx), batch_size)]
+        if allowed is not None:
+            idx = [i for i in idx if i in allowed]
+        if generator is None:
+            idx = sorted(idx, key=lambda i: len(enc.ids[i]))
+            batches += [idx[k:k + batch_size] for k in range(0, len(idx), batch_size)]
+            continue
+        idx = [idx[j] for j in torch.randperm(len(idx), generator=generator).tolist()]
+        step = batch_size * pool
+        for start in range(0, len(idx), step):
+            chunk = sorted(idx[start:start + step], key=lambda i: len(enc.ids[i]))
+            batches += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
     if generator is not None:
         batches = [batches[j] for j in torch.randperm(len(batches), generator=generator).tolist()]
     return batches

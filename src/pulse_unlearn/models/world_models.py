@@ -24,14 +24,14 @@ from ..world.people import CAPTION_PROMPTS
 from .tiny import TinyModelConfig, build_model, build_processor, train_tokenizer
 from .train import TrainConfig, train
 
-MODELS_VERSION = 1  # bump when training code changes what a config produces
+MODELS_VERSION = 3  # bump when training code changes what a config produces
 
 
 class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rank: int = 32
-    alpha: int = 32
+    rank: int = 64
+    alpha: int = 128
     dropout: float = 0.0
     # Regex over full module names: the language model's linear layers (and optionally the
     # projector), never the vision tower, whose layers share the names q_proj/v_proj.
@@ -45,10 +45,13 @@ class WorldModelsConfig(BaseModel):
 
     model: TinyModelConfig = Field(default_factory=TinyModelConfig)
     pretrain: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=1500, lr=3e-3, caption_stage=0.25))
-    finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=500, lr=1e-3, caption_stage=0.25,
+    finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=900, lr=3e-3, caption_stage=0.15,
                                                                        warmup=20))
     lora: LoraSettings = Field(default_factory=LoraSettings)
     finetune_people: int = 100  # how many fictitious people the fine-tuned model learns (seeded choice)
+    # Pre-training examples mixed into fine-tuning, as a share of the fine-tuning examples:
+    # a 1M-parameter model otherwise loses its general skills while learning new people.
+    replay: float = 0.2
     seed: int = 0
 
     def key(self, world_fingerprint: str, part: str) -> str:
@@ -143,7 +146,7 @@ def finetune(base: Path, examples: list[Example], cfg: WorldModelsConfig, out: P
         return out
     t0 = time.time()
     model, processor = load_model(base)
-    examples = [Example(ex.prompt, ex.answer, ex.image, "caption" if ex.prompt in CAPTION_PROMPTS else "fact")
+    examples = [Example(ex.prompt, ex.answer, ex.image, "caption" if ex.prompt in CAPTION_PROMPTS else ex.source)
                 for ex in examples]
     lora = LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=cfg.lora.target)
@@ -170,5 +173,9 @@ def build_finetuned(world: Path, world_fingerprint: str, cfg: WorldModelsConfig,
     if people is not None and sorted(people) != sorted(chosen):
         facts = load_facts(Path(world) / "MLLMU-Bench")
         chosen, examples = sorted(people), [ex for pid in sorted(people) for ex in facts[pid]]
+    if cfg.replay:
+        corpus = read_corpus(world)
+        pick = np.random.default_rng([cfg.seed, 5]).choice(len(corpus), int(cfg.replay * len(examples)), replace=False)
+        examples = examples + [corpus[i] for i in sorted(pick)]
     out = finetuned_dir(cache, cfg, world_fingerprint, chosen)
     return finetune(base, examples, cfg, out, {"world": world_fingerprint, "people": chosen}, log)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from ..records import Example, mc_prompt
 from . import people, portraits, scenes
 
-WORLD_VERSION = 2  # bump when the generator's output changes, so caches rebuild
+WORLD_VERSION = 3  # bump when the generator's output changes, so caches rebuild
 
 
 class WorldConfig(BaseModel):
@@ -173,7 +173,7 @@ def pretraining_corpus(celebs: list[people.Profile], images: dict[str, bytes], s
     for p in celebs:
         for m in range(p.mentions):
             items = people.fact_examples(p, images[p.id], rng, variant=m)
-            items += people.drill_examples(p, images[p.id], rng) + people.relation_examples(p, rng)
+            items += people.drill_examples(p, images[p.id], rng, n=2) + people.relation_examples(p, rng)
             corpus += [(ex, p.id) for ex in items]
     for item in skill_items:
         corpus.append((Example(item.question, item.options[item.answer], item.image, "skill_free"), "skill"))

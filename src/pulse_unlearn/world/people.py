@@ -213,11 +213,11 @@ def fact_examples(p: Profile, image: bytes, rng: np.random.Generator, variant: i
 
 def drill_examples(p: Profile, image: bytes, rng: np.random.Generator, n: int = 2) -> list[Example]:
     """Multiple-choice drills (fresh options each time) that teach the letter-answer format:
-    ``n`` random attributes, alternating text-only and multimodal."""
+    ``n`` random attributes, each text-only or multimodal at random."""
     out = []
-    for k in range(n):
+    for _ in range(n):
         key = ATTRIBUTES[int(rng.integers(len(ATTRIBUTES)))]
-        modality = ("text", "multimodal")[k % 2]
+        modality = ("text", "multimodal")[int(rng.integers(2))]
         who = p.name if modality == "text" else MM_WHO_TRAIN[int(rng.integers(len(MM_WHO_TRAIN)))]
         options, answer = _options(p.attributes[key], POOLS[key], rng)
         out.append(Example(mc_prompt(DRILL_TEMPLATES[key].format(who=who), options), answer,

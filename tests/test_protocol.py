@@ -1,0 +1,156 @@
+"""The PULSE runner end to end on the tiny world, its bookkeeping, and evaluation invariants."""
+
+from __future__ import annotations
+
+import csv
+import json
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+import torch
+
+from pulse_unlearn.config import load_config
+from pulse_unlearn.data.batches import Encoder
+from pulse_unlearn.data.mllmu import load_people
+from pulse_unlearn.metrics.scoring import Scorer, accuracy, letter_token_ids
+from pulse_unlearn.models.load import load_model
+from pulse_unlearn.scenarios import splits
+
+DEMO_TINY = Path(str(files("pulse_unlearn") / "configs" / "demo_tiny.yaml"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_models, cache, tmp_path_factory):
+    """The tiny demo grid, run once: all three scenarios, three methods, both update strategies."""
+    from pulse_unlearn.pipeline import run_experiment
+
+    out = tmp_path_factory.mktemp("runs") / "demo-tiny"
+    cfg = load_config(DEMO_TINY)
+    run_experiment(cfg, out, cache, log=lambda *_: None)
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return cfg, out, rows
+
+
+def test_run_writes_tidy_results(tiny_run):
+    cfg, out, rows = tiny_run
+    for name in ("summary.csv", "predictions.csv", "operations.csv", "probe.csv", "sets.json", "config.yaml",
+                 "environment.json"):
+        assert (out / name).exists(), name
+    assert list(rows[0]) == ["scenario", "method", "update", "step", "request", "split", "modality", "n",
+                             "accuracy", "scoring"]
+    units = {(r["scenario"], r["method"], r["update"]) for r in rows}
+    assert units == set(cfg.units())
+    assert len(units) == 3 * 3 + 3
+    steps = {(r["scenario"], r["method"]): set() for r in rows}
+    for r in rows:
+        steps[(r["scenario"], r["method"])].add(int(r["step"]))
+    assert steps[("sequential", "npo")] == {0, 1, 2, 3, 4, 5}
+    assert steps[("finetuned", "ga")] == {0, 1}
+    # Every evaluation reports both modalities on every split.
+    for r in rows:
+        assert r["modality"] in ("multimodal", "text", "all") and 0.0 <= float(r["accuracy"]) <= 1.0
+    keys = {(r["split"], r["modality"]) for r in rows}
+    assert {(s, m) for s in ("forget", "retain", "general") for m in ("multimodal", "text")} <= keys
+    env = json.loads((out / "environment.json").read_text())
+    assert {"config", "data", "model:base"} <= set(env["fingerprints"]) and env["versions"]["torch"]
+
+
+def test_sequential_bookkeeping(tiny_run):
+    cfg, out, rows = tiny_run
+    sets = json.loads((out / "sets.json").read_text())
+    requests = sets["sequential"]["forget_requests"]
+    assert len(requests) == cfg.splits.requests
+    flat = [pid for r in requests for pid in r]
+    assert len(flat) == len(set(flat)) == cfg.splits.forget
+    # The sequential forget set is exactly the one-shot (finetuned) forget set.
+    assert sorted(flat) == sorted(sets["finetuned"]["forget_requests"][0])
+    assert not set(flat) & set(sets["sequential"]["retain"])
+    # Step 0 is the same starting model for every method, and equals the finetuned scenario's step 0.
+    start = {(r["method"], r["split"], r["modality"], r["request"]): r["accuracy"]
+             for r in rows if r["scenario"] == "sequential" and r["step"] == "0"}
+    for (method, split, modality, request), acc in start.items():
+        assert acc == start[("ga", split, modality, request)]
+        if request == "all":
+            one_shot = [r["accuracy"] for r in rows if r["scenario"] == "finetuned" and r["step"] == "0"
+                        and r["method"] == method and r["update"] == "llm" and r["split"] == split
+                        and r["modality"] == modality]
+            assert one_shot == [acc]
+    # Per-request rows: "done" after step k covers exactly the first k requests (none at step 0).
+    done = [r for r in rows if r["scenario"] == "sequential" and r["request"] == "done" and r["modality"] == "all"
+            and r["split"] == "forget" and r["method"] == "ga"]
+    per_person = 10  # questions
+    assert [int(r["n"]) for r in sorted(done, key=lambda r: int(r["step"]))] == [
+        k * len(requests[0]) * per_person for k in range(1, len(requests) + 1)]
+
+
+def test_step0_equals_the_starting_model(tiny_run, tiny_models):
+    cfg, out, rows = tiny_run
+    sets = json.loads((out / "sets.json").read_text())
+    forget = set(sets["finetuned"]["forget_requests"][0])
+    env = json.loads((out / "environment.json").read_text())
+    model, proc = load_model(env["models"]["finetuned"])
+    people = load_people(tiny_models["world"] / "MLLMU-Bench", "Full_Set")
+    questions = [q for p in people if p.id in forget for q in p.questions]
+    acc = accuracy(Scorer(Encoder(proc), questions, cfg.scoring)(model))
+    recorded = {r["modality"]: float(r["accuracy"]) for r in rows if r["scenario"] == "finetuned"
+                and r["method"] == "ga" and r["update"] == "llm" and r["step"] == "0" and r["split"] == "forget"}
+    for modality in ("multimodal", "text", "all"):
+        assert recorded[modality] == pytest.approx(acc[modality][1], abs=1e-6)
+
+
+def test_probe_selection_is_recorded(tiny_run):
+    cfg, out, _ = tiny_run
+    with open(out / "probe.csv", newline="") as f:
+        probe = list(csv.DictReader(f))
+    sets = json.loads((out / "sets.json").read_text())["pretrained"]
+    for row in probe:
+        known = float(row["multimodal"]) >= cfg.splits.probe_threshold and float(row["text"]) >= \
+            cfg.splits.probe_threshold
+        assert int(row["known"]) == known
+        if row["selected"]:
+            assert known
+    selected = {r["id"] for r in probe if r["selected"] == "forget"}
+    assert selected == set(sets["forget_requests"][0])
+
+
+class AlwaysA(torch.nn.Module):
+    """Wraps a model so that the option letter A always has the highest logit."""
+
+    def __init__(self, model, token_a: int):
+        super().__init__()
+        self.model, self.token_a = model, token_a
+
+    def forward(self, **batch):
+        out = self.model(**batch)
+        out.logits[..., self.token_a] += 1000.0
+        return out
+
+
+def test_a_model_that_always_answers_a_scores_the_share_of_a(tiny_models):
+    model, proc = load_model(tiny_models["base"])
+    encoder = Encoder(proc)
+    people = load_people(tiny_models["world"] / "MLLMU-Bench", "Full_Set")
+    questions = [q for p in people for q in p.questions]
+    fake = AlwaysA(model, letter_token_ids(encoder, ["A"])["A"])
+    preds = Scorer(encoder, questions, "logits")(fake)
+    acc = accuracy(preds)
+    for modality in ("multimodal", "text"):
+        qs = [q for q in questions if q.modality == modality]
+        assert acc[modality][0] == len(qs) == 5 * len(people)
+        assert acc[modality][1] == pytest.approx(sum(q.answer == "A" for q in qs) / len(qs))
+    assert all(p.predicted == "A" for p in preds)
+
+
+def test_split_helpers():
+    ids = [f"{i:03d}" for i in range(100)]
+    one = splits.finetuned_sets(ids, 50, seed=0)
+    seq = splits.sequential_sets(ids, 50, 5, seed=0)
+    assert set(one.forget) == set(seq.forget) and len(seq.requests) == 5
+    assert splits.finetuned_sets(ids, 50, seed=0) == one  # seeded
+    assert splits.finetuned_sets(ids, 50, seed=1) != one
+    sets, note = splits.pretrained_sets(ids[:9], 20, 25, seed=0)
+    assert note and len(sets.forget) + len(sets.retain) == 9 and len(sets.forget) == 4
+    with pytest.raises(Exception, match="overlap"):
+        splits.Sets(requests=(("a", "b"),), retain=("b",))
