@@ -40,9 +40,16 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--cache", default=None, help="cache folder, laid out as pulse's (default: a fresh temporary one)")
     ap.add_argument("--base-only", action="store_true", help="stop after the base model")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="override the models config, e.g. pretrain.lr=2e-3 finetune.steps=600")
     args = ap.parse_args()
     cache = Path(args.cache or tempfile.mkdtemp(prefix="pulse-quality-"))
     wcfg, mcfg = world_config(args.preset), models_config(args.preset)
+    if args.set:
+        from pulse_unlearn.config import apply_overrides
+
+        mcfg = type(mcfg)(**apply_overrides(mcfg.model_dump(), args.set))
+        print("models config overrides:", " ".join(args.set))
 
     t0 = time.time()
     world = ensure_world(wcfg, cache, log=lambda *_: None)

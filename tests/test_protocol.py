@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 from importlib.resources import files
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from pulse_unlearn.cli import main
 from pulse_unlearn.config import load_config
 from pulse_unlearn.data.batches import Encoder
 from pulse_unlearn.data.mllmu import load_people
@@ -21,16 +24,52 @@ DEMO_TINY = Path(str(files("pulse_unlearn") / "configs" / "demo_tiny.yaml"))
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_models, cache, tmp_path_factory):
-    """The tiny demo grid, run once: all three scenarios, three methods, both update strategies."""
-    from pulse_unlearn.pipeline import run_experiment
-
+def tiny_demo(tiny_models, cache, tmp_path_factory):
+    """`pulse demo --preset tiny`, run once: all three scenarios, three methods, both update strategies."""
     out = tmp_path_factory.mktemp("runs") / "demo-tiny"
-    cfg = load_config(DEMO_TINY)
-    run_experiment(cfg, out, cache, log=lambda *_: None)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
+        status = main(["demo", "--preset", "tiny", "--out", str(out), "--cache", str(cache)])
+    assert status == 0
+    return out, printed.getvalue()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_demo):
+    out, _ = tiny_demo
     with open(out / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    return cfg, out, rows
+    return load_config(DEMO_TINY), out, rows
+
+
+def test_demo_prints_table_and_findings(tiny_demo):
+    out, printed = tiny_demo
+    assert "finetuned  ga       projector_llm" in printed
+    for finding in ("1. Pre-trained vs fine-tuned", "2. Sequential unlearning", "3. Text-only vs multimodal"):
+        assert finding in printed
+    assert str(out) in printed
+
+
+def test_pulse_run_with_overrides(tiny_models, cache, tmp_path):
+    """`pulse run` on a YAML file with key=value overrides: one scenario, one method."""
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(DEMO_TINY.read_text())
+    out = tmp_path / "run"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        status = main(["run", str(cfg), "scenario=pretrained", "method=npo", "method_params.npo.beta=0.5",
+                       "--out", str(out), "--cache", str(cache)])
+    assert status == 0
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["scenario"], r["method"], r["update"]) for r in rows} == {("pretrained", "npo", "llm")}
+    assert "beta: 0.5" in (out / "config.yaml").read_text()
+    # The same folder with another config is refused, and nothing in it is touched.
+    before = (out / "summary.csv").read_bytes()
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main(["run", str(cfg), "scenario=pretrained", "method=ga", "--out", str(out), "--cache",
+                     str(cache)]) == 2
+    assert "another config" in err.getvalue()
+    assert (out / "summary.csv").read_bytes() == before
 
 
 def test_run_writes_tidy_results(tiny_run):

@@ -133,8 +133,23 @@ def _checked(make):
         raise PulseError(str(e)) from None
 
 
-def main(argv: list[str] | None = None) -> int:
+def _quiet_libraries() -> None:
+    """Our own progress bars and log lines say what happens; silence the libraries' chatter."""
+    import warnings
+
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_libraries()
     try:
         app(args=argv, standalone_mode=False)
     except PulseError as e:

@@ -58,31 +58,16 @@ class GridBlock(Strict):
     methods: list[str]
     updates: list[str] = Field(default_factory=lambda: ["llm"])
 
-    @field_validator("scenarios")
+    @field_validator("scenarios", "methods", "updates")
     @classmethod
-    def _scenarios(cls, v):
-        for s in v:
-            if s not in SCENARIOS:
-                raise ValueError(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}")
-        return v
-
-    @field_validator("methods")
-    @classmethod
-    def _methods(cls, v):
+    def _known(cls, values, info):
         from .methods.registry import METHODS
 
-        for m in v:
-            if m not in METHODS:
-                raise ValueError(f"unknown method {m!r}; choose from {', '.join(sorted(METHODS))}")
-        return v
-
-    @field_validator("updates")
-    @classmethod
-    def _updates(cls, v):
-        for u in v:
-            if u not in UPDATES:
-                raise ValueError(f"unknown update {u!r}; choose from {', '.join(UPDATES)}")
-        return v
+        allowed = {"scenarios": SCENARIOS, "methods": sorted(METHODS), "updates": UPDATES}[info.field_name]
+        for v in values:
+            if v not in allowed:
+                raise ValueError(f"unknown {info.field_name[:-1]} {v!r}; choose from {', '.join(allowed)}")
+        return values
 
 
 class RunConfig(Strict):

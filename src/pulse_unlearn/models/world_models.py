@@ -44,8 +44,8 @@ class WorldModelsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: TinyModelConfig = Field(default_factory=TinyModelConfig)
-    pretrain: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=1500, lr=3e-3, caption_stage=0.25))
-    finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=900, lr=3e-3, caption_stage=0.15,
+    pretrain: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=1500, lr=1.5e-3, caption_stage=0.25))
+    finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=900, lr=1e-3, caption_stage=0.15,
                                                                        warmup=20))
     lora: LoraSettings = Field(default_factory=LoraSettings)
     finetune_people: int = 100  # how many fictitious people the fine-tuned model learns (seeded choice)
@@ -55,8 +55,11 @@ class WorldModelsConfig(BaseModel):
     seed: int = 0
 
     def key(self, world_fingerprint: str, part: str) -> str:
-        blob = json.dumps({"v": MODELS_VERSION, "world": world_fingerprint, "part": part, **self.model_dump()},
-                          sort_keys=True)
+        """Cache key of the base model (its architecture, pre-training and seed) or of the
+        fine-tuned model (everything), so changing fine-tuning never retrains the base."""
+        fields = {"model", "pretrain", "seed"} if part == "base" else None
+        blob = json.dumps({"v": MODELS_VERSION, "world": world_fingerprint, "part": part,
+                           **self.model_dump(include=fields)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

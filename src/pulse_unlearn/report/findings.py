@@ -76,7 +76,7 @@ def findings(s: Summary) -> str:
         if ft in s.last_step and pt in s.last_step:
             g_ft, g_pt = _drop(s, ft, "general", "all"), _drop(s, pt, "general", "all")
             r_ft, r_pt = _drop(s, ft, "retain", "all"), _drop(s, pt, "retain", "all")
-            verdict = "reproduced" if g_pt is not None and g_ft is not None and g_pt > g_ft else "not reproduced"
+            verdict = _verdict(None if g_pt is None or g_ft is None else g_pt - g_ft)
             out.append(f"   {m:<8} general drop: finetuned {_pts(g_ft)}, pretrained {_pts(g_pt)}; "
                        f"retain drop: finetuned {_pts(r_ft)}, pretrained {_pts(r_pt)}  -> {verdict}")
 
@@ -92,20 +92,35 @@ def findings(s: Summary) -> str:
                              f"{s.last_step[seq]} ops")
             g_one = s.get(one, s.last_step[one], "general", "all")
             g_seq = s.get(seq, s.last_step[seq], "general", "all")
-            verdict = "reproduced" if g_one is not None and g_seq is not None and g_seq < g_one else "not reproduced"
+            verdict = _verdict(None if g_one is None or g_seq is None else g_one - g_seq)
             out.append(f"   {m:<8} " + "; ".join(parts) + f"  -> {verdict}")
 
-    out.append("3. Text-only vs multimodal forgetting (paper: text-only questions resist unlearning more).")
+    out.append("3. Text-only vs multimodal forgetting (paper, projector + LLM: multimodal 78.0% -> 9.6%, text-only "
+               "76.8% -> 35.2%: text-only questions resist unlearning).")
     for unit in s.units():
         if unit[0] == "sequential":
             continue
-        d_mm, d_txt = _drop(s, unit, "forget", "multimodal"), _drop(s, unit, "forget", "text")
-        if d_mm is None or d_txt is None:
+        end = s.last_step[unit]
+        mm = (s.get(unit, 0, "forget", "multimodal"), s.get(unit, end, "forget", "multimodal"))
+        txt = (s.get(unit, 0, "forget", "text"), s.get(unit, end, "forget", "text"))
+        if None in mm + txt:
             continue
-        verdict = "reproduced" if d_mm > d_txt else "not reproduced"
-        out.append(f"   {'/'.join(unit):<28} forget drop: multimodal {_pts(d_mm)}, text-only {_pts(d_txt)}"
-                   f"  -> {verdict}")
+        verdict = _verdict(txt[1] - mm[1])
+        out.append(f"   {'/'.join(unit):<30} forget: multimodal {_pct(mm[0]).strip()}% -> {_pct(mm[1]).strip()}%, "
+                   f"text-only {_pct(txt[0]).strip()}% -> {_pct(txt[1]).strip()}%  -> {verdict}")
     return "\n".join(out)
+
+
+MARGIN = 0.05  # differences under 5 points are not read as a finding either way
+
+
+def _verdict(diff: float | None) -> str:
+    """``diff`` > 0 is the paper's direction."""
+    if diff is None:
+        return "not measured"
+    if abs(diff) < MARGIN:
+        return f"no clear difference (< {100 * MARGIN:.0f} pts)"
+    return "reproduced" if diff > 0 else "not reproduced (the opposite)"
 
 
 def _pts(x: float | None) -> str:
