@@ -1,0 +1,119 @@
+"""A run's folder: every file written atomically (temporary name, then rename).
+
+    config.yaml        the resolved config
+    summary.csv        tidy: one row per scenario, method, update, step, request, split, modality
+    predictions.csv    one row per question per evaluation
+    operations.csv     one row per unlearning operation: steps, first/last loss, divergence
+    probe.csv          the pretrained scenario's probe: per celebrity accuracy, known or not
+    sets.json          who is forgotten and retained, per scenario (and the sequential requests)
+    environment.json   library versions, device; fingerprints of config, data and models
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from ..errors import PulseError
+
+SUMMARY_COLUMNS = ("scenario", "method", "update", "step", "request", "split", "modality", "n", "accuracy",
+                   "scoring")
+PREDICTION_COLUMNS = ("scenario", "method", "update", "step", "split", "qid", "subject", "modality", "answer",
+                      "predicted", "correct")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def csv_text(rows: list[dict], columns) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="raise")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def file_fingerprint(paths) -> str:
+    """sha256 over the files' names and bytes (data files are small enough to read whole)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(x) for x in paths):
+        h.update(p.name.encode())
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """A quick fingerprint of a model folder: its config, each weight file's size and its first
+    and last MiB. (Hashing whole 7B/13B checkpoints would take minutes.)"""
+    path = Path(path)
+    if not path.is_dir():
+        return f"hub:{path}"
+    h = hashlib.sha256()
+    for p in sorted(path.glob("*.json")) + sorted(path.glob("*.safetensors")):
+        h.update(p.name.encode())
+        size = p.stat().st_size
+        h.update(str(size).encode())
+        with open(p, "rb") as f:
+            h.update(f.read(1 << 20))
+            if size > 2 << 20:
+                f.seek(-(1 << 20), os.SEEK_END)
+                h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("pulse-unlearn", "torch", "transformers", "peft", "accelerate", "tokenizers", "pyarrow", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+class RunStore:
+    """Collects a run's results in memory and rewrites its files atomically as they grow."""
+
+    def __init__(self, folder: Path, config: dict, config_hash: str):
+        self.folder = Path(folder)
+        marker = self.folder / "config.yaml"
+        if marker.exists():
+            old = yaml.safe_load(marker.read_text()) or {}
+            if old.get("_config_hash") != config_hash:
+                raise PulseError(f"{self.folder}: holds a run of another config; choose another --out or remove it")
+        elif self.folder.exists() and any(self.folder.iterdir()):
+            raise PulseError(f"{self.folder}: exists and is not a pulse run folder")
+        self.summary: list[dict] = []
+        self.predictions: list[dict] = []
+        self.operations: list[dict] = []
+        self.extra: dict[str, object] = {}
+        atomic_write(marker, yaml.safe_dump({**config, "_config_hash": config_hash}, sort_keys=False))
+
+    def write_json(self, name: str, obj) -> None:
+        atomic_write(self.folder / name, json.dumps(obj, indent=1, sort_keys=True, default=str))
+
+    def write_csv(self, name: str, rows: list[dict], columns) -> None:
+        atomic_write(self.folder / name, csv_text(rows, columns))
+
+    def flush(self) -> None:
+        self.write_csv("summary.csv", self.summary, SUMMARY_COLUMNS)
+        self.write_csv("predictions.csv", self.predictions, PREDICTION_COLUMNS)
+        if self.operations:
+            self.write_csv("operations.csv", self.operations, list(self.operations[0]))
