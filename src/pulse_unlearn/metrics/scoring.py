@@ -17,6 +17,7 @@ import torch
 from ..data.batches import Encoder, batch_indices, collate
 from ..errors import PulseError
 from ..methods.losses import sequence_logprobs
+from ..progress import bar
 from ..records import MODALITIES, Example, Question, mc_prompt
 
 SCORINGS = ("logits", "likelihood")
@@ -91,19 +92,26 @@ class Scorer:
         out: list = [None] * len(self.enc)
         device = next(model.parameters()).device
         letter_ids = [self.token_ids[k] for k in self.letters] if self.owners is None else None
-        for idx in batch_indices(self.enc, self.batch_size):
-            batch = {k: v.to(device) for k, v in collate(self.enc, idx, self.pad_id).items()}
-            labels = batch.pop("labels")
-            logits = model(**batch).logits
-            if letter_ids is not None:
-                pos = torch.tensor([self.enc.prompt_len[i] - 1 for i in idx], device=logits.device)
-                values = logits[torch.arange(len(idx), device=logits.device), pos][:, letter_ids].float().tolist()
-            else:
-                total, count = sequence_logprobs(logits, labels)
-                values = (total / count.clamp(min=1)).tolist()
-            for row, value in zip(idx, values):
-                out[row] = value
+        batches = batch_indices(self.enc, self.batch_size)
+        with bar(len(batches), f"scoring {len(self.questions)} questions") as pbar:
+            for idx in batches:
+                self._forward_batch(model, idx, letter_ids, device, out)
+                pbar.update(1)
         return out
+
+    def _forward_batch(self, model, idx, letter_ids, device, out) -> None:
+        """Values for one batch of encoded sequences, written into ``out`` at their rows."""
+        batch = {k: v.to(device) for k, v in collate(self.enc, idx, self.pad_id).items()}
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        if letter_ids is not None:
+            pos = torch.tensor([self.enc.prompt_len[i] - 1 for i in idx], device=logits.device)
+            values = logits[torch.arange(len(idx), device=logits.device), pos][:, letter_ids].float().tolist()
+        else:
+            total, count = sequence_logprobs(logits, labels)
+            values = (total / count.clamp(min=1)).tolist()
+        for row, value in zip(idx, values):
+            out[row] = value
 
 
 def score(model, encoder: Encoder, questions: Sequence[Question], scoring: str = "logits",

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..data.batches import Encoder
@@ -24,7 +25,8 @@ from ..world.people import CAPTION_PROMPTS
 from .tiny import TinyModelConfig, build_model, build_processor, train_tokenizer
 from .train import TrainConfig, train
 
-MODELS_VERSION = 3  # bump when training code changes what a config produces
+# Bump a part's version when the code changes what its config produces.
+VERSIONS = {"base": 3, "finetuned": 4}
 
 
 class LoraSettings(BaseModel):
@@ -58,7 +60,7 @@ class WorldModelsConfig(BaseModel):
         """Cache key of the base model (its architecture, pre-training and seed) or of the
         fine-tuned model (everything), so changing fine-tuning never retrains the base."""
         fields = {"model", "pretrain", "seed"} if part == "base" else None
-        blob = json.dumps({"v": MODELS_VERSION, "world": world_fingerprint, "part": part,
+        blob = json.dumps({"v": VERSIONS[part], "world": world_fingerprint, "part": part,
                            **self.model_dump(include=fields)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -153,6 +155,7 @@ def finetune(base: Path, examples: list[Example], cfg: WorldModelsConfig, out: P
                 for ex in examples]
     lora = LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=cfg.lora.target)
+    torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn here: seed them, or reruns differ
     peft_model = get_peft_model(model, lora)
     losses = train(peft_model, Encoder(processor), examples, cfg.finetune, desc="fine-tuning (LoRA)")
     merged = peft_model.merge_and_unload()
@@ -171,14 +174,17 @@ def finetuned_dir(cache: Path, cfg: WorldModelsConfig, world_fingerprint: str, p
 def build_finetuned(world: Path, world_fingerprint: str, cfg: WorldModelsConfig, cache: Path, log=print,
                     people: list[str] | None = None) -> Path:
     """The base model fine-tuned on fictitious people (default: the seeded choice), cached."""
-    base = build_base(world, world_fingerprint, cfg, cache, log)
     chosen, examples = finetune_examples(world, cfg)
     if people is not None and sorted(people) != sorted(chosen):
         facts = load_facts(Path(world) / "MLLMU-Bench")
         chosen, examples = sorted(people), [ex for pid in sorted(people) for ex in facts[pid]]
+    out = finetuned_dir(cache, cfg, world_fingerprint, chosen)
+    if (out / "model.safetensors").exists():
+        log(f"fine-tuned model: cached at {out}")
+        return out
+    base = build_base(world, world_fingerprint, cfg, cache, log)
     if cfg.replay:
         corpus = read_corpus(world)
         pick = np.random.default_rng([cfg.seed, 5]).choice(len(corpus), int(cfg.replay * len(examples)), replace=False)
         examples = examples + [corpus[i] for i in sorted(pick)]
-    out = finetuned_dir(cache, cfg, world_fingerprint, chosen)
     return finetune(base, examples, cfg, out, {"world": world_fingerprint, "people": chosen}, log)

@@ -70,7 +70,8 @@ def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> S
     if set(fictitious) & set(celebrities):
         raise PulseError(f"{mllmu}: Full_Set and Retain_Set share IDs")
     facts = {pid: list(p.facts) for pid, p in {**fictitious, **celebrities}.items()}
-    facts.update(load_facts(mllmu))  # ft_Data, where present, is the data of record
+    if (Path(mllmu) / "ft_Data").is_dir():
+        facts.update(load_facts(mllmu))  # ft_Data, where present, is the data of record
     general = load_mmbench(mmbench)
     if subset is not None and subset < len(general):
         keep = sorted(np.random.default_rng([seed, 9]).choice(len(general), subset, replace=False))
@@ -82,13 +83,32 @@ def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> S
 # --- evaluation ----------------------------------------------------------------------------
 
 class Evaluator:
-    """Each split encoded once, then scored on every model handed in."""
+    """Each split encoded once, then scored on every model handed in. ``shared`` keeps the
+    scorers across scenarios, keyed by processor and questions, so a split that several
+    scenarios evaluate (the general benchmark; finetuned and sequential share forget and
+    retain) is encoded once per run."""
 
-    def __init__(self, encoder: Encoder, splits_: dict[str, list[Question]], scoring: str, batch_size: int):
-        self.scorers = {name: Scorer(encoder, qs, scoring, batch_size) for name, qs in splits_.items()}
+    def __init__(self, encoder: Encoder, splits_: dict[str, list[Question]], scoring: str, batch_size: int,
+                 shared: dict | None = None):
+        shared = {} if shared is None else shared
+        signature = processor_signature(encoder.processor)
+        self.scorers = {}
+        for name, qs in splits_.items():
+            key = (signature, scoring, hashlib.sha256("|".join(q.qid for q in qs).encode()).hexdigest())
+            if key not in shared:
+                shared[key] = Scorer(encoder, qs, scoring, batch_size)
+            self.scorers[name] = shared[key]
 
     def __call__(self, model) -> dict[str, list[Prediction]]:
         return {name: scorer(model) for name, scorer in self.scorers.items()}
+
+
+def processor_signature(processor) -> str:
+    """Identical for processors that turn the same inputs into the same tensors."""
+    parts = [str(processor.chat_template), processor.tokenizer.backend_tokenizer.to_str()
+             if hasattr(processor.tokenizer, "backend_tokenizer") else str(len(processor.tokenizer)),
+             processor.image_processor.to_json_string()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def summary_rows(preds: dict[str, list[Prediction]], requests: tuple[tuple[str, ...], ...], step: int) -> list[dict]:
@@ -152,6 +172,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     store.write_json("environment.json", {"versions": versions(), "fingerprints": fingerprints,
                                           "models": {k: str(v) for k, v in {**models, **start_models}.items()}})
 
+    shared_scorers: dict = {}
     for scenario in scenarios:
         t0 = time.time()
         start = start_models[scenario]
@@ -166,7 +187,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         store.write_json("sets.json", sets_record)
 
         evaluate = Evaluator(encoder, {"forget": src.questions_of(sets.forget), "retain": src.questions_of(sets.retain),
-                                       "general": src.general}, cfg.scoring, cfg.eval_batch_size)
+                                       "general": src.general}, cfg.scoring, cfg.eval_batch_size, shared_scorers)
         start_preds = evaluate(model)
         if probe_preds is not None:  # sanity: the probe and step 0 read the same model
             assert sum(p.correct for p in start_preds["forget"]) == sum(
