@@ -96,7 +96,8 @@ def findings(s: Summary) -> str:
             out.append(f"   {m:<8} " + "; ".join(parts) + f"  -> {verdict}")
 
     out.append("3. Text-only vs multimodal forgetting (paper, projector + LLM: multimodal 78.0% -> 9.6%, text-only "
-               "76.8% -> 35.2%: text-only questions resist unlearning).")
+               "76.8% -> 35.2%: text-only questions resist unlearning). Compared: the share of the starting "
+               "accuracy each modality keeps.")
     for unit in s.units():
         if unit[0] == "sequential":
             continue
@@ -105,9 +106,12 @@ def findings(s: Summary) -> str:
         txt = (s.get(unit, 0, "forget", "text"), s.get(unit, end, "forget", "text"))
         if None in mm + txt:
             continue
-        verdict = _verdict(txt[1] - mm[1])
-        out.append(f"   {'/'.join(unit):<30} forget: multimodal {_pct(mm[0]).strip()}% -> {_pct(mm[1]).strip()}%, "
-                   f"text-only {_pct(txt[0]).strip()}% -> {_pct(txt[1]).strip()}%  -> {verdict}")
+        if not mm[0] or not txt[0]:
+            continue
+        kept_mm, kept_txt = mm[1] / mm[0], txt[1] / txt[0]
+        out.append(f"   {'/'.join(unit):<30} forget: multimodal {_pct(mm[0]).strip()}% -> {_pct(mm[1]).strip()}% "
+                   f"(keeps {kept_mm:.0%}), text-only {_pct(txt[0]).strip()}% -> {_pct(txt[1]).strip()}% "
+                   f"(keeps {kept_txt:.0%})  -> {_verdict(kept_txt - kept_mm)}")
     return "\n".join(out)
 
 
