@@ -152,6 +152,13 @@ def test_probe_selection_is_recorded(tiny_run):
             assert known
     selected = {r["id"] for r in probe if r["selected"] == "forget"}
     assert selected == set(sets["forget_requests"][0])
+    # Step 0 of the pretrained scenario is the probe's own reading of those people.
+    _, _, rows = tiny_run
+    for modality in ("multimodal", "text"):
+        step0 = [float(r["accuracy"]) for r in rows if r["scenario"] == "pretrained" and r["method"] == "ga"
+                 and r["step"] == "0" and r["split"] == "forget" and r["modality"] == modality]
+        from_probe = sum(float(r[modality]) for r in probe if r["id"] in selected) / len(selected)
+        assert step0 == [pytest.approx(from_probe, abs=1e-3)]
 
 
 class AlwaysA(torch.nn.Module):

@@ -53,19 +53,18 @@ def ensure_models(preset: str, cache: Path, finetuned: bool = True, log=print) -
 def run_experiment(cfg, out: Path, cache: Path, log=print):
     """Resolve models and data for a run config (the world's, or the user's), then run it."""
     from .errors import PulseError
-    from .models.world_models import build_base, build_finetuned, models_config
+    from .models.world_models import build_finetuned, models_config
     from .scenarios.protocol import run
 
     finetune = None
     if cfg.model.source == "world":
-        wcfg, mcfg = world_config(cfg.model.preset), models_config(cfg.model.preset)
-        world = ensure_world(wcfg, cache, log=log)
-        models_dir = Path(cache) / "models"
-        models = {"base": build_base(world, wcfg.fingerprint(), mcfg, models_dir, log),
-                  "finetuned": Path(cfg.model.finetuned) if cfg.model.finetuned else None}
+        paths = ensure_models(cfg.model.preset, cache, finetuned=False, log=log)
+        world = paths["world"]
+        models = {"base": paths["base"], "finetuned": Path(cfg.model.finetuned) if cfg.model.finetuned else None}
 
         def finetune(ids):
-            return build_finetuned(world, wcfg.fingerprint(), mcfg, models_dir, log, people=ids)
+            wcfg, mcfg = world_config(cfg.model.preset), models_config(cfg.model.preset)
+            return build_finetuned(world, wcfg.fingerprint(), mcfg, Path(cache) / "models", log, people=ids)
 
         mllmu = cfg.data.mllmu or world / "MLLMU-Bench"
         mmbench = cfg.data.mmbench or world / "MMBench" / "mmbench_dev_en.tsv"

@@ -188,10 +188,12 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
 
         evaluate = Evaluator(encoder, {"forget": src.questions_of(sets.forget), "retain": src.questions_of(sets.retain),
                                        "general": src.general}, cfg.scoring, cfg.eval_batch_size, shared_scorers)
-        start_preds = evaluate(model)
-        if probe_preds is not None:  # sanity: the probe and step 0 read the same model
-            assert sum(p.correct for p in start_preds["forget"]) == sum(
-                p.correct for p in probe_preds if p.subject in set(sets.forget))
+        if probe_preds is None:
+            start_preds = evaluate(model)
+        else:  # the probe already scored the starting model on every celebrity: reuse it
+            start_preds = {name: [p for p in probe_preds if p.subject in set(ids)]
+                           for name, ids in (("forget", sets.forget), ("retain", sets.retain))}
+            start_preds["general"] = evaluate.scorers["general"](model)
         del model
         log(f"[{scenario}] forget {len(sets.forget)} people in {len(sets.requests)} request(s), "
             f"retain {len(sets.retain)}; start model evaluated")
