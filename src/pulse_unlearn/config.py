@@ -32,7 +32,8 @@ class ModelSource(Strict):
     preset: str = "default"  # the world preset (source=world)
     base: str | None = None  # source=path: the pre-trained model
     finetuned: str | None = None  # optional: an already fine-tuned model for scenarios 1 and 3
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU
+    device: str = "auto"  # auto: the first GPU if any, else cpu
     trust_remote_code: bool = False
 
 
@@ -79,8 +80,9 @@ class RunConfig(Strict):
     grid: list[GridBlock] = Field(default_factory=lambda: [GridBlock(scenarios=["finetuned"], methods=["ga"])])
     method_params: dict[str, dict[str, float]] = Field(default_factory=dict)
     unlearn: UnlearnConfig = Field(default_factory=UnlearnConfig)
-    scoring: Literal["logits", "likelihood"] = "likelihood"
+    scoring: Literal["logits", "likelihood", "mllmu"] = "likelihood"
     eval_batch_size: int = 64
+    eval_share_prefix: bool = True  # run a shared image/question prefix once (same values, less compute)
 
     def units(self) -> list[tuple[str, str, str]]:
         """(scenario, method, update), each once, in grid order; sequential brings its one-shot

@@ -52,8 +52,20 @@ class Method:
             return params[key]
         raise AttributeError(key)
 
-    def loss(self, step: Step) -> torch.Tensor:
+    def forget_loss(self, step: Step) -> torch.Tensor:
+        """The term on the forget batch."""
         raise NotImplementedError
+
+    def retain_loss(self, step: Step) -> torch.Tensor | None:
+        """The term on the retain batch (methods with ``needs_retain``), else None."""
+        return None
+
+    def loss(self, step: Step) -> torch.Tensor:
+        """L = forget term + retain term. The runner back-propagates the two terms one after
+        the other (same gradient), so only one batch's activations are held at a time."""
+        retain = self.retain_loss(step)
+        forget = self.forget_loss(step)
+        return forget if retain is None else forget + retain
 
     # helpers shared by the losses below
     @staticmethod
@@ -88,7 +100,7 @@ class GA(Method):
 
     name = "ga"
 
-    def loss(self, step):
+    def forget_loss(self, step):
         return losses.gradient_ascent(self.nll_of(step, step.forget))
 
 
@@ -100,9 +112,11 @@ class GradDiff(Method):
     needs_retain = True
     defaults = {"gamma": 1.0, "alpha": 1.0}
 
-    def loss(self, step):
-        return self.gamma * losses.gradient_ascent(self.nll_of(step, step.forget)) + \
-            self.alpha * self.nll_of(step, step.retain)
+    def forget_loss(self, step):
+        return self.gamma * losses.gradient_ascent(self.nll_of(step, step.forget))
+
+    def retain_loss(self, step):
+        return self.alpha * self.nll_of(step, step.retain)
 
 
 @register
@@ -113,10 +127,12 @@ class GAKLR(Method):
     needs_retain = True
     defaults = {"alpha": 1.0}
 
-    def loss(self, step):
+    def forget_loss(self, step):
+        return losses.gradient_ascent(self.nll_of(step, step.forget))
+
+    def retain_loss(self, step):
         inputs, labels = _split(step.retain)
-        kl = losses.kl_on_answers(step.reference(inputs), step.forward(inputs), labels)
-        return losses.gradient_ascent(self.nll_of(step, step.forget)) + self.alpha * kl
+        return self.alpha * losses.kl_on_answers(step.reference(inputs), step.forward(inputs), labels)
 
 
 @register
@@ -126,13 +142,10 @@ class NPO(Method):
     name = "npo"
     defaults = {"beta": 0.1}
 
-    def forget_term(self, step):
+    def forget_loss(self, step):
         logp, _ = self.seq_logp(step, step.forget)
         ref_logp, _ = self.seq_logp(step, step.forget, reference=True)
         return losses.npo(logp, ref_logp, self.beta)
-
-    def loss(self, step):
-        return self.forget_term(step)
 
 
 @register
@@ -143,8 +156,8 @@ class NPORT(NPO):
     needs_retain = True
     defaults = {"beta": 0.1, "alpha": 1.0}
 
-    def loss(self, step):
-        return self.forget_term(step) + self.alpha * self.nll_of(step, step.retain)
+    def retain_loss(self, step):
+        return self.alpha * self.nll_of(step, step.retain)
 
 
 @register
@@ -155,9 +168,12 @@ class SimNPO(Method):
     needs_retain = True
     defaults = {"beta": 2.5, "delta": 0.0, "alpha": 1.0}
 
-    def loss(self, step):
+    def forget_loss(self, step):
         logp, n = self.seq_logp(step, step.forget)
-        return losses.simnpo(logp, n, self.beta, self.delta) + self.alpha * self.nll_of(step, step.retain)
+        return losses.simnpo(logp, n, self.beta, self.delta)
+
+    def retain_loss(self, step):
+        return self.alpha * self.nll_of(step, step.retain)
 
 
 @register
@@ -169,5 +185,8 @@ class IDK(Method):
     forget_answer = REFUSAL
     defaults = {"alpha": 1.0}
 
-    def loss(self, step):
-        return self.nll_of(step, step.forget) + self.alpha * self.nll_of(step, step.retain)
+    def forget_loss(self, step):
+        return self.nll_of(step, step.forget)
+
+    def retain_loss(self, step):
+        return self.alpha * self.nll_of(step, step.retain)

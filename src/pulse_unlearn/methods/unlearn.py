@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -46,6 +47,7 @@ class UnlearnConfig(BaseModel):
     lora_dropout: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
 
 
 def lora_target(update: str) -> str:
@@ -61,6 +63,8 @@ def lora_target(update: str) -> str:
 class OperationLog:
     losses: list[float] = field(default_factory=list)
     diverged_at: int | None = None  # step whose loss was NaN/inf, if any
+    tokens: int = 0  # token positions of the forget and retain batches (padding included)
+    seconds: float = 0.0  # wall time of the training loop (each step's loss.item() waits for the device)
 
     @property
     def diverged(self) -> bool:
@@ -83,6 +87,8 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
 
     peft_model = get_peft_model(model, LoraConfig(
         r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=lora_target(update)))
+    if cfg.gradient_checkpointing:
+        peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     device = next(peft_model.parameters()).device
@@ -103,26 +109,41 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     steps = sum(len(e) for e in epochs_f)
     retain_stream = _cycle(r_enc, cfg.batch_size, gen) if r_enc is not None else None
     peft_model.train()
+    t0 = time.perf_counter()
     with bar(steps, desc) as pbar:
         for idx in (i for epoch in epochs_f for i in epoch):
             step = Step(forget=to_device(collate(f_enc, idx, pad)),
                         retain=to_device(collate(r_enc, next(retain_stream), pad)) if retain_stream else None,
                         forward=forward, reference=reference)
-            loss = method.loss(step)
-            if not math.isfinite(loss.item()):
-                log.diverged_at = len(log.losses)
-                log.losses.append(loss.item())
-                break
+            log.tokens += sum(b["input_ids"].numel() for b in (step.forget, step.retain) if b is not None)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = _backward(method.forget_loss, step)
+            if math.isfinite(loss) and method.needs_retain:
+                loss += _backward(method.retain_loss, step)
+            log.losses.append(loss)
+            if not math.isfinite(loss):
+                log.diverged_at = len(log.losses) - 1
+                break
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
-            log.losses.append(loss.item())
             pbar.update(1)
+    log.seconds = time.perf_counter() - t0
     peft_model.eval()
+    if cfg.gradient_checkpointing:
+        peft_model.gradient_checkpointing_disable()
     with contextlib.suppress(AttributeError):
         peft_model.base_model.model.eval()
     return peft_model.merge_and_unload(), log
+
+
+def _backward(term, step: Step) -> float:
+    """Back-propagate one loss term (unless it is NaN/inf) and return its value; one term's
+    activations are freed before the next term's forward pass."""
+    value = term(step)
+    out = value.item()
+    if math.isfinite(out):
+        value.backward()
+    return out
 
 
 def _cycle(enc, batch_size: int, gen: torch.Generator):

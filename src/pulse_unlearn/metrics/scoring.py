@@ -5,6 +5,12 @@ Two scorings, named in every result:
   prediction is the option letter with the highest next-token logit at the answer position.
 - ``likelihood``: the question alone; the prediction is the option whose text has the
   highest length-normalised log-likelihood as the answer (the lm-evaluation-harness way).
+
+Prefix sharing: sequences that begin alike (a person's multimodal questions share the chat
+header and the image's 576 tokens on LLaVA-1.5; under ``likelihood`` a question's options
+share the whole question) run that prefix once. Its key/value cache is copied to each
+sequence of the group, and only the differing suffixes are computed. The values are the
+same as one full pass each (up to float rounding); ``share_prefix=False`` turns it off.
 """
 
 from __future__ import annotations
@@ -14,13 +20,14 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.batches import Encoder, batch_indices, collate
+from ..data.batches import IGNORE, Encoder, batch_indices, collate
 from ..errors import PulseError
 from ..methods.losses import sequence_logprobs
 from ..progress import bar
 from ..records import MODALITIES, Example, Question, mc_prompt
 
 SCORINGS = ("logits", "likelihood")
+MIN_SHARED = 8  # a shorter common prefix is not worth a separate pass
 
 
 @dataclass(frozen=True)
@@ -54,10 +61,12 @@ class Scorer:
     """
 
     def __init__(self, encoder: Encoder, questions: Sequence[Question], scoring: str = "logits",
-                 batch_size: int = 64):
+                 batch_size: int = 64, share_prefix: bool = True):
         if scoring not in SCORINGS:
             raise PulseError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
         self.questions, self.scoring, self.batch_size = list(questions), scoring, batch_size
+        self.share_prefix = share_prefix
+        self.computed_tokens = 0  # token positions run through the language model in the last call
         self.pad_id = encoder.tokenizer.pad_token_id
         if scoring == "logits":
             self.letters = sorted({k for q in self.questions for k in q.options})
@@ -72,6 +81,7 @@ class Scorer:
                     examples.append(Example(q.question, text, q.image))
                     self.owners.append((qi, letter))
         self.enc = encoder.encode(examples, add_eos=False)
+        self.plain, self.shared = self._plan()
 
     @torch.no_grad()
     def __call__(self, model) -> list[Prediction]:
@@ -87,25 +97,88 @@ class Scorer:
         return [Prediction(q.qid, q.subject, q.modality, q.answer, max(s, key=s.get), s)
                 for q, s in zip(self.questions, scores)]
 
+    def _plan(self) -> tuple[list[list[int]], list[list[tuple[int, list[int]]]]]:
+        """Batches of plain sequences, and batches of (prefix length, rows) groups sharing a prefix."""
+        enc = self.enc
+        groups: dict[tuple, list[int]] = {}
+        for i in range(len(enc)):
+            if enc.image[i] >= 0:
+                key = ("image", enc.image[i])
+            elif self.owners is not None:
+                key = ("question", self.owners[i][0])
+            else:
+                key = ("alone", i)
+            groups.setdefault(key, []).append(i)
+        shared: list[tuple[bool, int, list[int]]] = []
+        plain: list[int] = []
+        for rows in groups.values():
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start:start + self.batch_size]
+                n = _common_prefix([enc.ids[i] for i in chunk]) if len(chunk) > 1 and self.share_prefix else 0
+                n = min([n] + [enc.prompt_len[i] - 1 for i in chunk])  # every suffix keeps the answer position
+                if n >= MIN_SHARED:
+                    shared.append((enc.image[chunk[0]] >= 0, n, chunk))
+                else:
+                    plain += chunk
+        packed: list[list[tuple[int, list[int]]]] = []
+        for has_image, n, chunk in sorted(shared, key=lambda g: (g[0], g[1])):
+            last = packed[-1] if packed else None
+            fits = last and sum(len(r) for _, r in last) + len(chunk) <= self.batch_size
+            if fits and (enc.image[last[0][1][0]] >= 0) == has_image:
+                last.append((n, chunk))
+            else:
+                packed.append([(n, chunk)])
+        return batch_indices(enc, self.batch_size, subset=plain) if plain else [], packed
+
     def _forward(self, model) -> list:
         """One value per encoded sequence (letter logits, or mean answer log-likelihood), in order."""
         out: list = [None] * len(self.enc)
         device = next(model.parameters()).device
-        letter_ids = [self.token_ids[k] for k in self.letters] if self.owners is None else None
-        batches = batch_indices(self.enc, self.batch_size)
-        with bar(len(batches), f"scoring {len(self.questions)} questions") as pbar:
-            for idx in batches:
-                self._forward_batch(model, idx, letter_ids, device, out)
+        self.computed_tokens = 0
+        with bar(len(self.plain) + len(self.shared), f"scoring {len(self.questions)} questions") as pbar:
+            for idx in self.plain:
+                batch = {k: v.to(device) for k, v in collate(self.enc, idx, self.pad_id).items()}
+                labels = batch.pop("labels")
+                self.computed_tokens += batch["input_ids"].numel()
+                self._read(model(**batch).logits, labels, idx, 0, out)
+                pbar.update(1)
+            for groups in self.shared:
+                self._forward_shared(model, groups, device, out)
                 pbar.update(1)
         return out
 
-    def _forward_batch(self, model, idx, letter_ids, device, out) -> None:
-        """Values for one batch of encoded sequences, written into ``out`` at their rows."""
-        batch = {k: v.to(device) for k, v in collate(self.enc, idx, self.pad_id).items()}
-        labels = batch.pop("labels")
-        logits = model(**batch).logits
-        if letter_ids is not None:
-            pos = torch.tensor([self.enc.prompt_len[i] - 1 for i in idx], device=logits.device)
+    def _forward_shared(self, model, groups: list[tuple[int, list[int]]], device, out) -> None:
+        """The groups' common prefixes in one pass, then every row's suffix on a copy of its group's cache."""
+        enc, n = self.enc, min(p for p, _ in groups)
+        heads = [rows[0] for _, rows in groups]
+        prefix = torch.tensor([enc.ids[i][:n] for i in heads], device=device)
+        inputs = {"input_ids": prefix, "attention_mask": torch.ones_like(prefix)}
+        if enc.image[heads[0]] >= 0:
+            inputs["pixel_values"] = enc.pixels[[enc.image[i] for i in heads]].to(device)
+        cache = model(**inputs, use_cache=True).past_key_values
+        idx = [i for _, rows in groups for i in rows]
+        cache.batch_select_indices(torch.tensor([g for g, (_, rows) in enumerate(groups) for _ in rows], device=device))
+        width = max(len(enc.ids[i]) for i in idx) - n
+        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), n + width), dtype=torch.long)
+        labels = torch.full((len(idx), width), IGNORE, dtype=torch.long)
+        mask[:, :n] = 1
+        for row, i in enumerate(idx):
+            seq = enc.ids[i]
+            ids[row, : len(seq) - n] = torch.tensor(seq[n:])
+            mask[row, n: len(seq)] = 1
+            labels[row, enc.prompt_len[i] - n: len(seq) - n] = torch.tensor(seq[enc.prompt_len[i]:])
+        self.computed_tokens += prefix.numel() + ids.numel()
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache,
+                       use_cache=True).logits
+        self._read(logits, labels.to(device), idx, n, out)
+
+    def _read(self, logits, labels, idx, offset: int, out) -> None:
+        """Write each row's value into ``out``: logits of the letters at the answer position, or the
+        mean answer log-likelihood. ``offset``: how many leading tokens ``logits`` lacks."""
+        if self.owners is None:
+            letter_ids = [self.token_ids[k] for k in self.letters]
+            pos = torch.tensor([self.enc.prompt_len[i] - 1 - offset for i in idx], device=logits.device)
             values = logits[torch.arange(len(idx), device=logits.device), pos][:, letter_ids].float().tolist()
         else:
             total, count = sequence_logprobs(logits, labels)
@@ -114,10 +187,29 @@ class Scorer:
             out[row] = value
 
 
+def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
+    n = min(len(s) for s in seqs)
+    for k in range(n):
+        t = seqs[0][k]
+        if any(s[k] != t for s in seqs[1:]):
+            return k
+    return n
+
+
+def make_scorer(encoder: Encoder, questions: Sequence[Question], scoring: str, batch_size: int = 64,
+                share_prefix: bool = True):
+    """A scorer for any scoring of a run: ``logits``, ``likelihood`` or ``mllmu`` (generate and parse)."""
+    if scoring == "mllmu":
+        from .generate import GenerateScorer
+
+        return GenerateScorer(encoder, questions)
+    return Scorer(encoder, questions, scoring, batch_size, share_prefix)
+
+
 def score(model, encoder: Encoder, questions: Sequence[Question], scoring: str = "logits",
-          batch_size: int = 64) -> list[Prediction]:
+          batch_size: int = 64, share_prefix: bool = True) -> list[Prediction]:
     """Score once (encodes the questions); for repeated scoring keep a ``Scorer``."""
-    return Scorer(encoder, questions, scoring, batch_size)(model)
+    return Scorer(encoder, questions, scoring, batch_size, share_prefix)(model)
 
 
 def accuracy(preds: Sequence[Prediction]) -> dict[str, tuple[int, float]]:

@@ -1,8 +1,9 @@
 """Load a llava-hf-layout model and its processor: a local folder or a hub id, same code.
 
 Weights load from safetensors only (no pickle), and ``trust_remote_code`` stays off unless
-the caller asks for it. Float32 on CPU (bf16 matmuls are far slower there); the caller may
-ask for bf16/fp16 on a GPU.
+the caller asks for it. Float32 on CPU (bf16 matmuls are far slower there); ``auto`` picks bf16 on
+a GPU. ``device="auto"`` puts the model on the first GPU when there is one, else the CPU;
+weights load straight onto that device (``device_map``), never through a CPU copy.
 """
 
 from __future__ import annotations
@@ -14,7 +15,19 @@ import torch
 from ..errors import PulseError
 
 
-def load_model(path: str | Path, dtype: str = "float32", device: str | None = None,
+def resolve_device(device: str = "auto") -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_model(path: str | Path, dtype: str = "auto", device: str = "auto",
                trust_remote_code: bool = False):
     """(model, processor) from ``path``, in eval mode."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -34,11 +47,11 @@ def load_model(path: str | Path, dtype: str = "float32", device: str | None = No
     except (OSError, ValueError) as e:
         raise PulseError(f"{path}: cannot load the processor ({str(e).splitlines()[0]})") from None
     try:
+        device = resolve_device(device)
         model = AutoModelForImageTextToText.from_pretrained(
-            str(path), dtype=getattr(torch, dtype), use_safetensors=True, trust_remote_code=trust_remote_code)
+            str(path), dtype=resolve_dtype(dtype, device), use_safetensors=True, device_map=device,
+            trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise PulseError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
-    if device:
-        model.to(device)
     model.eval()
     return model, processor

@@ -150,7 +150,7 @@ def finetune(base: Path, examples: list[Example], cfg: WorldModelsConfig, out: P
         log(f"fine-tuned model: cached at {out}")
         return out
     t0 = time.time()
-    model, processor = load_model(base)
+    model, processor = load_model(base, dtype="float32", device="cpu")
     examples = [Example(ex.prompt, ex.answer, ex.image, "caption" if ex.prompt in CAPTION_PROMPTS else ex.source)
                 for ex in examples]
     lora = LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,

@@ -34,7 +34,7 @@ from ..data.mmbench import load_mmbench
 from ..errors import PulseError
 from ..methods.registry import make_method
 from ..methods.unlearn import unlearn
-from ..metrics.scoring import Prediction, Scorer
+from ..metrics.scoring import Prediction, make_scorer
 from ..models.load import load_model
 from ..records import MODALITIES, Example, Person, Question
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
@@ -88,15 +88,15 @@ class Evaluator:
     scenarios evaluate (the general benchmark; finetuned and sequential share forget and
     retain) is encoded once per run."""
 
-    def __init__(self, encoder: Encoder, splits_: dict[str, list[Question]], scoring: str, batch_size: int,
+    def __init__(self, encoder: Encoder, splits_: dict[str, list[Question]], cfg: RunConfig,
                  shared: dict | None = None):
         shared = {} if shared is None else shared
         signature = processor_signature(encoder.processor)
         self.scorers = {}
         for name, qs in splits_.items():
-            key = (signature, scoring, hashlib.sha256("|".join(q.qid for q in qs).encode()).hexdigest())
+            key = (signature, cfg.scoring, hashlib.sha256("|".join(q.qid for q in qs).encode()).hexdigest())
             if key not in shared:
-                shared[key] = Scorer(encoder, qs, scoring, batch_size)
+                shared[key] = _scorer(cfg, encoder, qs)
             self.scorers[name] = shared[key]
 
     def __call__(self, model) -> dict[str, list[Prediction]]:
@@ -176,7 +176,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     for scenario in scenarios:
         t0 = time.time()
         start = start_models[scenario]
-        model, processor = load_model(start, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        model, processor = _load(cfg, start)
         encoder = Encoder(processor)
         probe_preds = None
         if scenario == "pretrained":
@@ -187,7 +187,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         store.write_json("sets.json", sets_record)
 
         evaluate = Evaluator(encoder, {"forget": src.questions_of(sets.forget), "retain": src.questions_of(sets.retain),
-                                       "general": src.general}, cfg.scoring, cfg.eval_batch_size, shared_scorers)
+                                       "general": src.general}, cfg, shared_scorers)
         if probe_preds is None:
             start_preds = evaluate(model)
         else:  # the probe already scored the starting model on every celebrity: reuse it
@@ -204,7 +204,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
             unit = {"scenario": scenario, "method": method_name, "update": update}
             _record(store, unit, start_preds, sets.requests, 0, cfg.scoring)
             method = make_method(method_name, **cfg.method_params.get(method_name, {}))
-            model, _ = load_model(start, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
+            model, _ = _load(cfg, start)
             for k, forget in enumerate(forget_facts, start=1):
                 t1 = time.time()
                 model, oplog = unlearn(model, encoder, method, forget, retain_facts, update, cfg.unlearn,
@@ -224,6 +224,15 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         log(f"[{scenario}] done in {time.time() - t0:.0f} s")
     store.flush()
     return store
+
+
+def _load(cfg: RunConfig, path: Path):
+    m = cfg.model
+    return load_model(path, dtype=m.dtype, device=m.device, trust_remote_code=m.trust_remote_code)
+
+
+def _scorer(cfg: RunConfig, encoder: Encoder, questions: list[Question]):
+    return make_scorer(encoder, questions, cfg.scoring, cfg.eval_batch_size, cfg.eval_share_prefix)
 
 
 def _r(x: float) -> float:
@@ -246,7 +255,7 @@ def _record(store: RunStore, unit: dict, preds, requests, step: int, scoring: st
 
 def _probe_and_select(cfg: RunConfig, src: Sources, encoder: Encoder, model, store: RunStore, log):
     """Probe the base model on every celebrity; select the known ones; write probe.csv."""
-    preds = Scorer(encoder, src.questions_of(sorted(src.celebrities)), cfg.scoring, cfg.eval_batch_size)(model)
+    preds = _scorer(cfg, encoder, src.questions_of(sorted(src.celebrities)))(model)
     result = splits.probe(preds, cfg.splits.probe_threshold)
     sets, note = splits.pretrained_sets(result.known, cfg.splits.pretrained_forget, cfg.splits.pretrained_retain,
                                         cfg.seed)
