@@ -177,6 +177,19 @@ def test_compare_mean_and_std(tmp_path):
     assert "Runs" in page and "seed2" in page
 
 
+def test_partial_summary_builds(tmp_path):
+    """A run of one scenario with forget rows only (e.g. cut short) still gives a report, with the
+    plots it has data for."""
+    run = tmp_path / "partial"
+    run.mkdir()
+    (run / "summary.csv").write_text(HEADER + "\n" + "".join(
+        f"pretrained,npo,llm,{k},all,forget,{m},5,{a},logits\n"
+        for k, m, a in ((0, "multimodal", 0.0), (0, "text", 0.6), (1, "multimodal", 0.0), (1, "text", 0.2))))
+    page = build_report(run).read_text()
+    assert sorted(p.name for p in (run / "report").glob("*.png")) == ["modality.png"]
+    assert "0.0 (+0.0)" in (run / "report" / "tables.md").read_text() and "logits scoring" in page
+
+
 def one_error_line(capsys, argv) -> str:
     assert main(argv) == 2
     err = capsys.readouterr().err
