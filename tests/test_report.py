@@ -114,14 +114,15 @@ def test_report_files(report):
 
     with Image.open(out / "sequential.png") as im:
         assert im.size[0] > 500
-    assert (out / "tradeoff.svg").read_text().lstrip().startswith("<?xml")
-    assert r"\begin{tabular}" in (out / "tables.tex").read_text() and r"\pm" not in (out / "tables.tex").read_text()
+    assert (out / "tradeoff.svg").read_text(encoding="utf-8").lstrip().startswith("<?xml")
+    tex = (out / "tables.tex").read_text(encoding="utf-8")
+    assert r"\begin{tabular}" in tex and "& 78.0 &" in tex and "9.6 ($-$68.4)" in tex
 
 
 def test_tables_md_numbers_equal_the_csv(report):
     run, _ = report
-    acc = csv_acc((run / "summary.csv").read_text())
-    tables = md_tables((run / "report" / "tables.md").read_text())
+    acc = csv_acc((run / "summary.csv").read_text(encoding="utf-8"))
+    tables = md_tables((run / "report" / "tables.md").read_text(encoding="utf-8"))
     checked = 0
     for scenario, method, end in (("finetuned", "ga", 1), ("finetuned", "npo", 1), ("pretrained", "ga", 1),
                                   ("sequential", "ga", 2)):
@@ -147,9 +148,9 @@ def test_tables_md_numbers_equal_the_csv(report):
 
 def test_report_shows_divergence_and_findings(report):
     run, html_path = report
-    md = (run / "report" / "tables.md").read_text()
+    md = (run / "report" / "tables.md").read_text(encoding="utf-8")
     assert "## Divergence" in md and "sequential / ga / llm, operation 2, at step 7" in md
-    page = html_path.read_text()
+    page = html_path.read_text(encoding="utf-8")
     assert "1 operation(s) diverged" in page
     assert "reproduced" in page and "78.0% -&gt; 9.6%" in page  # the paper's numbers next to ours
     assert "abc123" in page and "summary.csv sha256" in page
@@ -162,7 +163,7 @@ def test_compare_mean_and_std(tmp_path):
     runs = [make_run(tmp_path / f"seed{i}", seed=i, shift=s) for i, s in enumerate((0.0, 0.02, 0.07))]
     other = make_run(tmp_path / "lr", seed=0, lr=1e-3, shift=-0.05)
     out = build_compare([*runs, other, runs[0]], tmp_path / "cmp")  # a folder twice counts once
-    tables = md_tables((tmp_path / "cmp" / "tables.md").read_text())
+    tables = md_tables((tmp_path / "cmp" / "tables.md").read_text(encoding="utf-8"))
     rows = tables["finetuned: after unlearning"]
     pooled = next(r for r in rows if r["method"] == "ga [unlearn.lr=0.0005]")
     single = next(r for r in rows if r["method"] == "ga [unlearn.lr=0.001]")
@@ -173,8 +174,9 @@ def test_compare_mean_and_std(tmp_path):
     assert pooled["forget mm"] == f"{100 * mean:.1f} ± {100 * std:.1f} ({100 * delta:+.1f})"
     assert single["forget mm"] == f"{100 * (values[0] - 0.05):.1f} ({100 * (values[0] - 0.05 - 0.78):+.1f})"
     assert rows[0]["method"] == "start model" and rows[0]["forget mm"] == "78.0 ± 0.0"  # same start model
-    page = out.read_text()
+    page = out.read_text(encoding="utf-8")
     assert "Runs" in page and "seed2" in page
+    assert r"$\pm$" in (tmp_path / "cmp" / "tables.tex").read_text(encoding="utf-8")
 
 
 def test_partial_summary_builds(tmp_path):
@@ -185,9 +187,9 @@ def test_partial_summary_builds(tmp_path):
     (run / "summary.csv").write_text(HEADER + "\n" + "".join(
         f"pretrained,npo,llm,{k},all,forget,{m},5,{a},logits\n"
         for k, m, a in ((0, "multimodal", 0.0), (0, "text", 0.6), (1, "multimodal", 0.0), (1, "text", 0.2))))
-    page = build_report(run).read_text()
+    page = build_report(run).read_text(encoding="utf-8")
     assert sorted(p.name for p in (run / "report").glob("*.png")) == ["modality.png"]
-    assert "0.0 (+0.0)" in (run / "report" / "tables.md").read_text() and "logits scoring" in page
+    assert "0.0 (+0.0)" in (run / "report" / "tables.md").read_text(encoding="utf-8") and "logits scoring" in page
 
 
 def one_error_line(capsys, argv) -> str:
@@ -233,7 +235,7 @@ def test_run_log_waits_for_the_run_folder(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("name: x\n")
     log("[finetuned] done")
-    lines = (tmp_path / "run" / "run.log").read_text().splitlines()
+    lines = (tmp_path / "run" / "run.log").read_text(encoding="utf-8").splitlines()
     assert shown == ["world: built", "[finetuned] done"]
     assert [ln.split(" ", 2)[2] for ln in lines] == shown
 

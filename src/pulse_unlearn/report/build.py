@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import html
 import io
+import os
+import tempfile
 from pathlib import Path
 
 from ..errors import PulseError
-from ..runs.store import atomic_write
 from . import plots as P
 from .findings import Summary, findings
 from .html import page
@@ -20,13 +21,18 @@ from .tables import scenario_tables, to_latex, to_markdown
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    import os
-    import tempfile
-
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # a report is for reading: not mkstemp's owner-only mode
     os.replace(tmp, path)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """UTF-8 whatever the locale: the tables hold ± and the HTML declares utf-8."""
+    _write_bytes(path, text.encode("utf-8"))
 
 
 def _divergence_md(runs: list[Run]) -> str:
