@@ -107,7 +107,8 @@ def build_compare(run_dirs: list[Path], out: Path) -> Path:
         units = len({(x["scenario"], x["method"], x["update"]) for x in r.rows})
         cells = (name, r.folder, r.seed if r.seed is not None else "?", label or "-", units)
         body.append("<tr>" + "".join(f"<td class='label'>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-        md.append(f"- {name} ({r.folder}): seed {cells[2]}, {units} unit(s)" + (f", {label}" if label else ""))
+        where = "" if name == str(r.folder) else f" ({r.folder})"
+        md.append(f"- {name}{where}: seed {cells[2]}, {units} unit(s)" + (f", {label}" if label else ""))
     subtitle = (f"{len(runs)} runs, {_scoring([x for r in runs for x in r.rows])} scoring. Accuracy in %: mean ± "
                 "sample standard deviation where a unit was run several times (seeds); changes in points from the "
                 "starting model.")
