@@ -48,6 +48,8 @@ def test_demo_prints_table_and_findings(tiny_demo):
     for finding in ("1. Pre-trained vs fine-tuned", "2. Sequential unlearning", "3. Text-only vs multimodal"):
         assert finding in printed
     assert str(out) in printed
+    assert f"report: {out / 'report' / 'report.html'}" in printed and (out / "report" / "tables.md").exists()
+    assert "[sequential] done" in (out / "run.log").read_text()
 
 
 def test_pulse_run_with_overrides(tiny_models, cache, tmp_path):

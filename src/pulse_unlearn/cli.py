@@ -79,6 +79,8 @@ def demo(
 
     from .config import load_config
     from .pipeline import run_experiment
+    from .progress import RunLog
+    from .report.build import build_report
     from .report.findings import Summary, findings, main_table
 
     if preset not in ("default", "tiny"):
@@ -86,14 +88,15 @@ def demo(
     name = "demo.yaml" if preset == "default" else "demo_tiny.yaml"
     cfg = load_config(Path(str(files("pulse_unlearn") / "configs" / name)))
     folder = out or Path("runs") / cfg.name
-    store = run_experiment(cfg, folder, cache_dir(cache), log=say)
+    store = run_experiment(cfg, folder, cache_dir(cache), log=RunLog(folder, say))
     summary = Summary(store.summary)
     typer.echo(f"\nPULSE on the embedded world ({cfg.scoring} scoring; accuracy %, start -> end)\n")
     typer.echo(main_table(summary))
     typer.echo("\nThe paper's findings, and ours\n")
     typer.echo(findings(summary))
     typer.echo(f"\nresults: {folder}/ (summary.csv, predictions.csv, operations.csv, probe.csv, sets.json, "
-               "config.yaml, environment.json)")
+               "config.yaml, environment.json, run.log)")
+    typer.echo(f"report: {build_report(folder)}")
 
 
 @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
@@ -106,11 +109,36 @@ def run_cmd(
     """Run a PULSE experiment: scenarios x methods x update strategies."""
     from .config import load_config
     from .pipeline import run_experiment
+    from .progress import RunLog
 
     cfg = load_config(config, overrides or [])
     folder = out or Path("runs") / cfg.name
-    run_experiment(cfg, folder, cache_dir(cache), log=say)
-    typer.echo(f"results: {folder}/summary.csv")
+    run_experiment(cfg, folder, cache_dir(cache), log=RunLog(folder, say))
+    typer.echo(f"results: {folder}/summary.csv (report: pulse report {folder})")
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="a run folder (holding summary.csv)"),
+    out: Optional[Path] = typer.Option(None, help="folder to write (default: RUN_DIR/report)"),
+) -> None:
+    """Tables (Markdown, LaTeX), plots (PNG, SVG) and a self-contained report.html from a run's
+    summary.csv; prints the path of report.html."""
+    from .report.build import build_report
+
+    typer.echo(str(build_report(run_dir, out)))
+
+
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="run folders, e.g. the same config with other seeds"),
+    out: Path = typer.Option(Path("runs") / "compare", help="folder to write"),
+) -> None:
+    """The report's tables and plots across runs: a unit (scenario, method, update) present in
+    several runs that differ only in seed is shown as mean ± std; prints the path of report.html."""
+    from .report.build import build_compare
+
+    typer.echo(str(build_compare(run_dirs, out)))
 
 
 def world_config_checked(preset: str):

@@ -9,33 +9,80 @@ import csv
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..errors import PulseError
+
 SPLITS = ("forget", "retain", "general")
 MODS = ("multimodal", "text")
 
 
+REQUIRED = ("scenario", "method", "update", "step", "request", "split", "modality", "accuracy")
+
+
 def read_summary(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    """The rows of a ``summary.csv``, checked: a report built from a truncated or hand-edited file
+    should fail on the line at fault, not draw a wrong plot."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                raise PulseError(f"{path}: not a PULSE summary (missing column(s) {', '.join(missing)})")
+            rows = []
+            for line, r in enumerate(reader, start=2):
+                rows.append(_checked_row(path, line, r))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise PulseError(f"{path}: cannot read ({e})") from None
+    if not rows:
+        raise PulseError(f"{path}: no rows")
+    return rows
+
+
+def _checked_row(path: Path, line: int, r: dict) -> dict:
+    if None in r or any(r.get(c) in (None, "") for c in REQUIRED):
+        raise PulseError(f"{path}:{line}: wrong number of fields or an empty value")
+    try:
+        step, acc = int(r["step"]), float(r["accuracy"])
+    except ValueError:
+        raise PulseError(f"{path}:{line}: step must be an integer and accuracy a number") from None
+    if not 0.0 <= acc <= 1.0:
+        raise PulseError(f"{path}:{line}: accuracy {acc} is outside [0, 1]")
+    return {**r, "step": step, "accuracy": acc}
 
 
 class Summary:
-    """Lookup of accuracies by (scenario, method, update, step, request, split, modality)."""
+    """Lookup of accuracies by (scenario, method, update, step, request, split, modality).
+
+    Rows averaged over several runs (``pulse compare``) also carry ``std`` and ``runs``; a single
+    run's rows have neither, and ``spread`` is then None."""
 
     def __init__(self, rows: Iterable[dict]):
         self.acc: dict[tuple, float] = {}
+        self.std: dict[tuple, tuple[float, int]] = {}
         self.last_step: dict[tuple, int] = {}
         for r in rows:
             key = (r["scenario"], r["method"], r["update"], int(r["step"]), str(r["request"]), r["split"],
                    r["modality"])
             self.acc[key] = float(r["accuracy"])
+            if r.get("std") not in (None, ""):
+                self.std[key] = (float(r["std"]), int(r["runs"]))
             unit = (r["scenario"], r["method"], r["update"])
             self.last_step[unit] = max(self.last_step.get(unit, 0), int(r["step"]))
 
     def get(self, unit, step, split, modality, request="all") -> float | None:
         return self.acc.get((*unit, step, request, split, modality))
 
+    def spread(self, unit, step, split, modality, request="all") -> tuple[float, int] | None:
+        """(standard deviation, number of runs) of an averaged accuracy, or None."""
+        return self.std.get((*unit, step, request, split, modality))
+
     def units(self) -> list[tuple[str, str, str]]:
         return list(self.last_step)
+
+    def requests(self, unit) -> list[str]:
+        """The sequential scenario's numbered requests present for ``unit``, in order."""
+        found = {k[4] for k in self.acc if k[:3] == tuple(unit) and k[4].isdigit()}
+        return sorted(found, key=int)
 
 
 def _pct(x: float | None) -> str:

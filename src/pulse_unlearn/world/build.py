@@ -113,20 +113,29 @@ def _profile_row(p: people.Profile, image: bytes, rng, directory: str) -> dict:
 # --- the build ----------------------------------------------------------------------------
 
 def build_world(cfg: WorldConfig, out: Path, progress: bool = False) -> Path:
-    """Draw and write the whole world into ``out`` (created); returns ``out``."""
-    out = Path(out)
+    """Draw and write the whole world into ``out`` (created); returns ``out``. A progress bar counts
+    the stages (shown on a terminal only; the draws do not depend on it)."""
+    from ..progress import bar
+
+    with bar(6, "building the world") as pbar:
+        return _build_world(cfg, Path(out), pbar.update)
+
+
+def _build_world(cfg: WorldConfig, out: Path, step) -> Path:
     rng = np.random.default_rng(cfg.seed)
     profile_schema, test_schema, ft_schema, corpus_schema = _schemas()
     celebs, fictitious = people.draw_profiles(cfg.n_celebrities, cfg.n_fictitious, rng,
                                               cfg.max_mentions, cfg.min_mentions)
     images = {p.id: portraits.png_bytes(portraits.render(p.face, cfg.image_size)) for p in celebs + fictitious}
 
+    step()
     bench = out / "MLLMU-Bench"
     _write([_profile_row(p, images[p.id], rng, "Full_Set") for p in fictitious], profile_schema,
            bench / "Full_Set" / SUBSET_FILE)
     _write([_profile_row(p, images[p.id], rng, "Retain_Set") for p in celebs], profile_schema,
            bench / "Retain_Set" / SUBSET_FILE)
 
+    step()
     test_rows = []
     for p in fictitious:
         base = portraits.render(p.face, cfg.image_size)
@@ -140,6 +149,7 @@ def build_world(cfg: WorldConfig, out: Path, progress: bool = False) -> Path:
         test_rows.append({"images": variants, **row})
     _write(test_rows, test_schema, bench / "Test_Set" / SUBSET_FILE)
 
+    step()
     ft_rows = []
     for p in fictitious:
         facts = [ex for v in range(3) for ex in people.fact_examples(p, images[p.id], rng, variant=v)]
@@ -149,15 +159,18 @@ def build_world(cfg: WorldConfig, out: Path, progress: bool = False) -> Path:
                         "Directory": "ft_Data", "biography": people.biography(p), "metadata": json.dumps(metadata)})
     _write(ft_rows, ft_schema, bench / "ft_Data" / SUBSET_FILE)
 
+    step()
     bench_rng = np.random.default_rng([cfg.seed, 1])
     _write_mmbench(scenes.make_items(cfg.n_benchmark, bench_rng, cfg.image_size),
                    out / "MMBench" / "mmbench_dev_en.tsv")
 
+    step()
     corpus = pretraining_corpus(celebs, images, scenes.make_items(
         cfg.n_benchmark_train, np.random.default_rng([cfg.seed, 2]), cfg.image_size), rng)
     _write([{"prompt": ex.prompt, "answer": ex.answer, "image": ex.image, "source": ex.source, "subject": subj}
             for ex, subj in corpus], corpus_schema, out / "corpus" / "pretrain.parquet")
 
+    step()
     meta = {"config": cfg.model_dump(), "fingerprint": cfg.fingerprint(), "version": WORLD_VERSION,
             "celebrities": {p.id: {"name": p.name, "mentions": p.mentions} for p in celebs},
             "fictitious": {p.id: {"name": p.name} for p in fictitious}}

@@ -1,0 +1,116 @@
+"""``pulse report`` and ``pulse compare``: write tables, plots and the HTML report to a folder.
+
+Every file is written under a temporary name and renamed, like the run's own files, so a
+report folder never holds a half-written file.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import PulseError
+from . import plots as P
+from .findings import Summary, findings
+from .html import page
+from .runs import Run, load_run, pool, variants
+from .tables import scenario_tables, to_latex, to_markdown
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # a report is for reading: not mkstemp's owner-only mode
+    os.replace(tmp, path)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """UTF-8 whatever the locale: the tables hold ± and the HTML declares utf-8."""
+    _write_bytes(path, text.encode("utf-8"))
+
+
+def _divergence_md(runs: list[Run]) -> str:
+    bad = [(r, op) for r in runs for op in r.diverged()]
+    if not bad:
+        return ""
+    lines = ["## Divergence", "", "Unlearning operations whose loss went NaN/inf (their results are still in the "
+             "tables above):", ""]
+    for r, op in bad:
+        lines.append(f"- {r.name}: {op.get('scenario')} / {op.get('method')} / {op.get('update')}, operation "
+                     f"{op.get('operation')}, at step {op.get('diverged_at')}")
+    return "\n".join(lines) + "\n"
+
+
+def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[Run], runs_table: str = "",
+           runs_md: str = "") -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    tables = scenario_tables(s)
+    atomic_write(out / "tables.md", f"# {title}\n\n{subtitle}\n\n{runs_md}" + to_markdown(tables)
+                 + _divergence_md(runs))
+    atomic_write(out / "tables.tex", to_latex(tables))
+    figures = P.all_plots(s)
+    embedded = []
+    try:
+        for p in figures:
+            png = io.BytesIO()
+            p.figure.savefig(png, format="png", dpi=110, metadata={"Software": None})
+            p.figure.set_layout_engine("none")  # laid out once already: the SVG keeps that layout, faster
+            svg = io.BytesIO()
+            p.figure.savefig(svg, format="svg", metadata={"Date": None})
+            _write_bytes(out / f"{p.name}.png", png.getvalue())
+            _write_bytes(out / f"{p.name}.svg", svg.getvalue())
+            embedded.append((p.title, p.caption, png.getvalue()))
+    finally:
+        P.close(figures)
+    report = out / "report.html"
+    atomic_write(report, page(title, subtitle, tables, embedded, findings(s), runs, runs_table))
+    return report
+
+
+def _scoring(rows: list[dict]) -> str:
+    return ", ".join(sorted({r.get("scoring") or "?" for r in rows}))
+
+
+def build_report(run_dir: Path, out: Path | None = None) -> Path:
+    """The report of one run folder, in ``out`` (default ``RUN_DIR/report``); returns report.html."""
+    run = load_run(Path(run_dir))
+    out = Path(out) if out else run.folder / "report"
+    subtitle = (f"Run {run.folder}, {_scoring(run.rows)} scoring. Accuracy in %; changes in points from the "
+                "starting model (step 0).")
+    return _write(out, f"PULSE report: {run.name}", subtitle, Summary(run.rows), [run])
+
+
+def build_compare(run_dirs: list[Path], out: Path) -> Path:
+    """Several runs side by side: units of the same variant in several runs (seeds) are averaged,
+    shown as mean ± sample standard deviation."""
+    seen, runs = set(), []
+    for d in run_dirs:
+        key = Path(d).resolve()
+        if key not in seen:
+            seen.add(key)
+            runs.append(load_run(Path(d)))
+    if not runs:
+        raise PulseError("compare: give at least one run folder")
+    labels = variants(runs)
+    names = [r.name for r in runs]
+    if len(set(names)) < len(names):  # same config name: tell them apart by folder
+        names = [str(r.folder) for r in runs]
+    head = "<tr><th>run</th><th>folder</th><th>seed</th><th>variant</th><th>units</th></tr>"
+    body, md = [], ["Runs:", ""]
+    for r, name, label in zip(runs, names, labels):
+        units = len({(x["scenario"], x["method"], x["update"]) for x in r.rows})
+        cells = (name, r.folder, r.seed if r.seed is not None else "?", label or "-", units)
+        body.append("<tr>" + "".join(f"<td class='label'>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        where = "" if name == str(r.folder) else f" ({r.folder})"
+        md.append(f"- {name}{where}: seed {cells[2]}, {units} unit(s)" + (f", {label}" if label else ""))
+    subtitle = (f"{len(runs)} runs, {_scoring([x for r in runs for x in r.rows])} scoring. Accuracy in %: mean ± "
+                "sample standard deviation where a unit was run several times (seeds); changes in points from the "
+                "starting model.")
+    return _write(Path(out), "PULSE comparison", subtitle, Summary(pool(runs)), runs,
+                  runs_table=f"<table>{head}{''.join(body)}</table>", runs_md="\n".join(md) + "\n\n")

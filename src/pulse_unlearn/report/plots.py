@@ -1,0 +1,204 @@
+"""The report's figures, drawn with matplotlib's Agg backend (no display needed).
+
+Each function takes a ``Summary`` (one run, or the mean of several with its spread) and returns
+a figure, or None when the run has no data for it (e.g. no sequential scenario). Accuracies
+are plotted in percent; error bars are the standard deviation over runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .findings import Summary  # noqa: E402
+
+matplotlib.rcParams.update({"svg.hashsalt": "pulse", "figure.dpi": 100, "font.size": 9})
+MODS = (("multimodal", "multimodal"), ("text", "text-only"))
+SCENARIO_MARKERS = {"finetuned": "o", "pretrained": "s", "sequential": "^"}
+
+
+@dataclass
+class Plot:
+    name: str  # file stem
+    title: str
+    caption: str
+    figure: object
+
+
+def _pct(s: Summary, unit, step, split, modality, request="all"):
+    v = s.get(unit, step, split, modality, request)
+    spread = s.spread(unit, step, split, modality, request)
+    return (None if v is None else 100 * v), (0.0 if spread is None else 100 * spread[0])
+
+
+def _label(unit) -> str:
+    return unit[1] if unit[2] == "llm" else f"{unit[1]} ({unit[2]})"
+
+
+def _colors(s: Summary) -> dict[str, object]:
+    cmap = plt.get_cmap("tab10")
+    methods = list(dict.fromkeys(u[1] for u in s.units()))
+    return {m: cmap(i % 10) for i, m in enumerate(methods)}
+
+
+def sequential_curves(s: Summary):
+    """Forget / retain / general accuracy after each sequential operation, multimodal and
+    text-only, one line per method; the one-shot run on the same people as a star."""
+    units = [u for u in s.units() if u[0] == "sequential"]
+    if not units:
+        return None
+    colors = _colors(s)
+    fig, axes = plt.subplots(2, 3, figsize=(11, 6.4), sharex=True, sharey=True, squeeze=False,
+                             layout="constrained")
+    for row, (mod, mod_title) in enumerate(MODS):
+        for col, split in enumerate(("forget", "retain", "general")):
+            ax = axes[row][col]
+            for u in units:
+                steps = list(range(s.last_step[u] + 1))
+                pts = [(k, *_pct(s, u, k, split, mod)) for k in steps]
+                pts = [p for p in pts if p[1] is not None]
+                if not pts:
+                    continue
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                            ms=3, capsize=2, color=colors[u[1]], ls="-" if u[2] == "llm" else "--", label=_label(u))
+                one = ("finetuned", u[1], u[2])
+                if one in s.last_step:
+                    y, e = _pct(s, one, s.last_step[one], split, mod)
+                    if y is not None:
+                        ax.errorbar([steps[-1]], [y], yerr=[e], marker="*", ms=11, color=colors[u[1]],
+                                    mec="black", mew=0.6, ls="none")
+            ax.set_title(f"{split}, {mod_title}")
+            ax.set_ylim(0, 100)
+            ax.grid(alpha=0.3)
+            if row == 1:
+                ax.set_xlabel("operation (0 = start)")
+            if col == 0:
+                ax.set_ylabel("accuracy (%)")
+    axes[0][0].plot([], [], marker="*", ms=11, color="grey", mec="black", ls="none", label="one-shot (same people)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=8)
+    fig.suptitle("Sequential unlearning: accuracy after each operation")
+    return fig
+
+
+def request_heatmap(s: Summary):
+    """Forget accuracy on each request (rows) after each operation (columns), per method: a
+    request's row should turn dark at its own operation and stay dark after it."""
+    units = [u for u in s.units() if u[0] == "sequential" and s.requests(u)]
+    if not units:
+        return None
+    fig, axes = plt.subplots(1, len(units), figsize=(3.2 * len(units) + 1.2, 3.6), squeeze=False,
+                             layout="constrained")
+    image = None
+    for ax, u in zip(axes[0], units):
+        reqs, steps = s.requests(u), list(range(s.last_step[u] + 1))
+        grid = [[(_pct(s, u, k, "forget", "all", r)[0]) for k in steps] for r in reqs]
+        image = ax.imshow([[float("nan") if v is None else v for v in row] for row in grid], vmin=0, vmax=100,
+                          cmap="viridis", aspect="auto")
+        for i, row in enumerate(grid):
+            for j, v in enumerate(row):
+                if v is not None:
+                    ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
+                            color="white" if v < 55 else "black")
+        ax.set_xticks(range(len(steps)), [str(k) for k in steps])
+        ax.set_yticks(range(len(reqs)), reqs)
+        ax.set_xlabel("after operation")
+        ax.set_ylabel("request")
+        ax.set_title(_label(u))
+    fig.colorbar(image, ax=axes[0].tolist(), label="forget accuracy (%)", shrink=0.9)
+    fig.suptitle("Sequential unlearning: forget accuracy per request")
+    return fig
+
+
+def modality_bars(s: Summary):
+    """How much forget accuracy each unlearning removed, multimodal vs text-only questions: the
+    paper's finding that text-only questions resist unlearning."""
+    units = [u for u in s.units() if s.get(u, 0, "forget", "multimodal") is not None]
+    if not units:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.9 * len(units) + 2), 4.2), squeeze=False,
+                             layout="constrained")
+    x = range(len(units))
+    for i, (mod, mod_title) in enumerate(MODS):
+        drops, errs, kept = [], [], []
+        for u in units:
+            start, _ = _pct(s, u, 0, "forget", mod)
+            end, err = _pct(s, u, s.last_step[u], "forget", mod)
+            ok = start is not None and end is not None
+            drops.append(start - end if ok else 0.0)
+            errs.append(err)
+            kept.append(100 * end / start if ok and start else 0.0)
+        offset = [v + (i - 0.5) * 0.38 for v in x]
+        axes[0][0].bar(offset, drops, 0.38, yerr=errs if any(errs) else None, capsize=2, label=mod_title,
+                       color=f"C{i}")
+        axes[0][1].bar(offset, kept, 0.38, label=mod_title, color=f"C{i}")
+    labels = [f"{u[0]}\n{_label(u)}" for u in units]
+    for ax, title in zip(axes[0], ("forget accuracy removed (points)", "forget accuracy kept (% of start)")):
+        ax.set_xticks(list(x), labels, rotation=45, ha="right", fontsize=7)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Multimodal vs text-only forgetting")
+    return fig
+
+
+def tradeoff_scatter(s: Summary):
+    """Forget vs retain accuracy after unlearning, one point per scenario x method x update; the
+    starting models in grey. Down-right of the start is a good trade (forget dropped, retain kept)."""
+    units = [u for u in s.units() if s.get(u, s.last_step[u], "retain", "all") is not None]
+    if not units:
+        return None
+    colors = _colors(s)
+    fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+    starts = {}
+    for u in units:
+        fx, fe = _pct(s, u, s.last_step[u], "forget", "all")
+        ry, re_ = _pct(s, u, s.last_step[u], "retain", "all")
+        if fx is None:
+            continue
+        ax.errorbar([fx], [ry], xerr=[fe], yerr=[re_], marker=SCENARIO_MARKERS.get(u[0], "D"), ms=7,
+                    color=colors[u[1]], mfc=colors[u[1]] if u[2] == "llm" else "white", ls="none", capsize=2)
+        starts.setdefault(u[0], (_pct(s, u, 0, "forget", "all")[0], _pct(s, u, 0, "retain", "all")[0]))
+    for scenario, (fx, ry) in starts.items():
+        if fx is not None and ry is not None:
+            ax.plot([fx], [ry], marker=SCENARIO_MARKERS.get(scenario, "D"), ms=9, color="grey", ls="none",
+                    alpha=0.7)
+    for m, c in colors.items():
+        ax.plot([], [], marker="o", color=c, ls="none", label=m)
+    for scenario in starts:
+        ax.plot([], [], marker=SCENARIO_MARKERS.get(scenario, "D"), color="black", mfc="none", ls="none",
+                label=scenario)
+    ax.plot([], [], marker="o", color="grey", ls="none", label="start model")
+    if any(u[2] != "llm" for u in units):
+        ax.plot([], [], marker="o", color="black", mfc="white", ls="none", label="projector + LLM (hollow)")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("forget accuracy after unlearning (%)  (lower: more forgotten)")
+    ax.set_ylabel("retain accuracy after unlearning (%)  (higher: more kept)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    ax.set_title("Forget / retain trade-off")
+    return fig
+
+
+def all_plots(s: Summary) -> list[Plot]:
+    made = [
+        ("sequential", "Sequential unlearning", "Accuracy after each of the sequential operations (rows: multimodal "
+         "and text-only questions); the star is the one-shot run on the same forget set.", sequential_curves(s)),
+        ("requests", "Forget accuracy per request", "Forget accuracy on each request (rows) after each operation "
+         "(columns) of the sequential scenario.", request_heatmap(s)),
+        ("modality", "Multimodal vs text-only forgetting", "Forget accuracy removed by unlearning, and the share "
+         "of the starting accuracy kept, on multimodal and on text-only questions.", modality_bars(s)),
+        ("tradeoff", "Forget / retain trade-off", "Forget vs retain accuracy after unlearning, per scenario, "
+         "method and update strategy; grey: the starting models.", tradeoff_scatter(s)),
+    ]
+    return [Plot(name, title, caption, fig) for name, title, caption, fig in made if fig is not None]
+
+
+def close(plots: list[Plot]) -> None:
+    for p in plots:
+        plt.close(p.figure)

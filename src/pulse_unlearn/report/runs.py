@@ -1,0 +1,113 @@
+"""Reading run folders for a report, and averaging several runs for ``pulse compare``.
+
+A report needs only ``summary.csv``; ``config.yaml``, ``environment.json`` and
+``operations.csv`` add the config, versions, hashes and divergence when they are there.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import PulseError
+from .findings import read_summary
+
+KEY = ("scenario", "method", "update", "step", "request", "split", "modality")
+# Config keys that say which units a run holds or which seed it drew, not how it unlearns:
+# runs that differ only in these are pooled by ``pulse compare``.
+POOLED_KEYS = ("name", "seed", "grid", "_config_hash", "unlearn.seed")
+
+
+@dataclass
+class Run:
+    folder: Path
+    rows: list[dict]
+    config: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    operations: list[dict] = field(default_factory=list)
+    summary_sha256: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name") or self.folder.name
+
+    @property
+    def seed(self):
+        return self.config.get("seed")
+
+    def diverged(self) -> list[dict]:
+        """Operations whose loss went NaN/inf (``diverged_at`` is the step where it did)."""
+        return [op for op in self.operations if str(op.get("diverged_at", "")).strip() not in ("", "nan", "None")]
+
+
+def load_run(folder: Path) -> Run:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PulseError(f"{folder}: no such run folder")
+    summary = folder / "summary.csv"
+    if not summary.is_file():
+        raise PulseError(f"{folder}: no summary.csv (not a pulse run folder?)")
+    run = Run(folder, read_summary(summary), summary_sha256=hashlib.sha256(summary.read_bytes()).hexdigest())
+    try:
+        if (folder / "config.yaml").is_file():
+            run.config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
+        if (folder / "environment.json").is_file():
+            run.environment = json.loads((folder / "environment.json").read_text())
+        if (folder / "operations.csv").is_file():
+            with open(folder / "operations.csv", newline="") as f:
+                run.operations = list(csv.DictReader(f))
+    except (yaml.YAMLError, json.JSONDecodeError, csv.Error, UnicodeDecodeError) as e:
+        raise PulseError(f"{folder}: unreadable run file ({e})") from None
+    if not isinstance(run.config, dict) or not isinstance(run.environment, dict):
+        raise PulseError(f"{folder}: config.yaml or environment.json is not a mapping")
+    return run
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def variants(runs: list[Run]) -> list[str]:
+    """A label per run naming the settings that set its variant apart (empty when all runs
+    share one), so that e.g. two learning rates stay separate rows instead of being averaged."""
+    flats = [{k: v for k, v in _flat(r.config).items() if k not in POOLED_KEYS} for r in runs]
+    differing = sorted({k for f in flats for k in f if any(g.get(k) != f.get(k) for g in flats)})
+    return [", ".join(f"{k}={f.get(k)}" for k in differing) for f in flats]
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for a single value)."""
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, 0.0
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+
+
+def pool(runs: list[Run]) -> list[dict]:
+    """Summary rows averaged over runs: one row per key (a variant's label is appended to the
+    method), with ``std`` and ``runs``. Runs with the same unit and variant are taken as seeds."""
+    values: dict[tuple, list[float]] = defaultdict(list)
+    for run, variant in zip(runs, variants(runs)):
+        for r in run.rows:
+            key = tuple(str(r[k]) for k in KEY)
+            if variant:
+                key = (key[0], f"{key[1]} [{variant}]", *key[2:])
+            values[key].append(float(r["accuracy"]))
+    rows = []
+    for key, vals in values.items():
+        m, s = mean_std(vals)
+        rows.append({**dict(zip(KEY, key)), "accuracy": m, "std": s, "runs": len(vals)})
+    return rows

@@ -1,0 +1,151 @@
+"""The paper's tables from summary rows: per scenario, one row per method x update strategy.
+
+Tables are built once as cells holding numbers and rendered to Markdown, LaTeX and HTML, so
+the three files cannot disagree. Accuracies are percentages; the change from the starting
+model is in percentage points.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+from .findings import Summary
+
+# (split, modality, column title)
+COLUMNS = (("forget", "multimodal", "forget mm"), ("forget", "text", "forget text"),
+           ("retain", "multimodal", "retain mm"), ("retain", "text", "retain text"), ("general", "all", "general"))
+SEQ_COLUMNS = (("forget", "multimodal", "done", "forget done mm"), ("forget", "text", "done", "forget done text"),
+               ("forget", "all", "pending", "forget pending"), ("retain", "multimodal", "all", "retain mm"),
+               ("retain", "text", "all", "retain text"), ("general", "all", "all", "general"))
+
+
+@dataclass
+class Cell:
+    value: float | None  # accuracy, 0..1
+    std: float | None = None  # across runs, when several
+    delta: float | None = None  # value minus the starting model's
+    forget: bool = False  # on the forget set a drop is the goal; elsewhere it is a cost
+
+    def text(self, pm: str = "±", minus: str = "-") -> str:
+        if self.value is None:
+            return "-"
+        out = f"{100 * self.value:.1f}"
+        if self.std is not None:
+            out += f" {pm} {100 * self.std:.1f}"
+        if self.delta is not None:
+            out += f" ({100 * self.delta:+.1f})".replace("-", minus)
+        return out
+
+
+@dataclass
+class Table:
+    title: str
+    note: str
+    header: list[str]
+    rows: list[list] = field(default_factory=list)  # str or Cell
+
+
+def _cell(s: Summary, unit, step, split, modality, request="all", with_delta=True) -> Cell:
+    value = s.get(unit, step, split, modality, request)
+    spread = s.spread(unit, step, split, modality, request)
+    start = s.get(unit, 0, split, modality, request)
+    delta = value - start if with_delta and value is not None and start is not None and step else None
+    return Cell(value, None if spread is None or spread[1] < 2 else spread[0], delta, split == "forget")
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
+
+
+def _runs(s: Summary, unit) -> str:
+    n = {v[1] for k, v in s.std.items() if k[:3] == unit}
+    return "/".join(str(x) for x in sorted(n)) or "1"
+
+
+def scenario_tables(s: Summary) -> list[Table]:
+    """One table per scenario (accuracy after the last operation, change from the start), and one
+    per-operation table for the sequential scenario."""
+    pooled = bool(s.std)
+    tables = []
+    scenarios = list(dict.fromkeys(u[0] for u in s.units()))
+    for scenario in scenarios:
+        units = [u for u in s.units() if u[0] == scenario]
+        header = ["method", "update", "ops"] + (["runs"] if pooled else []) + [c[2] for c in COLUMNS]
+        t = Table(f"{scenario}: after unlearning",
+                  "Accuracy (%) after the last operation" + (", mean ± std over runs" if pooled else "")
+                  + "; in brackets the change from the starting model (points). Lower is better on forget, "
+                  "higher on retain and general.", header)
+        starts = {tuple(_round(s.get(u, 0, sp, m)) for sp, m, _ in COLUMNS) for u in units}  # means: float noise
+        if len(starts) == 1:
+            t.rows.append(["start model", "", "0"] + ([""] if pooled else [])
+                          + [_cell(s, units[0], 0, sp, m, with_delta=False) for sp, m, _ in COLUMNS])
+        for u in units:
+            end = s.last_step[u]
+            t.rows.append([u[1], u[2], str(end)] + ([_runs(s, u)] if pooled else [])
+                          + [_cell(s, u, end, sp, m) for sp, m, _ in COLUMNS])
+        tables.append(t)
+    for u in s.units():
+        if u[0] != "sequential":
+            continue
+        t = Table(f"sequential: {u[1]} / {u[2]}, after each operation",
+                  "Accuracy (%) after each operation on the forget requests done so far and those still pending, "
+                  "on retain and general; in brackets the change from the starting model (points).",
+                  ["op"] + [c[3] for c in SEQ_COLUMNS])
+        for step in range(s.last_step[u] + 1):
+            t.rows.append([str(step)] + [_seq_cell(s, u, step, sp, m, req) for sp, m, req, _ in SEQ_COLUMNS])
+        tables.append(t)
+    return tables
+
+
+def _seq_cell(s: Summary, unit, step, split, modality, request) -> Cell:
+    """``done`` and ``pending`` hold other people after every operation: no change is shown for them."""
+    return _cell(s, unit, step, split, modality, request, with_delta=request == "all")
+
+
+def to_markdown(tables: list[Table]) -> str:
+    out = []
+    for t in tables:
+        out += [f"## {t.title}", "", t.note, "", "| " + " | ".join(t.header) + " |",
+                "|" + "|".join("---:" if isinstance(c, Cell) else "---" for c in t.rows[0]) + "|"]
+        for row in t.rows:
+            out.append("| " + " | ".join(c.text() if isinstance(c, Cell) else c for c in row) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _tex(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
+                 ("±", r"$\pm$"), ("[", "{[}"), ("]", "{]}")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(tables: list[Table]) -> str:
+    """One ``table`` environment per table; needs ``\\usepackage{booktabs}``."""
+    out = ["% PULSE report tables; needs \\usepackage{booktabs}", ""]
+    for t in tables:
+        cols = "ll" + "r" * (len(t.header) - 2)
+        out += [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+                " & ".join(_tex(h) for h in t.header) + r" \\", r"\midrule"]
+        for row in t.rows:
+            out.append(" & ".join(_tex(c.text(minus="$-$") if isinstance(c, Cell) else c) for c in row) + r" \\")
+        out += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex(t.title)}. {_tex(t.note)}}}", r"\end{table}",
+                ""]
+    return "\n".join(out)
+
+
+def to_html(t: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in t.header)
+    body = []
+    for row in t.rows:
+        cells = []
+        for c in row:
+            if isinstance(c, Cell):
+                cls = "" if not c.delta else (" class='good'" if (c.delta < 0) == c.forget else " class='bad'")
+                cells.append(f"<td{cls}>{html.escape(c.text())}</td>")
+            else:
+                cells.append(f"<td class='label'>{html.escape(c)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<h3>{html.escape(t.title)}</h3><p class='note'>{html.escape(t.note)}</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
