@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,10 @@ os.environ.setdefault("PULSE_QUIET", "1")
 
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory):
+    """A fresh cache per session; ``PULSE_TEST_CACHE=DIR`` reuses one across sessions (quicker
+    iterations: the tiny world and models are built once)."""
+    if os.environ.get("PULSE_TEST_CACHE"):
+        return Path(os.environ["PULSE_TEST_CACHE"])
     return tmp_path_factory.mktemp("pulse-cache")
 
 

@@ -97,8 +97,9 @@ def csv_acc(text: str) -> dict[tuple, float]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    ops = ("scenario,method,update,operation,steps,first_loss,last_loss,diverged_at,seconds\n"
-           "finetuned,ga,llm,1,10,0.1,-3.0,,1.0\nsequential,ga,llm,2,10,-1.0,nan,7,1.0\n")
+    ops = ("scenario,method,update,operation,steps,first_loss,last_loss,diverged_at,top_answer,top_share,collapsed,"
+           "seconds\nfinetuned,ga,llm,1,10,0.1,-3.0,,C,0.3,0,1.0\nsequential,ga,llm,2,10,-1.0,nan,7,A,0.4,0,1.0\n"
+           "sequential,ga,llm,3,10,-1.0,-9.0,,B,0.97,1,1.0\n")
     run = make_run(tmp_path_factory.mktemp("runs") / "hand", operations=ops)
     return run, build_report(run)
 
@@ -149,9 +150,10 @@ def test_tables_md_numbers_equal_the_csv(report):
 def test_report_shows_divergence_and_findings(report):
     run, html_path = report
     md = (run / "report" / "tables.md").read_text(encoding="utf-8")
-    assert "## Divergence" in md and "sequential / ga / llm, operation 2, at step 7" in md
+    assert "## Divergence" in md and "sequential / ga / llm, operation 2: loss nan at step 7" in md
+    assert "sequential / ga / llm, operation 3: answers collapsed: 97% 'B'" in md
     page = html_path.read_text(encoding="utf-8")
-    assert "1 operation(s) diverged" in page
+    assert "2 operation(s) diverged or collapsed" in page and "answers collapsed: 97% &#x27;B&#x27;" in page
     assert "reproduced" in page and "78.0% -&gt; 9.6%" in page  # the paper's numbers next to ours
     assert "abc123" in page and "summary.csv sha256" in page
     # self-contained: no scripts, no external resources

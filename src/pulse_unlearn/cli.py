@@ -141,6 +141,24 @@ def compare(
     typer.echo(str(build_compare(run_dirs, out)))
 
 
+@app.command()
+def doctor(
+    model: Optional[Path] = typer.Option(None, help="a model folder to check (llava-hf layout)"),
+    data: Optional[Path] = typer.Option(None, help="a data folder to check: MLLMU-Bench (or a folder holding "
+                                        "MLLMU-Bench/ and MMBench/), or an MMBench TSV"),
+    trust_remote_code: bool = typer.Option(False, help="allow a model's own code (as model.trust_remote_code)"),
+    cache: Optional[Path] = typer.Option(None, help="cache folder"),
+) -> None:
+    """Versions, device, cache locations and sizes; with --model/--data, checks that a model folder
+    (config, safetensors, processor, image token) and a data folder (parquet columns, questions,
+    images) are usable before a long run."""
+    from .doctor import doctor as run_doctor
+
+    run_doctor(model, data, cache_dir(cache), trust_remote_code, typer.echo)
+    if model is not None or data is not None:
+        typer.echo("all checks passed")
+
+
 def world_config_checked(preset: str):
     from .models.world_models import models_config
     from .world.build import world_config

@@ -38,10 +38,28 @@ def _require(table, columns, where: str) -> None:
         raise PulseError(f"{where}: missing column(s) {', '.join(missing)}")
 
 
-def _image_bytes(cell, where: str) -> bytes:
+def _image_bytes(cell, where: str, root: Path | None = None) -> bytes:
+    """A cell's image bytes; a cell with only a ``path`` (the datasets Image layout) is read from
+    that file, which must lie inside the data root. Bytes that are not an image are refused."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
     data = cell.get("bytes") if isinstance(cell, dict) else cell
+    if not data and isinstance(cell, dict) and cell.get("path") and root is not None:
+        base = Path(root).resolve()
+        path = (base / cell["path"]).resolve()
+        if not path.is_relative_to(base):
+            raise PulseError(f"{where}: image path {cell['path']!r} escapes the data root {base}")
+        if not path.is_file():
+            raise PulseError(f"{where}: image file {path} not found")
+        data = path.read_bytes()
     if not data:
         raise PulseError(f"{where}: image has no bytes")
+    try:
+        Image.open(io.BytesIO(data))  # reads the header only
+    except (UnidentifiedImageError, OSError, TypeError):
+        raise PulseError(f"{where}: image bytes are not a readable image") from None
     return data
 
 
@@ -81,16 +99,19 @@ def load_people(root: Path, subset: str) -> list[Person]:
     out = []
     for row in table.to_pylist():
         pid = str(row["ID"])
-        if image_column == "images":
-            images = [_image_bytes(c, where) for c in row["images"] or []]
-            if not images:
-                raise PulseError(f"{where}: person {pid} has no images")
-            image, tests = images[0], tuple(images)
-        else:
-            image, tests = _image_bytes(row["image"], where), ()
-        out.append(Person(id=pid, name="", image=image, biography=row["biography"] or "",
-                          questions=_questions(pid, row["Classification_Task"] or {}, image, where),
-                          test_images=tests, facts=_generation_facts(row, image)))
+        try:
+            if image_column == "images":
+                images = [_image_bytes(c, f"{where}: person {pid}", root) for c in row["images"] or []]
+                if not images:
+                    raise PulseError(f"{where}: person {pid} has no images")
+                image, tests = images[0], tuple(images)
+            else:
+                image, tests = _image_bytes(row["image"], f"{where}: person {pid}", root), ()
+            out.append(Person(id=pid, name="", image=image, biography=row["biography"] or "",
+                              questions=_questions(pid, row["Classification_Task"] or {}, image, where),
+                              test_images=tests, facts=_generation_facts(row, image)))
+        except (KeyError, TypeError, AttributeError, ValueError) as e:  # a field of the wrong shape
+            raise PulseError(f"{where}: person {pid}: malformed row ({type(e).__name__}: {e})") from None
     if not out:
         raise PulseError(f"{where}: subset {subset!r} is empty")
     ids = [p.id for p in out]
@@ -112,7 +133,10 @@ def load_facts(root: Path) -> dict[str, list[Example]]:
             pairs = json.loads(row["metadata"]) if isinstance(row["metadata"], str) else row["metadata"]
         except json.JSONDecodeError as e:
             raise PulseError(f"{where}: person {pid}: metadata is not JSON ({e})") from None
-        image = _image_bytes(row["image"], where)
-        facts[pid] = [Example(p["Question"], p["Answer"], None if p.get("Type") == "Pure_Text" else image, "ft")
-                      for p in pairs]
+        image = _image_bytes(row["image"], f"{where}: person {pid}", root)
+        try:
+            facts[pid] = [Example(p["Question"], p["Answer"], None if p.get("Type") == "Pure_Text" else image, "ft")
+                          for p in pairs]
+        except (KeyError, TypeError, AttributeError) as e:
+            raise PulseError(f"{where}: person {pid}: metadata pairs need Question and Answer ({e})") from None
     return facts

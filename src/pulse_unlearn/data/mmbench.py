@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import io
 import sys
 from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import PulseError
 from ..records import LETTERS, Question
@@ -23,8 +26,11 @@ def load_mmbench(path: Path) -> list[Question]:
     if not path.is_file():
         raise PulseError(f"{path}: MMBench TSV not found")
     csv.field_size_limit(sys.maxsize)  # base64 images are long fields
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise PulseError(f"{path}: not a UTF-8 TSV file ({e})") from None
     if not rows:
         raise PulseError(f"{path}: no questions")
     missing = [c for c in REQUIRED if c not in rows[0]]
@@ -42,6 +48,10 @@ def load_mmbench(path: Path) -> list[Question]:
                 image = base64.b64decode(row["image"], validate=True)
             except (binascii.Error, ValueError):
                 raise PulseError(f"{path}:{n}: image is not valid base64") from None
+            try:
+                Image.open(io.BytesIO(image))  # reads the header only
+            except (UnidentifiedImageError, OSError):
+                raise PulseError(f"{path}:{n}: image bytes are not a readable image") from None
         hint = (row.get("hint") or "").strip()
         text = f"{hint}\n{row['question']}" if hint and hint != "nan" else row["question"]
         out.append(Question(qid=f"mmbench/{row['index']}", subject=str(row["index"]),

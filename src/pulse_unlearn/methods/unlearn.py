@@ -72,8 +72,10 @@ class OperationLog:
 
 
 def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example],
-            update: str, cfg: UnlearnConfig, desc: str = "unlearning"):
-    """Run one operation on ``model`` (a plain transformers model); returns (merged model, log)."""
+            update: str, cfg: UnlearnConfig, desc: str = "unlearning", on_adapter=None):
+    """Run one operation on ``model`` (a plain transformers model); returns (merged model, log).
+    ``on_adapter(peft_model)``, when given, sees the trained adapter before it is merged (the
+    runner saves it, so that a resumed run re-applies it instead of training again)."""
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(cfg.seed)
@@ -133,6 +135,8 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
         peft_model.gradient_checkpointing_disable()
     with contextlib.suppress(AttributeError):
         peft_model.base_model.model.eval()
+    if on_adapter is not None:
+        on_adapter(peft_model)
     return peft_model.merge_and_unload(), log
 
 

@@ -27,25 +27,75 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return getattr(torch, dtype)
 
 
+def check_files(path: str | Path, trust_remote_code: bool = False) -> None:
+    """A local model folder's files, before anything is loaded: config.json, safetensors weights
+    (pickle-only weights are refused), and no custom code unless ``trust_remote_code``."""
+    import json
+
+    local = Path(path)
+    if not local.exists():
+        return  # a hub id: transformers resolves it
+    if not local.is_dir():
+        raise PulseError(f"{local}: a model must be a directory")
+    if not (local / "config.json").exists():
+        raise PulseError(f"{local}: no config.json (not a model folder?)")
+    if not any(local.glob("*.safetensors")):
+        pickled = [p.name for p in local.glob("*.bin")] + [p.name for p in local.glob("*.pt")] + \
+            [p.name for p in local.glob("*.pth")] + [p.name for p in local.glob("*.ckpt")]
+        detail = f" (found {', '.join(sorted(pickled))}: pickle weights are refused, convert them to safetensors)" \
+            if pickled else ""
+        raise PulseError(f"{local}: no .safetensors weights{detail}")
+    try:
+        config = json.loads((local / "config.json").read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PulseError(f"{local / 'config.json'}: not valid JSON ({e})") from None
+    configs = [config] + [_json_or_empty(local / n) for n in ("processor_config.json", "tokenizer_config.json",
+                                                               "preprocessor_config.json")]
+    custom = any(isinstance(c, dict) and c.get("auto_map") for c in configs)
+    if custom and not trust_remote_code:
+        raise PulseError(f"{local}: the model needs its own code (auto_map) and model.trust_remote_code is off; "
+                         "turn it on only for code you trust")
+
+
+def _json_or_empty(path: Path) -> dict:
+    import json
+
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except (ValueError, UnicodeDecodeError):
+        return {}
+
+
+def load_processor(path: str | Path, trust_remote_code: bool = False):
+    """The model's processor; it must have an image token the tokenizer knows."""
+    from transformers import AutoProcessor
+
+    check_files(path, trust_remote_code)
+    try:
+        processor = AutoProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise PulseError(f"{path}: cannot load the processor ({str(e).splitlines()[0]})") from None
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is None or getattr(processor, "image_processor", None) is None:
+        raise PulseError(f"{path}: the processor has no tokenizer or no image processor (not a LLaVA-style model?)")
+    token = getattr(processor, "image_token", None) or "<image>"
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise PulseError(f"{path}: the tokenizer has no image token {token!r}")
+    config = _json_or_empty(Path(path) / "config.json")
+    expected = config.get("image_token_index", config.get("image_token_id"))
+    if expected is not None and token_id != expected:  # e.g. a processor that added the token itself
+        raise PulseError(f"{path}: the tokenizer has no image token {token!r} with the model's id {expected} "
+                         f"(it gives {token_id})")
+    return processor
+
+
 def load_model(path: str | Path, dtype: str = "auto", device: str = "auto",
                trust_remote_code: bool = False):
     """(model, processor) from ``path``, in eval mode."""
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
-    local = Path(path)
-    if local.exists():
-        if not local.is_dir():
-            raise PulseError(f"{local}: a model must be a directory")
-        if not any(local.glob("*.safetensors")):
-            pickled = [p.name for p in local.glob("*.bin")] + [p.name for p in local.glob("*.pt")]
-            detail = f" (found {', '.join(pickled)}: pickle weights are refused)" if pickled else ""
-            raise PulseError(f"{local}: no .safetensors weights{detail}")
-        if not (local / "config.json").exists():
-            raise PulseError(f"{local}: no config.json")
-    try:
-        processor = AutoProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise PulseError(f"{path}: cannot load the processor ({str(e).splitlines()[0]})") from None
+    processor = load_processor(path, trust_remote_code)
     try:
         device = resolve_device(device)
         model = AutoModelForImageTextToText.from_pretrained(

@@ -36,14 +36,14 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def _divergence_md(runs: list[Run]) -> str:
-    bad = [(r, op) for r in runs for op in r.diverged()]
+    bad = [(r, op, what) for r in runs for op, what in r.troubled()]
     if not bad:
         return ""
-    lines = ["## Divergence", "", "Unlearning operations whose loss went NaN/inf (their results are still in the "
-             "tables above):", ""]
-    for r, op in bad:
+    lines = ["## Divergence", "", "Unlearning operations whose loss went NaN/inf or whose model's answers collapsed "
+             "onto one letter (their results are still in the tables above):", ""]
+    for r, op, what in bad:
         lines.append(f"- {r.name}: {op.get('scenario')} / {op.get('method')} / {op.get('update')}, operation "
-                     f"{op.get('operation')}, at step {op.get('diverged_at')}")
+                     f"{op.get('operation')}: {what}")
     return "\n".join(lines) + "\n"
 
 

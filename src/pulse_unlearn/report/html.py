@@ -66,14 +66,18 @@ def _divergence(runs: list[Run]) -> str:
     have = [r for r in runs if r.operations]
     if not have:
         return "<p class='note'>No operations.csv: divergence not known.</p>"
-    bad = [(r, op) for r in have for op in r.diverged()]
+    bad = [(r, op, what) for r in have for op, what in r.troubled()]
     if not bad:
-        return "<p>No unlearning operation diverged (no NaN/inf loss in operations.csv).</p>"
-    cols = ("scenario", "method", "update", "operation", "diverged_at")
-    head = "".join(f"<th>{c}</th>" for c in ("run", *cols))
-    rows = "".join("<tr>" + "".join(f"<td class='label'>{_e(x)}</td>" for x in (r.name, *(op.get(c) for c in cols)))
-                   + "</tr>" for r, op in bad)
-    return f"<p><b>{len(bad)} operation(s) diverged</b> (NaN/inf loss):</p><table><tr>{head}</tr>{rows}</table>"
+        return ("<p>No unlearning operation diverged (no NaN/inf loss in operations.csv) and no model's answers "
+                "collapsed onto one letter.</p>")
+    cols = ("scenario", "method", "update", "operation")
+    head = "".join(f"<th>{c}</th>" for c in ("run", *cols, "what happened"))
+    rows = "".join("<tr>" + "".join(f"<td class='label'>{_e(x)}</td>" for x in (r.name, *(op.get(c) for c in cols),
+                                                                                 what)) + "</tr>"
+                   for r, op, what in bad)
+    return (f"<p><b>{len(bad)} operation(s) diverged or collapsed</b> (NaN/inf loss: training stopped at that step; "
+            "collapse: one answer for at least 90% of the questions). Their results are still in the tables; the "
+            f"run went on with the other units.</p><table><tr>{head}</tr>{rows}</table>")
 
 
 def _provenance(runs: list[Run]) -> str:

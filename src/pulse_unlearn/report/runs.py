@@ -46,6 +46,24 @@ class Run:
         """Operations whose loss went NaN/inf (``diverged_at`` is the step where it did)."""
         return [op for op in self.operations if str(op.get("diverged_at", "")).strip() not in ("", "nan", "None")]
 
+    def collapsed(self) -> list[dict]:
+        """Operations after which the model's answers collapsed onto one letter (``metrics/collapse.py``)."""
+        return [op for op in self.operations if str(op.get("collapsed", "")).strip() in ("1", "True")]
+
+    def troubled(self) -> list[tuple[dict, str]]:
+        """Diverged or collapsed operations, each with what happened (step and value)."""
+        out = []
+        for op in self.operations:
+            what = []
+            if op in self.diverged():
+                what.append(f"loss {op.get('last_loss')} at step {op.get('diverged_at')}")
+            if op in self.collapsed():
+                share = float(op.get("top_share") or 0)
+                what.append(f"answers collapsed: {share:.0%} {op.get('top_answer')!r}")
+            if what:
+                out.append((op, "; ".join(what)))
+        return out
+
 
 def load_run(folder: Path) -> Run:
     folder = Path(folder)

@@ -7,6 +7,8 @@
     probe.csv          the pretrained scenario's probe: per celebrity accuracy, known or not
     sets.json          who is forgotten and retained, per scenario (and the sequential requests)
     environment.json   library versions, device; fingerprints of config, data and models
+    resume/            finished steps and operations, so that the same command resumes a killed run
+                       (``runs/resume.py``)
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def atomic_write(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w", newline="") as f:
         f.write(text)
+        f.flush()
+        os.fsync(f.fileno())  # the bytes reach the disk before the name does
     os.replace(tmp, path)
 
 

@@ -35,8 +35,10 @@ from ..errors import PulseError
 from ..methods.registry import make_method
 from ..methods.unlearn import unlearn
 from ..metrics.scoring import Prediction, make_scorer
-from ..models.load import load_model
+from ..metrics.collapse import answer_collapse
+from ..models.load import load_model, load_processor, resolve_device, resolve_dtype
 from ..records import MODALITIES, Example, Person, Question
+from ..runs.resume import Resume, Start, apply_adapters, resume_key
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
 from . import splits
 
@@ -137,13 +139,21 @@ def summary_rows(preds: dict[str, list[Prediction]], requests: tuple[tuple[str, 
 def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, mmbench: Path,
         finetune: Callable[[list[str]], Path] | None = None, log=print) -> RunStore:
     """Run every unit of ``cfg`` into ``out``. ``models`` holds ``base`` and optionally
-    ``finetuned``; ``finetune(ids)`` makes the fine-tuned model when it is missing."""
+    ``finetuned``; ``finetune(ids)`` makes the fine-tuned model when it is missing.
+
+    Inputs are checked before anything is written. A folder holding part of this very run
+    (same config, data, models, versions and device) is resumed: its finished steps and
+    operations are read back, not computed again (``runs/resume.py``)."""
     config = cfg.model_dump(mode="json")
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    store = RunStore(out, config, config_hash)
     src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed)
     units = cfg.units()
     scenarios = list(dict.fromkeys(s for s, _, _ in units))
+    _check_sizes(cfg, src, Path(mllmu), scenarios)
+    for path in models.values():
+        if path is not None:
+            load_processor(path, cfg.model.trust_remote_code)
+    store = RunStore(out, config, config_hash)
     sizes = cfg.splits
     sets_record: dict[str, dict] = {}
     fingerprints = {"config": config_hash, "data": src.fingerprint}
@@ -169,32 +179,45 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     for label, path in {**models, **start_models}.items():
         if path is not None:
             fingerprints[f"model:{label}"] = model_fingerprint(path)
-    store.write_json("environment.json", {"versions": versions(), "fingerprints": fingerprints,
-                                          "models": {k: str(v) for k, v in {**models, **start_models}.items()}})
+    env = {"versions": versions(), "fingerprints": fingerprints,
+           "models": {k: str(v) for k, v in {**models, **start_models}.items()}}
+    store.write_json("environment.json", env)
+    device = resolve_device(cfg.model.device)
+    done = Resume(store.folder / "resume", resume_key({**env, "device": device,
+                                                      "dtype": str(resolve_dtype(cfg.model.dtype, device))}), log)
 
     shared_scorers: dict = {}
     for scenario in scenarios:
         t0 = time.time()
         start = start_models[scenario]
-        model, processor = _load(cfg, start)
-        encoder = Encoder(processor)
-        probe_preds = None
-        if scenario == "pretrained":
-            probe_preds, sets = _probe_and_select(cfg, src, encoder, model, store, log)
-            scenario_sets["pretrained"] = sets
-        sets = scenario_sets[scenario]
+        encoder = evaluate = None
+        step0 = done.start(scenario)
+        if step0 is None:  # evaluate the starting model (the pretrained scenario: probe and select first)
+            model, processor = _load(cfg, start)
+            encoder = Encoder(processor)
+            probe_preds, probe_rows, note = None, None, None
+            sets = scenario_sets.get(scenario)
+            if scenario == "pretrained":
+                probe_preds, sets, probe_rows, note = _probe_and_select(cfg, src, encoder, model, log)
+            evaluate = Evaluator(encoder, _splits(src, sets), cfg, shared_scorers)
+            if probe_preds is None:
+                start_preds = evaluate(model)
+            else:  # the probe already scored the starting model on every celebrity: reuse it
+                start_preds = {name: [p for p in probe_preds if p.subject in set(ids)]
+                               for name, ids in (("forget", sets.forget), ("retain", sets.retain))}
+                start_preds["general"] = evaluate.scorers["general"](model)
+            del model
+            step0 = Start(sets, start_preds, probe_rows, note)
+            done.save_start(scenario, step0)
+        else:
+            log(f"[{scenario}] step 0: read back from the interrupted run")
+        sets = step0.sets
+        if step0.probe_rows is not None:
+            store.write_csv("probe.csv", step0.probe_rows, PROBE_COLUMNS)
+            if step0.note:
+                store.extra["pretrained_note"] = step0.note
         sets_record[scenario] = {"forget_requests": [list(r) for r in sets.requests], "retain": list(sets.retain)}
         store.write_json("sets.json", sets_record)
-
-        evaluate = Evaluator(encoder, {"forget": src.questions_of(sets.forget), "retain": src.questions_of(sets.retain),
-                                       "general": src.general}, cfg, shared_scorers)
-        if probe_preds is None:
-            start_preds = evaluate(model)
-        else:  # the probe already scored the starting model on every celebrity: reuse it
-            start_preds = {name: [p for p in probe_preds if p.subject in set(ids)]
-                           for name, ids in (("forget", sets.forget), ("retain", sets.retain))}
-            start_preds["general"] = evaluate.scorers["general"](model)
-        del model
         log(f"[{scenario}] forget {len(sets.forget)} people in {len(sets.requests)} request(s), "
             f"retain {len(sets.retain)}; start model evaluated")
 
@@ -202,28 +225,72 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         retain_facts = src.facts_of(sets.retain)
         for _, method_name, update in [u for u in units if u[0] == scenario]:
             unit = {"scenario": scenario, "method": method_name, "update": update}
-            _record(store, unit, start_preds, sets.requests, 0, cfg.scoring)
+            _replay(store, _rows(unit, step0.preds, sets.requests, 0, cfg))
+            finished = done.operations(unit, len(forget_facts))
+            for record in finished:
+                _replay(store, record)
+            if finished:
+                log(f"[{scenario}] {method_name}/{update}: {len(finished)} of {len(forget_facts)} operation(s) "
+                    "read back from the interrupted run")
+            if len(finished) == len(forget_facts):
+                done.unit_done(unit)
+                continue
+            if evaluate is None:
+                encoder = Encoder(load_processor(start, cfg.model.trust_remote_code))
+                evaluate = Evaluator(encoder, _splits(src, sets), cfg, shared_scorers)
             method = make_method(method_name, **cfg.method_params.get(method_name, {}))
             model, _ = _load(cfg, start)
-            for k, forget in enumerate(forget_facts, start=1):
+            model = apply_adapters(model, [done.adapter(unit, k) for k in range(1, len(finished) + 1)])
+            for k in range(len(finished) + 1, len(forget_facts) + 1):
                 t1 = time.time()
-                model, oplog = unlearn(model, encoder, method, forget, retain_facts, update, cfg.unlearn,
-                                       desc=f"{scenario}/{method_name}/{update} op {k}")
+                model, oplog = unlearn(model, encoder, method, forget_facts[k - 1], retain_facts, update, cfg.unlearn,
+                                       desc=f"{scenario}/{method_name}/{update} op {k}",
+                                       on_adapter=lambda peft, unit=unit, k=k: done.save_adapter(unit, k, peft))
                 preds = evaluate(model)
-                _record(store, unit, preds, sets.requests, k, cfg.scoring)
-                store.operations.append({**unit, "operation": k, "steps": len(oplog.losses),
-                                         "first_loss": _r(oplog.losses[0]) if oplog.losses else "",
-                                         "last_loss": _r(oplog.losses[-1]) if oplog.losses else "",
-                                         "diverged_at": "" if oplog.diverged_at is None else oplog.diverged_at,
-                                         "seconds": round(time.time() - t1, 2)})
+                collapse = answer_collapse(preds)
+                operation = {**unit, "operation": k, "steps": len(oplog.losses),
+                             "first_loss": _r(oplog.losses[0]) if oplog.losses else "",
+                             "last_loss": _r(oplog.losses[-1]) if oplog.losses else "",
+                             "diverged_at": "" if oplog.diverged_at is None else oplog.diverged_at,
+                             "top_answer": collapse.letter, "top_share": round(collapse.share, 4),
+                             "collapsed": int(collapse.collapsed), "seconds": round(time.time() - t1, 2)}
+                record = {**_rows(unit, preds, sets.requests, k, cfg), "operation": operation}
+                done.save_operation(unit, k, record)
+                _replay(store, record)
                 store.flush()
                 acc = _acc(preds)
                 log(f"[{scenario}] {method_name}/{update} op {k}: forget {acc['forget']:.1%} "
                     f"retain {acc['retain']:.1%} general {acc['general']:.1%}"
-                    + (f"  (diverged at step {oplog.diverged_at})" if oplog.diverged else ""))
+                    + (f"  (diverged at step {oplog.diverged_at}: loss {oplog.losses[-1]})" if oplog.diverged else "")
+                    + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})" if collapse.collapsed
+                       else ""))
+            done.unit_done(unit)
+        store.flush()
         log(f"[{scenario}] done in {time.time() - t0:.0f} s")
     store.flush()
     return store
+
+
+def _splits(src: Sources, sets: splits.Sets) -> dict[str, list[Question]]:
+    return {"forget": src.questions_of(sets.forget), "retain": src.questions_of(sets.retain),
+            "general": src.general}
+
+
+def _check_sizes(cfg: RunConfig, src: Sources, mllmu: Path, scenarios: list[str]) -> None:
+    """Split sizes the data cannot give: said before anything runs, naming the file."""
+    s = cfg.splits
+    if {"finetuned", "sequential"} & set(scenarios):
+        n = min(s.finetune_people, len(src.fictitious))
+        if not 0 < s.forget < n:
+            raise PulseError(f"{mllmu / 'Full_Set'}: {len(src.fictitious)} fictitious people; splits.forget="
+                             f"{s.forget} of splits.finetune_people={s.finetune_people} must leave 1 or more to "
+                             "retain")
+        if "sequential" in scenarios and (s.requests < 1 or s.forget % s.requests):
+            raise PulseError(f"config: splits.forget={s.forget} does not split into splits.requests={s.requests} "
+                             "equal requests")
+    if "pretrained" in scenarios and len(src.celebrities) < 2:
+        raise PulseError(f"{mllmu / 'Retain_Set'}: {len(src.celebrities)} people; the pretrained scenario needs "
+                         "at least 2")
 
 
 def _load(cfg: RunConfig, path: Path):
@@ -243,18 +310,29 @@ def _acc(preds: dict[str, list[Prediction]]) -> dict[str, float]:
     return {k: (sum(p.correct for p in v) / len(v) if v else float("nan")) for k, v in preds.items()}
 
 
-def _record(store: RunStore, unit: dict, preds, requests, step: int, scoring: str) -> None:
-    for row in summary_rows(preds, requests, step):
-        store.summary.append({**unit, **row, "scoring": scoring})
-    for split, ps in preds.items():
-        for p in ps:
-            store.predictions.append({**unit, "step": step, "split": split, "qid": p.qid, "subject": p.subject,
-                                      "modality": p.modality, "answer": p.answer, "predicted": p.predicted,
-                                      "correct": int(p.correct)})
+def _rows(unit: dict, preds, requests, step: int, cfg: RunConfig) -> dict[str, list[dict]]:
+    """An evaluation's summary and prediction rows."""
+    summary = [{**unit, **row, "scoring": cfg.scoring} for row in summary_rows(preds, requests, step)]
+    predictions = [{**unit, "step": step, "split": split, "qid": p.qid, "subject": p.subject, "modality": p.modality,
+                    "answer": p.answer, "predicted": p.predicted, "correct": int(p.correct)}
+                   for split, ps in preds.items() for p in ps]
+    return {"summary": summary, "predictions": predictions}
 
 
-def _probe_and_select(cfg: RunConfig, src: Sources, encoder: Encoder, model, store: RunStore, log):
-    """Probe the base model on every celebrity; select the known ones; write probe.csv."""
+def _replay(store: RunStore, record: dict) -> None:
+    """Append an evaluation's rows (and its operation's, if any) to the run's results."""
+    store.summary += record["summary"]
+    store.predictions += record["predictions"]
+    if record.get("operation"):
+        store.operations.append(record["operation"])
+
+
+PROBE_COLUMNS = ("id", "multimodal", "text", "known", "selected")
+
+
+def _probe_and_select(cfg: RunConfig, src: Sources, encoder: Encoder, model, log):
+    """Probe the base model on every celebrity and select the known ones: (predictions, sets,
+    probe.csv rows, a note when fewer people than asked for are known)."""
     preds = _scorer(cfg, encoder, src.questions_of(sorted(src.celebrities)))(model)
     result = splits.probe(preds, cfg.splits.probe_threshold)
     sets, note = splits.pretrained_sets(result.known, cfg.splits.pretrained_forget, cfg.splits.pretrained_retain,
@@ -263,9 +341,6 @@ def _probe_and_select(cfg: RunConfig, src: Sources, encoder: Encoder, model, sto
              "text": round(a.get("text", float("nan")), 4), "known": int(pid in result.known),
              "selected": "forget" if pid in sets.forget else "retain" if pid in sets.retain else ""}
             for pid, a in sorted(result.accuracy.items())]
-    store.write_csv("probe.csv", rows, ["id", "multimodal", "text", "known", "selected"])
     log(f"[pretrained] probe: {len(result.known)} of {len(src.celebrities)} celebrities known "
         f"(>= {result.threshold:.0%} on both modalities)" + (f"; {note}" if note else ""))
-    if note:
-        store.extra["pretrained_note"] = note
-    return preds, sets
+    return preds, sets, rows, note

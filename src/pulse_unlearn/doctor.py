@@ -1,0 +1,135 @@
+"""``pulse doctor``: what this machine has, and whether a model and a data folder are usable,
+checked in seconds before a run of hours. A problem ends it with one line and exit status 2
+(a ``PulseError``), like every other bad input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import PulseError
+
+
+def folder_size(path: Path) -> tuple[int, int]:
+    """(bytes, files) under ``path``; symlinks are not followed."""
+    total = count = 0
+    stack = [Path(path)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                stack.append(Path(e.path))
+            elif e.is_file(follow_symlinks=False):
+                total += e.stat(follow_symlinks=False).st_size
+                count += 1
+    return total, count
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def environment(cache: Path, echo) -> None:
+    import torch
+
+    from .models.load import resolve_device, resolve_dtype
+    from .runs.store import versions
+
+    echo("versions")
+    for k, v in versions().items():
+        echo(f"  {k}: {v}")
+    device = resolve_device("auto")
+    echo("device")
+    echo(f"  auto: {device} ({str(resolve_dtype('auto', device)).removeprefix('torch.')}); "
+         f"{os.cpu_count()} CPU core(s), torch uses {torch.get_num_threads()} thread(s)")
+    for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        p = torch.cuda.get_device_properties(i)
+        echo(f"  cuda:{i}: {p.name}, {human(p.total_memory)}")
+    echo("caches")
+    from huggingface_hub import constants
+
+    for label, path in (("pulse ($PULSE_CACHE)", Path(cache)), ("huggingface hub", Path(constants.HF_HUB_CACHE))):
+        if path.is_dir():
+            size, files = folder_size(path)
+            echo(f"  {label}: {path} ({human(size)} in {files} file(s))")
+        else:
+            echo(f"  {label}: {path} (absent)")
+
+
+def check_model(path: Path, trust_remote_code: bool, echo) -> None:
+    """Config, safetensors weights, processor, image token: everything but the weights' values."""
+    import json
+
+    from .data.batches import Encoder
+    from .models.load import load_processor
+
+    processor = load_processor(path, trust_remote_code)
+    try:
+        encoder = Encoder(processor)
+    except PulseError as e:
+        raise PulseError(f"{path}: {e}") from None
+    local = Path(path)
+    detail = ""
+    if local.is_dir():
+        config = json.loads((local / "config.json").read_text())
+        weights = sorted(local.glob("*.safetensors"))
+        detail = (f"{config.get('model_type', '?')} ({', '.join(config.get('architectures') or ['?'])}), "
+                  f"{len(weights)} safetensors file(s), {human(sum(w.stat().st_size for w in weights))}; ")
+    echo(f"model {path}: ok: {detail}image token {encoder.image_token!r} (id {encoder.image_token_id}) "
+         f"x {encoder.n_image_tokens} per image, vocabulary {len(encoder.tokenizer)}")
+
+
+def data_paths(data: Path) -> tuple[Path | None, Path | None]:
+    """(MLLMU-Bench folder, MMBench TSV) in ``data``: a world folder holding both, an MLLMU-Bench
+    folder, or an MMBench TSV."""
+    data = Path(data)
+    if not data.exists():
+        raise PulseError(f"{data}: no such file or folder")
+    if data.is_file():
+        return None, data
+    if (data / "MLLMU-Bench").is_dir():
+        tsv = sorted((data / "MMBench").glob("*.tsv")) if (data / "MMBench").is_dir() else []
+        return data / "MLLMU-Bench", tsv[0] if tsv else None
+    if any((data / s).is_dir() for s in ("Full_Set", "Retain_Set", "ft_Data")):
+        return data, None
+    raise PulseError(f"{data}: neither an MLLMU-Bench folder (Full_Set/, Retain_Set/) nor one holding MLLMU-Bench/")
+
+
+def check_data(data: Path, echo) -> None:
+    from .data.mllmu import load_facts, load_people
+    from .data.mmbench import load_mmbench
+
+    mllmu, mmbench = data_paths(data)
+    if mllmu is not None:
+        subsets = {}
+        for subset in ("Full_Set", "Retain_Set"):
+            people = load_people(mllmu, subset)
+            subsets[subset] = {p.id for p in people}
+            n = sum(len(p.questions) for p in people)
+            echo(f"data {mllmu / subset}: ok: {len(people)} people, {n} questions")
+        if subsets["Full_Set"] & subsets["Retain_Set"]:
+            raise PulseError(f"{mllmu}: Full_Set and Retain_Set share IDs")
+        if (mllmu / "ft_Data").is_dir():
+            facts = load_facts(mllmu)
+            echo(f"data {mllmu / 'ft_Data'}: ok: {sum(map(len, facts.values()))} QA pairs for {len(facts)} people")
+    if mmbench is not None:
+        questions = load_mmbench(mmbench)
+        images = sum(q.image is not None for q in questions)
+        echo(f"data {mmbench}: ok: {len(questions)} questions ({images} with an image)")
+
+
+def doctor(model: Path | None, data: Path | None, cache: Path, trust_remote_code: bool, echo) -> None:
+    environment(cache, echo)
+    if model is not None or data is not None:
+        echo("checks")
+    if model is not None:
+        check_model(model, trust_remote_code, echo)
+    if data is not None:
+        check_data(data, echo)

@@ -1,0 +1,171 @@
+"""Reliability: a killed run resumes to the same results, reruns are identical, diverging or
+collapsing methods are recorded and the run goes on."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import pulse_unlearn
+from pulse_unlearn.cli import main
+from pulse_unlearn.methods.registry import METHODS, Method, register
+from pulse_unlearn.metrics.collapse import answer_collapse
+from pulse_unlearn.metrics.scoring import Prediction
+from pulse_unlearn.report.build import build_report
+from pulse_unlearn.runs.resume import Resume
+
+SEQUENTIAL = """name: seq
+model: {source: world, preset: tiny}
+splits: {finetune_people: 10, forget: 5, requests: 5, probe_threshold: 0.4, pretrained_forget: 3, pretrained_retain: 3}
+grid:
+  - {scenarios: [sequential], methods: [ga], updates: [llm]}
+unlearn: {lr: 3.0e-3, epochs: 1, batch_size: 16, lora_rank: 8, lora_alpha: 16}
+scoring: likelihood
+"""
+SRC = str(Path(pulse_unlearn.__file__).parents[1])
+
+
+def pulse(*args) -> int:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return main(list(map(str, args)))
+
+
+@pytest.fixture(scope="module")
+def seq_config(tmp_path_factory, tiny_models):
+    path = tmp_path_factory.mktemp("cfg") / "seq.yaml"
+    path.write_text(SEQUENTIAL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(seq_config, cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    assert pulse("run", seq_config, "--out", out, "--cache", cache) == 0
+    return out
+
+
+def test_same_command_twice_gives_the_same_summary(uninterrupted, seq_config, cache, tmp_path):
+    assert pulse("run", seq_config, "--out", tmp_path / "again", "--cache", cache) == 0
+    for name in ("summary.csv", "predictions.csv"):
+        assert (tmp_path / "again" / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+
+
+def test_sigkill_then_rerun_resumes_to_the_same_summary(uninterrupted, seq_config, cache, tmp_path):
+    out = tmp_path / "killed"
+    unit = out / "resume" / "sequential" / "ga--llm"
+    env = {**os.environ, "PYTHONPATH": SRC, "PULSE_QUIET": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pulse_unlearn.cli", "run", str(seq_config), "--out", str(out),
+                             "--cache", str(cache)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (unit / "op-2.json").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (unit / "op-5.json").exists()
+    with open(out / "summary.csv", newline="") as f:
+        steps = {int(r["step"]) for r in csv.DictReader(f) if r["scenario"] == "sequential"}
+    assert max(steps) < 5  # killed mid-run: the summary so far is whole, but short
+
+    log = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(log):
+        assert main(["run", str(seq_config), "--out", str(out), "--cache", str(cache)]) == 0
+    assert "operation(s) read back from the interrupted run" in log.getvalue()
+    for name in ("summary.csv", "predictions.csv"):
+        assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
+    assert not list(unit.glob("*.adapter"))  # a finished unit keeps its records, not its adapters
+    # A finished run run again reads everything back and computes nothing.
+    log = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(log):
+        assert main(["run", str(seq_config), "--out", str(out), "--cache", str(cache)]) == 0
+    assert "op 1:" not in log.getvalue() and "5 of 5 operation(s) read back" in log.getvalue()
+    assert (out / "summary.csv").read_bytes() == (uninterrupted / "summary.csv").read_bytes()
+
+
+def test_records_of_other_data_or_models_are_never_reused(tmp_path):
+    unit = {"scenario": "sequential", "method": "ga", "update": "llm"}
+    first = Resume(tmp_path / "resume", key="model-a", log=lambda *_: None)
+    first.save_operation(unit, 1, {"summary": [{"accuracy": 0.5}], "predictions": [], "operation": {}})
+    assert Resume(tmp_path / "resume", key="model-a").operations(unit, 1)[0]["summary"] == [{"accuracy": 0.5}]
+    said = []
+    other = Resume(tmp_path / "resume", key="model-b", log=said.append)
+    assert other.operations(unit, 1) == [] and "starting over" in said[0]
+    # A stray record of another key (written by hand, say) is not read either.
+    (tmp_path / "resume" / "sequential" / "ga--llm").mkdir(parents=True)
+    first._write(tmp_path / "resume" / "sequential" / "ga--llm" / "op-1.json", {"summary": []})
+    assert other.operations(unit, 1) == []
+    # An unfinished unit whose adapters are gone starts over rather than skip the lost operations.
+    other.save_operation(unit, 1, {"summary": [], "predictions": [], "operation": {}})
+    assert other.operations(unit, 2) == [] and len(other.operations(unit, 1)) == 1
+
+
+# --- diverging and collapsing methods ---------------------------------------------------------
+
+class NanLoss(Method):
+    """Test-only: a NaN loss at the first step."""
+
+    name = "test_nan_loss"
+
+    def forget_loss(self, step):
+        return self.nll_of(step, step.forget) * float("nan")
+
+
+class NanWeights(Method):
+    """Test-only: a finite loss whose gradient is NaN, so the weights become NaN, the next loss is
+    NaN and the model answers the same letter to everything."""
+
+    name = "test_nan_weights"
+
+    def forget_loss(self, step):
+        nll = self.nll_of(step, step.forget)
+        return nll + 0.0 * torch.sqrt(nll - nll.detach())  # value: nll; gradient: 0 * inf = NaN
+
+
+@pytest.fixture
+def broken_methods():
+    for cls in (NanLoss, NanWeights):
+        register(cls)
+    yield
+    for cls in (NanLoss, NanWeights):
+        METHODS.pop(cls.name)
+
+
+def test_diverging_and_collapsing_methods_are_recorded_and_the_run_goes_on(broken_methods, seq_config, cache,
+                                                                             tmp_path):
+    out = tmp_path / "broken"
+    assert pulse("run", seq_config, "scenario=finetuned", "method=[test_nan_loss, test_nan_weights, ga]",
+                 "--out", out, "--cache", cache) == 0
+    with open(out / "operations.csv", newline="") as f:
+        ops = {r["method"]: r for r in csv.DictReader(f)}
+    assert ops["test_nan_loss"]["diverged_at"] == "0" and ops["test_nan_loss"]["last_loss"] == "nan"
+    assert ops["test_nan_weights"]["diverged_at"] == "1" and ops["test_nan_weights"]["collapsed"] == "1"
+    assert float(ops["test_nan_weights"]["top_share"]) >= 0.9
+    assert ops["ga"]["diverged_at"] == "" and ops["ga"]["collapsed"] == "0"  # the other units ran as usual
+    with open(out / "summary.csv", newline="") as f:
+        assert {r["method"] for r in csv.DictReader(f) if r["step"] == "1"} == {"test_nan_loss", "test_nan_weights",
+                                                                                "ga"}
+    page = build_report(out).read_text(encoding="utf-8")
+    assert "2 operation(s) diverged or collapsed" in page and "answers collapsed: " in page
+    assert "loss nan at step 0" in page and "loss nan at step 1" in page
+
+
+def _pred(predicted, answer="B"):
+    return Prediction("q", "s", "text", answer, predicted, {})
+
+
+def test_collapse_rule():
+    assert answer_collapse([_pred("A")] * 19 + [_pred("B")]).collapsed  # 95% one letter
+    assert not answer_collapse([_pred("A")] * 10).collapsed  # too few questions to tell
+    assert not answer_collapse([_pred("A")] * 17 + [_pred("B")] * 3).collapsed  # 85%
+    assert not answer_collapse([_pred("A", "A")] * 20).collapsed  # the answers themselves are all A
+    c = answer_collapse({"forget": [_pred("")] * 15, "general": [_pred("")] * 10})  # no parsable answer at all
+    assert c.collapsed and c.letter == "" and c.share == 1.0 and c.n == 25
