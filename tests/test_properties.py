@@ -147,9 +147,11 @@ def test_mllmu_parquet_round_trip(tmp_path_factory, people):
             written = []
             for t, opts, ans, as_text in items:
                 letter = list(opts)[ans % len(opts)]
-                # As text only where no other option has the same text (else it is ambiguous).
-                answer = opts[letter] if as_text and list(opts.values()).count(opts[letter]) == 1 and \
-                    opts[letter] not in LETTERS else letter
+                # As text only where that is unambiguous: no other option has the same text, and the
+                # text is not itself a letter nor changed by the loader's strip().
+                text_ok = list(opts.values()).count(opts[letter]) == 1 and opts[letter] not in LETTERS and \
+                    opts[letter] == opts[letter].strip()
+                answer = opts[letter] if as_text and text_ok else letter
                 written.append((t, opts, answer))
                 want.append((modality, t, opts, letter))
             task[key] = _task(written)
