@@ -35,15 +35,17 @@ PROJECTOR_LINEARS = r".*multi_modal_projector\.(linear_1|linear_2)"
 
 
 class UnlearnConfig(BaseModel):
-    """Hyperparameters of one unlearning operation (defaults suit the tiny world model)."""
+    """Hyperparameters of one unlearning operation. The defaults are those of the embedded world's
+    1.45M-parameter model (the demo); for LLaVA-1.5 7B/13B use MLLMU-Bench's (lr 2e-5, batch 4,
+    LoRA r16 alpha16 dropout 0.05), as ``configs/mllmu_llava15.yaml`` does. README: "by model size"."""
 
     model_config = ConfigDict(extra="forbid")
 
-    lr: float = 1e-3
-    epochs: int = 5
+    lr: float = 5e-4
+    epochs: int = 1
     batch_size: int = 16
     lora_rank: int = 16
-    lora_alpha: int = 16
+    lora_alpha: int = 32
     lora_dropout: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
