@@ -62,7 +62,7 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
         world = paths["world"]
         models = {"base": paths["base"], "finetuned": Path(cfg.model.finetuned) if cfg.model.finetuned else None}
 
-        def finetune(ids):
+        def finetune(ids, facts=None):
             wcfg, mcfg = world_config(cfg.model.preset), models_config(cfg.model.preset)
             return build_finetuned(world, wcfg.fingerprint(), mcfg, Path(cache) / "models", log, people=ids)
 
@@ -75,4 +75,11 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
             raise PulseError("data.mllmu and data.mmbench are required when model.source is 'path'")
         models = {"base": cfg.model.base, "finetuned": cfg.model.finetuned}
         mllmu, mmbench = cfg.data.mllmu, cfg.data.mmbench
+
+        def finetune(ids, facts):
+            from .models.finetune import finetune_checkpoint
+
+            m = cfg.model
+            return finetune_checkpoint(m.base, facts, cfg.finetune, Path(cache) / "models", m.dtype, m.device,
+                                       m.trust_remote_code, cfg.unlearn.gradient_checkpointing, log)
     return run(cfg, out, models, Path(mllmu), Path(mmbench), finetune=finetune, log=log)

@@ -2,8 +2,10 @@
 
 Which parameters move is the *update strategy*:
 - ``llm``: LoRA on the language model's linear layers;
-- ``projector_llm``: the same plus the multimodal projector's two linear layers.
-The vision tower never moves. The reference model for KL/NPO is this very model with the
+- ``projector_llm``: the same plus the multimodal projector's linear layers.
+The vision tower and the output head never move. The layers are found in the model's module
+tree (``lora_targets``), so LLaVA, LLaVA-NeXT and Qwen2-VL-style names all work. The
+reference model for KL/NPO is this very model with the
 adapter disabled, i.e. the model at the start of the operation. After the operation the
 adapter is merged into the weights, so a following operation (sequential unlearning)
 starts from the result and gets a fresh adapter whose disabled state is that result.
@@ -30,8 +32,12 @@ from ..records import Example
 from .registry import Method, Step
 
 UPDATES = ("llm", "projector_llm")
-LLM_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-PROJECTOR_LINEARS = r".*multi_modal_projector\.(linear_1|linear_2)"
+# Module-name parts of the multimodal projector (LLaVA, LLaVA-NeXT: multi_modal_projector;
+# original LLaVA: mm_projector; Qwen2-VL: visual.merger; Idefics3/SmolVLM: connector), of the
+# vision encoder, and of output heads. Anything else that is a Linear is the language model.
+PROJECTOR_PARTS = ("multi_modal_projector", "mm_projector", "merger", "connector", "mm_proj")
+VISION_PARTS = ("vision_tower", "vision_model", "visual", "vision_encoder", "image_encoder", "vpm")
+HEAD_PARTS = ("lm_head", "embed_out", "score", "classifier")
 
 
 class UnlearnConfig(BaseModel):
@@ -50,13 +56,33 @@ class UnlearnConfig(BaseModel):
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
 
 
-def lora_target(update: str) -> str:
-    """Regex over full module names (peft matches it against the whole name)."""
-    if update == "llm":
-        return LLM_LINEARS
+def lora_targets(model, update: str) -> list[str]:
+    """Full names of the Linear layers LoRA adapts for ``update``, found in ``model``'s module tree:
+    the language model's linears (``llm``), plus the projector's (``projector_llm``)."""
+    from ..errors import PulseError
+
+    if update not in UPDATES:
+        raise PulseError(f"unknown update strategy {update!r}; choose one of {', '.join(UPDATES)}")
+    llm, projector = [], []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or "lora_" in name:
+            continue
+        parts = set(name.split("."))
+        if parts & set(PROJECTOR_PARTS):
+            projector.append(name)
+        elif parts & set(VISION_PARTS) or parts & set(HEAD_PARTS):
+            continue
+        else:
+            llm.append(name)
+    arch = type(model).__name__
+    if not llm:
+        raise PulseError(f"{arch}: no language-model Linear layers found for LoRA (update={update})")
     if update == "projector_llm":
-        return f"({LLM_LINEARS})|({PROJECTOR_LINEARS})"
-    raise ValueError(f"unknown update strategy {update!r}; choose one of {', '.join(UPDATES)}")
+        if not projector:
+            raise PulseError(f"{arch}: no multimodal projector Linear layers found (looked for module names with "
+                             f"{', '.join(PROJECTOR_PARTS)}); use update=llm")
+        return llm + projector
+    return llm
 
 
 @dataclass
@@ -86,7 +112,8 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
         raise ValueError(f"method {method.name} needs retain data")
 
     peft_model = get_peft_model(model, LoraConfig(
-        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=lora_target(update)))
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=lora_targets(model, update)))
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in peft_model.parameters() if p.requires_grad]

@@ -75,6 +75,7 @@ def train(model, encoder: Encoder, examples: Sequence[Example], cfg: TrainConfig
     first = [i for i, ex in enumerate(examples) if ex.source in cfg.caption_sources]
     stage_steps = int(cfg.caption_stage * cfg.steps) if first else 0
     stream = _batches(enc, cfg, gen, first) if stage_steps else _batches(enc, cfg, gen, None)
+    device = next(model.parameters()).device
     model.train()
     losses = []
     with bar(cfg.steps, desc) as pbar:
@@ -84,6 +85,7 @@ def train(model, encoder: Encoder, examples: Sequence[Example], cfg: TrainConfig
             batch = collate(enc, next(stream), pad)
             if "pixel_values" in batch:
                 batch["pixel_values"] = augment(batch["pixel_values"], cfg, gen)
+            batch = {k: v.to(device) for k, v in batch.items()}
             labels = batch.pop("labels")
             loss = nll(model(**batch).logits, labels)
             for g in opt.param_groups:
