@@ -4,6 +4,7 @@ folder, LoRA target discovery, parity scoring. Everything is built here, offline
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+import torch
 import pytest
 from real_data import build_tiny_llava, png, write_mllmu, write_mmbench
 
@@ -275,3 +276,79 @@ def test_open_scorer_scores_cloze_by_substring_and_generation_by_rouge(checkpoin
     assert [p.score for p in preds] == [float(cloze_hit(scorer.replies[0], "Town1")),
                                         rouge_l(scorer.replies[1], "In Town1.")]
     assert scorer(model) == preds  # greedy and seeded: the same replies again
+
+
+# --- LoRA targets per architecture ------------------------------------------------------------
+
+def _llava_next():
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration
+
+    vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=16)
+    text = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2)
+    return LlavaNextForConditionalGeneration(LlavaNextConfig(vision_config=vision, text_config=text,
+                                                             image_grid_pinpoints=[[32, 32]], image_token_index=63,
+                                                             vision_feature_layer=-1))
+
+
+def _qwen2_vl():
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    text = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=1, bos_token_id=0, eos_token_id=1,
+                rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]})
+    vision = dict(depth=1, embed_dim=16, hidden_size=16, num_heads=2, mlp_ratio=2, in_channels=3, patch_size=4,
+                  spatial_merge_size=2, temporal_patch_size=2)
+    return Qwen2VLForConditionalGeneration(Qwen2VLConfig(text_config=text, vision_config=vision))
+
+
+LM_LINEARS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+@pytest.mark.parametrize("make, projector", [(_llava_next, {"linear_1", "linear_2"}), (_qwen2_vl, {"0", "2"})])
+def test_lora_targets_found_per_architecture(make, projector):
+    from peft import LoraConfig, get_peft_model
+
+    from pulse_unlearn.methods.unlearn import lora_targets
+
+    model = make()
+    llm = lora_targets(model, "llm")
+    assert len(llm) == 2 * 7 and {n.rsplit(".", 1)[1] for n in llm} == LM_LINEARS
+    assert all("language_model" in n for n in llm)
+    both = lora_targets(model, "projector_llm")
+    extra = set(both) - set(llm)
+    assert {n.rsplit(".", 1)[1] for n in extra} == projector
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=both))
+    adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in peft_model.named_parameters() if ".lora_A" in n}
+    assert {n.split("base_model.model.", 1)[1] for n in adapted} == set(both)
+    assert not any("vision_tower" in n or "visual.blocks" in n or "lm_head" in n for n in adapted)
+
+
+def test_lora_targets_llava_matches_the_world_regex(checkpoint):
+    """On llava-hf LLaVA the discovered layers are exactly those of the world's regex."""
+    import re
+
+    from pulse_unlearn.models.load import load_model
+    from pulse_unlearn.models.world_models import LoraSettings
+    from pulse_unlearn.methods.unlearn import lora_targets
+
+    model, _ = load_model(checkpoint, device="cpu")
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert lora_targets(model, "llm") == [n for n in names if re.fullmatch(LoraSettings().target, n)]
+
+
+def test_no_targets_is_a_clear_error():
+    from pulse_unlearn.methods.unlearn import lora_targets
+
+    class VisionOnly(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vision_tower = torch.nn.Linear(2, 2)
+            self.lm_head = torch.nn.Linear(2, 2)
+
+    with pytest.raises(PulseError, match="VisionOnly: no language-model Linear layers"):
+        lora_targets(VisionOnly(), "llm")
+    plain = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    with pytest.raises(PulseError, match="no multimodal projector"):
+        lora_targets(plain, "projector_llm")
