@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from .. import distributed
 from ..data.batches import Encoder, batch_indices, collate
 from ..progress import bar
 from ..records import Example
@@ -120,9 +121,11 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     device = next(peft_model.parameters()).device
     pad = encoder.tokenizer.pad_token_id
+    # Several processes: DDP (accelerate) around the model, each process every N-th batch.
+    trained, opt, backward = distributed.wrap_for_training(peft_model, opt)
 
     def forward(batch):
-        return peft_model(**batch).logits
+        return trained(**batch).logits
 
     def reference(batch):
         with torch.no_grad(), peft_model.disable_adapter():
@@ -132,21 +135,21 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
         return {k: v.to(device) for k, v in batch.items()}
 
     log = OperationLog()
-    epochs_f = [batch_indices(f_enc, cfg.batch_size, gen) for _ in range(cfg.epochs)]
-    steps = sum(len(e) for e in epochs_f)
+    order = distributed.my_batches([b for _ in range(cfg.epochs) for b in batch_indices(f_enc, cfg.batch_size, gen)])
+    steps = len(order)
     retain_stream = _cycle(r_enc, cfg.batch_size, gen) if r_enc is not None else None
     peft_model.train()
     t0 = time.perf_counter()
     with bar(steps, desc) as pbar:
-        for idx in (i for epoch in epochs_f for i in epoch):
+        for idx in order:
             step = Step(forget=to_device(collate(f_enc, idx, pad)),
                         retain=to_device(collate(r_enc, next(retain_stream), pad)) if retain_stream else None,
                         forward=forward, reference=reference)
             log.tokens += sum(b["input_ids"].numel() for b in (step.forget, step.retain) if b is not None)
             opt.zero_grad(set_to_none=True)
-            loss = _backward(method.forget_loss, step)
+            loss = _backward(method.forget_loss, step, backward)
             if math.isfinite(loss) and method.needs_retain:
-                loss += _backward(method.retain_loss, step)
+                loss += _backward(method.retain_loss, step, backward)
             log.losses.append(loss)
             if not math.isfinite(loss):
                 log.diverged_at = len(log.losses) - 1
@@ -163,13 +166,14 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     return peft_model.merge_and_unload(), log
 
 
-def _backward(term, step: Step) -> float:
-    """Back-propagate one loss term (unless it is NaN/inf) and return its value; one term's
-    activations are freed before the next term's forward pass."""
+def _backward(term, step: Step, backward=None) -> float:
+    """Back-propagate one loss term (unless it is NaN/inf, on any process) and return its value;
+    one term's activations are freed before the next term's forward pass."""
     value = term(step)
     out = value.item()
-    if math.isfinite(out):
-        value.backward()
+    if distributed.any_true(not math.isfinite(out)):
+        return out if not math.isfinite(out) else math.nan
+    (backward or torch.Tensor.backward)(value)
     return out
 
 

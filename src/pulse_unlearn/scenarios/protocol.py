@@ -40,6 +40,7 @@ from ..metrics.scoring import Prediction, make_scorer
 from ..models.load import load_model
 from ..records import MODALITIES, Example, OpenQuestion, Person, Question
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
+from .. import distributed
 from . import splits
 
 
@@ -164,7 +165,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     ``finetuned``; ``finetune(ids, facts)`` makes the fine-tuned model when it is missing."""
     config = cfg.model_dump(mode="json")
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    store = RunStore(out, config, config_hash)
+    store = RunStore(out, config, config_hash, write=distributed.is_main())
     src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed)
     units = cfg.units()
     scenarios = list(dict.fromkeys(s for s, _, _ in units))
@@ -257,6 +258,12 @@ def _load(cfg: RunConfig, path: Path):
 
 
 def _scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False):
+    if distributed.world_size() > 1:  # each process scores its share of the people; gathered
+        return distributed.ShardedScorer(questions, lambda qs: _one_scorer(cfg, encoder, qs, circular))
+    return _one_scorer(cfg, encoder, questions, circular)
+
+
+def _one_scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False):
     if questions and isinstance(questions[0], OpenQuestion):
         from ..metrics.generate import OpenScorer
 
