@@ -242,6 +242,9 @@ def test_parity_scoring_adds_cloze_and_generation(tmp_path, checkpoint, bench, m
     assert ",forget_cloze," in predictions and "/cloze/" in predictions
     general = [r for r in rows if r["split"] == "general" and r["modality"] == "all"]
     assert {int(r["n"]) for r in general} == {3}  # circular: one result per question, not per rotation
+    from pulse_unlearn.report.build import build_report
+
+    assert build_report(out).exists()  # the report reads a summary with the extra splits
 
 
 def test_open_splits_get_the_per_request_breakdown():

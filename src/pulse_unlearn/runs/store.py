@@ -1,7 +1,9 @@
 """A run's folder: every file written atomically (temporary name, then rename).
 
     config.yaml        the resolved config
-    summary.csv        tidy: one row per scenario, method, update, step, request, split, modality
+    summary.csv        tidy: one row per scenario, method, update, step, request, split, modality;
+                       scoring=mllmu adds the splits forget_cloze / retain_cloze (share of hits) and
+                       forget_generation / retain_generation (mean ROUGE-L F) in the accuracy column
     predictions.csv    one row per question per evaluation
     operations.csv     one row per unlearning operation: steps, first/last loss, divergence
     probe.csv          the pretrained scenario's probe: per celebrity accuracy, known or not
