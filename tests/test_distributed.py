@@ -32,8 +32,9 @@ def test_two_processes_match_one(tiny_models, cache, tmp_path):
     config.write_text(
         "name: dp\n"
         "model: {source: world, preset: tiny}\n"
-        "splits: {finetune_people: 10, forget: 5, requests: 1}\n"
-        "grid: [{scenarios: [finetuned], methods: [ga], updates: [llm]}]\n"
+        "splits: {finetune_people: 6, forget: 3, requests: 1}\n"
+        "data: {mmbench_subset: 12}\n"
+        "grid: [{scenarios: [finetuned], methods: [ga_klr], updates: [projector_llm]}]\n"
         "unlearn: {lr: 3.0e-3, epochs: 1, batch_size: 16, lora_rank: 4, lora_alpha: 8}\n"
         "scoring: logits\n"
         "eval_batch_size: 64\n")

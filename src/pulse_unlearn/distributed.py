@@ -112,9 +112,12 @@ def wrap_for_training(model, optimizer):
     there are several processes, else the model itself and ``loss.backward``."""
     if world_size() == 1:
         return model, optimizer, lambda loss: loss.backward()
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    accelerator = Accelerator(device_placement=False)
+    # Unused parameters: a text-only batch leaves the projector's adapter without gradient, and
+    # two processes may hold batches of different modalities in the same step.
+    accelerator = Accelerator(device_placement=False,
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     return wrapped, optimizer, accelerator.backward
 
