@@ -60,3 +60,51 @@ def test_two_processes_match_one(tiny_models, cache, tmp_path):
     steps1, steps2 = int(_rows(one, "operations.csv")[0]["steps"]), int(_rows(two, "operations.csv")[0]["steps"])
     assert steps2 == steps1 // 2
     assert not list(two.glob(".*"))  # one writer: no stray temporary files
+
+
+FINETUNE_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from real_data import png
+from pulse_unlearn import distributed
+from pulse_unlearn.config import FinetuneConfig
+from pulse_unlearn.models.finetune import finetune_checkpoint
+from pulse_unlearn.records import Example
+
+distributed.setup()
+examples = [Example(f"Who is person {{i}}?", f"Person00{{i}}.", png((20 * i, 9, 9)) if i % 2 else None)
+            for i in range(8)]
+out = finetune_checkpoint({ckpt!r}, examples, FinetuneConfig(epochs=2, batch_size=2, lr=1e-2), {cache!r},
+                          device="cpu", log=lambda *_: None)
+from pulse_unlearn.models.load import load_model
+model, _ = load_model(out, device="cpu")
+total = sum(float(p.double().sum()) for p in model.parameters())
+print("RESULT", distributed.rank(), distributed.world_size(), out, repr(total), flush=True)
+"""
+
+
+@pytest.mark.skipif(not ACCELERATE.exists() and not shutil.which("accelerate"), reason="accelerate CLI not found")
+def test_two_process_finetuning_is_data_parallel(tmp_path):
+    """In-run fine-tuning of a checkpoint under 2 processes: DDP (half the steps), one saved model."""
+    import json
+
+    from real_data import build_tiny_llava
+
+    ckpt = build_tiny_llava(tmp_path / "ckpt")
+    script = tmp_path / "ft.py"
+    script.write_text(FINETUNE_SCRIPT.format(tests=str(Path(__file__).parent), ckpt=str(ckpt),
+                                             cache=str(tmp_path / "cache")))
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1", "PULSE_QUIET": "1"}
+    launcher = str(ACCELERATE) if ACCELERATE.exists() else "accelerate"
+    proc = subprocess.run([launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no", str(script)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = sorted(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("RESULT"))
+    assert [r[:2] for r in results] == [["0", "2"], ["1", "2"]]
+    assert results[0][2] == results[1][2] and results[0][3] == results[1][3]  # one model, same weights
+    saved = json.loads((Path(results[0][2]) / "pulse_model.json").read_text())
+    # 8 examples (4 with an image, 4 without) in batches of 2: 4 batches an epoch, 2 epochs, 2 processes.
+    assert saved["processes"] == 2 and saved["steps"] == 4
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # no half-written copies

@@ -84,7 +84,6 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
             from .models.finetune import finetune_checkpoint
 
             m = cfg.model
-            return distributed.main_first(lambda: finetune_checkpoint(
-                m.base, facts, cfg.finetune, Path(cache) / "models", m.dtype, m.device, m.trust_remote_code,
-                cfg.unlearn.gradient_checkpointing, log))
+            return finetune_checkpoint(m.base, facts, cfg.finetune, Path(cache) / "models", m.dtype, m.device,
+                                       m.trust_remote_code, cfg.unlearn.gradient_checkpointing, log)
     return run(cfg, out, models, Path(mllmu), Path(mmbench), finetune=finetune, log=log)

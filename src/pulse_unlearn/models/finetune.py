@@ -5,7 +5,9 @@ whole prompt): LoRA (r 16, alpha 16, dropout 0.05) on every Linear of the langua
 the projector, vision tower or output head), AdamW at 2e-5, 5 epochs of batch 4 over the
 people's ft_Data pairs. The adapter is merged and the model saved (safetensors) in the cache
 under a key of the base model's fingerprint, the examples and the settings, so a second run
-with the same inputs loads it instead of training again.
+with the same inputs loads it instead of training again. With several processes the training
+is data-parallel (DDP; N batches per step, so the number of steps is divided by N) and the
+first process saves the model.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def finetune_checkpoint(base: str | Path, examples: list[Example], cfg, cache: P
     """``base`` LoRA-fine-tuned on ``examples`` (``cfg``: a FinetuneConfig), merged; cached."""
     from peft import LoraConfig, get_peft_model
 
+    from .. import distributed
     from ..data.batches import Encoder
     from ..methods.unlearn import lora_targets
     from ..runs.store import model_fingerprint
@@ -59,15 +62,19 @@ def finetune_checkpoint(base: str | Path, examples: list[Example], cfg, cache: P
     encoder = Encoder(processor)
     n_batches = sum(math.ceil(len(ix) / cfg.batch_size)
                     for ix in encoder.encode(examples).by_modality().values())
-    tcfg = TrainConfig(steps=max(1, cfg.epochs * n_batches), batch_size=cfg.batch_size, lr=cfg.lr,
+    steps = max(1, math.ceil(cfg.epochs * n_batches / distributed.world_size()))
+    tcfg = TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
                        warmup=cfg.warmup, noise=0.0, shift=0, brightness=0.0, seed=cfg.seed)
     losses = train(peft_model, encoder, examples, tcfg, desc="fine-tuning (LoRA)")
     if gradient_checkpointing:
         peft_model.gradient_checkpointing_disable()
     merged = peft_model.merge_and_unload()
     tail = losses[-max(1, n_batches):]
-    _save(merged, processor, out, {"kind": "finetuned", "base": str(base), "settings": settings,
-                                   "examples": len(examples), "steps": tcfg.steps,
-                                   "final_loss": float(sum(tail) / len(tail)), "seconds": time.time() - t0})
+    if distributed.is_main():
+        _save(merged, processor, out, {"kind": "finetuned", "base": str(base), "settings": settings,
+                                       "examples": len(examples), "steps": tcfg.steps,
+                                       "processes": distributed.world_size(),
+                                       "final_loss": float(sum(tail) / len(tail)), "seconds": time.time() - t0})
+    distributed.barrier()
     log(f"fine-tuned model: {len(examples)} examples, {tcfg.steps} steps in {time.time() - t0:.0f} s -> {out}")
     return out
