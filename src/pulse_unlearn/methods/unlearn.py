@@ -5,10 +5,11 @@ Which parameters move is the *update strategy*:
 - ``projector_llm``: the same plus the multimodal projector's linear layers.
 The vision tower and the output head never move. The layers are found in the model's module
 tree (``lora_targets``), so LLaVA, LLaVA-NeXT and Qwen2-VL-style names all work. The
-reference model for KL/NPO is this very model with the
-adapter disabled, i.e. the model at the start of the operation. After the operation the
-adapter is merged into the weights, so a following operation (sequential unlearning)
-starts from the result and gets a fresh adapter whose disabled state is that result.
+reference model for KL/NPO is this very model with the adapter disabled, i.e. the model at
+the start of the operation. After the operation the adapter is merged into the weights, so a
+following operation (sequential unlearning) starts from the result and gets a fresh adapter
+whose disabled state is that result. Under several processes the model is wrapped in DDP and
+each process takes every N-th batch (``distributed``).
 
 Stopping rule: a fixed number of epochs over the forget set (steps = epochs x batches);
 no early stopping. Forget and retain batches are paired one to one, the retain batches
