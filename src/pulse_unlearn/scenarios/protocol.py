@@ -13,7 +13,9 @@ Scenarios
   the config always runs alongside.
 
 Step 0 is the starting model, evaluated once per scenario and shared by its units. Each
-split is encoded once per scenario (``Scorer``) and scored after every operation.
+split is encoded once per scenario (``Scorer``) and scored after every operation. Under
+``scoring=mllmu`` the forget and retain people's cloze and generation items are scored too,
+as the splits ``forget_cloze``, ``forget_generation``, ``retain_cloze``, ``retain_generation``.
 """
 
 from __future__ import annotations
@@ -29,15 +31,16 @@ import numpy as np
 
 from ..config import RunConfig
 from ..data.batches import Encoder
-from ..data.mllmu import load_facts, load_people
+from ..data.mllmu import check_layout, load_facts, load_people
 from ..data.mmbench import load_mmbench
 from ..errors import PulseError
 from ..methods.registry import make_method
 from ..methods.unlearn import unlearn
 from ..metrics.scoring import Prediction, make_scorer
 from ..models.load import load_model
-from ..records import MODALITIES, Example, Person, Question
+from ..records import MODALITIES, Example, OpenQuestion, Person, Question
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
+from .. import distributed
 from . import splits
 
 
@@ -63,6 +66,11 @@ class Sources:
         people = {**self.fictitious, **self.celebrities}
         return [q for pid in ids for q in people[pid].questions]
 
+    def open_of(self, ids, task: str) -> list[OpenQuestion]:
+        """The people's cloze (Mask_Task) or generation (Generation_Task) items."""
+        people = {**self.fictitious, **self.celebrities}
+        return [q for pid in ids for q in people[pid].open_questions if q.task == task]
+
 
 def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> Sources:
     fictitious = {p.id: p for p in load_people(mllmu, "Full_Set")}
@@ -70,8 +78,9 @@ def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> S
     if set(fictitious) & set(celebrities):
         raise PulseError(f"{mllmu}: Full_Set and Retain_Set share IDs")
     facts = {pid: list(p.facts) for pid, p in {**fictitious, **celebrities}.items()}
-    if (Path(mllmu) / "ft_Data").is_dir():
-        facts.update(load_facts(mllmu))  # ft_Data, where present, is the data of record
+    ft = load_facts(mllmu) if (Path(mllmu) / "ft_Data").is_dir() else {}
+    facts.update(ft)  # ft_Data, where present, is the data of record
+    check_layout(mllmu, list(fictitious), list(ft))
     general = load_mmbench(mmbench)
     if subset is not None and subset < len(general):
         keep = sorted(np.random.default_rng([seed, 9]).choice(len(general), subset, replace=False))
@@ -94,9 +103,10 @@ class Evaluator:
         signature = processor_signature(encoder.processor)
         self.scorers = {}
         for name, qs in splits_.items():
-            key = (signature, cfg.scoring, hashlib.sha256("|".join(q.qid for q in qs).encode()).hexdigest())
+            circular = name == "general" and cfg.data.mmbench_circular
+            key = (signature, cfg.scoring, circular, hashlib.sha256("|".join(q.qid for q in qs).encode()).hexdigest())
             if key not in shared:
-                shared[key] = _scorer(cfg, encoder, qs)
+                shared[key] = _scorer(cfg, encoder, qs, circular)
             self.scorers[name] = shared[key]
 
     def __call__(self, model) -> dict[str, list[Prediction]]:
@@ -111,12 +121,27 @@ def processor_signature(processor) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def eval_splits(cfg: RunConfig, src: Sources, sets: splits.Sets) -> dict[str, list]:
+    """The splits evaluated after every operation: forget, retain, general; under
+    ``scoring=mllmu`` also the forget and retain people's cloze and generation items."""
+    out: dict[str, list] = {"forget": src.questions_of(sets.forget), "retain": src.questions_of(sets.retain),
+                            "general": src.general}
+    if cfg.scoring == "mllmu" and cfg.parity.open_tasks:
+        for name, ids in (("forget", sets.forget), ("retain", sets.retain)):
+            for task in ("cloze", "generation"):
+                items = src.open_of(ids, task)
+                if items:
+                    out[f"{name}_{task}"] = items
+    return out
+
+
 def summary_rows(preds: dict[str, list[Prediction]], requests: tuple[tuple[str, ...], ...], step: int) -> list[dict]:
-    """split x modality accuracies; with several requests also per request, done and pending."""
+    """split x modality accuracies (cloze: share of hits; generation: mean ROUGE-L F); with several
+    requests also per request, done and pending."""
     groups: list[tuple[str, str, list[Prediction]]] = []
     for split, ps in preds.items():
         groups.append((split, "all", ps))
-        if split == "forget" and len(requests) > 1:
+        if split.startswith("forget") and len(requests) > 1:
             for k, req in enumerate(requests, start=1):
                 groups.append((split, str(k), [p for p in ps if p.subject in req]))
             done = {pid for req in requests[:step] for pid in req}
@@ -135,12 +160,12 @@ def summary_rows(preds: dict[str, list[Prediction]], requests: tuple[tuple[str, 
 # --- the run ---------------------------------------------------------------------------------
 
 def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, mmbench: Path,
-        finetune: Callable[[list[str]], Path] | None = None, log=print) -> RunStore:
+        finetune: Callable[[list[str], list[Example]], Path] | None = None, log=print) -> RunStore:
     """Run every unit of ``cfg`` into ``out``. ``models`` holds ``base`` and optionally
-    ``finetuned``; ``finetune(ids)`` makes the fine-tuned model when it is missing."""
+    ``finetuned``; ``finetune(ids, facts)`` makes the fine-tuned model when it is missing."""
     config = cfg.model_dump(mode="json")
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    store = RunStore(out, config, config_hash)
+    store = RunStore(out, config, config_hash, write=distributed.is_main())
     src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed)
     units = cfg.units()
     scenarios = list(dict.fromkeys(s for s, _, _ in units))
@@ -158,7 +183,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         if finetuned is None:
             if finetune is None:
                 raise PulseError("the finetuned and sequential scenarios need a fine-tuned model (model.finetuned)")
-            finetuned = finetune(ft_people)
+            finetuned = finetune(ft_people, src.facts_of(ft_people))
         start_models["finetuned"] = start_models["sequential"] = Path(finetuned)
         scenario_sets["finetuned"] = splits.finetuned_sets(ft_people, sizes.forget, cfg.seed)
         if "sequential" in scenarios:
@@ -186,14 +211,15 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         sets_record[scenario] = {"forget_requests": [list(r) for r in sets.requests], "retain": list(sets.retain)}
         store.write_json("sets.json", sets_record)
 
-        evaluate = Evaluator(encoder, {"forget": src.questions_of(sets.forget), "retain": src.questions_of(sets.retain),
-                                       "general": src.general}, cfg, shared_scorers)
+        evaluate = Evaluator(encoder, eval_splits(cfg, src, sets), cfg, shared_scorers)
         if probe_preds is None:
             start_preds = evaluate(model)
         else:  # the probe already scored the starting model on every celebrity: reuse it
             start_preds = {name: [p for p in probe_preds if p.subject in set(ids)]
                            for name, ids in (("forget", sets.forget), ("retain", sets.retain))}
-            start_preds["general"] = evaluate.scorers["general"](model)
+            for name, scorer in evaluate.scorers.items():
+                if name not in start_preds:
+                    start_preds[name] = scorer(model)
         del model
         log(f"[{scenario}] forget {len(sets.forget)} people in {len(sets.requests)} request(s), "
             f"retain {len(sets.retain)}; start model evaluated")
@@ -231,8 +257,19 @@ def _load(cfg: RunConfig, path: Path):
     return load_model(path, dtype=m.dtype, device=m.device, trust_remote_code=m.trust_remote_code)
 
 
-def _scorer(cfg: RunConfig, encoder: Encoder, questions: list[Question]):
-    return make_scorer(encoder, questions, cfg.scoring, cfg.eval_batch_size, cfg.eval_share_prefix)
+def _scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False):
+    if distributed.world_size() > 1:  # each process scores its share of the people; gathered
+        return distributed.ShardedScorer(questions, lambda qs: _one_scorer(cfg, encoder, qs, circular))
+    return _one_scorer(cfg, encoder, questions, circular)
+
+
+def _one_scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False):
+    if questions and isinstance(questions[0], OpenQuestion):
+        from ..metrics.generate import OpenScorer
+
+        return OpenScorer(encoder, questions, cfg.parity.open_max_new_tokens, cfg.seed)
+    return make_scorer(encoder, questions, cfg.scoring, cfg.eval_batch_size, cfg.eval_share_prefix, circular,
+                       cfg.parity.mc_max_new_tokens, cfg.seed)
 
 
 def _r(x: float) -> float:
@@ -250,7 +287,12 @@ def _record(store: RunStore, unit: dict, preds, requests, step: int, scoring: st
         for p in ps:
             store.predictions.append({**unit, "step": step, "split": split, "qid": p.qid, "subject": p.subject,
                                       "modality": p.modality, "answer": p.answer, "predicted": p.predicted,
-                                      "correct": int(p.correct)})
+                                      "correct": _correct(p)})
+
+
+def _correct(p) -> int | float:
+    """1/0, or the ROUGE-L F of a generation item (rounded)."""
+    return round(float(p.correct), 4) if getattr(p, "task", "") == "generation" else int(p.correct)
 
 
 def _probe_and_select(cfg: RunConfig, src: Sources, encoder: Encoder, model, store: RunStore, log):
