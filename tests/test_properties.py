@@ -175,5 +175,6 @@ def test_mllmu_refuses_bytes_that_are_not_an_image(tmp_path_factory, junk):
     pq.write_table(pa.Table.from_pylist([{"ID": "p0", "image": {"bytes": junk, "path": None}, "biography": "b",
                                           "Classification_Task": {"Pure_Text_Questions": []}}]),
                    root / "Full_Set" / "train.parquet")
-    with pytest.raises(PulseError, match=r"Full_Set: person p0: image (has no bytes|bytes are not a readable image)"):
+    expected = r"Full_Set/train.parquet: person p0: image (has no bytes|bytes are not a readable image)"
+    with pytest.raises(PulseError, match=expected):
         load_people(root, "Full_Set")

@@ -3,7 +3,8 @@
 A run is a grid of units (scenario x method x update strategy), on one set of models and
 data. ``key=value`` overrides on the command line set any field by its dotted path
 (``unlearn.lr=1e-4``); the shortcuts ``scenario=``, ``method=`` and ``update=`` replace the
-grid with one block.
+grid with one block, and ``model=DIR_OR_ID`` selects a checkpoint (``model.source=path``,
+``model.base=DIR_OR_ID``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,33 @@ class DataSource(Strict):
     mllmu: Path | None = None
     mmbench: Path | None = None
     mmbench_subset: int | None = None  # a seeded subset of the general benchmark, for quick runs
+    # MMBench's circular evaluation: each question asked once per rotation of its options, right
+    # only if every rotation is right (the published MMBench numbers use it).
+    mmbench_circular: bool = False
+
+
+class FinetuneConfig(Strict):
+    """In-run fine-tuning of a checkpoint (``model.source=path`` without ``model.finetuned``) on
+    the chosen fictitious people's ft_Data: MLLMU-Bench's recipe (LoRA r=16, alpha=16, dropout
+    0.05 on every linear layer of the language model; lr 2e-5, 5 epochs, batch 4), with the loss
+    on answer tokens only. The merged result is cached, keyed by model, data and these settings."""
+
+    lr: float = 2e-5
+    epochs: int = 5
+    batch_size: int = 4
+    lora_rank: int = 16
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    warmup: int = 0
+    seed: int = 0
+
+
+class ParityConfig(Strict):
+    """``scoring=mllmu``: MLLMU-Bench's generate-and-parse evaluation (greedy decoding)."""
+
+    mc_max_new_tokens: int = 50  # multiple choice: MLLMU-Bench's LLaVA setting
+    open_max_new_tokens: int = 50  # cloze and generation
+    open_tasks: bool = True  # also score the people's cloze (Mask_Task) and generation (Generation_Task) items
 
 
 class SplitSizes(Strict):
@@ -80,6 +108,8 @@ class RunConfig(Strict):
     grid: list[GridBlock] = Field(default_factory=lambda: [GridBlock(scenarios=["finetuned"], methods=["ga"])])
     method_params: dict[str, dict[str, float]] = Field(default_factory=dict)
     unlearn: UnlearnConfig = Field(default_factory=UnlearnConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    parity: ParityConfig = Field(default_factory=ParityConfig)
     scoring: Literal["logits", "likelihood", "mllmu"] = "likelihood"
     eval_batch_size: int = 64
     eval_share_prefix: bool = True  # run a shared image/question prefix once (same values, less compute)
@@ -120,6 +150,11 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         value = yaml.safe_load(text) if text else None
         if key in ("scenario", "method", "update"):
             shortcut[key] = value if isinstance(value, list) else [value]
+        elif key == "model":
+            if not text:
+                raise PulseError("override model=: give a checkpoint folder or hub id")
+            _set(raw, "model.source", "path")
+            _set(raw, "model.base", text)
         else:
             _set(raw, key, value)
     if shortcut:

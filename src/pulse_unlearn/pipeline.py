@@ -52,19 +52,23 @@ def ensure_models(preset: str, cache: Path, finetuned: bool = True, log=print) -
 
 def run_experiment(cfg, out: Path, cache: Path, log=print):
     """Resolve models and data for a run config (the world's, or the user's), then run it."""
+    from . import distributed
     from .errors import PulseError
     from .models.world_models import build_finetuned, models_config
     from .scenarios.protocol import run
 
+    if distributed.setup() > 1 and not distributed.is_main():
+        log = lambda *_: None  # noqa: E731  (the first process logs)
     finetune = None
     if cfg.model.source == "world":
-        paths = ensure_models(cfg.model.preset, cache, finetuned=False, log=log)
+        paths = distributed.main_first(lambda: ensure_models(cfg.model.preset, cache, finetuned=False, log=log))
         world = paths["world"]
         models = {"base": paths["base"], "finetuned": Path(cfg.model.finetuned) if cfg.model.finetuned else None}
 
-        def finetune(ids):
+        def finetune(ids, facts=None):
             wcfg, mcfg = world_config(cfg.model.preset), models_config(cfg.model.preset)
-            return build_finetuned(world, wcfg.fingerprint(), mcfg, Path(cache) / "models", log, people=ids)
+            return distributed.main_first(lambda: build_finetuned(world, wcfg.fingerprint(), mcfg,
+                                                                  Path(cache) / "models", log, people=ids))
 
         mllmu = cfg.data.mllmu or world / "MLLMU-Bench"
         mmbench = cfg.data.mmbench or world / "MMBench" / "mmbench_dev_en.tsv"
@@ -75,4 +79,11 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
             raise PulseError("data.mllmu and data.mmbench are required when model.source is 'path'")
         models = {"base": cfg.model.base, "finetuned": cfg.model.finetuned}
         mllmu, mmbench = cfg.data.mllmu, cfg.data.mmbench
+
+        def finetune(ids, facts):
+            from .models.finetune import finetune_checkpoint
+
+            m = cfg.model
+            return finetune_checkpoint(m.base, facts, cfg.finetune, Path(cache) / "models", m.dtype, m.device,
+                                       m.trust_remote_code, cfg.unlearn.gradient_checkpointing, log)
     return run(cfg, out, models, Path(mllmu), Path(mmbench), finetune=finetune, log=log)

@@ -48,6 +48,21 @@ class Question:
 
 
 @dataclass(frozen=True)
+class OpenQuestion:
+    """A free-answer item of MLLMU-Bench: ``task`` is ``cloze`` (Mask_Task: the question holds a
+    blank "__" and ``answer`` fills it) or ``generation`` (Generation_Task: ``answer`` is the
+    ground-truth sentence). ``image`` is set exactly for multimodal items."""
+
+    qid: str
+    subject: str
+    modality: Modality
+    task: Literal["cloze", "generation"]
+    question: str
+    answer: str
+    image: bytes | None = None
+
+
+@dataclass(frozen=True)
 class Example:
     """One training item: the model sees ``prompt`` (and ``image``) and learns ``answer`` only."""
 
@@ -68,6 +83,7 @@ class Person:
     questions: tuple[Question, ...]
     test_images: tuple[bytes, ...] = ()
     facts: tuple[Example, ...] = ()  # fine-tuning QA pairs (ft_Data ``metadata``)
+    open_questions: tuple[OpenQuestion, ...] = ()  # Mask_Task (cloze) and Generation_Task items
     attributes: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     def questions_of(self, modality: Modality) -> list[Question]:

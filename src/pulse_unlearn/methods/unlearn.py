@@ -2,11 +2,14 @@
 
 Which parameters move is the *update strategy*:
 - ``llm``: LoRA on the language model's linear layers;
-- ``projector_llm``: the same plus the multimodal projector's two linear layers.
-The vision tower never moves. The reference model for KL/NPO is this very model with the
-adapter disabled, i.e. the model at the start of the operation. After the operation the
-adapter is merged into the weights, so a following operation (sequential unlearning)
-starts from the result and gets a fresh adapter whose disabled state is that result.
+- ``projector_llm``: the same plus the multimodal projector's linear layers.
+The vision tower and the output head never move. The layers are found in the model's module
+tree (``lora_targets``), so LLaVA, LLaVA-NeXT and Qwen2-VL-style names all work. The
+reference model for KL/NPO is this very model with the adapter disabled, i.e. the model at
+the start of the operation. After the operation the adapter is merged into the weights, so a
+following operation (sequential unlearning) starts from the result and gets a fresh adapter
+whose disabled state is that result. Under several processes the model is wrapped in DDP and
+each process takes every N-th batch (``distributed``).
 
 Stopping rule: a fixed number of epochs over the forget set (steps = epochs x batches);
 no early stopping. Forget and retain batches are paired one to one, the retain batches
@@ -24,39 +27,66 @@ from dataclasses import dataclass, field
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from .. import distributed
 from ..data.batches import Encoder, batch_indices, collate
 from ..progress import bar
 from ..records import Example
 from .registry import Method, Step
 
 UPDATES = ("llm", "projector_llm")
-LLM_LINEARS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-PROJECTOR_LINEARS = r".*multi_modal_projector\.(linear_1|linear_2)"
+# Module-name parts of the multimodal projector (LLaVA, LLaVA-NeXT: multi_modal_projector;
+# original LLaVA: mm_projector; Qwen2-VL: visual.merger; Idefics3/SmolVLM: connector), of the
+# vision encoder, and of output heads. Anything else that is a Linear is the language model.
+PROJECTOR_PARTS = ("multi_modal_projector", "mm_projector", "merger", "connector", "mm_proj")
+VISION_PARTS = ("vision_tower", "vision_model", "visual", "vision_encoder", "image_encoder", "vpm")
+HEAD_PARTS = ("lm_head", "embed_out", "score", "classifier")
 
 
 class UnlearnConfig(BaseModel):
-    """Hyperparameters of one unlearning operation (defaults suit the tiny world model)."""
+    """Hyperparameters of one unlearning operation. The defaults are those of the embedded world's
+    1.45M-parameter model (the demo); for LLaVA-1.5 7B/13B use MLLMU-Bench's (lr 2e-5, batch 4,
+    LoRA r16 alpha16 dropout 0.05), as ``configs/mllmu_llava15.yaml`` does. README: "by model size"."""
 
     model_config = ConfigDict(extra="forbid")
 
-    lr: float = 1e-3
-    epochs: int = 5
+    lr: float = 5e-4
+    epochs: int = 1
     batch_size: int = 16
     lora_rank: int = 16
-    lora_alpha: int = 16
+    lora_alpha: int = 32
     lora_dropout: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
 
 
-def lora_target(update: str) -> str:
-    """Regex over full module names (peft matches it against the whole name)."""
-    if update == "llm":
-        return LLM_LINEARS
+def lora_targets(model, update: str) -> list[str]:
+    """Full names of the Linear layers LoRA adapts for ``update``, found in ``model``'s module tree:
+    the language model's linears (``llm``), plus the projector's (``projector_llm``)."""
+    from ..errors import PulseError
+
+    if update not in UPDATES:
+        raise PulseError(f"unknown update strategy {update!r}; choose one of {', '.join(UPDATES)}")
+    llm, projector = [], []
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or "lora_" in name:
+            continue
+        parts = set(name.split("."))
+        if parts & set(PROJECTOR_PARTS):
+            projector.append(name)
+        elif parts & set(VISION_PARTS) or parts & set(HEAD_PARTS):
+            continue
+        else:
+            llm.append(name)
+    arch = type(model).__name__
+    if not llm:
+        raise PulseError(f"{arch}: no language-model Linear layers found for LoRA (update={update})")
     if update == "projector_llm":
-        return f"({LLM_LINEARS})|({PROJECTOR_LINEARS})"
-    raise ValueError(f"unknown update strategy {update!r}; choose one of {', '.join(UPDATES)}")
+        if not projector:
+            raise PulseError(f"{arch}: no multimodal projector Linear layers found (looked for module names with "
+                             f"{', '.join(PROJECTOR_PARTS)}); use update=llm")
+        return llm + projector
+    return llm
 
 
 @dataclass
@@ -88,16 +118,19 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
         raise ValueError(f"method {method.name} needs retain data")
 
     peft_model = get_peft_model(model, LoraConfig(
-        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, target_modules=lora_target(update)))
+        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=lora_targets(model, update)))
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     device = next(peft_model.parameters()).device
     pad = encoder.tokenizer.pad_token_id
+    # Several processes: DDP (accelerate) around the model, each process every N-th batch.
+    trained, opt, backward = distributed.wrap_for_training(peft_model, opt)
 
     def forward(batch):
-        return peft_model(**batch).logits
+        return trained(**batch).logits
 
     def reference(batch):
         with torch.no_grad(), peft_model.disable_adapter():
@@ -107,21 +140,21 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
         return {k: v.to(device) for k, v in batch.items()}
 
     log = OperationLog()
-    epochs_f = [batch_indices(f_enc, cfg.batch_size, gen) for _ in range(cfg.epochs)]
-    steps = sum(len(e) for e in epochs_f)
+    order = distributed.my_batches([b for _ in range(cfg.epochs) for b in batch_indices(f_enc, cfg.batch_size, gen)])
+    steps = len(order)
     retain_stream = _cycle(r_enc, cfg.batch_size, gen) if r_enc is not None else None
     peft_model.train()
     t0 = time.perf_counter()
     with bar(steps, desc) as pbar:
-        for idx in (i for epoch in epochs_f for i in epoch):
+        for idx in order:
             step = Step(forget=to_device(collate(f_enc, idx, pad)),
                         retain=to_device(collate(r_enc, next(retain_stream), pad)) if retain_stream else None,
                         forward=forward, reference=reference)
             log.tokens += sum(b["input_ids"].numel() for b in (step.forget, step.retain) if b is not None)
             opt.zero_grad(set_to_none=True)
-            loss = _backward(method.forget_loss, step)
+            loss = _backward(method.forget_loss, step, backward)
             if math.isfinite(loss) and method.needs_retain:
-                loss += _backward(method.retain_loss, step)
+                loss += _backward(method.retain_loss, step, backward)
             log.losses.append(loss)
             if not math.isfinite(loss):
                 log.diverged_at = len(log.losses) - 1
@@ -140,13 +173,14 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     return peft_model.merge_and_unload(), log
 
 
-def _backward(term, step: Step) -> float:
-    """Back-propagate one loss term (unless it is NaN/inf) and return its value; one term's
-    activations are freed before the next term's forward pass."""
+def _backward(term, step: Step, backward=None) -> float:
+    """Back-propagate one loss term (unless it is NaN/inf, on any process) and return its value;
+    one term's activations are freed before the next term's forward pass."""
     value = term(step)
     out = value.item()
-    if math.isfinite(out):
-        value.backward()
+    if distributed.any_true(not math.isfinite(out)):
+        return out if not math.isfinite(out) else math.nan
+    (backward or torch.Tensor.backward)(value)
     return out
 
 

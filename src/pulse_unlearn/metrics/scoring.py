@@ -197,13 +197,56 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
 
 
 def make_scorer(encoder: Encoder, questions: Sequence[Question], scoring: str, batch_size: int = 64,
-                share_prefix: bool = True):
-    """A scorer for any scoring of a run: ``logits``, ``likelihood`` or ``mllmu`` (generate and parse)."""
+                share_prefix: bool = True, circular: bool = False, max_new_tokens: int = 50, seed: int = 0):
+    """A scorer for any scoring of a run: ``logits``, ``likelihood`` or ``mllmu`` (generate and
+    parse); ``circular`` asks every rotation of the options (MMBench's circular evaluation)."""
+    if circular:
+        return CircularScorer(questions, lambda qs: make_scorer(encoder, qs, scoring, batch_size, share_prefix,
+                                                                max_new_tokens=max_new_tokens, seed=seed))
     if scoring == "mllmu":
         from .generate import GenerateScorer
 
-        return GenerateScorer(encoder, questions)
+        return GenerateScorer(encoder, questions, max_new_tokens=max_new_tokens, seed=seed)
     return Scorer(encoder, questions, scoring, batch_size, share_prefix)
+
+
+def rotations(q: Question) -> list[Question]:
+    """``q`` once per rotation of its options: rotation ``r`` puts option ``(i + r) % k`` under the
+    i-th letter (rotation 0 is ``q``; the others get qid ``QID@r``)."""
+    letters, texts = list(q.options), list(q.options.values())
+    k, a = len(letters), letters.index(q.answer)
+    out = []
+    for r in range(k):
+        options = {letters[i]: texts[(i + r) % k] for i in range(k)}
+        out.append(Question(q.qid if r == 0 else f"{q.qid}@{r}", q.subject, q.modality, q.question, options,
+                            letters[(a - r) % k], q.image, q.category))
+    return out
+
+
+class CircularScorer:
+    """MMBench's circular evaluation: a question is right only if every rotation of its options is
+    answered right. One Prediction per question: the right letter, or the first wrong rotation's
+    answer mapped back to the original letters ("" if unparsed); scores are rotation 0's."""
+
+    def __init__(self, questions: Sequence[Question], make):
+        self.questions = list(questions)
+        self.groups = [rotations(q) for q in self.questions]
+        self.inner = make([r for g in self.groups for r in g])
+
+    def __call__(self, model) -> list[Prediction]:
+        preds = iter(self.inner(model))
+        out = []
+        for q, group in zip(self.questions, self.groups):
+            got = [next(preds) for _ in group]
+            letters = list(q.options)
+            wrong = [(r, p) for r, p in enumerate(got) if not p.correct]
+            if wrong:
+                r, p = wrong[0]
+                predicted = letters[(letters.index(p.predicted) + r) % len(letters)] if p.predicted in letters else ""
+            else:
+                predicted = q.answer
+            out.append(Prediction(q.qid, q.subject, q.modality, q.answer, predicted, got[0].scores))
+        return out
 
 
 def score(model, encoder: Encoder, questions: Sequence[Question], scoring: str = "logits",

@@ -17,7 +17,11 @@ from ..errors import PulseError
 
 def resolve_device(device: str = "auto") -> str:
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        from ..distributed import local_rank, world_size
+
+        return f"cuda:{local_rank()}" if world_size() > 1 else "cuda"  # one GPU per process
     return device
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from .. import distributed
 from ..data.batches import Encoder, EncodedSet, batch_indices, collate
 from ..methods.losses import nll
 from ..progress import bar
@@ -75,21 +76,25 @@ def train(model, encoder: Encoder, examples: Sequence[Example], cfg: TrainConfig
     first = [i for i, ex in enumerate(examples) if ex.source in cfg.caption_sources]
     stage_steps = int(cfg.caption_stage * cfg.steps) if first else 0
     stream = _batches(enc, cfg, gen, first) if stage_steps else _batches(enc, cfg, gen, None)
+    device = next(model.parameters()).device
+    # Several processes: DDP around the model; each step, process r takes the r-th of the next N batches.
+    trained, opt, backward = distributed.wrap_for_training(model, opt)
     model.train()
     losses = []
     with bar(cfg.steps, desc) as pbar:
         for step in range(cfg.steps):
             if step == stage_steps and stage_steps:
                 stream = _batches(enc, cfg, gen, None)
-            batch = collate(enc, next(stream), pad)
+            batch = collate(enc, [next(stream) for _ in range(distributed.world_size())][distributed.rank()], pad)
             if "pixel_values" in batch:
                 batch["pixel_values"] = augment(batch["pixel_values"], cfg, gen)
+            batch = {k: v.to(device) for k, v in batch.items()}
             labels = batch.pop("labels")
-            loss = nll(model(**batch).logits, labels)
+            loss = nll(trained(**batch).logits, labels)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            backward(loss)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             losses.append(loss.item())

@@ -144,7 +144,7 @@ def findings(s: Summary) -> str:
 
     out.append("3. Text-only vs multimodal forgetting (paper, projector + LLM: multimodal 78.0% -> 9.6%, text-only "
                "76.8% -> 35.2%: text-only questions resist unlearning). Compared: the share of the starting "
-               "accuracy each modality keeps.")
+               f"accuracy above chance ({CHANCE:.0%}, four options) each modality keeps.")
     for unit in s.units():
         if unit[0] == "sequential":
             continue
@@ -153,9 +153,9 @@ def findings(s: Summary) -> str:
         txt = (s.get(unit, 0, "forget", "text"), s.get(unit, end, "forget", "text"))
         if None in mm + txt:
             continue
-        if not mm[0] or not txt[0]:
-            continue
-        kept_mm, kept_txt = mm[1] / mm[0], txt[1] / txt[0]
+        if mm[0] <= CHANCE or txt[0] <= CHANCE:
+            continue  # nothing above chance to forget
+        kept_mm, kept_txt = _kept(*mm), _kept(*txt)
         out.append(f"   {'/'.join(unit):<30} forget: multimodal {_pct(mm[0]).strip()}% -> {_pct(mm[1]).strip()}% "
                    f"(keeps {kept_mm:.0%}), text-only {_pct(txt[0]).strip()}% -> {_pct(txt[1]).strip()}% "
                    f"(keeps {kept_txt:.0%})  -> {_verdict(kept_txt - kept_mm)}")
@@ -163,6 +163,13 @@ def findings(s: Summary) -> str:
 
 
 MARGIN = 0.05  # differences under 5 points are not read as a finding either way
+CHANCE = 0.25  # MLLMU-Bench's (and the world's) questions have four options
+
+
+def _kept(start: float, end: float) -> float:
+    """The share of the knowledge above chance that is left: 1 = nothing forgotten, 0 = at (or
+    below) chance. A model at chance has forgotten everything, however it got there."""
+    return max(0.0, (end - CHANCE) / (start - CHANCE))
 
 
 def _verdict(diff: float | None) -> str:

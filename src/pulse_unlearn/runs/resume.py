@@ -55,11 +55,14 @@ def _preds_from_json(obj: dict) -> dict[str, list[Prediction]]:
 
 
 class Resume:
-    """Finished work of one run folder, under one key."""
+    """Finished work of one run folder, under one key. With several processes only the first
+    writes (``write``); all of them read."""
 
-    def __init__(self, folder: Path, key: str, log=print):
-        self.folder, self.key = Path(folder), key
+    def __init__(self, folder: Path, key: str, log=print, write: bool = True):
+        self.folder, self.key, self.write = Path(folder), key, write
         marker = self.folder / "key"
+        if not write:
+            return
         if self.folder.exists():
             old = marker.read_text().strip() if marker.is_file() else ""
             if old != key:
@@ -101,6 +104,8 @@ class Resume:
 
     def save_adapter(self, unit: dict, k: int, peft_model) -> None:
         """Operation k's trained adapter, before it is merged (peft's layout, safetensors)."""
+        if not self.write:
+            return
         target = self.adapter(unit, k)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
@@ -116,6 +121,8 @@ class Resume:
     def unit_done(self, unit: dict) -> None:
         """A finished unit's records are all a resume needs: drop its adapters (a 13B model's
         are tens of MB each)."""
+        if not self.write:
+            return
         folder = self._unit_dir(unit)
         for path in folder.glob("*op-*.adapter*"):
             shutil.rmtree(path, ignore_errors=True)
@@ -129,6 +136,8 @@ class Resume:
         return obj["data"] if isinstance(obj, dict) and obj.get("key") == self.key else None
 
     def _write(self, path: Path, data: dict) -> None:
+        if not self.write:
+            return
         # Keys in their order: a record's splits are in the order the summary rows are.
         atomic_write(path, json.dumps({"key": self.key, "data": data}))
 

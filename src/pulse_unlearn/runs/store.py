@@ -1,7 +1,9 @@
 """A run's folder: every file written atomically (temporary name, then rename).
 
     config.yaml        the resolved config
-    summary.csv        tidy: one row per scenario, method, update, step, request, split, modality
+    summary.csv        tidy: one row per scenario, method, update, step, request, split, modality;
+                       scoring=mllmu adds the splits forget_cloze / retain_cloze (share of hits) and
+                       forget_generation / retain_generation (mean ROUGE-L F) in the accuracy column
     predictions.csv    one row per question per evaluation
     operations.csv     one row per unlearning operation: steps, first/last loss, divergence
     probe.csv          the pretrained scenario's probe: per celebrity accuracy, known or not
@@ -95,8 +97,14 @@ def versions() -> dict[str, str]:
 class RunStore:
     """Collects a run's results in memory and rewrites its files atomically as they grow."""
 
-    def __init__(self, folder: Path, config: dict, config_hash: str):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path, config: dict, config_hash: str, write: bool = True):
+        self.folder, self.write = Path(folder), write  # write=False: a helper process of a multi-process run
+        self.summary: list[dict] = []
+        self.predictions: list[dict] = []
+        self.operations: list[dict] = []
+        self.extra: dict[str, object] = {}
+        if not write:
+            return
         marker = self.folder / "config.yaml"
         if marker.exists():
             old = yaml.safe_load(marker.read_text()) or {}
@@ -104,19 +112,19 @@ class RunStore:
                 raise PulseError(f"{self.folder}: holds a run of another config; choose another --out or remove it")
         elif self.folder.exists() and any(self.folder.iterdir()):
             raise PulseError(f"{self.folder}: exists and is not a pulse run folder")
-        self.summary: list[dict] = []
-        self.predictions: list[dict] = []
-        self.operations: list[dict] = []
-        self.extra: dict[str, object] = {}
         atomic_write(marker, yaml.safe_dump({**config, "_config_hash": config_hash}, sort_keys=False))
 
     def write_json(self, name: str, obj) -> None:
-        atomic_write(self.folder / name, json.dumps(obj, indent=1, sort_keys=True, default=str))
+        if self.write:
+            atomic_write(self.folder / name, json.dumps(obj, indent=1, sort_keys=True, default=str))
 
     def write_csv(self, name: str, rows: list[dict], columns) -> None:
-        atomic_write(self.folder / name, csv_text(rows, columns))
+        if self.write:
+            atomic_write(self.folder / name, csv_text(rows, columns))
 
     def flush(self) -> None:
+        if not self.write:
+            return
         self.write_csv("summary.csv", self.summary, SUMMARY_COLUMNS)
         self.write_csv("predictions.csv", self.predictions, PREDICTION_COLUMNS)
         if self.operations:

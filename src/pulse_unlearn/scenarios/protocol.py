@@ -13,7 +13,9 @@ Scenarios
   the config always runs alongside.
 
 Step 0 is the starting model, evaluated once per scenario and shared by its units. Each
-split is encoded once per scenario (``Scorer``) and scored after every operation.
+split is encoded once per scenario (``Scorer``) and scored after every operation. Under
+``scoring=mllmu`` the forget and retain people's cloze and generation items are scored too,
+as the splits ``forget_cloze``, ``forget_generation``, ``retain_cloze``, ``retain_generation``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 
 from ..config import RunConfig
 from ..data.batches import Encoder
-from ..data.mllmu import load_facts, load_people
+from ..data.mllmu import check_layout, load_facts, load_people
 from ..data.mmbench import load_mmbench
 from ..errors import PulseError
 from ..methods.registry import make_method
@@ -37,9 +39,10 @@ from ..methods.unlearn import unlearn
 from ..metrics.scoring import Prediction, make_scorer
 from ..metrics.collapse import answer_collapse
 from ..models.load import load_model, load_processor, resolve_device, resolve_dtype
-from ..records import MODALITIES, Example, Person, Question
+from ..records import MODALITIES, Example, OpenQuestion, Person, Question
 from ..runs.resume import Resume, Start, apply_adapters, resume_key
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
+from .. import distributed
 from . import splits
 
 
@@ -65,6 +68,11 @@ class Sources:
         people = {**self.fictitious, **self.celebrities}
         return [q for pid in ids for q in people[pid].questions]
 
+    def open_of(self, ids, task: str) -> list[OpenQuestion]:
+        """The people's cloze (Mask_Task) or generation (Generation_Task) items."""
+        people = {**self.fictitious, **self.celebrities}
+        return [q for pid in ids for q in people[pid].open_questions if q.task == task]
+
 
 def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> Sources:
     fictitious = {p.id: p for p in load_people(mllmu, "Full_Set")}
@@ -72,8 +80,9 @@ def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> S
     if set(fictitious) & set(celebrities):
         raise PulseError(f"{mllmu}: Full_Set and Retain_Set share IDs")
     facts = {pid: list(p.facts) for pid, p in {**fictitious, **celebrities}.items()}
-    if (Path(mllmu) / "ft_Data").is_dir():
-        facts.update(load_facts(mllmu))  # ft_Data, where present, is the data of record
+    ft = load_facts(mllmu) if (Path(mllmu) / "ft_Data").is_dir() else {}
+    facts.update(ft)  # ft_Data, where present, is the data of record
+    check_layout(mllmu, list(fictitious), list(ft))
     general = load_mmbench(mmbench)
     if subset is not None and subset < len(general):
         keep = sorted(np.random.default_rng([seed, 9]).choice(len(general), subset, replace=False))
@@ -96,9 +105,10 @@ class Evaluator:
         signature = processor_signature(encoder.processor)
         self.scorers = {}
         for name, qs in splits_.items():
-            key = (signature, cfg.scoring, hashlib.sha256("|".join(q.qid for q in qs).encode()).hexdigest())
+            circular = name == "general" and cfg.data.mmbench_circular
+            key = (signature, cfg.scoring, circular, hashlib.sha256("|".join(q.qid for q in qs).encode()).hexdigest())
             if key not in shared:
-                shared[key] = _scorer(cfg, encoder, qs)
+                shared[key] = _scorer(cfg, encoder, qs, circular)
             self.scorers[name] = shared[key]
 
     def __call__(self, model) -> dict[str, list[Prediction]]:
@@ -113,12 +123,27 @@ def processor_signature(processor) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
+def eval_splits(cfg: RunConfig, src: Sources, sets: splits.Sets) -> dict[str, list]:
+    """The splits evaluated after every operation: forget, retain, general; under
+    ``scoring=mllmu`` also the forget and retain people's cloze and generation items."""
+    out: dict[str, list] = {"forget": src.questions_of(sets.forget), "retain": src.questions_of(sets.retain),
+                            "general": src.general}
+    if cfg.scoring == "mllmu" and cfg.parity.open_tasks:
+        for name, ids in (("forget", sets.forget), ("retain", sets.retain)):
+            for task in ("cloze", "generation"):
+                items = src.open_of(ids, task)
+                if items:
+                    out[f"{name}_{task}"] = items
+    return out
+
+
 def summary_rows(preds: dict[str, list[Prediction]], requests: tuple[tuple[str, ...], ...], step: int) -> list[dict]:
-    """split x modality accuracies; with several requests also per request, done and pending."""
+    """split x modality accuracies (cloze: share of hits; generation: mean ROUGE-L F); with several
+    requests also per request, done and pending."""
     groups: list[tuple[str, str, list[Prediction]]] = []
     for split, ps in preds.items():
         groups.append((split, "all", ps))
-        if split == "forget" and len(requests) > 1:
+        if split.startswith("forget") and len(requests) > 1:
             for k, req in enumerate(requests, start=1):
                 groups.append((split, str(k), [p for p in ps if p.subject in req]))
             done = {pid for req in requests[:step] for pid in req}
@@ -137,9 +162,9 @@ def summary_rows(preds: dict[str, list[Prediction]], requests: tuple[tuple[str, 
 # --- the run ---------------------------------------------------------------------------------
 
 def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, mmbench: Path,
-        finetune: Callable[[list[str]], Path] | None = None, log=print) -> RunStore:
+        finetune: Callable[[list[str], list[Example]], Path] | None = None, log=print) -> RunStore:
     """Run every unit of ``cfg`` into ``out``. ``models`` holds ``base`` and optionally
-    ``finetuned``; ``finetune(ids)`` makes the fine-tuned model when it is missing.
+    ``finetuned``; ``finetune(ids, facts)`` makes the fine-tuned model when it is missing.
 
     Inputs are checked before anything is written. A folder holding part of this very run
     (same config, data, models, versions and device) is resumed: its finished steps and
@@ -153,7 +178,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     for path in models.values():
         if path is not None:
             load_processor(path, cfg.model.trust_remote_code)
-    store = RunStore(out, config, config_hash)
+    store = RunStore(out, config, config_hash, write=distributed.is_main())
     sizes = cfg.splits
     sets_record: dict[str, dict] = {}
     fingerprints = {"config": config_hash, "data": src.fingerprint}
@@ -168,7 +193,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         if finetuned is None:
             if finetune is None:
                 raise PulseError("the finetuned and sequential scenarios need a fine-tuned model (model.finetuned)")
-            finetuned = finetune(ft_people)
+            finetuned = finetune(ft_people, src.facts_of(ft_people))
         start_models["finetuned"] = start_models["sequential"] = Path(finetuned)
         scenario_sets["finetuned"] = splits.finetuned_sets(ft_people, sizes.forget, cfg.seed)
         if "sequential" in scenarios:
@@ -184,7 +209,8 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     store.write_json("environment.json", env)
     device = resolve_device(cfg.model.device)
     done = Resume(store.folder / "resume", resume_key({**env, "device": device,
-                                                      "dtype": str(resolve_dtype(cfg.model.dtype, device))}), log)
+                                                      "dtype": str(resolve_dtype(cfg.model.dtype, device))}), log,
+                  write=distributed.is_main())
 
     shared_scorers: dict = {}
     for scenario in scenarios:
@@ -199,13 +225,15 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
             sets = scenario_sets.get(scenario)
             if scenario == "pretrained":
                 probe_preds, sets, probe_rows, note = _probe_and_select(cfg, src, encoder, model, log)
-            evaluate = Evaluator(encoder, _splits(src, sets), cfg, shared_scorers)
+            evaluate = Evaluator(encoder, eval_splits(cfg, src, sets), cfg, shared_scorers)
             if probe_preds is None:
                 start_preds = evaluate(model)
             else:  # the probe already scored the starting model on every celebrity: reuse it
                 start_preds = {name: [p for p in probe_preds if p.subject in set(ids)]
                                for name, ids in (("forget", sets.forget), ("retain", sets.retain))}
-                start_preds["general"] = evaluate.scorers["general"](model)
+                for name, scorer in evaluate.scorers.items():
+                    if name not in start_preds:
+                        start_preds[name] = scorer(model)
             del model
             step0 = Start(sets, start_preds, probe_rows, note)
             done.save_start(scenario, step0)
@@ -237,7 +265,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
                 continue
             if evaluate is None:
                 encoder = Encoder(load_processor(start, cfg.model.trust_remote_code))
-                evaluate = Evaluator(encoder, _splits(src, sets), cfg, shared_scorers)
+                evaluate = Evaluator(encoder, eval_splits(cfg, src, sets), cfg, shared_scorers)
             method = make_method(method_name, **cfg.method_params.get(method_name, {}))
             model, _ = _load(cfg, start)
             model = apply_adapters(model, [done.adapter(unit, k) for k in range(1, len(finished) + 1)])
@@ -271,11 +299,6 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     return store
 
 
-def _splits(src: Sources, sets: splits.Sets) -> dict[str, list[Question]]:
-    return {"forget": src.questions_of(sets.forget), "retain": src.questions_of(sets.retain),
-            "general": src.general}
-
-
 def _check_sizes(cfg: RunConfig, src: Sources, mllmu: Path, scenarios: list[str]) -> None:
     """Split sizes the data cannot give: said before anything runs, naming the file."""
     s = cfg.splits
@@ -298,8 +321,19 @@ def _load(cfg: RunConfig, path: Path):
     return load_model(path, dtype=m.dtype, device=m.device, trust_remote_code=m.trust_remote_code)
 
 
-def _scorer(cfg: RunConfig, encoder: Encoder, questions: list[Question]):
-    return make_scorer(encoder, questions, cfg.scoring, cfg.eval_batch_size, cfg.eval_share_prefix)
+def _scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False):
+    if distributed.world_size() > 1:  # each process scores its share of the people; gathered
+        return distributed.ShardedScorer(questions, lambda qs: _one_scorer(cfg, encoder, qs, circular))
+    return _one_scorer(cfg, encoder, questions, circular)
+
+
+def _one_scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False):
+    if questions and isinstance(questions[0], OpenQuestion):
+        from ..metrics.generate import OpenScorer
+
+        return OpenScorer(encoder, questions, cfg.parity.open_max_new_tokens, cfg.seed)
+    return make_scorer(encoder, questions, cfg.scoring, cfg.eval_batch_size, cfg.eval_share_prefix, circular,
+                       cfg.parity.mc_max_new_tokens, cfg.seed)
 
 
 def _r(x: float) -> float:
@@ -314,9 +348,14 @@ def _rows(unit: dict, preds, requests, step: int, cfg: RunConfig) -> dict[str, l
     """An evaluation's summary and prediction rows."""
     summary = [{**unit, **row, "scoring": cfg.scoring} for row in summary_rows(preds, requests, step)]
     predictions = [{**unit, "step": step, "split": split, "qid": p.qid, "subject": p.subject, "modality": p.modality,
-                    "answer": p.answer, "predicted": p.predicted, "correct": int(p.correct)}
+                    "answer": p.answer, "predicted": p.predicted, "correct": _correct(p)}
                    for split, ps in preds.items() for p in ps]
     return {"summary": summary, "predictions": predictions}
+
+
+def _correct(p) -> int | float:
+    """1/0, or the ROUGE-L F of a generation item (rounded)."""
+    return round(float(p.correct), 4) if getattr(p, "task", "") == "generation" else int(p.correct)
 
 
 def _replay(store: RunStore, record: dict) -> None:

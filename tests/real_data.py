@@ -1,0 +1,129 @@
+"""Small files in the exact layouts of the real benchmarks, built in the tests (no hub access).
+
+MLLMU-Bench: one folder per subset holding ``train-0000k-of-0000n.parquet`` shards (several
+shards per subset here, as the hub copy has for the big subsets); MMBench: the dev-en TSV with
+base64 images and 2-4 options. Also a tiny llava-hf model built from config (random weights).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+from pathlib import Path
+
+from PIL import Image
+
+LETTERS = "ABCD"
+
+
+def png(colour) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _schemas():
+    from pulse_unlearn.world.build import _schemas as world_schemas
+
+    profile, test, ft, _ = world_schemas()
+    return profile, test, ft
+
+
+def _write_shards(rows: list[dict], schema, folder: Path, n_shards: int) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    n_shards = max(1, min(n_shards, len(rows)))
+    for k in range(n_shards):
+        part = rows[k::n_shards]
+        pq.write_table(pa.Table.from_pylist(part, schema=schema), folder / f"train-{k:05d}-of-{n_shards:05d}.parquet")
+
+
+def person_row(pid: str, k: int, directory: str) -> dict:
+    image = png(((37 * k) % 256, (91 * k) % 256, (53 * k) % 256))
+    name = f"Person{pid}"
+    mcq = lambda who, j: {"Question": f"What is the job of {who}? ({j})",  # noqa: E731
+                          "Options": {"A": "baker", "B": "pilot", "C": "nurse", "D": "judge"},
+                          "Correct_Answer": LETTERS[(k + j) % 4]}
+    return {
+        "image": {"bytes": image, "path": f"{directory}/{pid}.png"}, "ID": pid, "Directory": directory,
+        "biography": f"{name} is a {['baker', 'pilot', 'nurse', 'judge'][k % 4]}.",
+        "question": f"Who is {name}?", "answer": f"{name} is a person.",
+        "Classification_Task": {"Image_Textual_Questions": [mcq("the person in the image", j) for j in range(2)],
+                                "Pure_Text_Questions": [mcq(name, j) for j in range(2)]},
+        "Mask_Task": [{"Question": "The person in the image lives in __.", "Ground_Truth": f"Town{k}",
+                       "Type": "Image_Textual"},
+                      {"Question": f"{name} was born in __.", "Ground_Truth": str(1950 + k), "Type": "Pure_Text"}],
+        "Generation_Task": [{"Question": "Where does the person in the image live?",
+                             "Ground_Truth": f"The person lives in Town{k}.", "Type": "Image_Textual"},
+                            {"Question": f"When was {name} born?", "Ground_Truth": f"{name} was born in {1950 + k}.",
+                             "Type": "Pure_Text"}],
+    }
+
+
+def write_mllmu(root: Path, n_full: int = 20, n_celeb: int = 8, shards: int = 3) -> Path:
+    """Full_Set, Retain_Set, Test_Set, ft_Data, forget_10/retain_90 in several shards each."""
+    profile, test, ft = _schemas()
+    full = [person_row(f"{i:03d}", i, "Full_Set") for i in range(n_full)]
+    celebs = [person_row(f"c{i:03d}", 100 + i, "Retain_Set") for i in range(n_celeb)]
+    _write_shards(full, profile, root / "Full_Set", shards)
+    _write_shards(celebs, profile, root / "Retain_Set", shards)
+    tests = []
+    for row in full:
+        r = {k: v for k, v in row.items() if k != "image"}
+        tests.append({"images": [row["image"], {"bytes": png((1, 2, 3)), "path": "pose.png"}], **r})
+    _write_shards(tests, test, root / "Test_Set", shards)
+    ft_rows = []
+    for i, row in enumerate(full):
+        pairs = [{"Question": "What does the person in the image do?", "Answer": row["biography"]},
+                 {"Question": f"Where does Person{row['ID']} live?", "Answer": f"Town{i}", "Type": "Pure_Text"}]
+        ft_rows.append({"image": row["image"], "ID": row["ID"], "Directory": "ft_Data",
+                        "biography": row["biography"], "metadata": json.dumps(pairs)})
+    _write_shards(ft_rows, ft, root / "ft_Data", shards)
+    n_forget = round(n_full * 0.1)
+    _write_shards(full[:n_forget], profile, root / "forget_10", 1)
+    _write_shards(full[n_forget:], profile, root / "retain_90", shards)
+    return root
+
+
+def write_mmbench(path: Path, n: int = 12) -> Path:
+    """The dev-en TSV: index, question, hint, A-D, answer, category, l2-category, split, image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "l2-category", "split",
+                    "image"])
+        for i in range(n):
+            k = 2 + i % 3  # 2 to 4 options
+            opts = [f"option {j} of {i}" for j in range(k)] + [""] * (4 - k)
+            image = base64.b64encode(png((i * 20 % 256, 40, 90))).decode() if i % 4 else ""
+            w.writerow([1000 + i, f"Which is right for item {i}?", "A hint." if i % 5 == 0 else "nan", *opts,
+                        LETTERS[i % k], "cat", "l2", "dev", image])
+    return path
+
+
+def texts_for_tokenizer() -> list[str]:
+    words = ["USER: <image>\nWhat is the job of the person in the image? ASSISTANT: A</s>",
+             "A: baker B: pilot C: nurse D: judge Answer with the option's letter from the given choices directly.",
+             "Please **ONLY** provide the correct answer that should replace the [Blank].",
+             "Answer the question based on your trained knowledge in one sentence accurately in ENGLISH!!.",
+             "The person lives in Town1. Person001 was born in 1951. Which is right for item option of hint"]
+    return words * 30
+
+
+def build_tiny_llava(out: Path, seed: int = 0) -> Path:
+    """A random-weight LLaVA (CLIP tower + projector + Llama) and LlavaProcessor, saved in the
+    llava-hf layout (safetensors)."""
+    from pulse_unlearn.models.tiny import TinyModelConfig, build_model, build_processor, train_tokenizer
+
+    cfg = TinyModelConfig(text_hidden=32, text_intermediate=64, text_layers=2, vision_hidden=16, vision_heads=2,
+                          text_heads=2, vocab_size=400)
+    tok = train_tokenizer(texts_for_tokenizer(), cfg.vocab_size)
+    proc = build_processor(tok, cfg)
+    model = build_model(tok, cfg, seed=seed)
+    model.save_pretrained(out, safe_serialization=True)
+    proc.save_pretrained(out)
+    return out

@@ -1,0 +1,357 @@
+"""Real models and data: MLLMU-Bench shards, MMBench TSV (circular), llava-hf checkpoints by
+folder, LoRA target discovery, parity scoring. Everything is built here, offline."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import torch
+import pytest
+from real_data import build_tiny_llava, png, write_mllmu, write_mmbench
+
+from pulse_unlearn.config import load_config
+from pulse_unlearn.data.mllmu import check_layout, load_facts, load_people, load_test_images, read_subset, subset_ids
+from pulse_unlearn.data.mmbench import load_mmbench
+from pulse_unlearn.errors import PulseError
+from pulse_unlearn.metrics.scoring import CircularScorer, Prediction, rotations
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    return write_mllmu(tmp_path_factory.mktemp("mllmu") / "MLLMU-Bench")
+
+
+@pytest.fixture(scope="module")
+def mmbench(tmp_path_factory):
+    return write_mmbench(tmp_path_factory.mktemp("mmb") / "mmbench_dev_en.tsv")
+
+
+# --- MLLMU-Bench ----------------------------------------------------------------------------
+
+def test_reads_every_shard_in_order(bench):
+    assert len(list((bench / "Full_Set").glob("train-*.parquet"))) == 3
+    people = load_people(bench, "Full_Set")
+    assert sorted(p.id for p in people) == [f"{i:03d}" for i in range(20)]
+    assert read_subset(bench, "Full_Set").num_rows == 20
+    p = next(p for p in people if p.id == "004")
+    assert [q.modality for q in p.questions] == ["multimodal"] * 2 + ["text"] * 2
+    assert p.questions[0].answer == "A" and p.questions[0].image == p.image
+    tasks = [(q.task, q.modality) for q in p.open_questions]
+    assert tasks == [("cloze", "multimodal"), ("cloze", "text"), ("generation", "multimodal"),
+                     ("generation", "text")]
+    assert p.open_questions[0].answer == "Town4" and p.open_questions[1].image is None
+
+
+def test_ft_data_joined_by_id_and_test_images(bench):
+    facts = load_facts(bench)
+    assert len(facts) == 20 and len(facts["007"]) == 2
+    assert facts["007"][0].image is not None and facts["007"][1].image is None  # Type: Pure_Text
+    images = load_test_images(bench)
+    assert len(images) == 20 and all(len(v) == 2 for v in images.values())
+    assert images["003"][0] == next(p for p in load_people(bench, "Full_Set") if p.id == "003").image
+
+
+def test_layout_check_passes_and_catches_bad_splits(bench, tmp_path):
+    full = subset_ids(bench, "Full_Set")
+    assert set(check_layout(bench, full)) == {"forget_10", "retain_90", "Test_Set", "ft_Data"}
+    with pytest.raises(PulseError, match=r"forget_10: 2 people, expected 10% of Full_Set's 30 = 3"):
+        check_layout(bench, full + [f"x{i}" for i in range(10)])
+    with pytest.raises(PulseError, match="retain_90: 18 people; with forget_10 it must make up Full_Set"):
+        check_layout(bench, sorted(full)[:2] + [f"x{i}" for i in range(18)])
+
+
+def test_bad_shards_name_the_file(tmp_path):
+    root = write_mllmu(tmp_path / "b", n_full=6, n_celeb=3, shards=2)
+    shard = sorted((root / "Retain_Set").glob("*.parquet"))[1]
+    table = pq.read_table(shard).drop_columns(["Classification_Task"])
+    pq.write_table(table, shard)
+    with pytest.raises(PulseError, match=rf"{shard.name}: missing column\(s\) Classification_Task"):
+        load_people(root, "Retain_Set")
+    shard.write_bytes(b"not parquet")
+    with pytest.raises(PulseError, match=rf"{shard.name}: cannot read parquet"):
+        load_people(root, "Retain_Set")
+    with pytest.raises(PulseError, match="no such MLLMU-Bench subset"):
+        load_people(root, "Nope_Set")
+
+
+def test_duplicate_ids_across_shards(tmp_path):
+    root = write_mllmu(tmp_path / "b", n_full=4, n_celeb=2, shards=2)
+    a, b = sorted((root / "Full_Set").glob("*.parquet"))
+    b.write_bytes(a.read_bytes())
+    with pytest.raises(PulseError, match="duplicate ID"):
+        load_people(root, "Full_Set")
+
+
+# --- MMBench ------------------------------------------------------------------------------------
+
+def test_mmbench_tsv(mmbench):
+    qs = load_mmbench(mmbench)
+    assert len(qs) == 12
+    assert [len(q.options) for q in qs[:3]] == [2, 3, 4]
+    assert qs[0].image is None and qs[1].image is not None
+    assert qs[0].question.startswith("A hint.\n") and not qs[1].question.startswith("nan")
+
+
+def test_rotations_keep_the_answer_text(mmbench):
+    q = load_mmbench(mmbench)[2]  # 4 options
+    rots = rotations(q)
+    assert len(rots) == 4 and rots[0] == q
+    for r in rots:
+        assert r.options[r.answer] == q.options[q.answer]
+        assert sorted(r.options.values()) == sorted(q.options.values())
+    assert [r.qid for r in rots[1:]] == [f"{q.qid}@{k}" for k in (1, 2, 3)]
+
+
+def test_circular_counts_a_question_only_if_every_rotation_is_right(mmbench):
+    qs = load_mmbench(mmbench)[:6]
+
+    def fake(rule):
+        def make(questions):
+            def score(model):
+                return [Prediction(q.qid, q.subject, q.modality, q.answer, rule(q), {}) for q in questions]
+            return score
+        return make
+
+    always = CircularScorer(qs, fake(lambda q: q.answer))(None)
+    assert all(p.correct for p in always)
+    # A model that always answers "A": right on a rotation only when the answer sits under A.
+    letter_a = CircularScorer(qs, fake(lambda q: "A"))(None)
+    assert not any(p.correct for p in letter_a)
+    assert all(p.predicted in q.options and p.predicted != q.answer for p, q in zip(letter_a, qs))
+    # Wrong on rotation 1 only: the question is wrong; the wrong letter maps back to the original options.
+    one = CircularScorer(qs, fake(lambda q: "" if q.qid.endswith("@1") else q.answer))(None)
+    assert [p.predicted for p in one] == [""] * 6
+
+
+# --- config ---------------------------------------------------------------------------------------
+
+def test_model_shortcut_and_shipped_config(tmp_path):
+    from importlib.resources import files
+    from pathlib import Path
+
+    cfg = load_config(None, ["model=/some/dir", "scenario=finetuned", "method=npo", "update=projector_llm"])
+    assert cfg.model.source == "path" and cfg.model.base == "/some/dir"
+    assert cfg.units() == [("finetuned", "npo", "projector_llm")]
+    shipped = Path(str(files("pulse_unlearn") / "configs" / "mllmu_llava15.yaml"))
+    cfg = load_config(shipped, [f"data.mllmu={tmp_path}", f"data.mmbench={tmp_path}/m.tsv"])
+    assert cfg.model.base == "llava-hf/llava-1.5-13b-hf" and cfg.model.dtype == "bfloat16"
+    assert (cfg.finetune.lr, cfg.finetune.epochs, cfg.finetune.batch_size, cfg.finetune.lora_rank) == (2e-5, 5, 4, 16)
+    assert (cfg.unlearn.lr, cfg.unlearn.epochs, cfg.unlearn.batch_size) == (2e-5, 1, 4)
+    cfg = load_config(shipped, ["model=llava-hf/llava-1.5-7b-hf"])
+    assert cfg.model.base == "llava-hf/llava-1.5-7b-hf"
+    with pytest.raises(PulseError, match="model="):
+        load_config(None, ["model="])
+
+# --- a llava-hf checkpoint by folder, through a scenario ----------------------------------------
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return build_tiny_llava(tmp_path_factory.mktemp("ckpt") / "tiny-llava")
+
+
+def _run(config, tmp_path, checkpoint, bench, mmbench, *extra):
+    import csv
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from pulse_unlearn.cli import main
+
+    out = tmp_path / "run"
+    args = ["run", str(config), f"model={checkpoint}", f"data.mllmu={bench}", f"data.mmbench={mmbench}",
+            "--out", str(out), "--cache", str(tmp_path / "cache"), *extra]
+    err = io.StringIO()
+    with redirect_stdout(io.StringIO()), redirect_stderr(err):
+        status = main(args)
+    assert status == 0, err.getvalue()
+    with open(out / "summary.csv", newline="") as f:
+        return out, list(csv.DictReader(f)), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def real_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "real.yaml"
+    path.write_text(
+        "name: real-tiny\n"
+        "splits: {finetune_people: 10, forget: 4, requests: 2, probe_threshold: 0.0, pretrained_forget: 2,"
+        " pretrained_retain: 2}\n"
+        "finetune: {lr: 1.0e-3, epochs: 1, batch_size: 4}\n"
+        "unlearn: {lr: 1.0e-3, epochs: 1, batch_size: 4, lora_rank: 4, lora_alpha: 8}\n"
+        "scoring: logits\n"
+        "parity: {mc_max_new_tokens: 3, open_max_new_tokens: 4}\n")
+    return path
+
+
+
+def test_checkpoint_folder_runs_the_protocol(tmp_path, checkpoint, bench, mmbench, real_config, monkeypatch):
+    """model=DIR: loaded offline by the Auto classes, fine-tuned in the run (cached), unlearned."""
+    import json
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out, rows, log = _run(real_config, tmp_path, checkpoint, bench, mmbench, "scenario=[finetuned,pretrained]",
+                          "method=ga", "update=projector_llm")
+    assert "fine-tuned model: 20 examples" in log
+    assert {(r["scenario"], r["update"]) for r in rows} == {("finetuned", "projector_llm"),
+                                                           ("pretrained", "projector_llm")}
+    assert {r["split"] for r in rows} == {"forget", "retain", "general"}
+    assert {r["scoring"] for r in rows} == {"logits"}
+    env = json.loads((out / "environment.json").read_text())
+    assert env["models"]["finetuned"].startswith(str(tmp_path / "cache" / "models" / "finetuned-"))
+    sets = json.loads((out / "sets.json").read_text())
+    assert len(sets["finetuned"]["forget_requests"][0]) == 4 and len(sets["finetuned"]["retain"]) == 6
+    assert len(sets["pretrained"]["forget_requests"][0]) == 2 and len(sets["pretrained"]["retain"]) == 2
+
+
+def test_finetune_checkpoint_is_cached(tmp_path, checkpoint):
+    from pulse_unlearn.config import FinetuneConfig
+    from pulse_unlearn.models.finetune import finetune_checkpoint
+    from pulse_unlearn.records import Example
+
+    examples = [Example("Who is this?", "Person001.", png((9, 9, 9))), Example("Where?", "Town1.")]
+    logs: list[str] = []
+    cfg = FinetuneConfig(epochs=1, batch_size=2)
+    a = finetune_checkpoint(checkpoint, examples, cfg, tmp_path, device="cpu", log=logs.append)
+    b = finetune_checkpoint(checkpoint, examples, cfg, tmp_path, device="cpu", log=logs.append)
+    c = finetune_checkpoint(checkpoint, examples[:1], cfg, tmp_path, device="cpu", log=logs.append)
+    assert a == b != c and "cached at" in logs[1] and "cached at" not in logs[2]
+    assert (a / "model.safetensors").exists() and (a / "pulse_model.json").exists()
+
+
+@pytest.fixture(scope="module")
+def parity_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "parity.yaml"
+    path.write_text(
+        "name: parity-tiny\n"
+        "splits: {finetune_people: 4, forget: 2, requests: 2}\n"
+        "unlearn: {lr: 1.0e-3, epochs: 1, batch_size: 4, lora_rank: 4, lora_alpha: 8}\n"
+        "scoring: mllmu\n"
+        "parity: {mc_max_new_tokens: 2, open_max_new_tokens: 3}\n"
+        "data: {mmbench_circular: true, mmbench_subset: 3}\n")
+    return path
+
+
+def test_parity_scoring_adds_cloze_and_generation(tmp_path, checkpoint, bench, mmbench, parity_config):
+    """scoring=mllmu: the people's cloze and generation items become their own splits; MMBench is
+    scored circularly."""
+    out, rows, _ = _run(parity_config, tmp_path, checkpoint, bench, mmbench, "scenario=finetuned", "method=ga",
+                        f"model.finetuned={checkpoint}")
+    assert {r["split"] for r in rows} == {"forget", "retain", "general", "forget_cloze", "forget_generation",
+                                          "retain_cloze", "retain_generation"}
+    assert {r["scoring"] for r in rows} == {"mllmu"}
+    cloze = [r for r in rows if r["split"] == "forget_cloze" and r["modality"] == "all" and r["request"] == "all"]
+    assert cloze and all(0 <= float(r["accuracy"]) <= 1 for r in cloze)
+    predictions = (out / "predictions.csv").read_text()
+    assert ",forget_cloze," in predictions and "/cloze/" in predictions
+    general = [r for r in rows if r["split"] == "general" and r["modality"] == "all"]
+    assert {int(r["n"]) for r in general} == {3}  # circular: one result per question, not per rotation
+    from pulse_unlearn.report.build import build_report
+
+    assert build_report(out).exists()  # the report reads a summary with the extra splits
+
+
+def test_open_splits_get_the_per_request_breakdown():
+    from pulse_unlearn.metrics.generate import OpenPrediction
+    from pulse_unlearn.scenarios.protocol import summary_rows
+
+    preds = {"forget_generation": [OpenPrediction(f"{pid}/generation/0", pid, "text", "generation", "x", "y", s)
+                                   for pid, s in (("a", 0.5), ("b", 0.25))]}
+    rows = summary_rows(preds, (("a",), ("b",)), step=1)
+    by = {(r["request"], r["modality"]): r["accuracy"] for r in rows}
+    assert by[("all", "all")] == 0.375 and by[("done", "text")] == 0.5 and by[("pending", "text")] == 0.25
+
+
+def test_open_scorer_scores_cloze_by_substring_and_generation_by_rouge(checkpoint):
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.metrics.generate import OpenScorer, cloze_hit, first_letter, open_prompt, rouge_l
+    from pulse_unlearn.models.load import load_model
+    from pulse_unlearn.records import OpenQuestion
+
+    assert cloze_hit("He lives in town4, I think", "Town4") and not cloze_hit("Town", "Town4")
+    assert rouge_l("The person lives in Town4.", "The person lives in Town4.") == pytest.approx(1.0)
+    assert rouge_l("living", "lives") == pytest.approx(1.0)  # stemmed
+    assert rouge_l("nothing alike", "The person lives in Town4.") == 0.0
+    assert first_letter(" B. pilot", list("ABCD")) == "B" and first_letter("The answer is B", list("ABCD")) == ""
+    q = OpenQuestion("p/cloze/0", "p", "text", "cloze", "Person1 lives in __.", "Town1")
+    assert open_prompt(q).startswith("Person1 lives in [Blank].\n")
+    model, proc = load_model(checkpoint, device="cpu")
+    items = [q, OpenQuestion("p/generation/0", "p", "multimodal", "generation", "Where?", "In Town1.",
+                             png((5, 5, 5)))]
+    scorer = OpenScorer(Encoder(proc), items, max_new_tokens=3)
+    preds = scorer(model)
+    assert [p.score for p in preds] == [float(cloze_hit(scorer.replies[0], "Town1")),
+                                        rouge_l(scorer.replies[1], "In Town1.")]
+    assert scorer(model) == preds  # greedy and seeded: the same replies again
+
+
+# --- LoRA targets per architecture ------------------------------------------------------------
+
+def _llava_next():
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration
+
+    vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=16)
+    text = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2)
+    return LlavaNextForConditionalGeneration(LlavaNextConfig(vision_config=vision, text_config=text,
+                                                             image_grid_pinpoints=[[32, 32]], image_token_index=63,
+                                                             vision_feature_layer=-1))
+
+
+def _qwen2_vl():
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    text = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=1, bos_token_id=0, eos_token_id=1,
+                rope_scaling={"type": "mrope", "mrope_section": [1, 1, 2]})
+    vision = dict(depth=1, embed_dim=16, hidden_size=16, num_heads=2, mlp_ratio=2, in_channels=3, patch_size=4,
+                  spatial_merge_size=2, temporal_patch_size=2)
+    return Qwen2VLForConditionalGeneration(Qwen2VLConfig(text_config=text, vision_config=vision))
+
+
+LM_LINEARS = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+@pytest.mark.parametrize("make, projector", [(_llava_next, {"linear_1", "linear_2"}), (_qwen2_vl, {"0", "2"})])
+def test_lora_targets_found_per_architecture(make, projector):
+    from peft import LoraConfig, get_peft_model
+
+    from pulse_unlearn.methods.unlearn import lora_targets
+
+    model = make()
+    llm = lora_targets(model, "llm")
+    assert len(llm) == 2 * 7 and {n.rsplit(".", 1)[1] for n in llm} == LM_LINEARS
+    assert all("language_model" in n for n in llm)
+    both = lora_targets(model, "projector_llm")
+    extra = set(both) - set(llm)
+    assert {n.rsplit(".", 1)[1] for n in extra} == projector
+    peft_model = get_peft_model(model, LoraConfig(r=2, target_modules=both))
+    adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in peft_model.named_parameters() if ".lora_A" in n}
+    assert {n.split("base_model.model.", 1)[1] for n in adapted} == set(both)
+    assert not any("vision_tower" in n or "visual.blocks" in n or "lm_head" in n for n in adapted)
+
+
+def test_lora_targets_llava_matches_the_world_regex(checkpoint):
+    """On llava-hf LLaVA the discovered layers are exactly those of the world's regex."""
+    import re
+
+    from pulse_unlearn.models.load import load_model
+    from pulse_unlearn.models.world_models import LoraSettings
+    from pulse_unlearn.methods.unlearn import lora_targets
+
+    model, _ = load_model(checkpoint, device="cpu")
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert lora_targets(model, "llm") == [n for n in names if re.fullmatch(LoraSettings().target, n)]
+
+
+def test_no_targets_is_a_clear_error():
+    from pulse_unlearn.methods.unlearn import lora_targets
+
+    class VisionOnly(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vision_tower = torch.nn.Linear(2, 2)
+            self.lm_head = torch.nn.Linear(2, 2)
+
+    with pytest.raises(PulseError, match="VisionOnly: no language-model Linear layers"):
+        lora_targets(VisionOnly(), "llm")
+    plain = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    with pytest.raises(PulseError, match="no multimodal projector"):
+        lora_targets(plain, "projector_llm")
