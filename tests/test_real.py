@@ -240,6 +240,12 @@ def test_parity_scoring_adds_cloze_and_generation(tmp_path, checkpoint, bench, m
     assert cloze and all(0 <= float(r["accuracy"]) <= 1 for r in cloze)
     predictions = (out / "predictions.csv").read_text()
     assert ",forget_cloze," in predictions and "/cloze/" in predictions
+    metrics = ("rouge1", "rouge2", "rougeL", "bleu")
+    for r in rows:  # the generation metrics fill their columns on generation rows only
+        filled = [r[m] != "" for m in metrics]
+        assert filled == [r["split"].endswith("_generation")] * 4
+        if all(filled):
+            assert float(r["rougeL"]) == float(r["accuracy"]) and all(0 <= float(r[m]) <= 1 for m in metrics)
     general = [r for r in rows if r["split"] == "general" and r["modality"] == "all"]
     assert {int(r["n"]) for r in general} == {3}  # circular: one result per question, not per rotation
     from pulse_unlearn.report.build import build_report
@@ -260,7 +266,8 @@ def test_open_splits_get_the_per_request_breakdown():
 
 def test_open_scorer_scores_cloze_by_substring_and_generation_by_rouge(checkpoint):
     from pulse_unlearn.data.batches import Encoder
-    from pulse_unlearn.metrics.generate import OpenScorer, cloze_hit, first_letter, open_prompt, rouge_l
+    from pulse_unlearn.metrics.generate import (OpenScorer, cloze_hit, first_letter, generation_metrics, open_prompt,
+                                                rouge_l)
     from pulse_unlearn.models.load import load_model
     from pulse_unlearn.records import OpenQuestion
 
@@ -278,6 +285,7 @@ def test_open_scorer_scores_cloze_by_substring_and_generation_by_rouge(checkpoin
     preds = scorer(model)
     assert [p.score for p in preds] == [float(cloze_hit(scorer.replies[0], "Town1")),
                                         rouge_l(scorer.replies[1], "In Town1.")]
+    assert preds[0].metrics == {} and preds[1].metrics == generation_metrics(scorer.replies[1], "In Town1.")
     assert scorer(model) == preds  # greedy and seeded: the same replies again
 
 

@@ -103,3 +103,49 @@ def test_generate_scoring_reads_the_generated_letter(setup):
     assert all(r.strip().startswith("A") for r in scorer.replies)
     assert [p.predicted for p in preds] == ["A"] * 12
     assert accuracy(preds)["all"][1] == pytest.approx(sum(q.answer == "A" for q in questions[:12]) / 12)
+
+
+# --- generation metrics (scoring=mllmu), against values worked out by hand ----------------------
+
+def test_rouge_1_2_l_by_hand():
+    """truth "the cat sat on the mat", reply "the cat sat on a mat" (6 tokens each): 5 shared unigrams
+    (one "the" only), 3 shared bigrams of 5, longest common subsequence 5."""
+    from pulse_unlearn.metrics.generate import rouge
+
+    r = rouge("the cat sat on a mat", "the cat sat on the mat")
+    assert r == pytest.approx({"rouge1": 5 / 6, "rouge2": 3 / 5, "rougeL": 5 / 6})
+    assert rouge("The cats are sitting", "the cat is sitting")["rouge1"] == pytest.approx(3 / 4)  # stemmed
+
+
+def test_bleu_by_hand():
+    """Modified n-gram precisions 5/6, 3/5, 2/4, 1/3 and equal lengths (no brevity penalty):
+    BLEU = (5/6 * 3/5 * 2/4 * 1/3) ** (1/4). A 2-word reply to a 3-word truth has no 3- or 4-grams:
+    smoothing counts 0.1 of 1 for each, and the brevity penalty is exp(1 - 3/2)."""
+    import math
+
+    from pulse_unlearn.metrics.generate import bleu, generation_metrics
+
+    assert bleu("the cat sat on a mat", "the cat sat on the mat") == pytest.approx((1 / 12) ** 0.25)
+    assert bleu("the cat", "the cat sat") == pytest.approx(math.exp(-0.5) * (1 * 1 * 0.1 * 0.1) ** 0.25)
+    assert bleu("a dog", "the cat sat") == 0.0 and bleu("", "the cat") == 0.0  # no word in common
+    assert bleu("the cat sat on the mat", "the cat sat on the mat") == pytest.approx(1.0)
+    assert list(generation_metrics("x", "y")) == ["rouge1", "rouge2", "rougeL", "bleu"]
+
+
+def test_summary_rows_average_each_generation_metric():
+    from pulse_unlearn.metrics.generate import OpenPrediction
+    from pulse_unlearn.scenarios.protocol import summary_rows
+
+    def item(pid, modality, r1, bleu):
+        return OpenPrediction(f"{pid}/generation/0", pid, modality, "generation", "x", "y", r1 / 2,
+                              {"rouge1": r1, "rouge2": 0.0, "rougeL": r1 / 2, "bleu": bleu})
+
+    rows = summary_rows({"forget_generation": [item("a", "multimodal", 0.5, 0.2), item("b", "text", 1.0, 0.0)],
+                         "forget_cloze": [OpenPrediction("a/cloze/0", "a", "text", "cloze", "x", "x", 1.0)]},
+                        (("a", "b"),), step=1)
+    by = {(r["split"], r["modality"]): r for r in rows}
+    assert by[("forget_generation", "all")] == {"step": 1, "request": "all", "split": "forget_generation",
+                                              "modality": "all", "n": 2, "accuracy": 0.375, "rouge1": 0.75,
+                                              "rouge2": 0.0, "rougeL": 0.375, "bleu": 0.1}
+    assert by[("forget_generation", "multimodal")]["bleu"] == 0.2
+    assert "bleu" not in by[("forget_cloze", "all")]  # cloze rows leave the metric columns empty

@@ -12,6 +12,8 @@ from typing import Literal
 Modality = Literal["multimodal", "text"]
 MODALITIES: tuple[Modality, ...] = ("multimodal", "text")
 LETTERS = ("A", "B", "C", "D")
+# Scores of a generated answer against the ground truth (scoring=mllmu), as MLLMU-Bench reports them.
+GENERATION_METRICS = ("rouge1", "rouge2", "rougeL", "bleu")
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 

@@ -8,8 +8,8 @@ with greedy decoding, through the checkpoint's own chat template:
 - cloze (``Mask_Task``): the blank ``__`` written ``[Blank]``, the model asked for the word
   that fills it; right when the ground truth is a substring of the reply (case-insensitive);
 - generation (``Generation_Task``): "Answer the question based on your trained knowledge in
-  one sentence ..."; scored by ROUGE-L F (stemmed, Google's ``rouge-score``) against the
-  ground truth.
+  one sentence ..."; scored by ROUGE-1/2/L F (stemmed, Google's ``rouge-score``) and sentence
+  BLEU (NLTK) against the ground truth; ROUGE-L is the headline score.
 Differences that remain: no few-shot demonstration person (MLLMU-Bench draws one at random,
 unseeded, so its own reruns differ), and decoding is seeded. Many times slower than the
 forward-pass scorings; it exists to compare with published numbers.
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from ..data.batches import Encoder
 from ..progress import bar
-from ..records import Example, OpenQuestion, Question
+from ..records import GENERATION_METRICS, Example, OpenQuestion, Question
 from .scoring import Prediction
 
 MC_SUFFIX = "Answer with the option's letter from the given choices directly."
@@ -65,19 +65,41 @@ def cloze_hit(reply: str, truth: str) -> bool:
 _ROUGE = None
 
 
-def rouge_l(reply: str, truth: str) -> float:
-    """ROUGE-L F-measure with Porter stemming, as MLLMU-Bench computes it."""
+def rouge(reply: str, truth: str) -> dict[str, float]:
+    """ROUGE-1, ROUGE-2 and ROUGE-L F-measures with Porter stemming (Google's ``rouge-score``), as
+    MLLMU-Bench computes them."""
     global _ROUGE
     if _ROUGE is None:
         from rouge_score import rouge_scorer
 
-        _ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    return float(_ROUGE.score(truth, reply)["rougeL"].fmeasure)
+        _ROUGE = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
+    return {k: float(v.fmeasure) for k, v in _ROUGE.score(truth, reply).items()}
+
+
+def rouge_l(reply: str, truth: str) -> float:
+    return rouge(reply, truth)["rougeL"]
+
+
+def bleu(reply: str, truth: str) -> float:
+    """Sentence BLEU as MLLMU-Bench computes it (NLTK's ``sentence_bleu``): whitespace tokens, the
+    ground truth as the one reference, uniform weights over 1- to 4-grams, brevity penalty, and
+    smoothing "method1" (Chen & Cherry 2014): an n-gram order with no match counts 0.1 matches
+    instead of 0, so a short reply that shares some words does not score exactly 0."""
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    return float(sentence_bleu([truth.split()], reply.split(), smoothing_function=SmoothingFunction().method1))
+
+
+def generation_metrics(reply: str, truth: str) -> dict[str, float]:
+    """Every metric of ``GENERATION_METRICS`` for one reply: ROUGE-1/2/L F and BLEU."""
+    scores = {**rouge(reply, truth), "bleu": bleu(reply, truth)}
+    return {m: scores[m] for m in GENERATION_METRICS}
 
 
 @dataclass(frozen=True)
 class OpenPrediction:
-    """One cloze or generation item: the reply and its score (cloze: 0/1; generation: ROUGE-L F)."""
+    """One cloze or generation item: the reply and its score (cloze: 0/1; generation: ROUGE-L F);
+    generation items also carry every metric of ``GENERATION_METRICS`` in ``metrics``."""
 
     qid: str
     subject: str
@@ -86,6 +108,7 @@ class OpenPrediction:
     answer: str
     predicted: str
     score: float
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def correct(self) -> float:  # what summary rows average
@@ -141,7 +164,7 @@ class GenerateScorer(_Generator):
 
 
 class OpenScorer(_Generator):
-    """Cloze and generation items by generation: substring hit or ROUGE-L F per item."""
+    """Cloze and generation items by generation: substring hit, or ROUGE-1/2/L F and BLEU per item."""
 
     scoring = "mllmu"
 
@@ -154,6 +177,11 @@ class OpenScorer(_Generator):
         out = []
         for q, reply in zip(self.questions, self.generate(model, f"generating {len(self.questions)} open answers")):
             reply = reply.split("ASSISTANT:")[-1].strip()
-            score = float(cloze_hit(reply, q.answer)) if q.task == "cloze" else rouge_l(reply, q.answer)
-            out.append(OpenPrediction(q.qid, q.subject, q.modality, q.task, q.answer, reply, score))
+            if q.task == "cloze":
+                out.append(OpenPrediction(q.qid, q.subject, q.modality, q.task, q.answer, reply,
+                                          float(cloze_hit(reply, q.answer))))
+            else:
+                metrics = generation_metrics(reply, q.answer)
+                out.append(OpenPrediction(q.qid, q.subject, q.modality, q.task, q.answer, reply, metrics["rougeL"],
+                                          metrics))
         return out

@@ -3,7 +3,8 @@
     config.yaml        the resolved config
     summary.csv        tidy: one row per scenario, method, update, step, request, split, modality;
                        scoring=mllmu adds the splits forget_cloze / retain_cloze (share of hits) and
-                       forget_generation / retain_generation (mean ROUGE-L F) in the accuracy column
+                       forget_generation / retain_generation (mean ROUGE-L F in the accuracy column;
+                       mean ROUGE-1/2/L F and BLEU in rouge1, rouge2, rougeL, bleu, empty elsewhere)
     predictions.csv    one row per question per evaluation
     operations.csv     one row per unlearning operation: steps, first/last loss, divergence
     probe.csv          the pretrained scenario's probe: per celebrity accuracy, known or not
@@ -27,11 +28,13 @@ from pathlib import Path
 import yaml
 
 from ..errors import PulseError
+from ..records import GENERATION_METRICS
 
+# Generation items (scoring=mllmu) also fill the metric columns; other rows leave them empty.
 SUMMARY_COLUMNS = ("scenario", "method", "update", "step", "request", "split", "modality", "n", "accuracy",
-                   "scoring")
+                   "scoring", *GENERATION_METRICS)
 PREDICTION_COLUMNS = ("scenario", "method", "update", "step", "split", "qid", "subject", "modality", "answer",
-                      "predicted", "correct")
+                      "predicted", "correct", *GENERATION_METRICS)
 
 
 def atomic_write(path: Path, text: str) -> None:

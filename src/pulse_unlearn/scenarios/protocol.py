@@ -39,7 +39,7 @@ from ..methods.unlearn import unlearn
 from ..metrics.scoring import Prediction, make_scorer
 from ..metrics.collapse import answer_collapse
 from ..models.load import load_model, load_processor, resolve_device, resolve_dtype
-from ..records import MODALITIES, Example, OpenQuestion, Person, Question
+from ..records import GENERATION_METRICS, MODALITIES, Example, OpenQuestion, Person, Question
 from ..runs.resume import Resume, Start, apply_adapters, resume_key
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
 from .. import distributed
@@ -138,8 +138,9 @@ def eval_splits(cfg: RunConfig, src: Sources, sets: splits.Sets) -> dict[str, li
 
 
 def summary_rows(preds: dict[str, list[Prediction]], requests: tuple[tuple[str, ...], ...], step: int) -> list[dict]:
-    """split x modality accuracies (cloze: share of hits; generation: mean ROUGE-L F); with several
-    requests also per request, done and pending."""
+    """split x modality accuracies (cloze: share of hits; generation: mean ROUGE-L F, and the mean of
+    each of ``GENERATION_METRICS`` in its own column); with several requests also per request, done
+    and pending."""
     groups: list[tuple[str, str, list[Prediction]]] = []
     for split, ps in preds.items():
         groups.append((split, "all", ps))
@@ -155,8 +156,19 @@ def summary_rows(preds: dict[str, list[Prediction]], requests: tuple[tuple[str, 
             sel = [p for p in ps if modality in ("all", p.modality)]
             if sel:
                 rows.append({"step": step, "request": request, "split": split, "modality": modality, "n": len(sel),
-                             "accuracy": round(sum(p.correct for p in sel) / len(sel), 6)})
+                             "accuracy": _mean([p.correct for p in sel]), **_metric_means(sel)})
     return rows
+
+
+def _mean(values) -> float:
+    return round(sum(values) / len(values), 6)
+
+
+def _metric_means(preds) -> dict[str, float]:
+    """The mean of each generation metric, when every prediction carries them (else none)."""
+    if not all(getattr(p, "metrics", None) for p in preds):
+        return {}
+    return {m: _mean([p.metrics[m] for p in preds]) for m in GENERATION_METRICS}
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -348,7 +360,8 @@ def _rows(unit: dict, preds, requests, step: int, cfg: RunConfig) -> dict[str, l
     """An evaluation's summary and prediction rows."""
     summary = [{**unit, **row, "scoring": cfg.scoring} for row in summary_rows(preds, requests, step)]
     predictions = [{**unit, "step": step, "split": split, "qid": p.qid, "subject": p.subject, "modality": p.modality,
-                    "answer": p.answer, "predicted": p.predicted, "correct": _correct(p)}
+                    "answer": p.answer, "predicted": p.predicted, "correct": _correct(p),
+                    **{m: round(v, 4) for m, v in getattr(p, "metrics", {}).items()}}
                    for split, ps in preds.items() for p in ps]
     return {"summary": summary, "predictions": predictions}
 
