@@ -80,7 +80,7 @@ def test_run_writes_tidy_results(tiny_run):
                  "environment.json"):
         assert (out / name).exists(), name
     assert list(rows[0]) == ["scenario", "method", "update", "step", "request", "split", "modality", "n",
-                             "accuracy", "scoring"]
+                             "accuracy", "scoring", "rouge1", "rouge2", "rougeL", "bleu"]
     units = {(r["scenario"], r["method"], r["update"]) for r in rows}
     assert units == set(cfg.units())
     assert len(units) == 3 * 3 + 3
@@ -96,6 +96,29 @@ def test_run_writes_tidy_results(tiny_run):
     assert {(s, m) for s in ("forget", "retain", "general") for m in ("multimodal", "text")} <= keys
     env = json.loads((out / "environment.json").read_text())
     assert {"config", "data", "model:base"} <= set(env["fingerprints"]) and env["versions"]["torch"]
+
+
+def test_forget_test_split_asks_with_test_set_images(tiny_run, tiny_world):
+    """The forget people's multimodal questions again, each with a transformed Test_Set image: in
+    the scenarios of fictitious people (the world's Test_Set holds no celebrities), multimodal only."""
+    from pulse_unlearn.data.mllmu import load_test_images
+
+    cfg, out, rows = tiny_run
+    test = [r for r in rows if r["split"] == "forget_test"]
+    assert {r["scenario"] for r in test} == {"finetuned", "sequential"}
+    assert {r["modality"] for r in test} == {"multimodal", "all"}
+    assert {r["rouge1"] for r in test} == {""}
+    forget = [r for r in rows if r["split"] == "forget" and r["modality"] == "multimodal"]
+    key = lambda r: (r["scenario"], r["method"], r["update"], r["step"], r["request"])  # noqa: E731
+    n_forget = {key(r): r["n"] for r in forget}
+    assert all(n_forget[key(r)] == r["n"] for r in test if r["modality"] == "multimodal")
+    assert {r["request"] for r in test if r["scenario"] == "sequential"} >= {"1", "5", "done", "pending"}
+    with open(out / "predictions.csv", newline="") as f:
+        preds = [p for p in csv.DictReader(f) if p["split"] == "forget_test"]
+    sets = json.loads((out / "sets.json").read_text())
+    assert {p["subject"] for p in preds} == set(sets["finetuned"]["forget_requests"][0])
+    assert all(p["qid"].endswith("/test") and "/multimodal/" in p["qid"] for p in preds)
+    assert len(load_test_images(tiny_world / "MLLMU-Bench")) == 10
 
 
 def test_sequential_bookkeeping(tiny_run):

@@ -3,6 +3,8 @@ folder, LoRA target discovery, parity scoring. Everything is built here, offline
 
 from __future__ import annotations
 
+import io
+
 import pyarrow.parquet as pq
 import torch
 import pytest
@@ -48,6 +50,30 @@ def test_ft_data_joined_by_id_and_test_images(bench):
     images = load_test_images(bench)
     assert len(images) == 20 and all(len(v) == 2 for v in images.values())
     assert images["003"][0] == next(p for p in load_people(bench, "Full_Set") if p.id == "003").image
+
+
+def test_forget_test_questions_use_a_test_set_image(bench, mmbench, tmp_path):
+    """forget_test: the forget people's multimodal questions with their first Test_Set image that is
+    not the profile image (here the fixture's first is the profile image itself); no Test_Set, no split."""
+    import shutil
+
+    from pulse_unlearn.config import RunConfig
+    from pulse_unlearn.scenarios.protocol import eval_splits, load_sources
+    from pulse_unlearn.scenarios.splits import Sets
+
+    src = load_sources(bench, mmbench, None, 0)
+    sets = Sets(requests=(("003", "004"),), retain=("005",))
+    split = eval_splits(RunConfig(), src, sets)
+    assert list(split) == ["forget", "forget_test", "retain", "general"]
+    pose = load_test_images(bench)["003"][1]
+    asked = [q for q in split["forget_test"] if q.subject == "003"]
+    originals = [q for q in split["forget"] if q.subject == "003" and q.modality == "multimodal"]
+    assert [q.qid for q in asked] == [f"{q.qid}/test" for q in originals]
+    assert [(q.question, q.options, q.answer) for q in asked] == [(q.question, q.options, q.answer) for q in originals]
+    assert all(q.image == pose != src.fictitious["003"].image for q in asked)
+    copy = shutil.copytree(bench, tmp_path / "no-test")
+    shutil.rmtree(copy / "Test_Set")
+    assert "forget_test" not in eval_splits(RunConfig(), load_sources(copy, mmbench, None, 0), sets)
 
 
 def test_layout_check_passes_and_catches_bad_splits(bench, tmp_path):
@@ -191,7 +217,8 @@ def test_checkpoint_folder_runs_the_protocol(tmp_path, checkpoint, bench, mmbenc
     assert "fine-tuned model: 20 examples" in log
     assert {(r["scenario"], r["update"]) for r in rows} == {("finetuned", "projector_llm"),
                                                            ("pretrained", "projector_llm")}
-    assert {r["split"] for r in rows} == {"forget", "retain", "general"}
+    assert {r["split"] for r in rows} == {"forget", "forget_test", "retain", "general"}
+    assert {r["scenario"] for r in rows if r["split"] == "forget_test"} == {"finetuned"}  # no celebrity in Test_Set
     assert {r["scoring"] for r in rows} == {"logits"}
     env = json.loads((out / "environment.json").read_text())
     assert env["models"]["finetuned"].startswith(str(tmp_path / "cache" / "models" / "finetuned-"))
@@ -233,8 +260,8 @@ def test_parity_scoring_adds_cloze_and_generation(tmp_path, checkpoint, bench, m
     scored circularly."""
     out, rows, _ = _run(parity_config, tmp_path, checkpoint, bench, mmbench, "scenario=finetuned", "method=ga",
                         f"model.finetuned={checkpoint}")
-    assert {r["split"] for r in rows} == {"forget", "retain", "general", "forget_cloze", "forget_generation",
-                                          "retain_cloze", "retain_generation"}
+    assert {r["split"] for r in rows} == {"forget", "forget_test", "retain", "general", "forget_cloze",
+                                          "forget_generation", "retain_cloze", "retain_generation"}
     assert {r["scoring"] for r in rows} == {"mllmu"}
     cloze = [r for r in rows if r["split"] == "forget_cloze" and r["modality"] == "all" and r["request"] == "all"]
     assert cloze and all(0 <= float(r["accuracy"]) <= 1 for r in cloze)
@@ -363,3 +390,86 @@ def test_no_targets_is_a_clear_error():
     plain = torch.nn.Sequential(torch.nn.Linear(2, 2))
     with pytest.raises(PulseError, match="no multimodal projector"):
         lora_targets(plain, "projector_llm")
+
+
+# --- MLLMU-Bench's few-shot demonstration (scoring=mllmu) ---------------------------------------
+
+@pytest.mark.parametrize("source", ["llava-hf fixture", "embedded world"])
+def test_few_shot_prompt_holds_the_demo_person_and_two_images(source, request, bench):
+    """The exact prompt text; two image placeholders whose pixel rows go in order (demo first),
+    the same ids and pixels as the processor itself gives for the two images; and generation runs."""
+    from PIL import Image
+
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.metrics.generate import GenerateScorer
+    from pulse_unlearn.models.load import load_model
+
+    if source == "llava-hf fixture":
+        model, proc = load_model(request.getfixturevalue("checkpoint"), device="cpu")
+        people = load_people(bench, "Full_Set")
+    else:
+        models = request.getfixturevalue("tiny_models")
+        model, proc = load_model(models["finetuned"], device="cpu")
+        people = load_people(models["world"] / "MLLMU-Bench", "Full_Set")
+    demo, person = people[0], people[1]
+    shot, q, text_q = demo.questions_of("multimodal")[0], person.questions_of("multimodal")[1], person.questions_of(
+        "text")[0]
+    encoder = Encoder(proc)
+    scorer = GenerateScorer(encoder, [q, text_q], max_new_tokens=2, demo=demo)
+
+    def options(x):
+        return "".join(f"{k}: {v}\n" for k, v in x.options.items())
+
+    expected = (f"USER: <image>\nQuestion: {shot.question}\n{options(shot)}Correct Answer: {shot.answer} "
+                f"USER: <image>\n{q.question}\n{options(q)}Answer with the option's letter from the given choices "
+                "directly. ASSISTANT:")
+    assert scorer.texts[0] == expected.replace("<image>", "<image>" * encoder.n_image_tokens)
+    text_shot = demo.questions_of("text")[0]
+    assert scorer.texts[1] == (f"USER: Question: {text_shot.question}\n{options(text_shot)}Correct Answer: "
+                               f"{text_shot.answer} USER: {text_q.question}\n{options(text_q)}Answer with the "
+                               "option's letter from the given choices directly. ASSISTANT:")
+    assert demo.id != person.id and shot.image == demo.image != q.image
+    # The processor, given the template's text and both images, gives the same ids and pixels in the same order.
+    template = proc.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}
+         for t in (f"Question: {shot.question}\n{options(shot)}Correct Answer: {shot.answer}",
+                   f"{q.question}\n{options(q)}Answer with the option's letter from the given choices directly.")],
+        add_generation_prompt=True, tokenize=False)
+    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in (demo.image, person.image)]
+    ref = proc(text=template, images=images, return_tensors="pt")
+    assert ref["input_ids"][0].tolist() == scorer.ids[0]
+    assert torch.equal(ref["pixel_values"], scorer.pixels[scorer.image_rows[0]])
+    assert scorer.image_rows[1] == []
+    preds = scorer(model)  # the model takes both images' features for its two placeholder runs
+    assert len(preds) == 2 and len(scorer.replies) == 2
+
+
+def test_demo_person_is_seeded_and_never_evaluated(checkpoint, bench, mmbench):
+    """Each split's demo person is one the split does not ask about (so no answer leaks), drawn by
+    seed; the general benchmark and the other scorings get none; parity.few_shot=false turns it off."""
+    from pulse_unlearn.config import RunConfig
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.models.load import load_processor
+    from pulse_unlearn.scenarios.protocol import Evaluator, eval_splits, load_sources
+    from pulse_unlearn.scenarios.splits import Sets, demo_person
+
+    src = load_sources(bench, mmbench, 2, 0)
+    sets = Sets(requests=(("003", "004"), ("005", "006")), retain=("007", "008"))
+    encoder = Encoder(load_processor(checkpoint))
+    cfg = RunConfig(scoring="mllmu", parity={"open_tasks": False})
+    scorers = Evaluator(encoder, eval_splits(cfg, src, sets), cfg, src).scorers
+    assert set(scorers) == {"forget", "forget_test", "retain", "general"}
+    for name, ids in (("forget", sets.forget), ("forget_test", sets.forget), ("retain", sets.retain)):
+        demo = scorers[name].demo
+        assert demo is not None and demo.id not in ids, name
+        image = "<image>" * encoder.n_image_tokens
+        assert all(t.startswith(f"USER: {image}\nQuestion: {demo.questions_of('multimodal')[0].question}")
+                   or t.startswith(f"USER: Question: {demo.questions_of('text')[0].question}")
+                   for t in scorers[name].texts)
+    assert scorers["general"].demo is None
+    everyone = list(src.fictitious) + list(src.celebrities)
+    assert demo_person(everyone, sets.forget, 0) == scorers["forget"].demo.id == demo_person(everyone, sets.forget, 0)
+    assert len({demo_person(everyone, sets.forget, seed) for seed in range(10)}) > 1
+    assert demo_person(["a", "b"], ["a", "b"], 0) is None and demo_person(["a", "b"], ["a"], 3) == "b"
+    off = RunConfig(scoring="mllmu", parity={"open_tasks": False, "few_shot": False})
+    assert Evaluator(encoder, eval_splits(off, src, sets), off, src).scorers["forget"].demo is None

@@ -66,11 +66,16 @@ class FinetuneConfig(Strict):
 
 
 class ParityConfig(Strict):
-    """``scoring=mllmu``: MLLMU-Bench's generate-and-parse evaluation (greedy decoding)."""
+    """``scoring=mllmu``: MLLMU-Bench's generate-and-parse evaluation (greedy decoding).
+    ``few_shot``: precede every multiple-choice question about a person with MLLMU-Bench's
+    one-person demonstration (a question of another person and its answer; its image on
+    multimodal questions), as its published numbers do; the person is a seeded choice among
+    those the split does not evaluate."""
 
     mc_max_new_tokens: int = 50  # multiple choice: MLLMU-Bench's LLaVA setting
     open_max_new_tokens: int = 50  # cloze and generation
     open_tasks: bool = True  # also score the people's cloze (Mask_Task) and generation (Generation_Task) items
+    few_shot: bool = True  # the one-person demonstration before each multiple-choice question
 
 
 class SplitSizes(Strict):

@@ -68,9 +68,15 @@ class Encoder:
 
     def prompt_text(self, prompt: str, has_image: bool) -> str:
         """The chat-templated user turn plus the assistant header, with image placeholders expanded."""
-        content = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": prompt}]
-        text = self.processor.apply_chat_template([{"role": "user", "content": content}],
-                                                  add_generation_prompt=True, tokenize=False)
+        return self.turns_text([(prompt, has_image)])
+
+    def turns_text(self, turns: Sequence[tuple[str, bool]]) -> str:
+        """Consecutive user turns (text, has an image) through the chat template, then the assistant
+        header; every turn's image placeholder is expanded, so a prompt with two images holds two
+        runs of image tokens, filled by the images' pixel rows in order (LLaVA-1.5)."""
+        messages = [{"role": "user", "content": ([{"type": "image"}] if has_image else [])
+                     + [{"type": "text", "text": text}]} for text, has_image in turns]
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return text.replace(self.image_token, self.image_token * self.n_image_tokens)
 
     def encode(self, examples: Sequence[Example], add_eos: bool = True) -> EncodedSet:
@@ -88,10 +94,10 @@ class Encoder:
                 raise PulseError(f"answer {ex.answer!r} encodes to no tokens")
             ids.append(f + eos)
             lens.append(len(p))
-        keys, pixels = self._pixels([ex.image for ex in examples])
+        keys, pixels = self.pixels([ex.image for ex in examples])
         return EncodedSet(ids, lens, keys, pixels)
 
-    def _pixels(self, images: Sequence[bytes | None]) -> tuple[list[int], torch.Tensor | None]:
+    def pixels(self, images: Sequence[bytes | None]) -> tuple[list[int], torch.Tensor | None]:
         """Each distinct image processed once; returns a row index per example (-1: no image)."""
         from PIL import Image, UnidentifiedImageError
 

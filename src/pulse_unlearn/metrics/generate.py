@@ -10,9 +10,16 @@ with greedy decoding, through the checkpoint's own chat template:
 - generation (``Generation_Task``): "Answer the question based on your trained knowledge in
   one sentence ..."; scored by ROUGE-1/2/L F (stemmed, Google's ``rouge-score``) and sentence
   BLEU (NLTK) against the ground truth; ROUGE-L is the headline score.
-Differences that remain: no few-shot demonstration person (MLLMU-Bench draws one at random,
-unseeded, so its own reruns differ), and decoding is seeded. Many times slower than the
-forward-pass scorings; it exists to compare with published numbers.
+- few-shot (``demo``, on by default in a run: ``parity.few_shot``): every multiple-choice question
+  is preceded by one demonstration person's first question of the same modality, written
+  "Question: ...", its ``A: text`` lines and "Correct Answer: X", as an earlier user turn of the
+  chat template, with that person's image on multimodal questions (two images in one prompt:
+  their placeholder runs are filled by the pixel rows in order, demo first).
+Differences that remain: MLLMU-Bench draws the demo person at random and unseeded from the very
+people it evaluates (so its reruns differ, and a demo can show an answer it then asks for); here
+the draw is seeded and excludes the evaluated people. Its prompts are raw text (a newline after
+the demo) where these go through the checkpoint's chat template (LLaVA-1.5's: a space). Many
+times slower than the forward-pass scorings; it exists to compare with published numbers.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import torch
 
 from ..data.batches import Encoder
 from ..progress import bar
-from ..records import GENERATION_METRICS, Example, OpenQuestion, Question
+from ..records import GENERATION_METRICS, MODALITIES, OpenQuestion, Person, Question
 from .scoring import Prediction
 
 MC_SUFFIX = "Answer with the option's letter from the given choices directly."
@@ -35,8 +42,17 @@ GENERATION_SUFFIX = {"multimodal": "Answer the question based on your trained kn
                      "text": "Answer the question based on your trained knowledge in one sentence in ENGLISH!!"}
 
 
+def _option_lines(options: dict[str, str]) -> list[str]:
+    return [f"{k}: {v}" for k, v in options.items()]
+
+
 def mllmu_mc_prompt(question: str, options: dict[str, str]) -> str:
-    return "\n".join([question] + [f"{k}: {v}" for k, v in options.items()] + [MC_SUFFIX])
+    return "\n".join([question, *_option_lines(options), MC_SUFFIX])
+
+
+def demo_prompt(q: Question) -> str:
+    """MLLMU-Bench's few-shot demonstration of a multiple-choice question, answer included."""
+    return "\n".join([f"Question: {q.question}", *_option_lines(q.options), f"Correct Answer: {q.answer}"])
 
 
 def open_prompt(q: OpenQuestion) -> str:
@@ -115,13 +131,25 @@ class OpenPrediction:
         return self.score
 
 
-class _Generator:
-    """Prompts encoded once; each model answers them by greedy generation, one at a time."""
+Turn = tuple[str, bytes | None]  # one user turn of a prompt: its text and its image, if any
 
-    def __init__(self, encoder: Encoder, examples: Sequence[Example], max_new_tokens: int, seed: int = 0):
+
+class _Generator:
+    """Prompts encoded once; each model answers them by greedy generation, one at a time. A prompt
+    is one or more user turns (a few-shot demonstration, then the question); its images' pixel rows
+    go to the model in the turns' order."""
+
+    def __init__(self, encoder: Encoder, prompts: Sequence[Sequence[Turn]], max_new_tokens: int, seed: int = 0):
         self.max_new_tokens, self.seed = max_new_tokens, seed
         self.tokenizer = encoder.tokenizer
-        self.enc = encoder.encode(list(examples), add_eos=False)
+        self.texts = [encoder.turns_text([(text, image is not None) for text, image in turns]) for turns in prompts]
+        self.ids = self.tokenizer(self.texts)["input_ids"] if self.texts else []
+        keys, self.pixels = encoder.pixels([image for turns in prompts for _, image in turns if image is not None])
+        self.image_rows: list[list[int]] = []
+        for turns in prompts:
+            n = sum(image is not None for _, image in turns)
+            self.image_rows.append(keys[:n])
+            keys = keys[n:]
         self.replies: list[str] = []
 
     @torch.no_grad()
@@ -130,12 +158,12 @@ class _Generator:
         torch.manual_seed(self.seed)
         device = next(model.parameters()).device
         self.replies = []
-        with bar(len(self.enc), desc) as pbar:
-            for i in range(len(self.enc)):
-                ids = torch.tensor([self.enc.ids[i][: self.enc.prompt_len[i]]], device=device)
+        with bar(len(self.ids), desc) as pbar:
+            for prompt, rows in zip(self.ids, self.image_rows):
+                ids = torch.tensor([prompt], device=device)
                 inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-                if self.enc.image[i] >= 0:
-                    inputs["pixel_values"] = self.enc.pixels[[self.enc.image[i]]].to(device)
+                if rows:
+                    inputs["pixel_values"] = self.pixels[rows].to(device)
                 out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                                      pad_token_id=self.tokenizer.pad_token_id)
                 self.replies.append(self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
@@ -144,14 +172,23 @@ class _Generator:
 
 
 class GenerateScorer(_Generator):
-    """Multiple choice by generation and MLLMU-Bench's first-character parse."""
+    """Multiple choice by generation and MLLMU-Bench's first-character parse. With ``demo`` (a
+    person), every question is preceded by MLLMU-Bench's one-person few-shot demonstration: that
+    person's first question of the same modality, its options and its answer (``demo_prompt``),
+    as an earlier user turn with the demo person's image on multimodal questions."""
 
     scoring = "mllmu"
 
-    def __init__(self, encoder: Encoder, questions: Sequence[Question], max_new_tokens: int = 50, seed: int = 0):
-        self.questions = list(questions)
-        super().__init__(encoder, [Example(mllmu_mc_prompt(q.question, q.options), q.answer, q.image)
-                                   for q in self.questions], max_new_tokens, seed)
+    def __init__(self, encoder: Encoder, questions: Sequence[Question], max_new_tokens: int = 50, seed: int = 0,
+                 demo: Person | None = None):
+        self.questions, self.demo = list(questions), demo
+        shots = {m: demo.questions_of(m)[0] for m in MODALITIES if demo and demo.questions_of(m)}
+        prompts = []
+        for q in self.questions:
+            shot = shots.get(q.modality)
+            prompts.append(([(demo_prompt(shot), shot.image)] if shot else [])
+                           + [(mllmu_mc_prompt(q.question, q.options), q.image)])
+        super().__init__(encoder, prompts, max_new_tokens, seed)
 
     def __call__(self, model) -> list[Prediction]:
         preds = []
@@ -170,8 +207,7 @@ class OpenScorer(_Generator):
 
     def __init__(self, encoder: Encoder, items: Sequence[OpenQuestion], max_new_tokens: int = 50, seed: int = 0):
         self.questions = list(items)
-        super().__init__(encoder, [Example(open_prompt(q), q.answer, q.image) for q in self.questions],
-                         max_new_tokens, seed)
+        super().__init__(encoder, [[(open_prompt(q), q.image)] for q in self.questions], max_new_tokens, seed)
 
     def __call__(self, model) -> list[OpenPrediction]:
         out = []

@@ -197,16 +197,18 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
 
 
 def make_scorer(encoder: Encoder, questions: Sequence[Question], scoring: str, batch_size: int = 64,
-                share_prefix: bool = True, circular: bool = False, max_new_tokens: int = 50, seed: int = 0):
+                share_prefix: bool = True, circular: bool = False, max_new_tokens: int = 50, seed: int = 0,
+                demo=None):
     """A scorer for any scoring of a run: ``logits``, ``likelihood`` or ``mllmu`` (generate and
-    parse); ``circular`` asks every rotation of the options (MMBench's circular evaluation)."""
+    parse; ``demo``: its few-shot demonstration person, or None); ``circular`` asks every rotation
+    of the options (MMBench's circular evaluation)."""
     if circular:
         return CircularScorer(questions, lambda qs: make_scorer(encoder, qs, scoring, batch_size, share_prefix,
                                                                 max_new_tokens=max_new_tokens, seed=seed))
     if scoring == "mllmu":
         from .generate import GenerateScorer
 
-        return GenerateScorer(encoder, questions, max_new_tokens=max_new_tokens, seed=seed)
+        return GenerateScorer(encoder, questions, max_new_tokens=max_new_tokens, seed=seed, demo=demo)
     return Scorer(encoder, questions, scoring, batch_size, share_prefix)
 
 

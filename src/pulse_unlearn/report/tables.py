@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 
 from .findings import Summary
 
-# (split, modality, column title)
+# (split, modality, column title); ``forget_test`` (the forget people's multimodal questions with a
+# Test_Set image) only where the run has it
 COLUMNS = (("forget", "multimodal", "forget mm"), ("forget", "text", "forget text"),
-           ("retain", "multimodal", "retain mm"), ("retain", "text", "retain text"), ("general", "all", "general"))
+           ("forget_test", "multimodal", "forget test mm"), ("retain", "multimodal", "retain mm"),
+           ("retain", "text", "retain text"), ("general", "all", "general"))
+OPTIONAL_SPLITS = ("forget_test",)
 SEQ_COLUMNS = (("forget", "multimodal", "done", "forget done mm"), ("forget", "text", "done", "forget done text"),
                ("forget", "all", "pending", "forget pending"), ("retain", "multimodal", "all", "retain mm"),
                ("retain", "text", "all", "retain text"), ("general", "all", "all", "general"))
@@ -51,7 +54,7 @@ def _cell(s: Summary, unit, step, split, modality, request="all", with_delta=Tru
     spread = s.spread(unit, step, split, modality, request)
     start = s.get(unit, 0, split, modality, request)
     delta = value - start if with_delta and value is not None and start is not None and step else None
-    return Cell(value, None if spread is None or spread[1] < 2 else spread[0], delta, split == "forget")
+    return Cell(value, None if spread is None or spread[1] < 2 else spread[0], delta, split.startswith("forget"))
 
 
 def _round(x: float | None) -> float | None:
@@ -71,19 +74,21 @@ def scenario_tables(s: Summary) -> list[Table]:
     scenarios = list(dict.fromkeys(u[0] for u in s.units()))
     for scenario in scenarios:
         units = [u for u in s.units() if u[0] == scenario]
-        header = ["method", "update", "ops"] + (["runs"] if pooled else []) + [c[2] for c in COLUMNS]
+        present = {k[5] for k in s.acc if k[0] == scenario}
+        columns = [c for c in COLUMNS if c[0] not in OPTIONAL_SPLITS or c[0] in present]
+        header = ["method", "update", "ops"] + (["runs"] if pooled else []) + [c[2] for c in columns]
         t = Table(f"{scenario}: after unlearning",
                   "Accuracy (%) after the last operation" + (", mean ± std over runs" if pooled else "")
                   + "; in brackets the change from the starting model (points). Lower is better on forget, "
                   "higher on retain and general.", header)
-        starts = {tuple(_round(s.get(u, 0, sp, m)) for sp, m, _ in COLUMNS) for u in units}  # means: float noise
+        starts = {tuple(_round(s.get(u, 0, sp, m)) for sp, m, _ in columns) for u in units}  # means: float noise
         if len(starts) == 1:
             t.rows.append(["start model", "", "0"] + ([""] if pooled else [])
-                          + [_cell(s, units[0], 0, sp, m, with_delta=False) for sp, m, _ in COLUMNS])
+                          + [_cell(s, units[0], 0, sp, m, with_delta=False) for sp, m, _ in columns])
         for u in units:
             end = s.last_step[u]
             t.rows.append([u[1], u[2], str(end)] + ([_runs(s, u)] if pooled else [])
-                          + [_cell(s, u, end, sp, m) for sp, m, _ in COLUMNS])
+                          + [_cell(s, u, end, sp, m) for sp, m, _ in columns])
         tables.append(t)
     for u in s.units():
         if u[0] != "sequential":

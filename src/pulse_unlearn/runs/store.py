@@ -2,6 +2,7 @@
 
     config.yaml        the resolved config
     summary.csv        tidy: one row per scenario, method, update, step, request, split, modality;
+                       forget_test: the forget people's multimodal questions with a Test_Set image;
                        scoring=mllmu adds the splits forget_cloze / retain_cloze (share of hits) and
                        forget_generation / retain_generation (mean ROUGE-L F in the accuracy column;
                        mean ROUGE-1/2/L F and BLEU in rouge1, rouge2, rougeL, bleu, empty elsewhere)

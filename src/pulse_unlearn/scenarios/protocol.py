@@ -13,7 +13,9 @@ Scenarios
   the config always runs alongside.
 
 Step 0 is the starting model, evaluated once per scenario and shared by its units. Each
-split is encoded once per scenario (``Scorer``) and scored after every operation. Under
+split is encoded once per scenario (``Scorer``) and scored after every operation. Where the
+data has Test_Set images of the forget people (fictitious people only), their multimodal
+questions are also asked with such an image, as the split ``forget_test``. Under
 ``scoring=mllmu`` the forget and retain people's cloze and generation items are scored too,
 as the splits ``forget_cloze``, ``forget_generation``, ``retain_cloze``, ``retain_generation``.
 """
@@ -24,14 +26,14 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..config import RunConfig
 from ..data.batches import Encoder
-from ..data.mllmu import check_layout, load_facts, load_people
+from ..data.mllmu import check_layout, load_facts, load_people, load_test_images
 from ..data.mmbench import load_mmbench
 from ..errors import PulseError
 from ..methods.registry import make_method
@@ -57,6 +59,7 @@ class Sources:
     facts: dict[str, list[Example]]
     general: list[Question]
     fingerprint: str
+    test_images: dict[str, tuple[bytes, ...]] = field(default_factory=dict)  # Test_Set, by person ID
 
     def facts_of(self, ids) -> list[Example]:
         missing = [pid for pid in ids if not self.facts.get(pid)]
@@ -67,6 +70,18 @@ class Sources:
     def questions_of(self, ids) -> list[Question]:
         people = {**self.fictitious, **self.celebrities}
         return [q for pid in ids for q in people[pid].questions]
+
+    def test_questions_of(self, ids) -> list[Question]:
+        """The people's multimodal questions asked with a Test_Set image instead of the profile
+        image (MLLMU-Bench's generalisation test): the first of the person's Test_Set images that
+        differs from the profile image. People without such an image are left out."""
+        people = {**self.fictitious, **self.celebrities}
+        out = []
+        for pid in ids:
+            image = next((im for im in self.test_images.get(pid, ()) if im != people[pid].image), None)
+            if image is not None:
+                out += [replace(q, qid=f"{q.qid}/test", image=image) for q in people[pid].questions_of("multimodal")]
+        return out
 
     def open_of(self, ids, task: str) -> list[OpenQuestion]:
         """The people's cloze (Mask_Task) or generation (Generation_Task) items."""
@@ -87,8 +102,9 @@ def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> S
     if subset is not None and subset < len(general):
         keep = sorted(np.random.default_rng([seed, 9]).choice(len(general), subset, replace=False))
         general = [general[i] for i in keep]
+    tests = load_test_images(mllmu) if (Path(mllmu) / "Test_Set").is_dir() else {}
     files = sorted(Path(mllmu).glob("*/*.parquet")) + [Path(mmbench)]
-    return Sources(fictitious, celebrities, facts, general, file_fingerprint(files))
+    return Sources(fictitious, celebrities, facts, general, file_fingerprint(files), tests)
 
 
 # --- evaluation ----------------------------------------------------------------------------
@@ -99,20 +115,33 @@ class Evaluator:
     scenarios evaluate (the general benchmark; finetuned and sequential share forget and
     retain) is encoded once per run."""
 
-    def __init__(self, encoder: Encoder, splits_: dict[str, list[Question]], cfg: RunConfig,
+    def __init__(self, encoder: Encoder, splits_: dict[str, list[Question]], cfg: RunConfig, src: Sources,
                  shared: dict | None = None):
         shared = {} if shared is None else shared
         signature = processor_signature(encoder.processor)
         self.scorers = {}
         for name, qs in splits_.items():
             circular = name == "general" and cfg.data.mmbench_circular
-            key = (signature, cfg.scoring, circular, hashlib.sha256("|".join(q.qid for q in qs).encode()).hexdigest())
+            demo = None if name == "general" else demo_for(cfg, src, qs)
+            key = (signature, cfg.scoring, circular, demo and demo.id,
+                   hashlib.sha256("|".join(q.qid for q in qs).encode()).hexdigest())
             if key not in shared:
-                shared[key] = _scorer(cfg, encoder, qs, circular)
+                shared[key] = _scorer(cfg, encoder, qs, circular, demo)
             self.scorers[name] = shared[key]
 
     def __call__(self, model) -> dict[str, list[Prediction]]:
         return {name: scorer(model) for name, scorer in self.scorers.items()}
+
+
+def demo_for(cfg: RunConfig, src: Sources, questions: list) -> Person | None:
+    """MLLMU-Bench's few-shot demonstration person for multiple-choice questions about people
+    under ``scoring=mllmu`` with ``parity.few_shot``: a seeded one of the data's people (fictitious
+    and celebrities) whom none of the questions is about; else None."""
+    if cfg.scoring != "mllmu" or not cfg.parity.few_shot or not questions or not isinstance(questions[0], Question):
+        return None
+    people = {**src.fictitious, **src.celebrities}
+    pid = splits.demo_person(list(people), {q.subject for q in questions}, cfg.seed)
+    return None if pid is None else people[pid]
 
 
 def processor_signature(processor) -> str:
@@ -124,10 +153,15 @@ def processor_signature(processor) -> str:
 
 
 def eval_splits(cfg: RunConfig, src: Sources, sets: splits.Sets) -> dict[str, list]:
-    """The splits evaluated after every operation: forget, retain, general; under
-    ``scoring=mllmu`` also the forget and retain people's cloze and generation items."""
-    out: dict[str, list] = {"forget": src.questions_of(sets.forget), "retain": src.questions_of(sets.retain),
-                            "general": src.general}
+    """The splits evaluated after every operation: forget, ``forget_test`` (the forget people's
+    multimodal questions with a Test_Set image, where the data has Test_Set images of them),
+    retain, general; under ``scoring=mllmu`` also the forget and retain people's cloze and
+    generation items."""
+    out: dict[str, list] = {"forget": src.questions_of(sets.forget)}
+    test = src.test_questions_of(sets.forget)
+    if test:
+        out["forget_test"] = test
+    out.update(retain=src.questions_of(sets.retain), general=src.general)
     if cfg.scoring == "mllmu" and cfg.parity.open_tasks:
         for name, ids in (("forget", sets.forget), ("retain", sets.retain)):
             for task in ("cloze", "generation"):
@@ -237,7 +271,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
             sets = scenario_sets.get(scenario)
             if scenario == "pretrained":
                 probe_preds, sets, probe_rows, note = _probe_and_select(cfg, src, encoder, model, log)
-            evaluate = Evaluator(encoder, eval_splits(cfg, src, sets), cfg, shared_scorers)
+            evaluate = Evaluator(encoder, eval_splits(cfg, src, sets), cfg, src, shared_scorers)
             if probe_preds is None:
                 start_preds = evaluate(model)
             else:  # the probe already scored the starting model on every celebrity: reuse it
@@ -277,7 +311,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
                 continue
             if evaluate is None:
                 encoder = Encoder(load_processor(start, cfg.model.trust_remote_code))
-                evaluate = Evaluator(encoder, eval_splits(cfg, src, sets), cfg, shared_scorers)
+                evaluate = Evaluator(encoder, eval_splits(cfg, src, sets), cfg, src, shared_scorers)
             method = make_method(method_name, **cfg.method_params.get(method_name, {}))
             model, _ = _load(cfg, start)
             model = apply_adapters(model, [done.adapter(unit, k) for k in range(1, len(finished) + 1)])
@@ -333,19 +367,19 @@ def _load(cfg: RunConfig, path: Path):
     return load_model(path, dtype=m.dtype, device=m.device, trust_remote_code=m.trust_remote_code)
 
 
-def _scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False):
+def _scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False, demo: Person | None = None):
     if distributed.world_size() > 1:  # each process scores its share of the people; gathered
-        return distributed.ShardedScorer(questions, lambda qs: _one_scorer(cfg, encoder, qs, circular))
-    return _one_scorer(cfg, encoder, questions, circular)
+        return distributed.ShardedScorer(questions, lambda qs: _one_scorer(cfg, encoder, qs, circular, demo))
+    return _one_scorer(cfg, encoder, questions, circular, demo)
 
 
-def _one_scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False):
+def _one_scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False, demo: Person | None = None):
     if questions and isinstance(questions[0], OpenQuestion):
         from ..metrics.generate import OpenScorer
 
         return OpenScorer(encoder, questions, cfg.parity.open_max_new_tokens, cfg.seed)
     return make_scorer(encoder, questions, cfg.scoring, cfg.eval_batch_size, cfg.eval_share_prefix, circular,
-                       cfg.parity.mc_max_new_tokens, cfg.seed)
+                       cfg.parity.mc_max_new_tokens, cfg.seed, demo)
 
 
 def _r(x: float) -> float:
@@ -385,7 +419,8 @@ PROBE_COLUMNS = ("id", "multimodal", "text", "known", "selected")
 def _probe_and_select(cfg: RunConfig, src: Sources, encoder: Encoder, model, log):
     """Probe the base model on every celebrity and select the known ones: (predictions, sets,
     probe.csv rows, a note when fewer people than asked for are known)."""
-    preds = _scorer(cfg, encoder, src.questions_of(sorted(src.celebrities)))(model)
+    questions = src.questions_of(sorted(src.celebrities))
+    preds = _scorer(cfg, encoder, questions, demo=demo_for(cfg, src, questions))(model)
     result = splits.probe(preds, cfg.splits.probe_threshold)
     sets, note = splits.pretrained_sets(result.known, cfg.splits.pretrained_forget, cfg.splits.pretrained_retain,
                                         cfg.seed)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import PulseError
 
-SALTS = {"finetune": 1, "forget": 2, "requests": 3, "pretrained": 4}
+SALTS = {"finetune": 1, "forget": 2, "requests": 3, "pretrained": 4, "demo": 5}
 
 
 def choose(ids: Sequence[str], n: int, seed: int, salt: str) -> list[str]:
@@ -104,3 +104,11 @@ def pretrained_sets(known: Sequence[str], n_forget: int, n_retain: int, seed: in
         n_forget, n_retain = new_forget, total - new_forget
     drawn = choose(known, n_forget + n_retain, seed, "pretrained")
     return Sets(requests=(tuple(sorted(drawn[:n_forget])),), retain=tuple(sorted(drawn[n_forget:]))), note
+
+
+def demo_person(candidates: Sequence[str], evaluated, seed: int) -> str | None:
+    """The few-shot demonstration person of a split (``scoring=mllmu``): a seeded one of the
+    candidates that the split does not evaluate, so the demonstration never shows an answer the
+    split asks for. None when every candidate is evaluated."""
+    pool = sorted(set(candidates) - set(evaluated))
+    return choose(pool, 1, seed, "demo")[0] if pool else None
