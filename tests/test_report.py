@@ -359,3 +359,34 @@ def test_report_html_in_headless_chromium(report):
         assert w > 300 and h > 150
         colours = len(set(crop.resize((200, 100)).getdata()))
         assert colours > 20 and max(ImageStat.Stat(crop).stddev) > 20, (x, y, colours)
+
+
+def test_report_shows_forget_test_and_generation_metrics(tmp_path):
+    """A parity run's extra rows: the forget_test split as a column of the scenario table, cloze hits
+    and ROUGE-1/2/L F and BLEU in their own table, each after the last operation with its change."""
+    head = HEADER + ",rouge1,rouge2,rougeL,bleu\n"
+    rows = []
+    for step, (f_mm, test_mm, r1, bleu, cloze) in enumerate([(0.8, 0.7, 0.6, 0.3, 0.9), (0.2, 0.4, 0.15, 0.05, 0.1)]):
+        cells = (("forget", "multimodal", f_mm), ("forget", "text", 0.7), ("retain", "multimodal", 0.8),
+                 ("retain", "text", 0.8), ("general", "all", 0.5), ("forget_test", "multimodal", test_mm),
+                 ("forget_cloze", "all", cloze))
+        for split, modality, acc in cells:
+            rows.append(f"finetuned,ga,llm,{step},all,{split},{modality},10,{acc},mllmu,,,,")
+        rows.append(f"finetuned,ga,llm,{step},all,forget_generation,all,10,{r1 / 2},mllmu,{r1},0.1,{r1 / 2},{bleu}")
+    run = tmp_path / "parity"
+    run.mkdir()
+    (run / "summary.csv").write_text(head + "\n".join(rows) + "\n")
+    build_report(run)
+    tables = md_tables((run / "report" / "tables.md").read_text(encoding="utf-8"))
+    main_row = tables["finetuned: after unlearning"][1]
+    assert main_row["forget test mm"] == "40.0 (-30.0)" and main_row["forget mm"] == "20.0 (-60.0)"
+    (row,) = tables["finetuned: cloze and generation (scoring=mllmu)"]
+    assert row == {"method": "ga", "update": "llm", "ops": "1", "forget cloze": "10.0 (-80.0)",
+                   "forget rouge1": "15.0 (-45.0)", "forget rouge2": "10.0 (+0.0)", "forget rougeL": "7.5 (-22.5)",
+                   "forget bleu": "5.0 (-25.0)"}
+    html = (run / "report" / "report.html").read_text(encoding="utf-8")
+    assert "forget test mm" in html and "cloze and generation" in html
+    plain = make_run(tmp_path / "plain")  # a run without those rows has neither the column nor the table
+    build_report(plain)
+    text = (plain / "report" / "tables.md").read_text(encoding="utf-8")
+    assert "forget test mm" not in text and "cloze and generation" not in text

@@ -17,7 +17,7 @@ from . import plots as P
 from .findings import Summary, findings
 from .html import page
 from .runs import Run, load_run, pool, variants
-from .tables import scenario_tables, to_latex, to_markdown
+from .tables import open_task_tables, scenario_tables, to_latex, to_markdown
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -50,7 +50,7 @@ def _divergence_md(runs: list[Run]) -> str:
 def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[Run], runs_table: str = "",
            runs_md: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    tables = scenario_tables(s)
+    tables = scenario_tables(s) + open_task_tables(s)
     atomic_write(out / "tables.md", f"# {title}\n\n{subtitle}\n\n{runs_md}" + to_markdown(tables)
                  + _divergence_md(runs))
     atomic_write(out / "tables.tex", to_latex(tables))

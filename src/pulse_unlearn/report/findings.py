@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import PulseError
+from ..records import GENERATION_METRICS
 
 SPLITS = ("forget", "retain", "general")
 MODS = ("multimodal", "text")
@@ -58,19 +59,25 @@ class Summary:
 
     def __init__(self, rows: Iterable[dict]):
         self.acc: dict[tuple, float] = {}
+        self.metrics: dict[tuple, dict[str, float]] = {}  # generation rows: rouge1, rouge2, rougeL, bleu
         self.std: dict[tuple, tuple[float, int]] = {}
         self.last_step: dict[tuple, int] = {}
         for r in rows:
             key = (r["scenario"], r["method"], r["update"], int(r["step"]), str(r["request"]), r["split"],
                    r["modality"])
             self.acc[key] = float(r["accuracy"])
+            metrics = {m: float(r[m]) for m in GENERATION_METRICS if r.get(m) not in (None, "")}
+            if metrics:
+                self.metrics[key] = metrics
             if r.get("std") not in (None, ""):
                 self.std[key] = (float(r["std"]), int(r["runs"]))
             unit = (r["scenario"], r["method"], r["update"])
             self.last_step[unit] = max(self.last_step.get(unit, 0), int(r["step"]))
 
-    def get(self, unit, step, split, modality, request="all") -> float | None:
-        return self.acc.get((*unit, step, request, split, modality))
+    def get(self, unit, step, split, modality, request="all", metric="accuracy") -> float | None:
+        """The accuracy, or a generation metric (``rouge1``, ...) where the row has it."""
+        key = (*unit, step, request, split, modality)
+        return self.acc.get(key) if metric == "accuracy" else self.metrics.get(key, {}).get(metric)
 
     def spread(self, unit, step, split, modality, request="all") -> tuple[float, int] | None:
         """(standard deviation, number of runs) of an averaged accuracy, or None."""

@@ -49,10 +49,10 @@ class Table:
     rows: list[list] = field(default_factory=list)  # str or Cell
 
 
-def _cell(s: Summary, unit, step, split, modality, request="all", with_delta=True) -> Cell:
-    value = s.get(unit, step, split, modality, request)
-    spread = s.spread(unit, step, split, modality, request)
-    start = s.get(unit, 0, split, modality, request)
+def _cell(s: Summary, unit, step, split, modality, request="all", with_delta=True, metric="accuracy") -> Cell:
+    value = s.get(unit, step, split, modality, request, metric)
+    spread = s.spread(unit, step, split, modality, request) if metric == "accuracy" else None
+    start = s.get(unit, 0, split, modality, request, metric)
     delta = value - start if with_delta and value is not None and start is not None and step else None
     return Cell(value, None if spread is None or spread[1] < 2 else spread[0], delta, split.startswith("forget"))
 
@@ -99,6 +99,32 @@ def scenario_tables(s: Summary) -> list[Table]:
                   ["op"] + [c[3] for c in SEQ_COLUMNS])
         for step in range(s.last_step[u] + 1):
             t.rows.append([str(step)] + [_seq_cell(s, u, step, sp, m, req) for sp, m, req, _ in SEQ_COLUMNS])
+        tables.append(t)
+    return tables
+
+
+# scoring=mllmu's open tasks: (split, metric, column title), all modalities
+OPEN_COLUMNS = (("forget_cloze", "accuracy", "forget cloze"), ("retain_cloze", "accuracy", "retain cloze"),
+                *((f"{who}_generation", m, f"{who} {m}") for who in ("forget", "retain")
+                  for m in ("rouge1", "rouge2", "rougeL", "bleu")))
+
+
+def open_task_tables(s: Summary) -> list[Table]:
+    """Under ``scoring=mllmu``: per scenario, the cloze hit rate and the generation metrics
+    (ROUGE-1/2/L F, BLEU) after the last operation, with the change from the starting model."""
+    tables = []
+    for scenario in dict.fromkeys(u[0] for u in s.units()):
+        units = [u for u in s.units() if u[0] == scenario]
+        columns = [c for c in OPEN_COLUMNS if any(s.get(u, 0, c[0], "all", metric=c[1]) is not None for u in units)]
+        if not columns:
+            continue
+        t = Table(f"{scenario}: cloze and generation (scoring=mllmu)",
+                  "After the last operation, all questions: cloze hits (%) and the mean ROUGE-1/2/L F and BLEU "
+                  "(x 100) of the generated answers; in brackets the change from the starting model (points).",
+                  ["method", "update", "ops"] + [c[2] for c in columns])
+        for u in units:
+            end = s.last_step[u]
+            t.rows.append([u[1], u[2], str(end)] + [_cell(s, u, end, sp, "all", metric=m) for sp, m, _ in columns])
         tables.append(t)
     return tables
 
