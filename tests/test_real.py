@@ -258,10 +258,12 @@ def parity_config(tmp_path_factory):
 def test_parity_scoring_adds_cloze_and_generation(tmp_path, checkpoint, bench, mmbench, parity_config):
     """scoring=mllmu: the people's cloze and generation items become their own splits; MMBench is
     scored circularly."""
-    out, rows, _ = _run(parity_config, tmp_path, checkpoint, bench, mmbench, "scenario=finetuned", "method=ga",
-                        f"model.finetuned={checkpoint}")
+    out, rows, _ = _run(parity_config, tmp_path, checkpoint, bench, mmbench, "scenario=[finetuned,pretrained]",
+                        "method=ga", f"model.finetuned={checkpoint}", "splits.probe_threshold=0.0",
+                        "splits.pretrained_forget=2", "splits.pretrained_retain=2")
     assert {r["split"] for r in rows} == {"forget", "forget_test", "retain", "general", "forget_cloze",
                                           "forget_generation", "retain_cloze", "retain_generation"}
+    assert {r["scenario"] for r in rows if r["split"] == "forget_test"} == {"finetuned"}
     assert {r["scoring"] for r in rows} == {"mllmu"}
     cloze = [r for r in rows if r["split"] == "forget_cloze" and r["modality"] == "all" and r["request"] == "all"]
     assert cloze and all(0 <= float(r["accuracy"]) <= 1 for r in cloze)
@@ -446,11 +448,11 @@ def test_few_shot_prompt_holds_the_demo_person_and_two_images(source, request, b
 
 def test_demo_person_is_seeded_and_never_evaluated(checkpoint, bench, mmbench):
     """Each split's demo person is one the split does not ask about (so no answer leaks), drawn by
-    seed; the general benchmark and the other scorings get none; parity.few_shot=false turns it off."""
+    seed from the other population; the general benchmark gets none; parity.few_shot=false turns it off."""
     from pulse_unlearn.config import RunConfig
     from pulse_unlearn.data.batches import Encoder
     from pulse_unlearn.models.load import load_processor
-    from pulse_unlearn.scenarios.protocol import Evaluator, eval_splits, load_sources
+    from pulse_unlearn.scenarios.protocol import Evaluator, demo_for, eval_splits, load_sources
     from pulse_unlearn.scenarios.splits import Sets, demo_person
 
     src = load_sources(bench, mmbench, 2, 0)
@@ -467,9 +469,13 @@ def test_demo_person_is_seeded_and_never_evaluated(checkpoint, bench, mmbench):
                    or t.startswith(f"USER: Question: {demo.questions_of('text')[0].question}")
                    for t in scorers[name].texts)
     assert scorers["general"].demo is None
-    everyone = list(src.fictitious) + list(src.celebrities)
-    assert demo_person(everyone, sets.forget, 0) == scorers["forget"].demo.id == demo_person(everyone, sets.forget, 0)
-    assert len({demo_person(everyone, sets.forget, seed) for seed in range(10)}) > 1
+    # Questions about fictitious people get a celebrity, the same for every such split and seed.
+    assert {scorers[name].demo.id for name in ("forget", "forget_test", "retain")} == {
+        demo_person(list(src.celebrities), sets.forget, 0)} <= set(src.celebrities)
+    assert len({demo_person(list(src.celebrities), (), seed) for seed in range(10)}) > 1
+    # Celebrities get a fictitious person: the probe of all of them and a later split alike.
+    probe, later = src.questions_of(sorted(src.celebrities)), src.questions_of(["c001", "c002"])
+    assert demo_for(cfg, src, probe).id == demo_for(cfg, src, later).id in src.fictitious
     assert demo_person(["a", "b"], ["a", "b"], 0) is None and demo_person(["a", "b"], ["a"], 3) == "b"
     off = RunConfig(scoring="mllmu", parity={"open_tasks": False, "few_shot": False})
     assert Evaluator(encoder, eval_splits(off, src, sets), off, src).scorers["forget"].demo is None

@@ -70,7 +70,8 @@ class ParityConfig(Strict):
     ``few_shot``: precede every multiple-choice question about a person with MLLMU-Bench's
     one-person demonstration (a question of another person and its answer; its image on
     multimodal questions), as its published numbers do; the person is a seeded choice among
-    those the split does not evaluate."""
+    the other population (a celebrity for fictitious people, and the reverse), never evaluated
+    by the split."""
 
     mc_max_new_tokens: int = 50  # multiple choice: MLLMU-Bench's LLaVA setting
     open_max_new_tokens: int = 50  # cloze and generation

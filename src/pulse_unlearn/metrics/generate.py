@@ -17,9 +17,10 @@ with greedy decoding, through the checkpoint's own chat template:
   their placeholder runs are filled by the pixel rows in order, demo first).
 Differences that remain: MLLMU-Bench draws the demo person at random and unseeded from the very
 people it evaluates (so its reruns differ, and a demo can show an answer it then asks for); here
-the draw is seeded and excludes the evaluated people. Its prompts are raw text (a newline after
-the demo) where these go through the checkpoint's chat template (LLaVA-1.5's: a space). Many
-times slower than the forward-pass scorings; it exists to compare with published numbers.
+the draw is seeded and from the other population (``scenarios/protocol.py: demo_for``). Its
+prompts are raw text (a newline after the demo) where these go through the checkpoint's chat
+template (LLaVA-1.5's: a space). Many times slower than the forward-pass scorings; it exists to
+compare with published numbers.
 """
 
 from __future__ import annotations

@@ -67,16 +67,18 @@ class Sources:
             raise PulseError(f"no unlearning data (ft_Data or Generation_Task) for person {missing[0]}")
         return [ex for pid in ids for ex in self.facts[pid]]
 
+    @property
+    def people(self) -> dict[str, Person]:
+        return {**self.fictitious, **self.celebrities}
+
     def questions_of(self, ids) -> list[Question]:
-        people = {**self.fictitious, **self.celebrities}
-        return [q for pid in ids for q in people[pid].questions]
+        return [q for pid in ids for q in self.people[pid].questions]
 
     def test_questions_of(self, ids) -> list[Question]:
         """The people's multimodal questions asked with a Test_Set image instead of the profile
         image (MLLMU-Bench's generalisation test): the first of the person's Test_Set images that
         differs from the profile image. People without such an image are left out."""
-        people = {**self.fictitious, **self.celebrities}
-        out = []
+        people, out = self.people, []
         for pid in ids:
             image = next((im for im in self.test_images.get(pid, ()) if im != people[pid].image), None)
             if image is not None:
@@ -85,7 +87,7 @@ class Sources:
 
     def open_of(self, ids, task: str) -> list[OpenQuestion]:
         """The people's cloze (Mask_Task) or generation (Generation_Task) items."""
-        people = {**self.fictitious, **self.celebrities}
+        people = self.people
         return [q for pid in ids for q in people[pid].open_questions if q.task == task]
 
 
@@ -135,13 +137,17 @@ class Evaluator:
 
 def demo_for(cfg: RunConfig, src: Sources, questions: list) -> Person | None:
     """MLLMU-Bench's few-shot demonstration person for multiple-choice questions about people
-    under ``scoring=mllmu`` with ``parity.few_shot``: a seeded one of the data's people (fictitious
-    and celebrities) whom none of the questions is about; else None."""
+    under ``scoring=mllmu`` with ``parity.few_shot``; else None. Drawn (seeded) from the other
+    population: questions about fictitious people get a celebrity, questions about celebrities a
+    fictitious person. So no split ever shows an answer it asks for, and every split about one
+    population gets the same demo person: the pretrained scenario's step 0, read from the probe
+    of all celebrities, was asked with the demo that its later evaluations use."""
     if cfg.scoring != "mllmu" or not cfg.parity.few_shot or not questions or not isinstance(questions[0], Question):
         return None
-    people = {**src.fictitious, **src.celebrities}
-    pid = splits.demo_person(list(people), {q.subject for q in questions}, cfg.seed)
-    return None if pid is None else people[pid]
+    subjects = {q.subject for q in questions}
+    candidates = [pid for group in (src.fictitious, src.celebrities) if not subjects & set(group) for pid in group]
+    pid = splits.demo_person(candidates, subjects, cfg.seed)
+    return None if pid is None else src.people[pid]
 
 
 def processor_signature(processor) -> str:
