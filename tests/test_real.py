@@ -1,12 +1,13 @@
 """Real models and data: MLLMU-Bench shards, MMBench TSV (circular), llava-hf checkpoints by
-folder, LoRA target discovery, parity scoring. Everything is built here, offline."""
+folder (LLaVA-1.5 and LLaVA-NeXT), LoRA target discovery, parity scoring. Everything is built
+here, offline."""
 
 from __future__ import annotations
 
 import pyarrow.parquet as pq
 import torch
 import pytest
-from real_data import build_tiny_llava, png, write_mllmu, write_mmbench
+from real_data import SIZES, build_tiny_llava, build_tiny_llava_next, png, write_mllmu, write_mmbench
 
 from pulse_unlearn.config import load_config
 from pulse_unlearn.data.mllmu import check_layout, load_facts, load_people, load_test_images, read_subset, subset_ids
@@ -355,3 +356,117 @@ def test_no_targets_is_a_clear_error():
     plain = torch.nn.Sequential(torch.nn.Linear(2, 2))
     with pytest.raises(PulseError, match="no multimodal projector"):
         lora_targets(plain, "projector_llm")
+
+
+# --- LLaVA-NeXT: anyres, a token count per image, image_sizes ---------------------------------
+
+@pytest.fixture(scope="module")
+def next_checkpoint(tmp_path_factory):
+    return build_tiny_llava_next(tmp_path_factory.mktemp("ckpt") / "tiny-llava-next")
+
+
+@pytest.fixture(scope="module")
+def sized_bench(tmp_path_factory):
+    return write_mllmu(tmp_path_factory.mktemp("mllmu-sized") / "MLLMU-Bench", sized=True)
+
+
+@pytest.fixture(scope="module")
+def sized_mmbench(tmp_path_factory):
+    return write_mmbench(tmp_path_factory.mktemp("mmb-sized") / "mmbench_dev_en.tsv", sized=True)
+
+
+def test_llava_next_inputs_are_the_processors_and_labels_answer_only(next_checkpoint, monkeypatch):
+    """Per image, the prompt's ids (its own number of image tokens), pixel_values and image_sizes
+    are what the processor gives; in a padded batch only answer tokens are labelled, and every row
+    gets the logits it gets alone."""
+    import io
+
+    from PIL import Image
+
+    from pulse_unlearn.data.batches import IGNORE, Encoder, collate
+    from pulse_unlearn.models.load import load_model
+    from pulse_unlearn.records import Example
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, proc = load_model(next_checkpoint, device="cpu")
+    assert type(model).__name__ == "LlavaNextForConditionalGeneration"
+    encoder, tok = Encoder(proc), proc.tokenizer
+    examples = [Example("Who is this?", f"Person{k} is a pilot.", png((9 * k, 9, 9), size))
+                for k, size in enumerate(SIZES)] + [Example("Where?", "Town1.")]
+    enc = encoder.encode(examples)
+    rows = list(range(len(SIZES)))
+    for i in rows:
+        image = Image.open(io.BytesIO(examples[i].image)).convert("RGB")
+        ref = proc(text=encoder.prompt_text(examples[i].prompt, True), images=image, return_tensors="pt")
+        assert enc.ids[i][: enc.prompt_len[i]] == ref["input_ids"][0].tolist()
+        alone = collate(enc, [i], tok.pad_token_id, labels=False)
+        assert torch.equal(alone["image_sizes"], ref["image_sizes"])
+        n_tiles = ref["pixel_values"].shape[1]
+        assert torch.equal(alone["pixel_values"][:, :n_tiles], ref["pixel_values"])
+        assert not alone["pixel_values"][:, n_tiles:].any()  # padding tiles, which the model skips
+    batch = collate(enc, rows, tok.pad_token_id)
+    counts = (batch["input_ids"] == encoder.image_token_id).sum(1).tolist()
+    assert len(set(counts)) == len(SIZES)  # one count per image size
+    for row, i in enumerate(rows):
+        labels, ids = batch["labels"][row], batch["input_ids"][row]
+        scored = labels != IGNORE
+        assert not scored[: enc.prompt_len[i]].any() and not scored[len(enc.ids[i]):].any()
+        assert (labels[scored] == ids[scored]).all() and not (ids[scored] == encoder.image_token_id).any()
+        assert tok.decode(ids[scored], skip_special_tokens=True).strip() == examples[i].answer
+        assert ids[scored][-1].item() == tok.eos_token_id
+    with torch.no_grad():
+        together = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        for row, i in enumerate(rows):
+            alone = model(**collate(enc, [i], tok.pad_token_id, labels=False)).logits[0]
+            assert torch.allclose(together[row, : len(enc.ids[i])], alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("scoring", ["logits", "likelihood"])
+def test_llava_next_prefix_sharing_matches_full_passes(next_checkpoint, sized_bench, scoring):
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.data.mllmu import load_people
+    from pulse_unlearn.metrics.scoring import Scorer
+    from pulse_unlearn.models.load import load_model
+
+    model, proc = load_model(next_checkpoint, device="cpu")
+    questions = [q for p in load_people(sized_bench, "Full_Set")[:6] for q in p.questions]
+    encoder = Encoder(proc)
+    full = Scorer(encoder, questions, scoring, batch_size=8, share_prefix=False)
+    shared = Scorer(encoder, questions, scoring, batch_size=8, share_prefix=True)
+    assert shared.shared and shared.sharing_off is None
+    a, b = full(model), shared(model)
+    assert [p.predicted for p in a] == [p.predicted for p in b]
+    for pa, pb in zip(a, b):
+        assert pa.scores == pytest.approx(pb.scores, abs=1e-4)
+    assert shared.computed_tokens < full.computed_tokens
+
+
+def test_llava_next_checkpoint_runs_the_protocol(tmp_path, next_checkpoint, sized_bench, sized_mmbench,
+                                                 real_config, monkeypatch):
+    """A LLaVA-NeXT folder, offline: fine-tuned, scored (logits, likelihood), unlearned with LoRA on
+    the LLM and on projector + LLM, evaluated."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _, rows, log = _run(real_config, tmp_path / "a", next_checkpoint, sized_bench, sized_mmbench,
+                        "scenario=[finetuned,pretrained]", "method=ga_klr", "update=[llm,projector_llm]")
+    assert "fine-tuned model: 20 examples" in log and "prefix sharing off" not in log
+    assert {(r["scenario"], r["update"]) for r in rows} == {(s, u) for s in ("finetuned", "pretrained")
+                                                            for u in ("llm", "projector_llm")}
+    assert {r["split"] for r in rows} == {"forget", "retain", "general"} and {r["scoring"] for r in rows} == {"logits"}
+    assert {r["step"] for r in rows} == {"0", "1"}
+    _, rows, _ = _run(real_config, tmp_path / "b", next_checkpoint, sized_bench, sized_mmbench, "scenario=finetuned",
+                      "method=npo", "update=projector_llm", "scoring=likelihood", f"model.finetuned={next_checkpoint}")
+    assert {r["scoring"] for r in rows} == {"likelihood"} and {r["step"] for r in rows} == {"0", "1"}
+    mm = [r for r in rows if r["modality"] == "multimodal" and r["split"] == "forget" and r["request"] == "all"]
+    assert mm and all(int(r["n"]) > 0 for r in mm)
+
+
+def test_unsupported_processor_is_a_clear_error(checkpoint):
+    """A chat template that puts no image token for an image: one line, naming the processor."""
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.models.load import load_processor
+    from pulse_unlearn.records import Example
+
+    proc = load_processor(checkpoint)
+    proc.chat_template = proc.chat_template.replace("<image>", "")
+    with pytest.raises(PulseError, match=r"^LlavaProcessor: the chat template gives 0 image tokens for one image"):
+        Encoder(proc).encode([Example("Who?", "Bala.", png((1, 1, 1)))])

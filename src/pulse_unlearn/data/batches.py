@@ -3,8 +3,16 @@
 Labels are answer-only: every prompt position (chat template, question, the image's
 placeholder tokens) and every padding position is -100, so a loss or a log-likelihood
 reads the answer and nothing else. Sequences are encoded once and kept as token lists;
-each distinct image is run through the image processor once. Batches are all-image or
+each distinct image is run through the processor once. Batches are all-image or
 all-text (no wasted vision work, less padding) and right-padded.
+
+Images: the processor itself expands one placeholder per image and makes every image input,
+so nothing assumes a fixed layout. The chat template puts one image token in the prompt; it
+is replaced by that image's expansion as the processor gives it (576 tokens for LLaVA-1.5,
+a count that depends on the image's size for LLaVA-NeXT's anyres and for Qwen2-VL). Every
+other processor output is carried to the model untouched: per-image ones (``pixel_values``,
+``image_sizes``, ``image_grid_thw``, ...) in ``ImageInputs``, per-token ones (Qwen2-VL's
+``mm_token_type_ids``) next to the token ids, padded with the value the processor gives text.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,17 +28,62 @@ from ..errors import PulseError
 from ..records import Example
 
 IGNORE = -100
+TEXT_KEYS = ("input_ids", "attention_mask")
+CHUNK = 256  # images per processor call
+
+
+@dataclass
+class ImageInputs:
+    """The processor's per-image outputs, one entry per distinct image. A key that gives every
+    image one row of one shape is kept stacked (LLaVA-1.5: a batch is an index, as fast as a
+    plain tensor); any other is a list of per-image tensors, concatenated per batch with zeros
+    padding the trailing dimensions (LLaVA-NeXT's patches per image, Qwen2-VL's patch rows)."""
+
+    stacked: dict[str, torch.Tensor] = field(default_factory=dict)
+    ragged: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+    @classmethod
+    def from_parts(cls, parts: dict[str, list[torch.Tensor]]) -> ImageInputs:
+        out = cls()
+        for key, tensors in parts.items():
+            if all(t.shape[0] == 1 and t.shape == tensors[0].shape for t in tensors):
+                out.stacked[key] = torch.cat(tensors)
+            else:
+                out.ragged[key] = tensors
+        return out
+
+    def select(self, rows: Sequence[int]) -> dict[str, torch.Tensor]:
+        batch = {k: v[list(rows)] for k, v in self.stacked.items()}
+        for key, tensors in self.ragged.items():
+            batch[key] = _cat_padded([tensors[r] for r in rows])
+        return batch
+
+
+def _cat_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along dim 0, zero-padding every other dimension to the largest."""
+    shape = [max(t.shape[d] for t in tensors) for d in range(1, tensors[0].dim())]
+    if all(list(t.shape[1:]) == shape for t in tensors):
+        return torch.cat(tensors)
+    out = tensors[0].new_zeros((sum(t.shape[0] for t in tensors), *shape))
+    start = 0
+    for t in tensors:
+        out[(slice(start, start + t.shape[0]), *(slice(0, n) for n in t.shape[1:]))] = t
+        start += t.shape[0]
+    return out
 
 
 @dataclass
 class EncodedSet:
-    """Encoded sequences: ``ids[i]`` (prompt + answer), ``prompt_len[i]`` and ``image[i]``
-    (a row of ``pixels`` or -1 for text-only)."""
+    """Encoded sequences: ``ids[i]`` (prompt + answer), ``prompt_len[i]`` and ``image[i]`` (an
+    entry of ``images`` or -1 for text-only); ``token_inputs[key][i]``: a per-token processor
+    output aligned with ``ids[i]``, padded with ``token_fill[key]``."""
 
     ids: list[list[int]]
     prompt_len: list[int]
     image: list[int]
-    pixels: torch.Tensor | None
+    images: ImageInputs | None
+    token_inputs: dict[str, list[list[int]]] = field(default_factory=dict)
+    token_fill: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -55,44 +108,96 @@ class Encoder:
             raise PulseError(f"the tokenizer has no image token {self.image_token!r}")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.n_image_tokens = self._count_image_tokens()
+        self.token_fill = self._token_fill()
+        self.probe_size, self.n_image_tokens = self._count_image_tokens()
 
-    def _count_image_tokens(self) -> int:
-        """How many placeholders the processor expands one image into (fixed-size models)."""
+    @property
+    def name(self) -> str:
+        return type(self.processor).__name__
+
+    def _token_fill(self) -> dict[str, int]:
+        """Per-token outputs beyond ids and mask (Qwen2-VL: ``mm_token_type_ids``) and the value
+        they hold on text, which pads them and fills every position outside an image."""
+        out = self.processor(text=["a b"])
+        fill = {}
+        for key, rows in out.items():
+            if key in TEXT_KEYS:
+                continue
+            values = {int(v) for v in rows[0]}
+            if len(values) != 1:
+                raise PulseError(f"{self.name}: unsupported processor: its per-token output {key!r} varies on "
+                                 "plain text")
+            fill[key] = values.pop()
+        return fill
+
+    @property
+    def prefix_sharing_blocker(self) -> str | None:
+        """Why prefix sharing cannot run with this processor's model, or None when it can."""
+        if self.token_fill:
+            return (f"{self.name} gives per-token inputs ({', '.join(self.token_fill)}) that the model turns "
+                    "into positions over the whole sequence (multimodal rotary positions); a suffix run on a "
+                    "copied prefix cache would get them wrong")
+        return None
+
+    def _count_image_tokens(self) -> tuple[tuple[int, int], int]:
+        """How many tokens the processor expands one image of its crop (or resize) size into;
+        a fixed count for LLaVA-1.5, the count at that size for size-dependent models."""
         from PIL import Image
 
-        size = getattr(self.processor.image_processor, "crop_size", None) or {"height": 32, "width": 32}
-        img = Image.new("RGB", (size.get("width", 32), size.get("height", 32)))
-        ids = self.processor(text=self.image_token, images=img)["input_ids"][0]
-        return int(sum(1 for t in ids if t == self.image_token_id))
+        ip = self.processor.image_processor
+        size = getattr(ip, "crop_size", None) or getattr(ip, "size", None) or {}
+        size = size if isinstance(size, dict) else {}
+        edge = size.get("shortest_edge", 32)
+        w, h = size.get("width", edge), size.get("height", edge)
+        expansions, _, _ = self._process([Image.new("RGB", (w, h))])
+        return (w, h), sum(1 for t in expansions[0] if t == self.image_token_id)
 
     def prompt_text(self, prompt: str, has_image: bool) -> str:
-        """The chat-templated user turn plus the assistant header, with image placeholders expanded."""
+        """The chat-templated user turn plus the assistant header; an image is one placeholder here,
+        expanded after tokenising (``encode``)."""
         content = ([{"type": "image"}] if has_image else []) + [{"type": "text", "text": prompt}]
-        text = self.processor.apply_chat_template([{"role": "user", "content": content}],
+        return self.processor.apply_chat_template([{"role": "user", "content": content}],
                                                   add_generation_prompt=True, tokenize=False)
-        return text.replace(self.image_token, self.image_token * self.n_image_tokens)
 
     def encode(self, examples: Sequence[Example], add_eos: bool = True) -> EncodedSet:
         """Tokenise all examples in one batched call; the answer starts after the prompt's tokens."""
+        keys, expansions, image_tokens, images = self._images([ex.image for ex in examples])
         prompts = [self.prompt_text(ex.prompt, ex.image is not None) for ex in examples]
         fulls = [p + " " + ex.answer for p, ex in zip(prompts, examples)]
         p_ids = self.tokenizer(prompts)["input_ids"] if prompts else []
         f_ids = self.tokenizer(fulls)["input_ids"] if fulls else []
         eos = [self.tokenizer.eos_token_id] if add_eos else []
-        ids, lens = [], []
-        for ex, p, f in zip(examples, p_ids, f_ids):
+        ids, lens, token_inputs = [], [], {key: [] for key in self.token_fill}
+        for ex, p, f, k in zip(examples, p_ids, f_ids, keys):
             if f[: len(p)] != p:  # the answer merged into the prompt's last token: encode it apart
                 f = p + self.tokenizer(" " + ex.answer, add_special_tokens=False)["input_ids"]
             if len(f) == len(p) and ex.answer:
                 raise PulseError(f"answer {ex.answer!r} encodes to no tokens")
-            ids.append(f + eos)
-            lens.append(len(p))
-        keys, pixels = self._pixels([ex.image for ex in examples])
-        return EncodedSet(ids, lens, keys, pixels)
+            seq, plen, pos = f + eos, len(p), None
+            if k >= 0:
+                pos = self._placeholder(p)
+                seq = seq[:pos] + expansions[k] + seq[pos + 1:]
+                plen += len(expansions[k]) - 1
+            ids.append(seq)
+            lens.append(plen)
+            for key, fill in self.token_fill.items():
+                row = [fill] * len(seq)
+                if pos is not None:
+                    row[pos: pos + len(expansions[k])] = image_tokens[k][key]
+                token_inputs[key].append(row)
+        return EncodedSet(ids, lens, keys, images, token_inputs, dict(self.token_fill))
 
-    def _pixels(self, images: Sequence[bytes | None]) -> tuple[list[int], torch.Tensor | None]:
-        """Each distinct image processed once; returns a row index per example (-1: no image)."""
+    def _placeholder(self, prompt_ids: list[int]) -> int:
+        """Where the chat template put the image: exactly one image token in the prompt."""
+        at = [j for j, t in enumerate(prompt_ids) if t == self.image_token_id]
+        if len(at) != 1:
+            raise PulseError(f"{self.name}: the chat template gives {len(at)} image tokens for one image "
+                             f"(expected one {self.image_token!r})")
+        return at[0]
+
+    def _images(self, images: Sequence[bytes | None]):
+        """Each distinct image processed once. Returns a row per example (-1: no image) and, per
+        distinct image, its token expansion, its per-token inputs and its image inputs."""
         from PIL import Image, UnidentifiedImageError
 
         rows: dict[str, int] = {}
@@ -108,37 +213,76 @@ class Encoder:
                 unique.append(img)
             keys.append(rows[h])
         if not unique:
-            return keys, None
+            return keys, [], [], None
         pil = []
         for i, data in enumerate(unique):
             try:
                 pil.append(Image.open(io.BytesIO(data)).convert("RGB"))
             except (UnidentifiedImageError, OSError):
                 raise PulseError(f"image {i} is not a readable image file") from None
-        chunks = [self.processor.image_processor(images=pil[i:i + 256], return_tensors="pt")["pixel_values"]
-                  for i in range(0, len(pil), 256)]
-        return keys, torch.cat(chunks)
+        expansions, image_tokens, inputs = self._process(pil)
+        return keys, expansions, image_tokens, inputs
+
+    def _process(self, pil: list) -> tuple[list[list[int]], list[dict[str, list[int]]], ImageInputs]:
+        """The processor on lone placeholders, ``CHUNK`` images a call; a processor whose outputs
+        are not one row per image (Qwen2-VL's patch rows) is called per image instead."""
+        expansions, image_tokens, parts = [], [], {}
+        for start in range(0, len(pil), CHUNK):
+            chunk = pil[start:start + CHUNK]
+            out = self._call(chunk)
+            image_keys = [k for k in out if k not in TEXT_KEYS and k not in self.token_fill]
+            if len(chunk) > 1 and any(out[k].shape[0] != len(chunk) for k in image_keys):
+                outs = [self._call([img]) for img in chunk]
+            else:
+                outs = [out]
+            for o in outs:
+                n = o["input_ids"].shape[0]
+                for r in range(n):
+                    keep = o["attention_mask"][r].bool()
+                    expansion = o["input_ids"][r][keep].tolist()
+                    if self.image_token_id not in expansion:
+                        raise PulseError(f"{self.name}: unsupported processor: an image expands to no "
+                                         f"{self.image_token!r} tokens")
+                    expansions.append(expansion)
+                    image_tokens.append({k: o[k][r][keep].tolist() for k in self.token_fill})
+                for k in image_keys:
+                    parts.setdefault(k, []).extend(o[k].split(1) if n > 1 else [o[k]])
+        return expansions, image_tokens, ImageInputs.from_parts(parts)
+
+    def _call(self, images: list):
+        try:
+            out = self.processor(text=[self.image_token] * len(images), images=images, return_tensors="pt",
+                                 padding=True, add_special_tokens=False)
+        except (ValueError, TypeError, KeyError, RuntimeError, IndexError) as e:
+            raise PulseError(f"{self.name}: cannot process an image ({str(e).splitlines()[0]})") from None
+        return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
 
 
-def collate(enc: EncodedSet, indices: Sequence[int], pad_id: int, labels: bool = True) -> dict:
-    """A right-padded batch; labels are -100 except on answer tokens."""
-    n = max(len(enc.ids[i]) for i in indices)
+def collate(enc: EncodedSet, indices: Sequence[int], pad_id: int, labels: bool = True,
+            ends: Sequence[int] | None = None) -> dict:
+    """A right-padded batch with every processor input; labels are -100 except on answer tokens.
+    ``ends[r]``: where row r's sequence stops (a prompt alone, a shared prefix); default: its end."""
+    ends = [len(enc.ids[i]) for i in indices] if ends is None else list(ends)
+    n = max(ends)
     input_ids = torch.full((len(indices), n), pad_id, dtype=torch.long)
     attention = torch.zeros((len(indices), n), dtype=torch.long)
     label_t = torch.full((len(indices), n), IGNORE, dtype=torch.long)
-    for row, i in enumerate(indices):
-        seq = enc.ids[i]
-        input_ids[row, : len(seq)] = torch.tensor(seq)
-        attention[row, : len(seq)] = 1
-        label_t[row, enc.prompt_len[i]: len(seq)] = torch.tensor(seq[enc.prompt_len[i]:])
-    batch = {"input_ids": input_ids, "attention_mask": attention}
+    extra = {k: torch.full((len(indices), n), enc.token_fill[k], dtype=torch.long) for k in enc.token_inputs}
+    for row, (i, end) in enumerate(zip(indices, ends)):
+        seq = enc.ids[i][:end]
+        input_ids[row, :end] = torch.tensor(seq)
+        attention[row, :end] = 1
+        label_t[row, enc.prompt_len[i]: end] = torch.tensor(seq[enc.prompt_len[i]:], dtype=torch.long)
+        for k, t in extra.items():
+            t[row, :end] = torch.tensor(enc.token_inputs[k][i][:end])
+    batch = {"input_ids": input_ids, "attention_mask": attention, **extra}
     if labels:
         batch["labels"] = label_t
     imgs = [enc.image[i] for i in indices]
     if any(k >= 0 for k in imgs):
         if not all(k >= 0 for k in imgs):
             raise ValueError("a batch mixes image and text-only sequences")
-        batch["pixel_values"] = enc.pixels[imgs]
+        batch.update(enc.images.select(imgs))
     return batch
 
 

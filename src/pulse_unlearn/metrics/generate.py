@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.batches import Encoder
+from ..data.batches import Encoder, collate
 from ..progress import bar
 from ..records import Example, OpenQuestion, Question
 from .scoring import Prediction
@@ -109,10 +109,10 @@ class _Generator:
         self.replies = []
         with bar(len(self.enc), desc) as pbar:
             for i in range(len(self.enc)):
-                ids = torch.tensor([self.enc.ids[i][: self.enc.prompt_len[i]]], device=device)
-                inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-                if self.enc.image[i] >= 0:
-                    inputs["pixel_values"] = self.enc.pixels[[self.enc.image[i]]].to(device)
+                inputs = collate(self.enc, [i], self.tokenizer.pad_token_id, labels=False,
+                                 ends=[self.enc.prompt_len[i]])
+                inputs = {k: v.to(device) for k, v in inputs.items()}
+                ids = inputs["input_ids"]
                 out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                                      pad_token_id=self.tokenizer.pad_token_id)
                 self.replies.append(self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))

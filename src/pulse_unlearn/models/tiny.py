@@ -90,10 +90,9 @@ def build_processor(tokenizer, cfg: TinyModelConfig):
     )
 
 
-def build_model(tokenizer, cfg: TinyModelConfig, seed: int = 0):
-    """A randomly initialised LlavaForConditionalGeneration of the configured size."""
-    import torch
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+def sub_configs(tokenizer, cfg: TinyModelConfig):
+    """(CLIP vision config, Llama text config) of the configured size; LLaVA-style tests reuse them."""
+    from transformers import CLIPVisionConfig, LlamaConfig
 
     vision = CLIPVisionConfig(
         hidden_size=cfg.vision_hidden, intermediate_size=4 * cfg.vision_hidden, num_hidden_layers=cfg.vision_layers,
@@ -106,6 +105,15 @@ def build_model(tokenizer, cfg: TinyModelConfig, seed: int = 0):
         max_position_embeddings=cfg.max_positions, pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
     )
+    return vision, text
+
+
+def build_model(tokenizer, cfg: TinyModelConfig, seed: int = 0):
+    """A randomly initialised LlavaForConditionalGeneration of the configured size."""
+    import torch
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    vision, text = sub_configs(tokenizer, cfg)
     n_image_tokens = (cfg.image_size // cfg.patch_size) ** 2
     config = LlavaConfig(
         vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
