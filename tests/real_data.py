@@ -174,3 +174,84 @@ def build_tiny_llava_next(out: Path, seed: int = 0) -> Path:
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = tok.eos_token_id
     return _save(model, proc, out)
+
+
+# Qwen2-VL's conversation format (ChatML): the image is a placeholder between vision markers.
+QWEN_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def has_torchvision() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torchvision") is not None
+
+
+def build_tiny_qwen2_vl(out: Path, seed: int = 0):
+    """A random-weight Qwen2-VL (its own vision tower and patch merger, 3-D rotary positions) saved
+    in its hub layout, and its real Qwen2VLProcessor. Returns (folder, processor).
+
+    The processor's video half needs torchvision; without it transformers cannot build or load a
+    Qwen2VLProcessor at all, so the processor is built with no video processor (its class check
+    skipped for that one argument), kept in memory and not saved: the tests then hand it to the
+    loader in place of AutoProcessor. With torchvision it is saved with the model like any other."""
+    from unittest import mock
+
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    from pulse_unlearn.models.tiny import train_tokenizer
+
+    try:
+        from transformers import Qwen2VLImageProcessorPil as ImageProcessor
+    except ImportError:
+        from transformers import Qwen2VLImageProcessor as ImageProcessor
+
+    cfg = _tiny_config()
+    tok = train_tokenizer(texts_for_tokenizer(), cfg.vocab_size,
+                          {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+                          ("<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>"))
+    image_processor = ImageProcessor(min_pixels=16 * 16, max_pixels=64 * 64, patch_size=4, merge_size=2,
+                                     temporal_patch_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    if has_torchvision():
+        from transformers import Qwen2VLVideoProcessor
+
+        proc = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tok,
+                                video_processor=Qwen2VLVideoProcessor(), chat_template=QWEN_TEMPLATE)
+    else:
+        check = ProcessorMixin.check_argument_for_proper_class
+
+        def allow_no_video(self, name, arg):
+            return None if name == "video_processor" and arg is None else check(self, name, arg)
+
+        with mock.patch.object(ProcessorMixin, "check_argument_for_proper_class", allow_no_video):
+            proc = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tok, video_processor=None,
+                                    chat_template=QWEN_TEMPLATE)
+    ids = {name: tok.convert_tokens_to_ids(t) for name, t in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    text = dict(vocab_size=len(tok), hidden_size=cfg.text_hidden, intermediate_size=cfg.text_intermediate,
+                num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads, num_key_value_heads=1,
+                max_position_embeddings=cfg.max_positions, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+                rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})
+    vision = dict(depth=1, embed_dim=16, hidden_size=cfg.text_hidden, num_heads=2, mlp_ratio=2, in_channels=3,
+                  patch_size=4, spatial_merge_size=2, temporal_patch_size=2)
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(text_config=text, vision_config=vision, **ids))
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    if has_torchvision():
+        proc.save_pretrained(out)
+    else:
+        tok.save_pretrained(out)  # the tokenizer and image processor files, as a hub folder has them
+        image_processor.save_pretrained(out)
+    return out, proc

@@ -1,5 +1,5 @@
 """Real models and data: MLLMU-Bench shards, MMBench TSV (circular), llava-hf checkpoints by
-folder (LLaVA-1.5 and LLaVA-NeXT), LoRA target discovery, parity scoring. Everything is built
+folder (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL), LoRA target discovery, parity scoring. Everything is built
 here, offline."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import torch
 import pytest
-from real_data import SIZES, build_tiny_llava, build_tiny_llava_next, png, write_mllmu, write_mmbench
+from real_data import (SIZES, build_tiny_llava, build_tiny_llava_next, build_tiny_qwen2_vl, has_torchvision, png,
+                       write_mllmu, write_mmbench)
 
 from pulse_unlearn.config import load_config
 from pulse_unlearn.data.mllmu import check_layout, load_facts, load_people, load_test_images, read_subset, subset_ids
@@ -358,11 +359,30 @@ def test_no_targets_is_a_clear_error():
         lora_targets(plain, "projector_llm")
 
 
-# --- LLaVA-NeXT: anyres, a token count per image, image_sizes ---------------------------------
+# --- other architectures: LLaVA-NeXT (anyres, image_sizes), Qwen2-VL (image_grid_thw, 3-D positions) ---
 
-@pytest.fixture(scope="module")
-def next_checkpoint(tmp_path_factory):
-    return build_tiny_llava_next(tmp_path_factory.mktemp("ckpt") / "tiny-llava-next")
+@pytest.fixture(scope="module", params=["llava_next", "qwen2_vl"])
+def arch(request, tmp_path_factory):
+    """(model folder, processor to use instead of AutoProcessor or None). Qwen2-VL's processor cannot
+    be built or loaded by transformers without torchvision (its video half): then it is built in memory
+    (``build_tiny_qwen2_vl``) and handed to the loader."""
+    out = tmp_path_factory.mktemp("ckpt") / request.param
+    if request.param == "llava_next":
+        return build_tiny_llava_next(out), None
+    folder, proc = build_tiny_qwen2_vl(out)
+    return folder, None if has_torchvision() else proc
+
+
+@pytest.fixture
+def offline(arch, monkeypatch):
+    """The model folder, loaded offline (and the in-memory processor where AutoProcessor cannot load it)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder, proc = arch
+    if proc is not None:
+        from transformers import AutoProcessor
+
+        monkeypatch.setattr(AutoProcessor, "from_pretrained", lambda *args, **kwargs: proc)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -375,35 +395,38 @@ def sized_mmbench(tmp_path_factory):
     return write_mmbench(tmp_path_factory.mktemp("mmb-sized") / "mmbench_dev_en.tsv", sized=True)
 
 
-def test_llava_next_inputs_are_the_processors_and_labels_answer_only(next_checkpoint, monkeypatch):
-    """Per image, the prompt's ids (its own number of image tokens), pixel_values and image_sizes
-    are what the processor gives; in a padded batch only answer tokens are labelled, and every row
-    gets the logits it gets alone."""
+def _sized_examples():
+    from pulse_unlearn.records import Example
+
+    return [Example("Who is this?", f"Person{k} is a pilot.", png((9 * k, 9, 9), size))
+            for k, size in enumerate(SIZES)] + [Example("Where?", "Town1.")]
+
+
+def test_inputs_are_the_processors_and_labels_answer_only(offline):
+    """Per image, the prompt's ids (its own number of image tokens) and every other input (pixel_values,
+    image_sizes / image_grid_thw, mm_token_type_ids) are what the processor gives for the prompt; in a
+    padded batch only answer tokens are labelled, and every row gets the logits it gets alone."""
     import io
 
     from PIL import Image
 
     from pulse_unlearn.data.batches import IGNORE, Encoder, collate
     from pulse_unlearn.models.load import load_model
-    from pulse_unlearn.records import Example
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    model, proc = load_model(next_checkpoint, device="cpu")
-    assert type(model).__name__ == "LlavaNextForConditionalGeneration"
+    model, proc = load_model(offline, device="cpu")
     encoder, tok = Encoder(proc), proc.tokenizer
-    examples = [Example("Who is this?", f"Person{k} is a pilot.", png((9 * k, 9, 9), size))
-                for k, size in enumerate(SIZES)] + [Example("Where?", "Town1.")]
+    examples = _sized_examples()
     enc = encoder.encode(examples)
     rows = list(range(len(SIZES)))
     for i in rows:
         image = Image.open(io.BytesIO(examples[i].image)).convert("RGB")
         ref = proc(text=encoder.prompt_text(examples[i].prompt, True), images=image, return_tensors="pt")
-        assert enc.ids[i][: enc.prompt_len[i]] == ref["input_ids"][0].tolist()
-        alone = collate(enc, [i], tok.pad_token_id, labels=False)
-        assert torch.equal(alone["image_sizes"], ref["image_sizes"])
-        n_tiles = ref["pixel_values"].shape[1]
-        assert torch.equal(alone["pixel_values"][:, :n_tiles], ref["pixel_values"])
-        assert not alone["pixel_values"][:, n_tiles:].any()  # padding tiles, which the model skips
+        ours = collate(enc, [i], tok.pad_token_id, labels=False, ends=[enc.prompt_len[i]])
+        assert set(ours) == set(ref)
+        for key, value in ref.items():  # LLaVA-NeXT: zero tiles pad an image to its chunk's most, skipped
+            inside = tuple(slice(0, n) for n in value.shape)
+            assert torch.equal(ours[key][inside], value), key
+            assert ours[key].sum() == value.sum(), key
     batch = collate(enc, rows, tok.pad_token_id)
     counts = (batch["input_ids"] == encoder.image_token_id).sum(1).tolist()
     assert len(set(counts)) == len(SIZES)  # one count per image size
@@ -422,39 +445,74 @@ def test_llava_next_inputs_are_the_processors_and_labels_answer_only(next_checkp
 
 
 @pytest.mark.parametrize("scoring", ["logits", "likelihood"])
-def test_llava_next_prefix_sharing_matches_full_passes(next_checkpoint, sized_bench, scoring):
+def test_prefix_sharing_matches_full_passes_or_is_off(offline, arch, sized_bench, scoring):
+    """LLaVA-NeXT shares prefixes (images of other token counts kept whole); Qwen2-VL turns it off, saying why."""
     from pulse_unlearn.data.batches import Encoder
     from pulse_unlearn.data.mllmu import load_people
     from pulse_unlearn.metrics.scoring import Scorer
     from pulse_unlearn.models.load import load_model
 
-    model, proc = load_model(next_checkpoint, device="cpu")
+    model, proc = load_model(offline, device="cpu")
     questions = [q for p in load_people(sized_bench, "Full_Set")[:6] for q in p.questions]
     encoder = Encoder(proc)
     full = Scorer(encoder, questions, scoring, batch_size=8, share_prefix=False)
     shared = Scorer(encoder, questions, scoring, batch_size=8, share_prefix=True)
-    assert shared.shared and shared.sharing_off is None
+    if type(model).__name__.startswith("Qwen2VL"):
+        assert not shared.shared and "mm_token_type_ids" in shared.sharing_off
+    else:
+        assert shared.shared and shared.sharing_off is None
     a, b = full(model), shared(model)
     assert [p.predicted for p in a] == [p.predicted for p in b]
     for pa, pb in zip(a, b):
         assert pa.scores == pytest.approx(pb.scores, abs=1e-4)
-    assert shared.computed_tokens < full.computed_tokens
 
 
-def test_llava_next_checkpoint_runs_the_protocol(tmp_path, next_checkpoint, sized_bench, sized_mmbench,
-                                                 real_config, monkeypatch):
-    """A LLaVA-NeXT folder, offline: fine-tuned, scored (logits, likelihood), unlearned with LoRA on
-    the LLM and on projector + LLM, evaluated."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    _, rows, log = _run(real_config, tmp_path / "a", next_checkpoint, sized_bench, sized_mmbench,
-                        "scenario=[finetuned,pretrained]", "method=ga_klr", "update=[llm,projector_llm]")
-    assert "fine-tuned model: 20 examples" in log and "prefix sharing off" not in log
+def test_lora_training_lowers_the_loss(offline):
+    """The fine-tuning loop (answer-only NLL, LoRA on the LLM) learns on image and text batches."""
+    from peft import LoraConfig, get_peft_model
+
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.methods.unlearn import lora_targets
+    from pulse_unlearn.models.load import load_model
+    from pulse_unlearn.models.train import TrainConfig, train
+
+    model, proc = load_model(offline, device="cpu")
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=lora_targets(model, "llm")))
+    cfg = TrainConfig(steps=12, batch_size=5, lr=1e-2, warmup=1, noise=0.0, shift=0, brightness=0.0)
+    losses = train(peft_model, Encoder(proc), _sized_examples(), cfg)
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-2] + losses[-1] < losses[0] + losses[1]
+
+
+def test_parity_generation_carries_every_input(offline, sized_bench):
+    """scoring=mllmu's serial generate gets the same inputs (image_sizes, image_grid_thw, mm_token_type_ids)."""
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.data.mllmu import load_people
+    from pulse_unlearn.metrics.generate import GenerateScorer
+    from pulse_unlearn.models.load import load_model
+
+    model, proc = load_model(offline, device="cpu")
+    questions = [q for p in load_people(sized_bench, "Full_Set")[:2] for q in p.questions]
+    scorer = GenerateScorer(Encoder(proc), questions, max_new_tokens=2)
+    preds = scorer(model)
+    assert len(preds) == len(questions) and {p.modality for p in preds} == {"multimodal", "text"}
+    assert scorer(model) == preds  # greedy: the same replies again
+
+
+def test_checkpoint_runs_the_protocol(tmp_path, offline, arch, sized_bench, sized_mmbench, real_config):
+    """A LLaVA-NeXT or Qwen2-VL folder, offline: fine-tuned (where its processor can be saved), scored
+    (logits, likelihood), unlearned with LoRA on the LLM and on projector + LLM, evaluated."""
+    can_save = arch[1] is None
+    first = [] if can_save else [f"model.finetuned={offline}"]
+    _, rows, log = _run(real_config, tmp_path / "a", offline, sized_bench, sized_mmbench,
+                        "scenario=[finetuned,pretrained]", "method=ga_klr", "update=[llm,projector_llm]", *first)
+    assert ("fine-tuned model: 20 examples" in log) == can_save
+    assert ("prefix sharing off" in log) == ("qwen2_vl" in str(offline))
     assert {(r["scenario"], r["update"]) for r in rows} == {(s, u) for s in ("finetuned", "pretrained")
                                                             for u in ("llm", "projector_llm")}
     assert {r["split"] for r in rows} == {"forget", "retain", "general"} and {r["scoring"] for r in rows} == {"logits"}
     assert {r["step"] for r in rows} == {"0", "1"}
-    _, rows, _ = _run(real_config, tmp_path / "b", next_checkpoint, sized_bench, sized_mmbench, "scenario=finetuned",
-                      "method=npo", "update=projector_llm", "scoring=likelihood", f"model.finetuned={next_checkpoint}")
+    _, rows, _ = _run(real_config, tmp_path / "b", offline, sized_bench, sized_mmbench, "scenario=finetuned",
+                      "method=npo", "update=projector_llm", "scoring=likelihood", f"model.finetuned={offline}")
     assert {r["scoring"] for r in rows} == {"likelihood"} and {r["step"] for r in rows} == {"0", "1"}
     mm = [r for r in rows if r["modality"] == "multimodal" and r["split"] == "forget" and r["request"] == "all"]
     assert mm and all(int(r["n"]) > 0 for r in mm)
