@@ -518,6 +518,16 @@ def test_checkpoint_runs_the_protocol(tmp_path, offline, arch, sized_bench, size
     assert mm and all(int(r["n"]) > 0 for r in mm)
 
 
+@pytest.mark.skipif(has_torchvision(), reason="the processor loads where torchvision is installed")
+def test_qwen2_vl_processor_without_torchvision_is_one_line(tmp_path):
+    from pulse_unlearn.models.load import load_processor
+
+    folder, _ = build_tiny_qwen2_vl(tmp_path / "qwen2_vl")
+    with pytest.raises(PulseError, match=r"cannot load the processor \(Qwen2VLVideoProcessor requires the "
+                                         r"Torchvision library"):
+        load_processor(folder)
+
+
 def test_unsupported_processor_is_a_clear_error(checkpoint):
     """A chat template that puts no image token for an image: one line, naming the processor."""
     from pulse_unlearn.data.batches import Encoder
