@@ -109,6 +109,7 @@ class Encoder:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.token_fill = self._token_fill()
+        self._per_image = False  # set once a batched call gives rows that are not one per image
         self.probe_size, self.n_image_tokens = self._count_image_tokens()
 
     @property
@@ -140,15 +141,18 @@ class Encoder:
         return None
 
     def _count_image_tokens(self) -> tuple[tuple[int, int], int]:
-        """How many tokens the processor expands one image of its crop (or resize) size into;
-        a fixed count for LLaVA-1.5, the count at that size for size-dependent models."""
+        """How many tokens the processor expands one image of its crop (or fixed) size into, else
+        of 336 x 336 (Qwen2-VL sizes by pixel budget): the count of every image on LLaVA-1.5, of
+        images of that size on size-dependent models (LLaVA-NeXT, Qwen2-VL)."""
         from PIL import Image
 
         ip = self.processor.image_processor
-        size = getattr(ip, "crop_size", None) or getattr(ip, "size", None) or {}
-        size = size if isinstance(size, dict) else {}
-        edge = size.get("shortest_edge", 32)
-        w, h = size.get("width", edge), size.get("height", edge)
+        w, h = 336, 336
+        for size in (getattr(ip, "crop_size", None), getattr(ip, "size", None)):
+            get = size.get if isinstance(size, dict) else lambda key, size=size: getattr(size, key, None)
+            if size is not None and get("height") and get("width"):
+                w, h = int(get("width")), int(get("height"))
+                break
         expansions, _, _ = self._process([Image.new("RGB", (w, h))])
         return (w, h), sum(1 for t in expansions[0] if t == self.image_token_id)
 
@@ -229,12 +233,14 @@ class Encoder:
         expansions, image_tokens, parts = [], [], {}
         for start in range(0, len(pil), CHUNK):
             chunk = pil[start:start + CHUNK]
-            out = self._call(chunk)
-            image_keys = [k for k in out if k not in TEXT_KEYS and k not in self.token_fill]
-            if len(chunk) > 1 and any(out[k].shape[0] != len(chunk) for k in image_keys):
+            if self._per_image:
                 outs = [self._call([img]) for img in chunk]
             else:
-                outs = [out]
+                outs = [self._call(chunk)]
+                keys = [k for k in outs[0] if k not in TEXT_KEYS and k not in self.token_fill]
+                if len(chunk) > 1 and any(outs[0][k].shape[0] != len(chunk) for k in keys):
+                    self._per_image = True
+                    outs = [self._call([img]) for img in chunk]
             for o in outs:
                 n = o["input_ids"].shape[0]
                 for r in range(n):
@@ -245,8 +251,9 @@ class Encoder:
                                          f"{self.image_token!r} tokens")
                     expansions.append(expansion)
                     image_tokens.append({k: o[k][r][keep].tolist() for k in self.token_fill})
-                for k in image_keys:
-                    parts.setdefault(k, []).extend(o[k].split(1) if n > 1 else [o[k]])
+                for k in o:
+                    if k not in TEXT_KEYS and k not in self.token_fill:
+                        parts.setdefault(k, []).extend(o[k].split(1) if n > 1 else [o[k]])
         return expansions, image_tokens, ImageInputs.from_parts(parts)
 
     def _call(self, images: list):
