@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import PulseError
+from ..errors import PulseError, first_line
 from ..records import Example
 
 IGNORE = -100
@@ -119,7 +119,7 @@ class Encoder:
     def _token_fill(self) -> dict[str, int]:
         """Per-token outputs beyond ids and mask (Qwen2-VL: ``mm_token_type_ids``) and the value
         they hold on text, which pads them and fills every position outside an image."""
-        out = self.processor(text=["a b"])
+        out = self._run(text=["a b"])
         fill = {}
         for key, rows in out.items():
             if key in TEXT_KEYS:
@@ -165,7 +165,7 @@ class Encoder:
 
     def encode(self, examples: Sequence[Example], add_eos: bool = True) -> EncodedSet:
         """Tokenise all examples in one batched call; the answer starts after the prompt's tokens."""
-        keys, expansions, image_tokens, images = self._images([ex.image for ex in examples])
+        keys, expansions, expansion_inputs, images = self._images([ex.image for ex in examples])
         prompts = [self.prompt_text(ex.prompt, ex.image is not None) for ex in examples]
         fulls = [p + " " + ex.answer for p, ex in zip(prompts, examples)]
         p_ids = self.tokenizer(prompts)["input_ids"] if prompts else []
@@ -187,7 +187,7 @@ class Encoder:
             for key, fill in self.token_fill.items():
                 row = [fill] * len(seq)
                 if pos is not None:
-                    row[pos: pos + len(expansions[k])] = image_tokens[k][key]
+                    row[pos: pos + len(expansions[k])] = expansion_inputs[k][key]
                 token_inputs[key].append(row)
         return EncodedSet(ids, lens, keys, images, token_inputs, dict(self.token_fill))
 
@@ -224,13 +224,13 @@ class Encoder:
                 pil.append(Image.open(io.BytesIO(data)).convert("RGB"))
             except (UnidentifiedImageError, OSError):
                 raise PulseError(f"image {i} is not a readable image file") from None
-        expansions, image_tokens, inputs = self._process(pil)
-        return keys, expansions, image_tokens, inputs
+        expansions, expansion_inputs, inputs = self._process(pil)
+        return keys, expansions, expansion_inputs, inputs
 
     def _process(self, pil: list) -> tuple[list[list[int]], list[dict[str, list[int]]], ImageInputs]:
         """The processor on lone placeholders, ``CHUNK`` images a call; a processor whose outputs
         are not one row per image (Qwen2-VL's patch rows) is called per image instead."""
-        expansions, image_tokens, parts = [], [], {}
+        expansions, expansion_inputs, parts = [], [], {}
         for start in range(0, len(pil), CHUNK):
             chunk = pil[start:start + CHUNK]
             if self._per_image:
@@ -250,19 +250,26 @@ class Encoder:
                         raise PulseError(f"{self.name}: unsupported processor: an image expands to no "
                                          f"{self.image_token!r} tokens")
                     expansions.append(expansion)
-                    image_tokens.append({k: o[k][r][keep].tolist() for k in self.token_fill})
+                    expansion_inputs.append({k: o[k][r][keep].tolist() for k in self.token_fill})
                 for k in o:
                     if k not in TEXT_KEYS and k not in self.token_fill:
                         parts.setdefault(k, []).extend(o[k].split(1) if n > 1 else [o[k]])
-        return expansions, image_tokens, ImageInputs.from_parts(parts)
+        return expansions, expansion_inputs, ImageInputs.from_parts(parts)
 
-    def _call(self, images: list):
+    def _call(self, images: list) -> dict[str, torch.Tensor]:
+        out = self._run(text=[self.image_token] * len(images), images=images, return_tensors="pt", padding=True,
+                        add_special_tokens=False)
+        for key, value in out.items():
+            if not isinstance(value, torch.Tensor):
+                raise PulseError(f"{self.name}: unsupported processor: its output {key!r} is not a tensor")
+        return dict(out)
+
+    def _run(self, **kwargs):
         try:
-            out = self.processor(text=[self.image_token] * len(images), images=images, return_tensors="pt",
-                                 padding=True, add_special_tokens=False)
+            return self.processor(**kwargs)
         except (ValueError, TypeError, KeyError, RuntimeError, IndexError) as e:
-            raise PulseError(f"{self.name}: cannot process an image ({str(e).splitlines()[0]})") from None
-        return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+            raise PulseError(f"{self.name}: cannot process {'an image' if 'images' in kwargs else 'text'} "
+                             f"({first_line(e)})") from None
 
 
 def collate(enc: EncodedSet, indices: Sequence[int], pad_id: int, labels: bool = True,
