@@ -1,14 +1,17 @@
 """Real models and data: MLLMU-Bench shards, MMBench TSV (circular), llava-hf checkpoints by
-folder, LoRA target discovery, parity scoring. Everything is built here, offline."""
+folder (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL), LoRA target discovery, parity scoring. Everything is built
+here, offline."""
 
 from __future__ import annotations
 
 import io
+import itertools
 
 import pyarrow.parquet as pq
 import torch
 import pytest
-from real_data import build_tiny_llava, png, write_mllmu, write_mmbench
+from real_data import (SIZES, build_tiny_llava, build_tiny_llava_next, build_tiny_qwen2_vl, has_torchvision, png,
+                       write_mllmu, write_mmbench)
 
 from pulse_unlearn.config import load_config
 from pulse_unlearn.data.mllmu import check_layout, load_facts, load_people, load_test_images, read_subset, subset_ids
@@ -396,14 +399,75 @@ def test_no_targets_is_a_clear_error():
 
 # --- MLLMU-Bench's few-shot demonstration (scoring=mllmu) ---------------------------------------
 
-@pytest.mark.parametrize("source", ["llava-hf fixture", "embedded world"])
-def test_few_shot_prompt_holds_the_demo_person_and_two_images(source, request, bench):
-    """The exact prompt text; two image placeholders whose pixel rows go in order (demo first),
-    the same ids and pixels as the processor itself gives for the two images; and generation runs."""
+def _few_shot_scorer(proc, people, model_name: str):
+    """A GenerateScorer with people[0] as the demo person, asked a multimodal and a text question
+    of people[1]; and the expected prompts: (chat-template text, images) per question."""
     from PIL import Image
 
     from pulse_unlearn.data.batches import Encoder
     from pulse_unlearn.metrics.generate import GenerateScorer
+
+    demo, person = people[0], people[1]
+    asked = [person.questions_of("multimodal")[1], person.questions_of("text")[0]]
+    scorer = GenerateScorer(Encoder(proc), asked, max_new_tokens=2, demo=demo)
+    assert demo.id != person.id and demo.image != person.image
+
+    def options(x):
+        return "".join(f"{k}: {v}\n" for k, v in x.options.items())
+
+    suffix = "Answer with the option's letter from the given choices directly."
+    expected = []
+    for q in asked:
+        shot = demo.questions_of(q.modality)[0]
+        turns = [f"Question: {shot.question}\n{options(shot)}Correct Answer: {shot.answer}",
+                 f"{q.question}\n{options(q)}{suffix}"]
+        content = [{"type": "image"}] if q.image else []
+        text = proc.apply_chat_template([{"role": "user", "content": content + [{"type": "text", "text": t}]}
+                                         for t in turns], add_generation_prompt=True, tokenize=False)
+        images = [Image.open(io.BytesIO(b)).convert("RGB") for b in (shot.image, q.image)] if q.image else None
+        expected.append((text, images))
+    if model_name == "llava":  # LLaVA-1.5's template, written out: the demo as an earlier user turn
+        shot = demo.questions_of("multimodal")[0]
+        assert expected[0][0] == (f"USER: <image>\nQuestion: {shot.question}\n{options(shot)}Correct Answer: "
+                                  f"{shot.answer} USER: <image>\n{asked[0].question}\n{options(asked[0])}{suffix} "
+                                  "ASSISTANT:")
+        text_shot = demo.questions_of("text")[0]
+        assert expected[1][0] == (f"USER: Question: {text_shot.question}\n{options(text_shot)}Correct Answer: "
+                                  f"{text_shot.answer} USER: {asked[1].question}\n{options(asked[1])}{suffix} "
+                                  "ASSISTANT:")
+    return scorer, expected
+
+
+def _assert_processor_inputs(ours: dict, ref) -> None:
+    """Every input the processor gives is ours, equal (LLaVA-NeXT: zero tiles pad an image to its
+    batch's most, skipped)."""
+    assert set(ours) == set(ref)
+    for key, value in ref.items():
+        inside = tuple(slice(0, n) for n in value.shape)
+        assert torch.equal(ours[key][inside], value), key
+        assert ours[key].sum() == value.sum(), key
+
+
+def _assert_few_shot_inputs(scorer, expected, proc, model) -> None:
+    """Each prompt's inputs are what the processor gives for the whole two-turn text and its images
+    (two images: two placeholders, each expanded for its own image, image inputs demo first); and
+    generation runs on them."""
+    from pulse_unlearn.data.batches import collate
+
+    enc = scorer.enc
+    assert [len(keys) for keys in enc.image_keys] == [2, 0]
+    for i, (text, images) in enumerate(expected):
+        ref = proc(text=text, images=images, return_tensors="pt")
+        _assert_processor_inputs(collate(enc, [i], proc.tokenizer.pad_token_id, labels=False,
+                                         ends=[enc.prompt_len[i]]), ref)
+    preds = scorer(model)  # the model takes both images' features for its two placeholder runs
+    assert len(preds) == 2 and len(scorer.replies) == 2
+
+
+@pytest.mark.parametrize("source", ["llava-hf fixture", "embedded world"])
+def test_few_shot_prompt_holds_the_demo_person_and_two_images(source, request, bench):
+    """LLaVA-1.5: the exact prompt text; two image placeholders, each expanded, whose pixel rows go
+    in order (demo first): the same ids and pixels as the processor itself gives; and generation runs."""
     from pulse_unlearn.models.load import load_model
 
     if source == "llava-hf fixture":
@@ -413,37 +477,27 @@ def test_few_shot_prompt_holds_the_demo_person_and_two_images(source, request, b
         models = request.getfixturevalue("tiny_models")
         model, proc = load_model(models["finetuned"], device="cpu")
         people = load_people(models["world"] / "MLLMU-Bench", "Full_Set")
-    demo, person = people[0], people[1]
-    shot, q, text_q = demo.questions_of("multimodal")[0], person.questions_of("multimodal")[1], person.questions_of(
-        "text")[0]
-    encoder = Encoder(proc)
-    scorer = GenerateScorer(encoder, [q, text_q], max_new_tokens=2, demo=demo)
+    scorer, expected = _few_shot_scorer(proc, people, "llava")
+    _assert_few_shot_inputs(scorer, expected, proc, model)
 
-    def options(x):
-        return "".join(f"{k}: {v}\n" for k, v in x.options.items())
 
-    expected = (f"USER: <image>\nQuestion: {shot.question}\n{options(shot)}Correct Answer: {shot.answer} "
-                f"USER: <image>\n{q.question}\n{options(q)}Answer with the option's letter from the given choices "
-                "directly. ASSISTANT:")
-    assert scorer.texts[0] == expected.replace("<image>", "<image>" * encoder.n_image_tokens)
-    text_shot = demo.questions_of("text")[0]
-    assert scorer.texts[1] == (f"USER: Question: {text_shot.question}\n{options(text_shot)}Correct Answer: "
-                               f"{text_shot.answer} USER: {text_q.question}\n{options(text_q)}Answer with the "
-                               "option's letter from the given choices directly. ASSISTANT:")
-    assert demo.id != person.id and shot.image == demo.image != q.image
-    # The processor, given the template's text and both images, gives the same ids and pixels in the same order.
-    template = proc.apply_chat_template(
-        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": t}]}
-         for t in (f"Question: {shot.question}\n{options(shot)}Correct Answer: {shot.answer}",
-                   f"{q.question}\n{options(q)}Answer with the option's letter from the given choices directly.")],
-        add_generation_prompt=True, tokenize=False)
-    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in (demo.image, person.image)]
-    ref = proc(text=template, images=images, return_tensors="pt")
-    assert ref["input_ids"][0].tolist() == scorer.ids[0]
-    assert torch.equal(ref["pixel_values"], scorer.pixels[scorer.image_rows[0]])
-    assert scorer.image_rows[1] == []
-    preds = scorer(model)  # the model takes both images' features for its two placeholder runs
-    assert len(preds) == 2 and len(scorer.replies) == 2
+def test_few_shot_with_a_template_that_refuses_it_is_one_line(checkpoint, bench):
+    """A chat template that wants user and assistant turns to alternate (as some do) cannot hold the
+    demo's turn before the question: one line naming the processor and the way out; no demo, no error."""
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.metrics.generate import GenerateScorer
+    from pulse_unlearn.models.load import load_processor
+
+    proc = load_processor(checkpoint)
+    proc.chat_template = ("{% if messages | length > 1 and messages[1]['role'] == 'user' %}"
+                          "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant') }}"
+                          "{% endif %}" + proc.chat_template)
+    demo, person = load_people(bench, "Full_Set")[:2]
+    with pytest.raises(PulseError, match=r"^LlavaProcessor: the chat template refuses 2 user turns in a row \(a "
+                                         r"few-shot demonstration; parity.few_shot=false turns it off\): "
+                                         r"Conversation roles must alternate user/assistant/user/assistant$"):
+        GenerateScorer(Encoder(proc), person.questions, demo=demo)
+    assert len(GenerateScorer(Encoder(proc), person.questions).enc) == len(person.questions)
 
 
 def test_demo_person_is_seeded_and_never_evaluated(checkpoint, bench, mmbench):
@@ -464,10 +518,10 @@ def test_demo_person_is_seeded_and_never_evaluated(checkpoint, bench, mmbench):
     for name, ids in (("forget", sets.forget), ("forget_test", sets.forget), ("retain", sets.retain)):
         demo = scorers[name].demo
         assert demo is not None and demo.id not in ids, name
-        image = "<image>" * encoder.n_image_tokens
-        assert all(t.startswith(f"USER: {image}\nQuestion: {demo.questions_of('multimodal')[0].question}")
-                   or t.startswith(f"USER: Question: {demo.questions_of('text')[0].question}")
-                   for t in scorers[name].texts)
+        enc, tok = scorers[name].enc, encoder.tokenizer
+        for q, ids, n in zip(scorers[name].questions, enc.ids, enc.prompt_len):
+            prompt = tok.decode(ids[:n], skip_special_tokens=True)
+            assert prompt.index(f"Question: {demo.questions_of(q.modality)[0].question}") < prompt.index(q.question)
     assert scorers["general"].demo is None
     # Questions about fictitious people get a celebrity, the same for every such split and seed.
     assert {scorers[name].demo.id for name in ("forget", "forget_test", "retain")} == {
@@ -479,3 +533,192 @@ def test_demo_person_is_seeded_and_never_evaluated(checkpoint, bench, mmbench):
     assert demo_person(["a", "b"], ["a", "b"], 0) is None and demo_person(["a", "b"], ["a"], 3) == "b"
     off = RunConfig(scoring="mllmu", parity={"open_tasks": False, "few_shot": False})
     assert Evaluator(encoder, eval_splits(off, src, sets), off, src).scorers["forget"].demo is None
+
+
+# --- other architectures: LLaVA-NeXT (anyres, image_sizes), Qwen2-VL (image_grid_thw, 3-D positions) ---
+
+@pytest.fixture(scope="module", params=["llava_next", "qwen2_vl"])
+def arch(request, tmp_path_factory):
+    """(model folder, processor to use instead of AutoProcessor or None). Qwen2-VL's processor cannot
+    be built or loaded by transformers without torchvision (its video half): then it is built in memory
+    (``build_tiny_qwen2_vl``) and handed to the loader."""
+    out = tmp_path_factory.mktemp("ckpt") / request.param
+    if request.param == "llava_next":
+        return build_tiny_llava_next(out), None
+    folder, proc = build_tiny_qwen2_vl(out)
+    return folder, None if has_torchvision() else proc
+
+
+@pytest.fixture
+def offline(arch, monkeypatch):
+    """The model folder, loaded offline (and the in-memory processor where AutoProcessor cannot load it)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder, proc = arch
+    if proc is not None:
+        from transformers import AutoProcessor
+
+        monkeypatch.setattr(AutoProcessor, "from_pretrained", lambda *args, **kwargs: proc)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sized_bench(tmp_path_factory):
+    return write_mllmu(tmp_path_factory.mktemp("mllmu-sized") / "MLLMU-Bench", sized=True)
+
+
+@pytest.fixture(scope="module")
+def sized_mmbench(tmp_path_factory):
+    return write_mmbench(tmp_path_factory.mktemp("mmb-sized") / "mmbench_dev_en.tsv", sized=True)
+
+
+def _sized_examples():
+    from pulse_unlearn.records import Example
+
+    return [Example("Who is this?", f"Person{k} is a pilot.", png((9 * k, 9, 9), size))
+            for k, size in enumerate(SIZES)] + [Example("Where?", "Town1.")]
+
+
+def test_inputs_are_the_processors_and_labels_answer_only(offline):
+    """Per image, the prompt's ids (its own number of image tokens) and every other input (pixel_values,
+    image_sizes / image_grid_thw, mm_token_type_ids) are what the processor gives for the prompt; in a
+    padded batch only answer tokens are labelled, and every row gets the logits it gets alone."""
+    from PIL import Image
+
+    from pulse_unlearn.data.batches import IGNORE, Encoder, collate
+    from pulse_unlearn.models.load import load_model
+
+    model, proc = load_model(offline, device="cpu")
+    encoder, tok = Encoder(proc), proc.tokenizer
+    examples = _sized_examples()
+    enc = encoder.encode(examples)
+    rows = list(range(len(SIZES)))
+    for i in rows:
+        image = Image.open(io.BytesIO(examples[i].image)).convert("RGB")
+        ref = proc(text=encoder.prompt_text(examples[i].prompt, True), images=image, return_tensors="pt")
+        _assert_processor_inputs(collate(enc, [i], tok.pad_token_id, labels=False, ends=[enc.prompt_len[i]]), ref)
+    batch = collate(enc, rows, tok.pad_token_id)
+    counts = (batch["input_ids"] == encoder.image_token_id).sum(1).tolist()
+    assert len(set(counts)) == len(SIZES)  # one count per image size
+    for row, i in enumerate(rows):
+        labels, ids = batch["labels"][row], batch["input_ids"][row]
+        scored = labels != IGNORE
+        assert not scored[: enc.prompt_len[i]].any() and not scored[len(enc.ids[i]):].any()
+        assert (labels[scored] == ids[scored]).all() and not (ids[scored] == encoder.image_token_id).any()
+        assert tok.decode(ids[scored], skip_special_tokens=True).strip() == examples[i].answer
+        assert ids[scored][-1].item() == tok.eos_token_id
+    with torch.no_grad():
+        together = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        for row, i in enumerate(rows):
+            alone = model(**collate(enc, [i], tok.pad_token_id, labels=False)).logits[0]
+            assert torch.allclose(together[row, : len(enc.ids[i])], alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("scoring", ["logits", "likelihood"])
+def test_prefix_sharing_matches_full_passes_or_is_off(offline, arch, sized_bench, scoring):
+    """LLaVA-NeXT shares prefixes (images of other token counts kept whole); Qwen2-VL turns it off, saying why."""
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.data.mllmu import load_people
+    from pulse_unlearn.metrics.scoring import Scorer
+    from pulse_unlearn.models.load import load_model
+
+    model, proc = load_model(offline, device="cpu")
+    questions = [q for p in load_people(sized_bench, "Full_Set")[:6] for q in p.questions]
+    encoder = Encoder(proc)
+    full = Scorer(encoder, questions, scoring, batch_size=8, share_prefix=False)
+    shared = Scorer(encoder, questions, scoring, batch_size=8, share_prefix=True)
+    if type(model).__name__.startswith("Qwen2VL"):
+        assert not shared.shared and "mm_token_type_ids" in shared.sharing_off
+    else:
+        assert shared.shared and shared.sharing_off is None
+    a, b = full(model), shared(model)
+    assert [p.predicted for p in a] == [p.predicted for p in b]
+    for pa, pb in zip(a, b):
+        assert pa.scores == pytest.approx(pb.scores, abs=1e-4)
+
+
+def test_lora_training_lowers_the_loss(offline):
+    """The fine-tuning loop (answer-only NLL, LoRA on the LLM) learns on image and text batches."""
+    from peft import LoraConfig, get_peft_model
+
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.methods.unlearn import lora_targets
+    from pulse_unlearn.models.load import load_model
+    from pulse_unlearn.models.train import TrainConfig, train
+
+    model, proc = load_model(offline, device="cpu")
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=lora_targets(model, "llm")))
+    cfg = TrainConfig(steps=12, batch_size=5, lr=1e-2, warmup=1, noise=0.0, shift=0, brightness=0.0)
+    losses = train(peft_model, Encoder(proc), _sized_examples(), cfg)
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-2] + losses[-1] < losses[0] + losses[1]
+
+
+def test_parity_generation_carries_every_input(offline, sized_bench):
+    """scoring=mllmu's serial generate gets the same inputs (image_sizes, image_grid_thw, mm_token_type_ids)."""
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.data.mllmu import load_people
+    from pulse_unlearn.metrics.generate import GenerateScorer
+    from pulse_unlearn.models.load import load_model
+
+    model, proc = load_model(offline, device="cpu")
+    questions = [q for p in load_people(sized_bench, "Full_Set")[:2] for q in p.questions]
+    scorer = GenerateScorer(Encoder(proc), questions, max_new_tokens=2)
+    preds = scorer(model)
+    assert len(preds) == len(questions) and {p.modality for p in preds} == {"multimodal", "text"}
+    assert scorer(model) == preds  # greedy: the same replies again
+
+
+def test_few_shot_two_images_of_other_sizes(offline, sized_bench):
+    """The few-shot prompt's two images (demo first) of different sizes: each placeholder is expanded
+    for its own image (its own token count) and every image input (image_sizes / image_grid_thw,
+    mm_token_type_ids) is what the processor gives for the whole prompt; generation runs on it."""
+    from pulse_unlearn.models.load import load_model
+
+    model, proc = load_model(offline, device="cpu")
+    people = load_people(sized_bench, "Full_Set")
+    scorer, expected = _few_shot_scorer(proc, people, type(model).__name__)
+    _assert_few_shot_inputs(scorer, expected, proc, model)
+    image_id = proc.tokenizer.convert_tokens_to_ids(proc.image_token)
+    runs = [len(list(run)) for t, run in itertools.groupby(scorer.enc.ids[0]) if t == image_id]
+    assert len(runs) == 2 and runs[0] != runs[1]  # the demo's image and the question's, each its own count
+
+def test_checkpoint_runs_the_protocol(tmp_path, offline, arch, sized_bench, sized_mmbench, real_config):
+    """A LLaVA-NeXT or Qwen2-VL folder, offline: fine-tuned (where its processor can be saved), scored
+    (logits, likelihood), unlearned with LoRA on the LLM and on projector + LLM, evaluated."""
+    can_save = arch[1] is None
+    first = [] if can_save else [f"model.finetuned={offline}"]
+    _, rows, log = _run(real_config, tmp_path / "a", offline, sized_bench, sized_mmbench,
+                        "scenario=[finetuned,pretrained]", "method=ga_klr", "update=[llm,projector_llm]", *first)
+    assert ("fine-tuned model: 20 examples" in log) == can_save
+    assert ("prefix sharing off" in log) == ("qwen2_vl" in str(offline))
+    assert {(r["scenario"], r["update"]) for r in rows} == {(s, u) for s in ("finetuned", "pretrained")
+                                                            for u in ("llm", "projector_llm")}
+    assert {r["split"] for r in rows} == {"forget", "forget_test", "retain", "general"}
+    assert {r["scoring"] for r in rows} == {"logits"}
+    assert {r["step"] for r in rows} == {"0", "1"}
+    _, rows, _ = _run(real_config, tmp_path / "b", offline, sized_bench, sized_mmbench, "scenario=finetuned",
+                      "method=npo", "update=projector_llm", "scoring=likelihood", f"model.finetuned={offline}")
+    assert {r["scoring"] for r in rows} == {"likelihood"} and {r["step"] for r in rows} == {"0", "1"}
+    mm = [r for r in rows if r["modality"] == "multimodal" and r["split"] == "forget" and r["request"] == "all"]
+    assert mm and all(int(r["n"]) > 0 for r in mm)
+
+
+@pytest.mark.skipif(has_torchvision(), reason="the processor loads where torchvision is installed")
+def test_qwen2_vl_processor_without_torchvision_is_one_line(tmp_path):
+    from pulse_unlearn.models.load import load_processor
+
+    folder, _ = build_tiny_qwen2_vl(tmp_path / "qwen2_vl")
+    with pytest.raises(PulseError, match=r"cannot load the processor \(Qwen2VLVideoProcessor requires the "
+                                         r"Torchvision library"):
+        load_processor(folder)
+
+
+def test_unsupported_processor_is_a_clear_error(checkpoint):
+    """A chat template that puts no image token for an image: one line, naming the processor."""
+    from pulse_unlearn.data.batches import Encoder
+    from pulse_unlearn.models.load import load_processor
+    from pulse_unlearn.records import Example
+
+    proc = load_processor(checkpoint)
+    proc.chat_template = proc.chat_template.replace("<image>", "")
+    with pytest.raises(PulseError, match=r"^LlavaProcessor: the chat template gives 0 image tokens for one image"):
+        Encoder(proc).encode([Example("Who?", "Bala.", png((1, 1, 1)))])

@@ -83,7 +83,8 @@ def check_model(path: Path, trust_remote_code: bool, echo) -> None:
         detail = (f"{config.get('model_type', '?')} ({', '.join(config.get('architectures') or ['?'])}), "
                   f"{len(weights)} safetensors file(s), {human(sum(w.stat().st_size for w in weights))}; ")
     echo(f"model {path}: ok: {detail}image token {encoder.image_token!r} (id {encoder.image_token_id}) "
-         f"x {encoder.n_image_tokens} per image, vocabulary {len(encoder.tokenizer)}")
+         f"x {encoder.n_image_tokens} for a {encoder.probe_size[0]}x{encoder.probe_size[1]} image, "
+         f"vocabulary {len(encoder.tokenizer)}")
 
 
 def data_paths(data: Path) -> tuple[Path | None, Path | None]:

@@ -14,7 +14,8 @@ with greedy decoding, through the checkpoint's own chat template:
   is preceded by one demonstration person's first question of the same modality, written
   "Question: ...", its ``A: text`` lines and "Correct Answer: X", as an earlier user turn of the
   chat template, with that person's image on multimodal questions (two images in one prompt:
-  their placeholder runs are filled by the pixel rows in order, demo first).
+  each placeholder expanded for its own image by the processor, the image inputs in order, demo
+  first; ``Encoder.encode``).
 Differences that remain: MLLMU-Bench draws the demo person at random and unseeded from the very
 people it evaluates (so its reruns differ, and a demo can show an answer it then asks for); here
 the draw is seeded and from the other population (``scenarios/protocol.py: demo_for``). Its
@@ -31,9 +32,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..data.batches import Encoder
+from ..data.batches import Encoder, Turn, collate
 from ..progress import bar
-from ..records import GENERATION_METRICS, MODALITIES, OpenQuestion, Person, Question
+from ..records import GENERATION_METRICS, MODALITIES, Example, OpenQuestion, Person, Question
 from .scoring import Prediction
 
 MC_SUFFIX = "Answer with the option's letter from the given choices directly."
@@ -132,25 +133,16 @@ class OpenPrediction:
         return self.score
 
 
-Turn = tuple[str, bytes | None]  # one user turn of a prompt: its text and its image, if any
-
-
 class _Generator:
-    """Prompts encoded once; each model answers them by greedy generation, one at a time. A prompt
-    is one or more user turns (a few-shot demonstration, then the question); its images' pixel rows
-    go to the model in the turns' order."""
+    """Prompts encoded once; each model answers them by greedy generation, one at a time.
+    ``before[i]``: user turns before example i's (a few-shot demonstration), each with its image,
+    if any; a prompt's images go to the model in its turns' order (``Encoder.encode``)."""
 
-    def __init__(self, encoder: Encoder, prompts: Sequence[Sequence[Turn]], max_new_tokens: int, seed: int = 0):
+    def __init__(self, encoder: Encoder, examples: Sequence[Example], max_new_tokens: int, seed: int = 0,
+                 before: Sequence[Sequence[Turn]] | None = None):
         self.max_new_tokens, self.seed = max_new_tokens, seed
         self.tokenizer = encoder.tokenizer
-        self.texts = [encoder.turns_text([(text, image is not None) for text, image in turns]) for turns in prompts]
-        self.ids = self.tokenizer(self.texts)["input_ids"] if self.texts else []
-        keys, self.pixels = encoder.pixels([image for turns in prompts for _, image in turns if image is not None])
-        self.image_rows: list[list[int]] = []
-        for turns in prompts:
-            n = sum(image is not None for _, image in turns)
-            self.image_rows.append(keys[:n])
-            keys = keys[n:]
+        self.enc = encoder.encode(list(examples), add_eos=False, before=before)
         self.replies: list[str] = []
 
     @torch.no_grad()
@@ -159,12 +151,12 @@ class _Generator:
         torch.manual_seed(self.seed)
         device = next(model.parameters()).device
         self.replies = []
-        with bar(len(self.ids), desc) as pbar:
-            for prompt, rows in zip(self.ids, self.image_rows):
-                ids = torch.tensor([prompt], device=device)
-                inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-                if rows:
-                    inputs["pixel_values"] = self.pixels[rows].to(device)
+        with bar(len(self.enc), desc) as pbar:
+            for i in range(len(self.enc)):
+                inputs = collate(self.enc, [i], self.tokenizer.pad_token_id, labels=False,
+                                 ends=[self.enc.prompt_len[i]])
+                inputs = {k: v.to(device) for k, v in inputs.items()}
+                ids = inputs["input_ids"]
                 out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
                                      pad_token_id=self.tokenizer.pad_token_id)
                 self.replies.append(self.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
@@ -183,13 +175,10 @@ class GenerateScorer(_Generator):
     def __init__(self, encoder: Encoder, questions: Sequence[Question], max_new_tokens: int = 50, seed: int = 0,
                  demo: Person | None = None):
         self.questions, self.demo = list(questions), demo
-        shots = {m: demo.questions_of(m)[0] for m in MODALITIES if demo and demo.questions_of(m)}
-        prompts = []
-        for q in self.questions:
-            shot = shots.get(q.modality)
-            prompts.append(([(demo_prompt(shot), shot.image)] if shot else [])
-                           + [(mllmu_mc_prompt(q.question, q.options), q.image)])
-        super().__init__(encoder, prompts, max_new_tokens, seed)
+        shots = {m: [(demo_prompt(qs[0]), qs[0].image)] for m in MODALITIES if demo and (qs := demo.questions_of(m))}
+        before = [shots.get(q.modality, []) for q in self.questions]
+        super().__init__(encoder, [Example(mllmu_mc_prompt(q.question, q.options), q.answer, q.image)
+                                   for q in self.questions], max_new_tokens, seed, before)
 
     def __call__(self, model) -> list[Prediction]:
         preds = []
@@ -208,7 +197,8 @@ class OpenScorer(_Generator):
 
     def __init__(self, encoder: Encoder, items: Sequence[OpenQuestion], max_new_tokens: int = 50, seed: int = 0):
         self.questions = list(items)
-        super().__init__(encoder, [[(open_prompt(q), q.image)] for q in self.questions], max_new_tokens, seed)
+        super().__init__(encoder, [Example(open_prompt(q), q.answer, q.image) for q in self.questions],
+                         max_new_tokens, seed)
 
     def __call__(self, model) -> list[OpenPrediction]:
         out = []

@@ -10,7 +10,9 @@ Prefix sharing: sequences that begin alike (a person's multimodal questions shar
 header and the image's 576 tokens on LLaVA-1.5; under ``likelihood`` a question's options
 share the whole question) run that prefix once. Its key/value cache is copied to each
 sequence of the group, and only the differing suffixes are computed. The values are the
-same as one full pass each (up to float rounding); ``share_prefix=False`` turns it off.
+same as one full pass each (up to float rounding); ``share_prefix=False`` turns it off. It is
+off by itself for models that need per-token inputs to place the image (Qwen2-VL's multimodal
+rotary positions; ``Encoder.prefix_sharing_blocker`` says why), and ``sharing_off`` holds the reason.
 """
 
 from __future__ import annotations
@@ -65,9 +67,10 @@ class Scorer:
         if scoring not in SCORINGS:
             raise PulseError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
         self.questions, self.scoring, self.batch_size = list(questions), scoring, batch_size
-        self.share_prefix = share_prefix
+        self.sharing_off = encoder.prefix_sharing_blocker if share_prefix else None
+        self.share_prefix = share_prefix and self.sharing_off is None
         self.computed_tokens = 0  # token positions run through the language model in the last call
-        self.pad_id = encoder.tokenizer.pad_token_id
+        self.pad_id, self.image_token_id = encoder.tokenizer.pad_token_id, encoder.image_token_id
         if scoring == "logits":
             self.letters = sorted({k for q in self.questions for k in q.options})
             self.token_ids = letter_token_ids(encoder, self.letters) if self.letters else {}
@@ -102,8 +105,8 @@ class Scorer:
         enc = self.enc
         groups: dict[tuple, list[int]] = {}
         for i in range(len(enc)):
-            if enc.image[i] >= 0:
-                key = ("image", enc.image[i])
+            if enc.image_keys[i]:
+                key = ("image", enc.image_keys[i])
             elif self.owners is not None:
                 key = ("question", self.owners[i][0])
             else:
@@ -116,19 +119,29 @@ class Scorer:
                 chunk = rows[start:start + self.batch_size]
                 n = _common_prefix([enc.ids[i] for i in chunk]) if len(chunk) > 1 and self.share_prefix else 0
                 n = min([n] + [enc.prompt_len[i] - 1 for i in chunk])  # every suffix keeps the answer position
-                if n >= MIN_SHARED:
-                    shared.append((enc.image[chunk[0]] >= 0, n, chunk))
+                end = self._image_end(chunk[0])
+                if n >= max(MIN_SHARED, end):
+                    shared.append((bool(enc.image_keys[chunk[0]]), n, chunk, end))
                 else:
                     plain += chunk
+        # Groups in one batch run the shortest of their prefixes, which must still hold every group's
+        # whole image (LLaVA-NeXT, Qwen2-VL: images of other sizes have other token counts).
         packed: list[list[tuple[int, list[int]]]] = []
-        for has_image, n, chunk in sorted(shared, key=lambda g: (g[0], g[1])):
+        for has_image, n, chunk, end in sorted(shared, key=lambda g: (g[0], g[1])):
             last = packed[-1] if packed else None
-            fits = last and sum(len(r) for _, r in last) + len(chunk) <= self.batch_size
-            if fits and (enc.image[last[0][1][0]] >= 0) == has_image:
+            fits = last and sum(len(r) for _, r in last) + len(chunk) <= self.batch_size and end <= last[0][0]
+            if fits and bool(enc.image_keys[last[0][1][0]]) == has_image:
                 last.append((n, chunk))
             else:
                 packed.append([(n, chunk)])
         return batch_indices(enc, self.batch_size, subset=plain) if plain else [], packed
+
+    def _image_end(self, i: int) -> int:
+        """The position after sequence ``i``'s last image token (0 without an image)."""
+        if not self.enc.image_keys[i]:
+            return 0
+        ids = self.enc.ids[i]
+        return len(ids) - ids[::-1].index(self.image_token_id)
 
     def _forward(self, model) -> list:
         """One value per encoded sequence (letter logits, or mean answer log-likelihood), in order."""
@@ -151,10 +164,9 @@ class Scorer:
         """The groups' common prefixes in one pass, then every row's suffix on a copy of its group's cache."""
         enc, n = self.enc, min(p for p, _ in groups)
         heads = [rows[0] for _, rows in groups]
-        prefix = torch.tensor([enc.ids[i][:n] for i in heads], device=device)
-        inputs = {"input_ids": prefix, "attention_mask": torch.ones_like(prefix)}
-        if enc.image[heads[0]] >= 0:
-            inputs["pixel_values"] = enc.pixels[[enc.image[i] for i in heads]].to(device)
+        inputs = collate(enc, heads, self.pad_id, labels=False, ends=[n] * len(heads))
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        prefix = inputs["input_ids"]
         cache = model(**inputs, use_cache=True).past_key_values
         idx = [i for _, rows in groups for i in rows]
         cache.batch_select_indices(torch.tensor([g for g, (_, rows) in enumerate(groups) for _ in rows], device=device))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import PulseError
+from ..errors import PulseError, first_line
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -77,8 +77,9 @@ def load_processor(path: str | Path, trust_remote_code: bool = False):
     check_files(path, trust_remote_code)
     try:
         processor = AutoProcessor.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, TypeError, KeyError) as e:
-        raise PulseError(f"{path}: cannot load the processor ({str(e).splitlines()[0]})") from None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, ImportError) as e:
+        # ImportError: e.g. Qwen2-VL's video processor without torchvision
+        raise PulseError(f"{path}: cannot load the processor ({first_line(e)})") from None
     tokenizer = getattr(processor, "tokenizer", None)
     if tokenizer is None or getattr(processor, "image_processor", None) is None:
         raise PulseError(f"{path}: the processor has no tokenizer or no image processor (not a LLaVA-style model?)")
@@ -106,6 +107,6 @@ def load_model(path: str | Path, dtype: str = "auto", device: str = "auto",
             str(path), dtype=resolve_dtype(dtype, device), use_safetensors=True, device_map=device,
             trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
-        raise PulseError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
+        raise PulseError(f"{path}: cannot load the model ({first_line(e)})") from None
     model.eval()
     return model, processor

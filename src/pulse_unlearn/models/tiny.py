@@ -47,8 +47,13 @@ class TinyModelConfig(BaseModel):
     max_positions: int = 256
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int):
-    """A byte-level BPE tokenizer trained on the world's text, wrapped as a fast HF tokenizer."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int, named: dict[str, str] | None = None,
+                    extra: tuple[str, ...] = ()):
+    """A byte-level BPE tokenizer trained on the world's text, wrapped as a fast HF tokenizer.
+    ``named``: special tokens a processor finds by name (default: LLaVA's ``image_token``);
+    ``extra``: more special tokens (other models' chat-template markers)."""
+    named = {"image_token": "<image>"} if named is None else named
+    specials = [t for t in SPECIAL_TOKENS if t != "<image>"] + list(named.values()) + list(extra)
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -56,7 +61,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+        vocab_size=vocab_size, special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
@@ -65,7 +70,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
                                                        special_tokens=[("<s>", bos)])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"}, padding_side="right",
+        extra_special_tokens=named, padding_side="right",
     )
 
 
@@ -90,10 +95,9 @@ def build_processor(tokenizer, cfg: TinyModelConfig):
     )
 
 
-def build_model(tokenizer, cfg: TinyModelConfig, seed: int = 0):
-    """A randomly initialised LlavaForConditionalGeneration of the configured size."""
-    import torch
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+def sub_configs(tokenizer, cfg: TinyModelConfig):
+    """(CLIP vision config, Llama text config) of the configured size; LLaVA-style tests reuse them."""
+    from transformers import CLIPVisionConfig, LlamaConfig
 
     vision = CLIPVisionConfig(
         hidden_size=cfg.vision_hidden, intermediate_size=4 * cfg.vision_hidden, num_hidden_layers=cfg.vision_layers,
@@ -106,6 +110,15 @@ def build_model(tokenizer, cfg: TinyModelConfig, seed: int = 0):
         max_position_embeddings=cfg.max_positions, pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
     )
+    return vision, text
+
+
+def build_model(tokenizer, cfg: TinyModelConfig, seed: int = 0):
+    """A randomly initialised LlavaForConditionalGeneration of the configured size."""
+    import torch
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    vision, text = sub_configs(tokenizer, cfg)
     n_image_tokens = (cfg.image_size // cfg.patch_size) ** 2
     config = LlavaConfig(
         vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .. import distributed
 from ..data.batches import Encoder, EncodedSet, batch_indices, collate
+from ..errors import PulseError
 from ..methods.losses import nll
 from ..progress import bar
 from ..records import Example
@@ -38,7 +39,12 @@ class TrainConfig(BaseModel):
 
 
 def augment(pixels: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random shift, brightness and noise on normalised pixels (values in about [-1, 1])."""
+    """Random shift, brightness and noise on normalised pixels (values in about [-1, 1]); only for
+    one (C, H, W) image per row, the layout of the world's LLaVA (patch layouts have no meaning here)."""
+    if not (cfg.shift or cfg.brightness or cfg.noise):
+        return pixels
+    if pixels.dim() != 4:
+        raise PulseError(f"image augmentation needs pixel_values of shape (N, C, H, W), got {tuple(pixels.shape)}")
     out = pixels.clone()
     n = out.shape[0]
     if cfg.shift:

@@ -273,6 +273,8 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         if step0 is None:  # evaluate the starting model (the pretrained scenario: probe and select first)
             model, processor = _load(cfg, start)
             encoder = Encoder(processor)
+            if cfg.eval_share_prefix and encoder.prefix_sharing_blocker:
+                log(f"[{scenario}] prefix sharing off: {encoder.prefix_sharing_blocker}")
             probe_preds, probe_rows, note = None, None, None
             sets = scenario_sets.get(scenario)
             if scenario == "pretrained":
