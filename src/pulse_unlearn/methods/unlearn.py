@@ -8,8 +8,9 @@ tree (``lora_targets``), so LLaVA, LLaVA-NeXT and Qwen2-VL-style names all work.
 reference model for KL/NPO is this very model with the adapter disabled, i.e. the model at
 the start of the operation. After the operation the adapter is merged into the weights, so a
 following operation (sequential unlearning) starts from the result and gets a fresh adapter
-whose disabled state is that result. Under several processes the model is wrapped in DDP and
-each process takes every N-th batch (``distributed``).
+whose disabled state is that result. Under several processes the model is wrapped in DDP
+(each process takes every N-th batch) or sharded by FSDP2 (every process takes every batch; the
+reference pass then runs through the sharded model too), see ``distributed``.
 
 Stopping rule: a fixed number of epochs over the forget set (steps = epochs x batches);
 no early stopping. Forget and retain batches are paired one to one, the retain batches
@@ -123,16 +124,16 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in peft_model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     device = next(peft_model.parameters()).device
     pad = encoder.tokenizer.pad_token_id
-    # Several processes: DDP (accelerate) around the model, each process every N-th batch.
-    trained, opt, backward = distributed.wrap_for_training(peft_model, opt)
+    # Several processes: DDP or FSDP2 (accelerate) around the model.
+    training = distributed.wrap_for_training(peft_model, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0))
+    opt = training.optimizer
 
     def forward(batch):
-        return trained(**batch).logits
+        return training.model(**batch).logits
 
-    def reference(batch):
+    def reference(batch):  # FSDP2 shards peft_model in place: this pass gathers its weights as the other does
         with torch.no_grad(), peft_model.disable_adapter():
             return peft_model(**batch).logits
 
@@ -152,20 +153,21 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
                         forward=forward, reference=reference)
             log.tokens += sum(b["input_ids"].numel() for b in (step.forget, step.retain) if b is not None)
             opt.zero_grad(set_to_none=True)
-            loss = _backward(method.forget_loss, step, backward)
+            loss = _backward(method.forget_loss, step, training.backward)
             if math.isfinite(loss) and method.needs_retain:
-                loss += _backward(method.retain_loss, step, backward)
+                loss += _backward(method.retain_loss, step, training.backward)
             log.losses.append(loss)
             if not math.isfinite(loss):
                 log.diverged_at = len(log.losses) - 1
                 break
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            training.clip(cfg.max_grad_norm)
             opt.step()
             pbar.update(1)
     log.seconds = time.perf_counter() - t0
     peft_model.eval()
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_disable()
+    peft_model = training.finish()  # FSDP: gathered into a plain model on every process
     with contextlib.suppress(AttributeError):
         peft_model.base_model.model.eval()
     if on_adapter is not None:

@@ -7,7 +7,8 @@ people's ft_Data pairs. The adapter is merged and the model saved (safetensors) 
 under a key of the base model's fingerprint, the examples and the settings, so a second run
 with the same inputs loads it instead of training again. With several processes the training
 is data-parallel (DDP; N batches per step, so the number of steps is divided by N) and the
-first process saves the model.
+first process saves the model; under FSDP it is refused (training in place, then merging, needs
+the whole model in each process).
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def finetune_checkpoint(base: str | Path, examples: list[Example], cfg, cache: P
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):
         log(f"fine-tuned model: cached at {out}")
         return out
+    if distributed.fsdp():
+        from ..errors import PulseError
+
+        raise PulseError("the in-run fine-tuning runs under one process or DDP, not FSDP: run it once without FSDP "
+                         "(it is cached) or pass model.finetuned=DIR")
     t0 = time.time()
     model, processor = load_model(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     torch.manual_seed(cfg.seed)

@@ -84,7 +84,8 @@ def train(model, encoder: Encoder, examples: Sequence[Example], cfg: TrainConfig
     stream = _batches(enc, cfg, gen, first) if stage_steps else _batches(enc, cfg, gen, None)
     device = next(model.parameters()).device
     # Several processes: DDP around the model; each step, process r takes the r-th of the next N batches.
-    trained, opt, backward = distributed.wrap_for_training(model, opt)
+    training = distributed.wrap_for_training(model, opt)
+    trained, opt = training.model, training.optimizer
     model.train()
     losses = []
     with bar(cfg.steps, desc) as pbar:
@@ -100,8 +101,8 @@ def train(model, encoder: Encoder, examples: Sequence[Example], cfg: TrainConfig
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             opt.zero_grad(set_to_none=True)
-            backward(loss)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            training.backward(loss)
+            training.clip(1.0)
             opt.step()
             losses.append(loss.item())
             pbar.update(1)
