@@ -35,6 +35,14 @@ def line(label: str, model, encoder, questions) -> None:
     print(f"{label:<34} n={len(questions):<5} " + " | ".join(cells))
 
 
+def by_category(model, encoder, questions) -> None:
+    """Likelihood accuracy per general-benchmark category (which skills the model has)."""
+    hits: dict[str, list[bool]] = {}
+    for q, p in zip(questions, score(model, encoder, questions, "likelihood")):
+        hits.setdefault(q.category, []).append(p.correct)
+    print(" " * 35 + "  ".join(f"{c} {sum(h) / len(h):.0%}" for c, h in hits.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="default")
@@ -42,6 +50,8 @@ def main() -> None:
     ap.add_argument("--base-only", action="store_true", help="stop after the base model")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override the models config, e.g. pretrain.lr=2e-3 finetune.steps=600")
+    ap.add_argument("--world-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="override the world config, e.g. n_benchmark_train=6000")
     args = ap.parse_args()
     cache = Path(args.cache or tempfile.mkdtemp(prefix="pulse-quality-"))
     wcfg, mcfg = world_config(args.preset), models_config(args.preset)
@@ -50,6 +60,11 @@ def main() -> None:
 
         mcfg = type(mcfg)(**apply_overrides(mcfg.model_dump(), args.set))
         print("models config overrides:", " ".join(args.set))
+    if args.world_set:
+        from pulse_unlearn.config import apply_overrides
+
+        wcfg = type(wcfg)(**apply_overrides(wcfg.model_dump(), args.world_set))
+        print("world config overrides:", " ".join(args.world_set))
 
     t0 = time.time()
     world = ensure_world(wcfg, cache, log=lambda *_: None)
@@ -79,6 +94,7 @@ def main() -> None:
     for label, keep in tiers.items():
         line("celebrities, " + label, model, enc, [q for p in celebs if keep(mentions[p.id]) for q in p.questions])
     line("general benchmark", model, enc, bench)
+    by_category(model, enc, bench)
     line("fictitious (never seen)", model, enc, [q for p in fictitious if p.id in ft_people for q in p.questions])
 
     if args.base_only:

@@ -8,11 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from pulse_unlearn.data.batches import IGNORE, Encoder, collate
+from pulse_unlearn.data.batches import IGNORE, Encoder, collate, pack
 from pulse_unlearn.errors import PulseError
-from pulse_unlearn.methods.losses import nll
+from pulse_unlearn.methods.losses import answer_nll, nll
 from pulse_unlearn.models.load import load_model
 from pulse_unlearn.models.tiny import TinyModelConfig, build_model, build_processor, train_tokenizer
+from pulse_unlearn.models.train import head_on_answers
 from pulse_unlearn.records import Example
 
 CFG = TinyModelConfig(text_hidden=32, text_intermediate=64, vision_hidden=16, vision_heads=2, text_heads=2,
@@ -121,3 +122,57 @@ def test_pickle_weights_are_refused(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"x")
     with pytest.raises(PulseError, match="pickle"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("rows", [[0, 1, 4], [2, 3, 5]])
+def test_packed_batch_gives_the_unpacked_loss(tiny, rows):
+    """Several sequences to a row, each seeing only itself: the same answer-token NLL as one
+    padded row each (images in placeholder order; every image differs, so a swap would show)."""
+    model, proc = tiny
+    model.eval()
+    examples = EXAMPLES + [Example("Who is this?", "Bala.", _png((0, 150, 0))), Example("Who?", "Merrow Bala.")]
+    enc = Encoder(proc).encode(examples)
+    pad = proc.tokenizer.pad_token_id
+    plain, packed = collate(enc, rows, pad), pack(enc, rows, pad, row_len=200)
+    assert packed["input_ids"].shape[0] == 1 < plain["input_ids"].shape[0]
+    assert (packed["labels"] != IGNORE).sum() == (plain["labels"] != IGNORE).sum()
+    with torch.no_grad():
+        want = nll(model(**{k: v for k, v in plain.items() if k != "labels"}).logits, plain["labels"])
+        got = nll(model(**{k: v for k, v in packed.items() if k != "labels"}, use_cache=False).logits,
+                  packed["labels"])
+        crowded = {k: v for k, v in packed.items() if k not in ("labels", "position_ids")}
+        leaky = nll(model(**crowded, use_cache=False).logits, packed["labels"])  # one causal sequence
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(leaky, want, atol=1e-3)
+
+
+def test_pack_keeps_rows_within_the_limit(tiny):
+    _, proc = tiny
+    texts = [Example("Where does Bala live?", "Merrow."), Example("Where is it?", "Bala Koron lives in Merrow."),
+             Example("Who?", "Bala."), Example("Who lives in Merrow?", "Bala Koron.")]
+    enc = Encoder(proc).encode(texts)
+    lengths = [len(ids) for ids in enc.ids]
+    pad, bos = proc.tokenizer.pad_token_id, proc.tokenizer.bos_token_id
+    for row_len in (max(lengths), max(lengths) + min(lengths), sum(lengths)):
+        batch = pack(enc, [0, 1, 2, 3], pad, row_len)
+        assert batch["input_ids"].shape[1] <= row_len
+        assert (batch["input_ids"] == bos).sum() == 4  # every sequence once
+        assert (batch["input_ids"] != pad).sum() == sum(lengths)
+    assert len(pack(enc, [0, 1, 2, 3], pad, sum(lengths))["input_ids"]) == 1
+    assert len(pack(enc, [0, 1, 2, 3], pad, max(lengths) + min(lengths))["input_ids"]) < 4  # rows are shared
+
+
+def test_output_layer_on_answers_only_gives_the_same_loss(tiny):
+    model, proc = tiny
+    enc = Encoder(proc).encode(EXAMPLES)
+    batch = collate(enc, [0, 1], proc.tokenizer.pad_token_id)
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        full = model(**batch).logits
+        with head_on_answers(model, labels):
+            few = model(**batch).logits
+        after = model(**batch).logits  # the hook is gone again
+    n_answer = int((labels[:, 1:] != IGNORE).sum())
+    assert few.shape == (n_answer, full.shape[-1])
+    assert after.shape == full.shape
+    assert torch.allclose(answer_nll(few, labels), nll(full, labels), atol=1e-6)

@@ -328,12 +328,62 @@ def collate(enc: EncodedSet, indices: Sequence[int], pad_id: int, labels: bool =
     batch = {"input_ids": input_ids, "attention_mask": attention, **extra}
     if labels:
         batch["labels"] = label_t
-    keys = [enc.image_keys[i] for i in indices]
-    if any(keys):
-        if not all(keys):
-            raise ValueError("a batch mixes image and text-only sequences")
-        batch.update(enc.images.select([k for row in keys for k in row]))  # every row's images, in order
+    batch.update(_image_inputs(enc, indices))
     return batch
+
+
+def _image_inputs(enc: EncodedSet, order: Sequence[int]) -> dict:
+    """The image inputs of sequences ``order``, every sequence's images in placeholder order."""
+    keys = [enc.image_keys[i] for i in order]
+    if not any(keys):
+        return {}
+    if not all(keys):
+        raise ValueError("a batch mixes image and text-only sequences")
+    return enc.images.select([k for row in keys for k in row])
+
+
+def pack(enc: EncodedSet, indices: Sequence[int], pad_id: int, row_len: int) -> dict:
+    """The same sequences as ``collate(enc, indices)``, packed several to a row.
+
+    Why: training batches of short facts are mostly padding (measured on the world's
+    corpus: 937 real of 2,146 computed tokens per text batch). Sequences go into rows of
+    at most ``row_len`` tokens (first fit, longest first; a longer sequence gets a row of
+    its own). ``position_ids`` restart at 0 for every sequence and there is no
+    ``attention_mask``: transformers then reads the packed layout from the positions and
+    lets each token attend only within its own sequence, so every answer token sees
+    exactly what it sees unpacked. Trailing padding is one more sequence of its own,
+    label -100. Images go into ``pixel_values`` in the order their placeholders appear.
+    The token-weighted NLL of the packed batch equals the unpacked one.
+    """
+    if enc.token_inputs:
+        raise PulseError(f"cannot pack sequences with per-token inputs ({', '.join(enc.token_inputs)}): the model "
+                         "derives positions from them over the whole row")
+    order = sorted(indices, key=lambda i: -len(enc.ids[i]))
+    rows: list[list[int]] = []
+    fill: list[int] = []
+    for i in order:
+        n = len(enc.ids[i])
+        r = next((r for r, f in enumerate(fill) if f + n <= row_len), None)
+        if r is None:
+            rows.append([]), fill.append(0)
+            r = len(rows) - 1
+        rows[r].append(i)
+        fill[r] += n
+    width = max(fill)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    label_t = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for r, members in enumerate(rows):
+        at = 0
+        for i in members:
+            seq, p = enc.ids[i], enc.prompt_len[i]
+            input_ids[r, at: at + len(seq)] = torch.tensor(seq)
+            positions[r, at: at + len(seq)] = torch.arange(len(seq))
+            label_t[r, at + p: at + len(seq)] = torch.tensor(seq[p:])
+            at += len(seq)
+        positions[r, at:] = torch.arange(width - at)
+    return {"input_ids": input_ids, "position_ids": positions, "labels": label_t,
+            **_image_inputs(enc, [i for members in rows for i in members])}
 
 
 def batch_indices(enc: EncodedSet, batch_size: int, generator: torch.Generator | None = None,

@@ -26,6 +26,13 @@ def nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
 
 
+def answer_nll(answer_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``nll`` from logits computed at answer-predicting positions only: ``answer_logits`` is
+    (answer tokens, vocabulary), in the row-major order of the answer tokens in ``labels``."""
+    targets = labels[:, 1:]
+    return F.cross_entropy(answer_logits.float(), targets[targets != IGNORE])
+
+
 def gradient_ascent(forget_nll: torch.Tensor) -> torch.Tensor:
     """GA: L = -NLL(forget). Minimising it raises the forget answers' loss without bound."""
     return -forget_nll
