@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--preset", default="default")
     ap.add_argument("--cache", default=None, help="cache folder, laid out as pulse's (default: a fresh temporary one)")
     ap.add_argument("--base-only", action="store_true", help="stop after the base model")
+    ap.add_argument("--skip-base-eval", action="store_true", help="do not evaluate the base model")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override the models config, e.g. pretrain.lr=2e-3 finetune.steps=600")
     ap.add_argument("--world-set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -82,23 +83,30 @@ def main() -> None:
     ft_people = set(finetune_examples(world, mcfg)[0])
     bench = load_mmbench(world / "MMBench" / "mmbench_dev_en.tsv")
 
+    model, processor = load_model(base_dir)
+    enc = Encoder(processor)
+    if not args.skip_base_eval:
+        evaluate_base(model, enc, celebs, mentions, bench, [p for p in fictitious if p.id in ft_people])
+    if args.base_only:
+        return
+    ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench)
+
+
+def evaluate_base(model, enc, celebs, mentions, bench, fictitious) -> None:
     cut = sorted(mentions.values())
     lo, hi = cut[len(cut) // 3], cut[2 * len(cut) // 3]
     tiers = {f"well-known (mentions >= {hi})": lambda m: m >= hi,
              f"middle ({lo} < mentions < {hi})": lambda m: lo < m < hi,
              f"rarely seen (mentions <= {lo})": lambda m: m <= lo}
-
-    model, processor = load_model(base_dir)
-    enc = Encoder(processor)
     print(f"\nbase model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)")
     for label, keep in tiers.items():
         line("celebrities, " + label, model, enc, [q for p in celebs if keep(mentions[p.id]) for q in p.questions])
     line("general benchmark", model, enc, bench)
     by_category(model, enc, bench)
-    line("fictitious (never seen)", model, enc, [q for p in fictitious if p.id in ft_people for q in p.questions])
+    line("fictitious (never seen)", model, enc, [q for p in fictitious for q in p.questions])
 
-    if args.base_only:
-        return
+
+def ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench) -> None:
     t0 = time.time()
     ft_dir = build_finetuned(world, wcfg.fingerprint(), mcfg, cache / "models")
     print(f"\nfine-tuning {time.time() - t0:.1f} s (target 60 s)")

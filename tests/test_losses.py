@@ -38,6 +38,20 @@ def test_nll_is_token_mean():
     assert losses.gradient_ascent(torch.tensor(1.25)).item() == -1.25
 
 
+def test_answer_nll_token_and_sequence_weighting_by_hand():
+    """Logits at the three answer-predicting positions only (row-major), as ``head_on_answers`` gives them."""
+    answer_logits = logits_from_probs([P[0][0], P[0][1], P[1][1]])
+    token_mean = -(math.log(0.5) + math.log(0.2) + math.log(0.4)) / 3
+    assert losses.answer_nll(answer_logits, LABELS).item() == pytest.approx(token_mean, abs=1e-6)
+    rows = torch.tensor([[1, 1, 1], [2, 2, 2]])  # one sequence per row
+    per_sequence = (-(math.log(0.5) + math.log(0.2)) / 2 - math.log(0.4)) / 2
+    assert losses.answer_nll(answer_logits, LABELS, rows).item() == pytest.approx(per_sequence, abs=1e-6)
+    # Packed: row 0 holds two sequences (positions 0-1 and 2), so each answer token is its own sequence.
+    packed = torch.tensor([[1, 1, 2], [3, 3, 3]])
+    each = -(math.log(0.5) + math.log(0.2) + math.log(0.4)) / 3
+    assert losses.answer_nll(answer_logits, LABELS, packed).item() == pytest.approx(each, abs=1e-6)
+
+
 def test_kl_on_answer_tokens_only_and_direction():
     ref = [[[0.5, 0.5], [0.5, 0.5], [0.1, 0.9]],
            [[0.1, 0.9], [0.9, 0.1], [0.3, 0.7]]]

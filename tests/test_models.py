@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pulse_unlearn.data.batches import IGNORE, Encoder, collate, pack
+from pulse_unlearn.data.batches import IGNORE, Encoder, collate, pack, sequence_ids
 from pulse_unlearn.errors import PulseError
 from pulse_unlearn.methods.losses import answer_nll, nll
 from pulse_unlearn.models.load import load_model
@@ -158,6 +158,8 @@ def test_pack_keeps_rows_within_the_limit(tiny):
         assert batch["input_ids"].shape[1] <= row_len
         assert (batch["input_ids"] == bos).sum() == 4  # every sequence once
         assert (batch["input_ids"] != pad).sum() == sum(lengths)
+        owners = sequence_ids(batch)[batch["input_ids"] != pad]  # one id per packed sequence
+        assert sorted(torch.unique(owners, return_counts=True)[1].tolist()) == sorted(lengths)
     assert len(pack(enc, [0, 1, 2, 3], pad, sum(lengths))["input_ids"]) == 1
     assert len(pack(enc, [0, 1, 2, 3], pad, max(lengths) + min(lengths))["input_ids"]) < 4  # rows are shared
 

@@ -97,3 +97,24 @@ def test_mmbench_tsv_reads_back(tiny_world):
 def test_unknown_preset_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown world preset"):
         world_config("huge")
+
+
+@pytest.mark.parametrize("share", [1.0, 1 / 3, 0.0])
+def test_corpus_multiple_choice_copies_follow_the_config(share):
+    """Every skill item once free-form; that share of them also as a letter-answer copy; as many
+    drills per celebrity mention as configured."""
+    import numpy as np
+
+    from pulse_unlearn.world import people, scenes
+    from pulse_unlearn.world.build import pretraining_corpus
+
+    rng = np.random.default_rng(0)
+    celebs, _ = people.draw_profiles(3, 0, rng, 4, 2)
+    images = {p.id: b"png" for p in celebs}
+    items = scenes.make_items(30, np.random.default_rng(1))
+    corpus = pretraining_corpus(celebs, images, items, rng, skill_mc_share=share, drills=1)
+    sources = [ex.source for ex, _ in corpus]
+    assert sources.count("skill_free") == 30
+    assert sources.count("skill_mc") == round(30 * share)
+    drills = sum(s.startswith("drill_") for s in sources)
+    assert drills == sum(p.mentions for p in celebs)

@@ -386,6 +386,17 @@ def pack(enc: EncodedSet, indices: Sequence[int], pad_id: int, row_len: int) -> 
             **_image_inputs(enc, [i for members in rows for i in members])}
 
 
+def sequence_ids(batch: dict) -> torch.Tensor:
+    """A batch-unique id per position of the sequence it belongs to: one per row, or per packed
+    segment (``pack`` restarts ``position_ids`` at 0 for every sequence and for the padding)."""
+    ids = batch["input_ids"]
+    starts = torch.zeros_like(ids, dtype=torch.bool)
+    starts[:, 0] = True
+    if "position_ids" in batch:
+        starts |= batch["position_ids"] == 0
+    return starts.flatten().cumsum(0).view_as(ids)
+
+
 def batch_indices(enc: EncodedSet, batch_size: int, generator: torch.Generator | None = None,
                   subset: Sequence[int] | None = None, pool: int = 1) -> list[list[int]]:
     """One epoch of single-modality batches.

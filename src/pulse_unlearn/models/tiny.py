@@ -37,7 +37,7 @@ class TinyModelConfig(BaseModel):
     image_size: int = 32
     patch_size: int = 8
     vision_hidden: int = 64
-    vision_layers: int = 2
+    vision_layers: int = 4
     vision_heads: int = 4
     text_hidden: int = 128
     text_layers: int = 4

@@ -9,6 +9,7 @@ before it can carry facts (seen in the feasibility trial: without it image quest
 from __future__ import annotations
 
 import math
+from typing import Literal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -16,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from .. import distributed
-from ..data.batches import Encoder, EncodedSet, batch_indices, collate, pack
+from ..data.batches import Encoder, EncodedSet, batch_indices, collate, pack, sequence_ids
 from ..errors import PulseError
 from ..methods.losses import IGNORE, answer_nll
 from ..progress import bar
@@ -40,6 +41,9 @@ class TrainConfig(BaseModel):
     # padded). Same loss, fewer computed tokens; needs a model whose positions are plain
     # 1-D ``position_ids`` (LLaVA-style; not Qwen2-VL's multimodal rotary positions).
     pack_len: int = 0
+    # "token": the mean NLL over all answer tokens of a step; "sequence": every sequence weighs
+    # the same (its mean answer-token NLL), so long answers do not drown short facts.
+    weighting: Literal["token", "sequence"] = "token"
     seed: int = 0
 
 
@@ -122,8 +126,9 @@ def train(model, encoder: Encoder, examples: Sequence[Example], cfg: TrainConfig
                 batch["pixel_values"] = augment(batch["pixel_values"], cfg, gen)
             batch = {k: v.to(device) for k, v in batch.items()}
             labels = batch.pop("labels")
+            segments = sequence_ids(batch) if cfg.weighting == "sequence" else None
             with head_on_answers(model, labels):
-                loss = answer_nll(trained(**batch, use_cache=False).logits, labels)
+                loss = answer_nll(trained(**batch, use_cache=False).logits, labels, segments)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             opt.zero_grad(set_to_none=True)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from ..records import Example, mc_prompt
 from . import people, portraits, scenes
 
-WORLD_VERSION = 3  # bump when the generator's output changes, so caches rebuild
+WORLD_VERSION = 5  # bump when the generator's output changes, so caches rebuild
 
 
 class WorldConfig(BaseModel):
@@ -34,10 +34,15 @@ class WorldConfig(BaseModel):
     seed: int = 0
     n_celebrities: int = 153
     n_fictitious: int = 100
-    max_mentions: int = 30  # how often the most famous celebrity appears in pre-training
+    max_mentions: int = 24  # how often the most famous celebrity appears in pre-training
     min_mentions: int = 2
     n_benchmark: int = 300  # general-benchmark evaluation questions
-    n_benchmark_train: int = 3000  # general-skill items in the pre-training corpus
+    n_benchmark_train: int = 9000  # general-skill items in the pre-training corpus
+    # Multiple-choice (letter) copies in the corpus: of the skill items, and drills per celebrity
+    # mention. They teach the letter format; likelihood scoring reads the answers' text, which
+    # the free-form items teach, and the long MC prompts cost a third of pre-training's tokens.
+    skill_mc_share: float = 1 / 3
+    drills_per_mention: int = 1
     n_test_variants: int = 3  # transformed images per fictitious person (Test_Set)
     image_size: int = 32
 
@@ -166,7 +171,8 @@ def _build_world(cfg: WorldConfig, out: Path, step) -> Path:
 
     step()
     corpus = pretraining_corpus(celebs, images, scenes.make_items(
-        cfg.n_benchmark_train, np.random.default_rng([cfg.seed, 2]), cfg.image_size), rng)
+        cfg.n_benchmark_train, np.random.default_rng([cfg.seed, 2]), cfg.image_size), rng,
+        cfg.skill_mc_share, cfg.drills_per_mention)
     _write([{"prompt": ex.prompt, "answer": ex.answer, "image": ex.image, "source": ex.source, "subject": subj}
             for ex, subj in corpus], corpus_schema, out / "corpus" / "pretrain.parquet")
 
@@ -179,19 +185,21 @@ def _build_world(cfg: WorldConfig, out: Path, step) -> Path:
 
 
 def pretraining_corpus(celebs: list[people.Profile], images: dict[str, bytes], skill_items,
-                       rng: np.random.Generator) -> list[tuple[Example, str]]:
+                       rng: np.random.Generator, skill_mc_share: float = 1.0,
+                       drills: int = 2) -> list[tuple[Example, str]]:
     """Celebrity mentions (facts, drills, relations; as many as each one's ``mentions``)
     plus general skills (scene and text questions, free-form and multiple choice)."""
     corpus: list[tuple[Example, str]] = []
     for p in celebs:
         for m in range(p.mentions):
             items = people.fact_examples(p, images[p.id], rng, variant=m)
-            items += people.drill_examples(p, images[p.id], rng, n=2) + people.relation_examples(p, rng)
+            items += people.drill_examples(p, images[p.id], rng, n=drills) + people.relation_examples(p, rng)
             corpus += [(ex, p.id) for ex in items]
-    for item in skill_items:
+    for k, item in enumerate(skill_items):
         corpus.append((Example(item.question, item.options[item.answer], item.image, "skill_free"), "skill"))
-        corpus.append((Example(mc_prompt(item.question, item.options), item.answer, item.image,
-                               "skill_mc"), "skill"))
+        if int((k + 1) * skill_mc_share) > int(k * skill_mc_share):  # evenly spread, that share of items
+            corpus.append((Example(mc_prompt(item.question, item.options), item.answer, item.image,
+                                   "skill_mc"), "skill"))
     return corpus
 
 

@@ -136,14 +136,13 @@ def _shape_item(rng, size, k):
 
 
 def _count(rng, size, k):
-    """1-4 equal small shapes, one per quadrant, so they never touch."""
+    """1-4 equal small shapes, each inside its own cell of a 4 x 4 grid, so they never touch."""
     img, d = _canvas(rng, size)
     kind, colour = _pick(rng, SHAPES), _pick(rng, tuple(COLOURS))
     m = int(rng.integers(1, 5))
-    for cell in rng.choice(4, size=m, replace=False):
-        cx, cy = (0.25 + 0.5 * (cell % 2)) * size, (0.25 + 0.5 * (cell // 2)) * size
-        jx, jy = rng.uniform(-0.04, 0.04, size=2) * size
-        _shape(d, kind, cx + jx, cy + jy, 0.15 * size, colour)
+    for cell in rng.choice(16, size=m, replace=False):
+        cx, cy = (0.125 + 0.25 * (cell % 4)) * size, (0.125 + 0.25 * (cell // 4)) * size
+        _shape(d, kind, cx, cy, 0.1 * size, colour)
     free = "There is 1 shape." if m == 1 else f"There are {m} shapes."
     return _item("count", "How many shapes are in the image?", str(m), ("1", "2", "3", "4"), k, rng, free, img)
 
