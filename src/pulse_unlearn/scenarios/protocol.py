@@ -120,6 +120,7 @@ class Evaluator:
     def __init__(self, encoder: Encoder, splits_: dict[str, list[Question]], cfg: RunConfig, src: Sources,
                  shared: dict | None = None):
         shared = {} if shared is None else shared
+        self.encoder = encoder
         signature = processor_signature(encoder.processor)
         self.scorers = {}
         for name, qs in splits_.items():
@@ -221,6 +222,49 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     Inputs are checked before anything is written. A folder holding part of this very run
     (same config, data, models, versions and device) is resumed: its finished steps and
     operations are read back, not computed again (``runs/resume.py``)."""
+    r = _prepare(cfg, out, models, mllmu, mmbench, finetune, log)  # build the sets, (fine-tune)
+    for scenario in r.scenarios:
+        t0 = time.time()
+        step0 = _start(r, scenario)  # the starting model, evaluated once (pretrained: probed first)
+        for _, method_name, update in [u for u in r.units if u[0] == scenario]:
+            _unlearn_unit(r, {"scenario": scenario, "method": method_name, "update": update}, step0)
+        r.store.flush()
+        log(f"[{scenario}] done in {time.time() - t0:.0f} s")
+    r.store.flush()
+    return r.store
+
+
+@dataclass
+class _Run:
+    """What every scenario of a run shares: inputs, sets, starting models, results, resume state."""
+
+    cfg: RunConfig
+    src: Sources
+    store: RunStore
+    done: Resume
+    units: list[tuple[str, str, str]]
+    scenarios: list[str]
+    start_models: dict[str, Path]
+    scenario_sets: dict[str, splits.Sets]
+    log: Callable
+    sets_record: dict[str, dict] = field(default_factory=dict)
+    shared_scorers: dict = field(default_factory=dict)
+    evaluators: dict[str, Evaluator] = field(default_factory=dict)
+
+    def evaluator(self, scenario: str, encoder: Encoder | None, sets: splits.Sets) -> Evaluator:
+        """The scenario's splits, encoded once (a resumed step 0 builds them on first use)."""
+        if scenario not in self.evaluators:
+            if encoder is None:
+                encoder = Encoder(load_processor(self.start_models[scenario], self.cfg.model.trust_remote_code))
+            self.evaluators[scenario] = Evaluator(encoder, eval_splits(self.cfg, self.src, sets), self.cfg,
+                                                  self.src, self.shared_scorers)
+        return self.evaluators[scenario]
+
+
+def _prepare(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, mmbench: Path,
+             finetune, log) -> _Run:
+    """Check the inputs, build each scenario's sets, fine-tune where needed, open the run
+    folder (environment.json) and its resume state."""
     config = cfg.model_dump(mode="json")
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed)
@@ -232,10 +276,8 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
             load_processor(path, cfg.model.trust_remote_code)
     store = RunStore(out, config, config_hash, write=distributed.is_main())
     sizes = cfg.splits
-    sets_record: dict[str, dict] = {}
     fingerprints = {"config": config_hash, "data": src.fingerprint}
 
-    # Build the sets; fine-tune when a scenario needs the fine-tuned model.
     ft_people = splits.finetune_people(list(src.fictitious), min(sizes.finetune_people, len(src.fictitious)),
                                        cfg.seed)
     start_models: dict[str, Path] = {}
@@ -263,94 +305,95 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     done = Resume(store.folder / "resume", resume_key({**env, "device": device,
                                                       "dtype": str(resolve_dtype(cfg.model.dtype, device))}), log,
                   write=distributed.is_main())
+    return _Run(cfg, src, store, done, units, scenarios, start_models, scenario_sets, log)
 
-    shared_scorers: dict = {}
-    for scenario in scenarios:
-        t0 = time.time()
-        start = start_models[scenario]
-        encoder = evaluate = None
-        step0 = done.start(scenario)
-        if step0 is None:  # evaluate the starting model (the pretrained scenario: probe and select first)
-            model, processor = _load(cfg, start)
-            encoder = Encoder(processor)
-            if cfg.eval_share_prefix and encoder.prefix_sharing_blocker:
-                log(f"[{scenario}] prefix sharing off: {encoder.prefix_sharing_blocker}")
-            probe_preds, probe_rows, note = None, None, None
-            sets = scenario_sets.get(scenario)
-            if scenario == "pretrained":
-                probe_preds, sets, probe_rows, note = _probe_and_select(cfg, src, encoder, model, log)
-            evaluate = Evaluator(encoder, eval_splits(cfg, src, sets), cfg, src, shared_scorers)
-            if probe_preds is None:
-                start_preds = evaluate(model)
-            else:  # the probe already scored the starting model on every celebrity: reuse it
-                start_preds = {name: [p for p in probe_preds if p.subject in set(ids)]
-                               for name, ids in (("forget", sets.forget), ("retain", sets.retain))}
-                for name, scorer in evaluate.scorers.items():
-                    if name not in start_preds:
-                        start_preds[name] = scorer(model)
-            del model
-            step0 = Start(sets, start_preds, probe_rows, note)
-            done.save_start(scenario, step0)
-        else:
-            log(f"[{scenario}] step 0: read back from the interrupted run")
-        sets = step0.sets
-        if step0.probe_rows is not None:
-            store.write_csv("probe.csv", step0.probe_rows, PROBE_COLUMNS)
-            if step0.note:
-                store.extra["pretrained_note"] = step0.note
-        sets_record[scenario] = {"forget_requests": [list(r) for r in sets.requests], "retain": list(sets.retain)}
-        store.write_json("sets.json", sets_record)
-        log(f"[{scenario}] forget {len(sets.forget)} people in {len(sets.requests)} request(s), "
-            f"retain {len(sets.retain)}; start model evaluated")
 
-        forget_facts = [src.facts_of(req) for req in sets.requests]
-        retain_facts = src.facts_of(sets.retain)
-        for _, method_name, update in [u for u in units if u[0] == scenario]:
-            unit = {"scenario": scenario, "method": method_name, "update": update}
-            _replay(store, _rows(unit, step0.preds, sets.requests, 0, cfg))
-            finished = done.operations(unit, len(forget_facts))
-            for record in finished:
-                _replay(store, record)
-            if finished:
-                log(f"[{scenario}] {method_name}/{update}: {len(finished)} of {len(forget_facts)} operation(s) "
-                    "read back from the interrupted run")
-            if len(finished) == len(forget_facts):
-                done.unit_done(unit)
-                continue
-            if evaluate is None:
-                encoder = Encoder(load_processor(start, cfg.model.trust_remote_code))
-                evaluate = Evaluator(encoder, eval_splits(cfg, src, sets), cfg, src, shared_scorers)
-            method = make_method(method_name, **cfg.method_params.get(method_name, {}))
-            model, _ = _load(cfg, start)
-            model = apply_adapters(model, [done.adapter(unit, k) for k in range(1, len(finished) + 1)])
-            for k in range(len(finished) + 1, len(forget_facts) + 1):
-                t1 = time.time()
-                model, oplog = unlearn(model, encoder, method, forget_facts[k - 1], retain_facts, update, cfg.unlearn,
-                                       desc=f"{scenario}/{method_name}/{update} op {k}",
-                                       on_adapter=lambda peft, unit=unit, k=k: done.save_adapter(unit, k, peft))
-                preds = evaluate(model)
-                collapse = answer_collapse(preds)
-                operation = {**unit, "operation": k, "steps": len(oplog.losses),
-                             "first_loss": _r(oplog.losses[0]) if oplog.losses else "",
-                             "last_loss": _r(oplog.losses[-1]) if oplog.losses else "",
-                             "diverged_at": "" if oplog.diverged_at is None else oplog.diverged_at,
-                             "top_answer": collapse.letter, "top_share": round(collapse.share, 4),
-                             "collapsed": int(collapse.collapsed), "seconds": round(time.time() - t1, 2)}
-                record = {**_rows(unit, preds, sets.requests, k, cfg), "operation": operation}
-                done.save_operation(unit, k, record)
-                _replay(store, record)
-                store.flush()
-                acc = _acc(preds)
-                log(f"[{scenario}] {method_name}/{update} op {k}: forget {acc['forget']:.1%} "
-                    f"retain {acc['retain']:.1%} general {acc['general']:.1%}"
-                    + (f"  (diverged at step {oplog.diverged_at}: loss {oplog.losses[-1]})" if oplog.diverged else "")
-                    + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})" if collapse.collapsed
-                       else ""))
-            done.unit_done(unit)
-        store.flush()
-        log(f"[{scenario}] done in {time.time() - t0:.0f} s")
-    store.flush()
-    return store
+def _start(r: _Run, scenario: str) -> Start:
+    """Step 0 of a scenario: the starting model evaluated on every split (the pretrained
+    scenario probes every celebrity and selects its sets first), or read back on resume."""
+    cfg, log = r.cfg, r.log
+    step0 = r.done.start(scenario)
+    if step0 is None:
+        model, processor = _load(cfg, r.start_models[scenario])
+        encoder = Encoder(processor)
+        if cfg.eval_share_prefix and encoder.prefix_sharing_blocker:
+            log(f"[{scenario}] prefix sharing off: {encoder.prefix_sharing_blocker}")
+        probe_preds, probe_rows, note = None, None, None
+        sets = r.scenario_sets.get(scenario)
+        if scenario == "pretrained":
+            probe_preds, sets, probe_rows, note = _probe_and_select(cfg, r.src, encoder, model, log)
+        evaluate = r.evaluator(scenario, encoder, sets)
+        if probe_preds is None:
+            start_preds = evaluate(model)
+        else:  # the probe already scored the starting model on every celebrity: reuse it
+            start_preds = {name: [p for p in probe_preds if p.subject in set(ids)]
+                           for name, ids in (("forget", sets.forget), ("retain", sets.retain))}
+            for name, scorer in evaluate.scorers.items():
+                if name not in start_preds:
+                    start_preds[name] = scorer(model)
+        del model
+        step0 = Start(sets, start_preds, probe_rows, note)
+        r.done.save_start(scenario, step0)
+    else:
+        log(f"[{scenario}] step 0: read back from the interrupted run")
+    sets = step0.sets
+    if step0.probe_rows is not None:
+        r.store.write_csv("probe.csv", step0.probe_rows, PROBE_COLUMNS)
+        if step0.note:
+            r.store.extra["pretrained_note"] = step0.note
+    r.sets_record[scenario] = {"forget_requests": [list(q) for q in sets.requests], "retain": list(sets.retain)}
+    r.store.write_json("sets.json", r.sets_record)
+    log(f"[{scenario}] forget {len(sets.forget)} people in {len(sets.requests)} request(s), "
+        f"retain {len(sets.retain)}; start model evaluated")
+    return step0
+
+
+def _unlearn_unit(r: _Run, unit: dict, step0: Start) -> None:
+    """One (scenario, method, update): for each forget request, unlearn, evaluate, record.
+    Operations finished by an interrupted run are read back; the model is rebuilt from their
+    saved adapters."""
+    cfg, log, done, scenario = r.cfg, r.log, r.done, unit["scenario"]
+    sets = step0.sets
+    forget_facts = [r.src.facts_of(req) for req in sets.requests]
+    retain_facts = r.src.facts_of(sets.retain)
+    _replay(r.store, _rows(unit, step0.preds, sets.requests, 0, cfg))
+    finished = done.operations(unit, len(forget_facts))
+    for record in finished:
+        _replay(r.store, record)
+    if finished:
+        log(f"[{scenario}] {unit['method']}/{unit['update']}: {len(finished)} of {len(forget_facts)} operation(s) "
+            "read back from the interrupted run")
+    if len(finished) == len(forget_facts):
+        done.unit_done(unit)
+        return
+    evaluate = r.evaluator(scenario, None, sets)
+    method = make_method(unit["method"], **cfg.method_params.get(unit["method"], {}))
+    model, _ = _load(cfg, r.start_models[scenario])
+    model = apply_adapters(model, [done.adapter(unit, k) for k in range(1, len(finished) + 1)])
+    for k in range(len(finished) + 1, len(forget_facts) + 1):
+        t1 = time.time()
+        model, oplog = unlearn(model, evaluate.encoder, method, forget_facts[k - 1], retain_facts,
+                               unit["update"], cfg.unlearn,
+                               desc=f"{scenario}/{unit['method']}/{unit['update']} op {k}",
+                               on_adapter=lambda peft, k=k: done.save_adapter(unit, k, peft))
+        preds = evaluate(model)
+        collapse = answer_collapse(preds)
+        operation = {**unit, "operation": k, "steps": len(oplog.losses),
+                     "first_loss": _r(oplog.losses[0]) if oplog.losses else "",
+                     "last_loss": _r(oplog.losses[-1]) if oplog.losses else "",
+                     "diverged_at": "" if oplog.diverged_at is None else oplog.diverged_at,
+                     "top_answer": collapse.letter, "top_share": round(collapse.share, 4),
+                     "collapsed": int(collapse.collapsed), "seconds": round(time.time() - t1, 2)}
+        record = {**_rows(unit, preds, sets.requests, k, cfg), "operation": operation}
+        done.save_operation(unit, k, record)
+        _replay(r.store, record)
+        r.store.flush()
+        acc = _acc(preds)
+        log(f"[{scenario}] {unit['method']}/{unit['update']} op {k}: forget {acc['forget']:.1%} "
+            f"retain {acc['retain']:.1%} general {acc['general']:.1%}"
+            + (f"  (diverged at step {oplog.diverged_at}: loss {oplog.losses[-1]})" if oplog.diverged else "")
+            + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})" if collapse.collapsed else ""))
+    done.unit_done(unit)
 
 
 def _check_sizes(cfg: RunConfig, src: Sources, mllmu: Path, scenarios: list[str]) -> None:
