@@ -32,8 +32,8 @@ VERSIONS = {"base": 3, "finetuned": 4}
 class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rank: int = 64
-    alpha: int = 128
+    rank: int = 48
+    alpha: int = 96
     dropout: float = 0.0
     # Regex over full module names: the language model's linear layers (and optionally the
     # projector), never the vision tower, whose layers share the names q_proj/v_proj.
@@ -51,7 +51,7 @@ class WorldModelsConfig(BaseModel):
     pretrain: TrainConfig = Field(default_factory=lambda: TrainConfig(
         steps=2000, lr=1.5e-3, caption_stage=0.25, pack_len=128, weighting="sequence"))
     finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(
-        steps=450, lr=2e-3, caption_stage=0.15, warmup=20, pack_len=128, weighting="sequence"))
+        steps=480, lr=2.5e-3, caption_stage=0.15, warmup=20, pack_len=128, weighting="sequence"))
     lora: LoraSettings = Field(default_factory=LoraSettings)
     finetune_people: int = 100  # how many fictitious people the fine-tuned model learns (seeded choice)
     # Pre-training examples mixed into fine-tuning, as a share of the fine-tuning examples:
