@@ -26,19 +26,22 @@ from pulse_unlearn.pipeline import ensure_world
 from pulse_unlearn.world.build import world_config
 
 
-def line(label: str, model, encoder, questions) -> None:
-    cells = []
+def line(label: str, model, encoder, questions) -> dict:
+    """Prints both scorings' accuracy per modality; returns each scoring's predictions."""
+    cells, preds = [], {}
     for scoring in SCORINGS:
-        acc = accuracy(score(model, encoder, questions, scoring))
+        preds[scoring] = score(model, encoder, questions, scoring)
+        acc = accuracy(preds[scoring])
         cells.append(f"{scoring}: mm {acc.get('multimodal', (0, float('nan')))[1]:6.1%} "
                      f"text {acc.get('text', (0, float('nan')))[1]:6.1%}")
     print(f"{label:<34} n={len(questions):<5} " + " | ".join(cells))
+    return preds
 
 
-def by_category(model, encoder, questions) -> None:
-    """Likelihood accuracy per general-benchmark category (which skills the model has)."""
+def by_category(questions, preds) -> None:
+    """Accuracy per general-benchmark category (which skills the model has)."""
     hits: dict[str, list[bool]] = {}
-    for q, p in zip(questions, score(model, encoder, questions, "likelihood")):
+    for q, p in zip(questions, preds):
         hits.setdefault(q.category, []).append(p.correct)
     print(" " * 35 + "  ".join(f"{c} {sum(h) / len(h):.0%}" for c, h in hits.items()))
 
@@ -101,8 +104,7 @@ def evaluate_base(model, enc, celebs, mentions, bench, fictitious) -> None:
     print(f"\nbase model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)")
     for label, keep in tiers.items():
         line("celebrities, " + label, model, enc, [q for p in celebs if keep(mentions[p.id]) for q in p.questions])
-    line("general benchmark", model, enc, bench)
-    by_category(model, enc, bench)
+    by_category(bench, line("general benchmark", model, enc, bench)["likelihood"])
     line("fictitious (never seen)", model, enc, [q for p in fictitious for q in p.questions])
 
 

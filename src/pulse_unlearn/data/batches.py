@@ -352,7 +352,7 @@ def pack(enc: EncodedSet, indices: Sequence[int], pad_id: int, row_len: int) -> 
     ``attention_mask``: transformers then reads the packed layout from the positions and
     lets each token attend only within its own sequence, so every answer token sees
     exactly what it sees unpacked. Trailing padding is one more sequence of its own,
-    label -100. Images go into ``pixel_values`` in the order their placeholders appear.
+    label -100. Image inputs follow the order in which their placeholders appear.
     The token-weighted NLL of the packed batch equals the unpacked one.
     """
     if enc.token_inputs:
@@ -365,10 +365,11 @@ def pack(enc: EncodedSet, indices: Sequence[int], pad_id: int, row_len: int) -> 
         n = len(enc.ids[i])
         r = next((r for r, f in enumerate(fill) if f + n <= row_len), None)
         if r is None:
-            rows.append([]), fill.append(0)
-            r = len(rows) - 1
-        rows[r].append(i)
-        fill[r] += n
+            rows.append([i])
+            fill.append(n)
+        else:
+            rows[r].append(i)
+            fill[r] += n
     width = max(fill)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     positions = torch.zeros((len(rows), width), dtype=torch.long)
