@@ -66,8 +66,10 @@ def finetune_checkpoint(base: str | Path, examples: list[Example], cfg, cache: P
     if gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     encoder = Encoder(processor)
-    n_batches = sum(math.ceil(len(ix) / cfg.batch_size)
-                    for ix in encoder.encode(examples).by_modality().values())
+    # Batches are single-modality: an epoch is ceil(n / batch) per modality (counted, not encoded:
+    # train() encodes the examples itself).
+    n_image = sum(ex.image is not None for ex in examples)
+    n_batches = sum(math.ceil(n / cfg.batch_size) for n in (n_image, len(examples) - n_image))
     steps = max(1, math.ceil(cfg.epochs * n_batches / distributed.world_size()))
     tcfg = TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
                        warmup=cfg.warmup, noise=0.0, shift=0, brightness=0.0, seed=cfg.seed)
