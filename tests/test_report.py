@@ -361,21 +361,27 @@ def test_report_html_in_headless_chromium(report):
         assert colours > 20 and max(ImageStat.Stat(crop).stddev) > 20, (x, y, colours)
 
 
-def test_report_shows_forget_test_and_generation_metrics(tmp_path):
-    """A parity run's extra rows: the forget_test split as a column of the scenario table, cloze hits
-    and ROUGE-1/2/L F and BLEU in their own table, each after the last operation with its change."""
+def parity_run(folder: Path, seed: int = 0, r1_end: float = 0.15) -> Path:
+    """A scoring=mllmu run: forget_test rows, cloze hits and a generation row with ROUGE/BLEU."""
     head = HEADER + ",rouge1,rouge2,rougeL,bleu\n"
     rows = []
-    for step, (f_mm, test_mm, r1, bleu, cloze) in enumerate([(0.8, 0.7, 0.6, 0.3, 0.9), (0.2, 0.4, 0.15, 0.05, 0.1)]):
+    for step, (f_mm, test_mm, r1, bleu, cloze) in enumerate([(0.8, 0.7, 0.6, 0.3, 0.9), (0.2, 0.4, r1_end, 0.05, 0.1)]):
         cells = (("forget", "multimodal", f_mm), ("forget", "text", 0.7), ("retain", "multimodal", 0.8),
                  ("retain", "text", 0.8), ("general", "all", 0.5), ("forget_test", "multimodal", test_mm),
                  ("forget_cloze", "all", cloze))
         for split, modality, acc in cells:
             rows.append(f"finetuned,ga,llm,{step},all,{split},{modality},10,{acc},mllmu,,,,")
         rows.append(f"finetuned,ga,llm,{step},all,forget_generation,all,10,{r1 / 2},mllmu,{r1},0.1,{r1 / 2},{bleu}")
-    run = tmp_path / "parity"
-    run.mkdir()
-    (run / "summary.csv").write_text(head + "\n".join(rows) + "\n")
+    folder.mkdir()
+    (folder / "summary.csv").write_text(head + "\n".join(rows) + "\n")
+    (folder / "config.yaml").write_text(f"name: parity\nseed: {seed}\n")
+    return folder
+
+
+def test_report_shows_forget_test_and_generation_metrics(tmp_path):
+    """A parity run's extra rows: the forget_test split as a column of the scenario table, cloze hits
+    and ROUGE-1/2/L F and BLEU in their own table, each after the last operation with its change."""
+    run = parity_run(tmp_path / "parity")
     build_report(run)
     tables = md_tables((run / "report" / "tables.md").read_text(encoding="utf-8"))
     main_row = tables["finetuned: after unlearning"][1]
@@ -390,3 +396,14 @@ def test_report_shows_forget_test_and_generation_metrics(tmp_path):
     build_report(plain)
     text = (plain / "report" / "tables.md").read_text(encoding="utf-8")
     assert "forget test mm" not in text and "cloze and generation" not in text
+
+
+def test_compare_averages_generation_metrics(tmp_path):
+    """``pulse compare`` pools ROUGE/BLEU over seeds like accuracy: mean ± sample std."""
+    runs = [parity_run(tmp_path / f"s{i}", seed=i, r1_end=r1) for i, r1 in enumerate((0.15, 0.25))]
+    build_compare(runs, tmp_path / "cmp")
+    tables = md_tables((tmp_path / "cmp" / "tables.md").read_text(encoding="utf-8"))
+    (row,) = tables["finetuned: cloze and generation (scoring=mllmu)"]
+    mean, std = statistics.mean((0.15, 0.25)), statistics.stdev((0.15, 0.25))
+    assert row["forget rouge1"] == f"{100 * mean:.1f} ± {100 * std:.1f} ({100 * (mean - 0.6):+.1f})"
+    assert row["forget rouge2"] == "10.0 ± 0.0 (+0.0)" and row["forget cloze"] == "10.0 ± 0.0 (-80.0)"

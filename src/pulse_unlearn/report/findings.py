@@ -61,6 +61,7 @@ class Summary:
         self.acc: dict[tuple, float] = {}
         self.metrics: dict[tuple, dict[str, float]] = {}  # generation rows: rouge1, rouge2, rougeL, bleu
         self.std: dict[tuple, tuple[float, int]] = {}
+        self.metric_std: dict[tuple, tuple[float, int]] = {}  # (*key, metric) -> as ``std``
         self.last_step: dict[tuple, int] = {}
         for r in rows:
             key = (r["scenario"], r["method"], r["update"], int(r["step"]), str(r["request"]), r["split"],
@@ -71,6 +72,9 @@ class Summary:
                 self.metrics[key] = metrics
             if r.get("std") not in (None, ""):
                 self.std[key] = (float(r["std"]), int(r["runs"]))
+            for m in metrics:
+                if r.get(f"{m}_std") not in (None, ""):
+                    self.metric_std[(*key, m)] = (float(r[f"{m}_std"]), int(r["runs"]))
             unit = (r["scenario"], r["method"], r["update"])
             self.last_step[unit] = max(self.last_step.get(unit, 0), int(r["step"]))
 
@@ -79,9 +83,10 @@ class Summary:
         key = (*unit, step, request, split, modality)
         return self.acc.get(key) if metric == "accuracy" else self.metrics.get(key, {}).get(metric)
 
-    def spread(self, unit, step, split, modality, request="all") -> tuple[float, int] | None:
-        """(standard deviation, number of runs) of an averaged accuracy, or None."""
-        return self.std.get((*unit, step, request, split, modality))
+    def spread(self, unit, step, split, modality, request="all", metric="accuracy") -> tuple[float, int] | None:
+        """(standard deviation, number of runs) of an averaged accuracy or generation metric, or None."""
+        key = (*unit, step, request, split, modality)
+        return self.std.get(key) if metric == "accuracy" else self.metric_std.get((*key, metric))
 
     def units(self) -> list[tuple[str, str, str]]:
         return list(self.last_step)

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import PulseError
+from ..records import GENERATION_METRICS
 from .findings import read_summary
 
 KEY = ("scenario", "method", "update", "step", "request", "split", "modality")
@@ -116,16 +117,22 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 def pool(runs: list[Run]) -> list[dict]:
     """Summary rows averaged over runs: one row per key (a variant's label is appended to the
-    method), with ``std`` and ``runs``. Runs with the same unit and variant are taken as seeds."""
-    values: dict[tuple, list[float]] = defaultdict(list)
+    method), with ``std`` and ``runs``. Runs with the same unit and variant are taken as seeds.
+    Generation metrics (ROUGE, BLEU) are averaged alike, their spread in ``<metric>_std``."""
+    values: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run, variant in zip(runs, variants(runs)):
         for r in run.rows:
             key = tuple(str(r[k]) for k in KEY)
             if variant:
                 key = (key[0], f"{key[1]} [{variant}]", *key[2:])
-            values[key].append(float(r["accuracy"]))
+            for metric in ("accuracy", *GENERATION_METRICS):
+                if r.get(metric) not in (None, ""):
+                    values[key][metric].append(float(r[metric]))
     rows = []
-    for key, vals in values.items():
-        m, s = mean_std(vals)
-        rows.append({**dict(zip(KEY, key)), "accuracy": m, "std": s, "runs": len(vals)})
+    for key, by_metric in values.items():
+        row = {**dict(zip(KEY, key)), "runs": len(by_metric["accuracy"])}
+        for metric, vals in by_metric.items():
+            m, s = mean_std(vals)
+            row[metric], row["std" if metric == "accuracy" else f"{metric}_std"] = m, s
+        rows.append(row)
     return rows

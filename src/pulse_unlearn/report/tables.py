@@ -51,7 +51,7 @@ class Table:
 
 def _cell(s: Summary, unit, step, split, modality, request="all", with_delta=True, metric="accuracy") -> Cell:
     value = s.get(unit, step, split, modality, request, metric)
-    spread = s.spread(unit, step, split, modality, request) if metric == "accuracy" else None
+    spread = s.spread(unit, step, split, modality, request, metric)
     start = s.get(unit, 0, split, modality, request, metric)
     delta = value - start if with_delta and value is not None and start is not None and step else None
     return Cell(value, None if spread is None or spread[1] < 2 else spread[0], delta, split.startswith("forget"))
