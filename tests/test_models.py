@@ -13,7 +13,7 @@ from pulse_unlearn.errors import PulseError
 from pulse_unlearn.methods.losses import answer_nll, nll
 from pulse_unlearn.models.load import load_model
 from pulse_unlearn.models.tiny import TinyModelConfig, build_model, build_processor, train_tokenizer
-from pulse_unlearn.models.train import head_on_answers
+from pulse_unlearn.models.train import TrainConfig, augment, head_on_answers
 from pulse_unlearn.records import Example
 
 CFG = TinyModelConfig(text_hidden=32, text_intermediate=64, vision_hidden=16, vision_heads=2, text_heads=2,
@@ -178,3 +178,16 @@ def test_output_layer_on_answers_only_gives_the_same_loss(tiny):
     assert few.shape == (n_answer, full.shape[-1])
     assert after.shape == full.shape
     assert torch.allclose(answer_nll(few, labels), nll(full, labels), atol=1e-6)
+
+
+def test_shift_augmentation_moves_in_the_border_not_the_opposite_edge():
+    """A shape touching the left edge, shifted right by 2 px: the two new columns repeat the left
+    border; nothing of it reappears on the right edge (a roll would wrap it there)."""
+    img = torch.zeros(1, 3, 8, 8)
+    img[0, :, 2:5, 0:2] = 1.0  # a block touching the left edge
+    cfg = TrainConfig(shift=2, brightness=0.0, noise=0.0)
+    outs = [augment(img, cfg, torch.Generator().manual_seed(s)) for s in range(40)]
+    assert all(o.shape == img.shape for o in outs)
+    assert all(o[0, :, :, -1].abs().sum() == 0 for o in outs)  # the right edge stays background
+    moved = [o for o in outs if o[0, 0, 3, 3] == 1.0]  # shifted right by 2: columns 0-3 hold the block
+    assert moved and all(o[0, 0, 3, :4].eq(1.0).all() and o[0, 0, 0].abs().sum() == 0 for o in moved)
