@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pulse_unlearn.data.batches import Encoder
+from pulse_unlearn.data.batches import Encoder, collate
 from pulse_unlearn.data.mllmu import load_people
+from pulse_unlearn.methods.losses import sequence_logprobs
 from pulse_unlearn.metrics.scoring import Scorer, _common_prefix
 from pulse_unlearn.models.load import load_model
 
@@ -29,6 +30,31 @@ def test_prefix_sharing_matches_full_passes(setup, scoring):
     for pa, pb in zip(a, b):
         assert pa.scores == pytest.approx(pb.scores, abs=1e-4)
     assert shared.computed_tokens < full.computed_tokens
+
+
+@pytest.mark.parametrize("scoring", ["logits", "likelihood"])
+@pytest.mark.parametrize("multimodal", [True, False])
+def test_values_are_read_from_the_full_logits(setup, scoring, multimodal):
+    """The scorer's values are read from one plain forward pass: the letters' logits at the answer
+    position, the answer's mean log-probability."""
+    model, encoder, questions = setup
+    questions = [q for q in questions if (q.image is not None) == multimodal][:4]
+    scorer = Scorer(encoder, questions, scoring, batch_size=64, share_prefix=False)
+    preds = scorer(model)
+    batch = collate(scorer.enc, list(range(len(scorer.enc))), encoder.tokenizer.pad_token_id)
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    if scoring == "logits":
+        expected = [{k: logits[i, scorer.enc.prompt_len[i] - 1, scorer.token_ids[k]].item() for k in q.options}
+                    for i, q in enumerate(questions)]
+    else:
+        total, n = sequence_logprobs(logits, labels)
+        expected = [{} for _ in questions]
+        for row, (qi, letter) in enumerate(scorer.owners):
+            expected[qi][letter] = (total[row] / n[row]).item()
+    for p, e in zip(preds, expected):
+        assert p.scores == pytest.approx(e, abs=1e-5)
 
 
 def test_every_row_is_planned_once(setup):
