@@ -15,7 +15,7 @@ import typer
 
 from .errors import PulseError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="PULSE: evaluate unlearning in LLaVA-style multimodal models.")
 world_app = typer.Typer(no_args_is_help=True, help="The embedded synthetic world.")
 base_app = typer.Typer(no_args_is_help=True, help="The embedded world's base and fine-tuned models.")
