@@ -15,10 +15,11 @@ import typer
 
 from .errors import PulseError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
+HELP_STYLE = dict(no_args_is_help=True, rich_markup_mode="markdown")  # docstrings wrap as paragraphs
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, **HELP_STYLE,
                   help="PULSE: evaluate unlearning in LLaVA-style multimodal models.")
-world_app = typer.Typer(no_args_is_help=True, help="The embedded synthetic world.")
-base_app = typer.Typer(no_args_is_help=True, help="The embedded world's base and fine-tuned models.")
+world_app = typer.Typer(**HELP_STYLE, help="The embedded synthetic world.")
+base_app = typer.Typer(**HELP_STYLE, help="The embedded world's base and fine-tuned models.")
 app.add_typer(world_app, name="world")
 app.add_typer(base_app, name="base")
 
