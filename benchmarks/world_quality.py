@@ -86,10 +86,9 @@ def main() -> None:
     ft_people = set(finetune_examples(world, mcfg)[0])
     bench = load_mmbench(world / "MMBench" / "mmbench_dev_en.tsv")
 
-    model, processor = load_model(base_dir)
-    enc = Encoder(processor)
     if not args.skip_base_eval:
-        evaluate_base(model, enc, celebs, mentions, bench, [p for p in fictitious if p.id in ft_people])
+        model, processor = load_model(base_dir)
+        evaluate_base(model, Encoder(processor), celebs, mentions, bench, [p for p in fictitious if p.id in ft_people])
     if args.base_only:
         return
     ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench)

@@ -9,9 +9,9 @@ before it can carry facts (seen in the feasibility trial: without it image quest
 from __future__ import annotations
 
 import math
-from typing import Literal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
