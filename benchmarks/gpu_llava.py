@@ -34,7 +34,8 @@ import torch
 from pulse_unlearn.data.batches import Encoder
 from pulse_unlearn.data.mllmu import load_facts, load_people
 from pulse_unlearn.methods.registry import make_method
-from pulse_unlearn.methods.unlearn import UnlearnConfig, unlearn
+from pulse_unlearn.config import LoraRecipe, UnlearnConfig
+from pulse_unlearn.methods.unlearn import unlearn
 from pulse_unlearn.metrics.generate import GenerateScorer
 from pulse_unlearn.metrics.scoring import Scorer, accuracy
 from pulse_unlearn.models.tiny import TinyModelConfig, build_processor, train_tokenizer
@@ -172,7 +173,7 @@ def floor_seconds(scorer, counts, n_images: int, peak: float) -> float:
 
 def bench_unlearn(model, encoder, forget, retain, peak, counts, steps: int, batch: int, checkpointing: bool) -> dict:
     out, peaks = {}, {}
-    cfg = UnlearnConfig(lr=1e-5, epochs=1, batch_size=batch, lora_rank=16, lora_alpha=16,
+    cfg = UnlearnConfig(lr=1e-5, epochs=1, batch_size=batch, lora=LoraRecipe(rank=16, alpha=16),
                         gradient_checkpointing=checkpointing)
     for name in ("ga", "ga_klr", "npo"):
         method = make_method(name)
@@ -211,8 +212,8 @@ def bench_protocol(model, processor, world: Path, workdir: Path, eval_batch: int
         "name=gpu-bench", "model.source=path", f"model.base={ckpt}", f"model.finetuned={ckpt}",
         f"data.mllmu={world / 'MLLMU-Bench'}", f"data.mmbench={world / 'MMBench' / 'mmbench_dev_en.tsv'}",
         "scenario=sequential", "method=ga", "scoring=logits", f"eval_batch_size={eval_batch}",
-        "unlearn.lr=1e-5", "unlearn.epochs=1", f"unlearn.batch_size={unlearn_batch}", "unlearn.lora_rank=16",
-        "unlearn.lora_alpha=16"] + (["splits.finetune_people=10", "splits.forget=5", "data.mmbench_subset=20"]
+        "unlearn.lr=1e-5", "unlearn.epochs=1", f"unlearn.batch_size={unlearn_batch}", "unlearn.lora.rank=16",
+        "unlearn.lora.alpha=16"] + (["splits.finetune_people=10", "splits.forget=5", "data.mmbench_subset=20"]
                                     if small else []))
     marks: dict[str, float] = {}
 

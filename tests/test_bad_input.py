@@ -97,11 +97,12 @@ def _json_edit(path: Path, **changes):
 
 # (id, how to break the case, extra command-line overrides, what the one line must say, which file it names)
 CASES = [
-    ("unknown-key", None, ["unlearn.lrr=1"], "unlearn.lrr: unknown key (misspelled?)", "exp.yaml"),
+    ("unknown-key", None, ["unlearn.lrr=1"], "unlearn.lrr: unknown key (did you mean unlearn.lr?)", "exp.yaml"),
     ("misspelled-value", None, ["scenario=pretraind"], "unknown scenario 'pretraind'", "exp.yaml"),
-    ("wrong-type", None, ["unlearn.epochs=many"], "unlearn.epochs: Input should be a valid integer", "exp.yaml"),
+    ("wrong-type", None, ["unlearn.epochs=many"], "unlearn.epochs: must be an integer (got 'many')", "exp.yaml"),
     ("wrong-type-list", None, ["eval_batch_size=[1, 2]"], "eval_batch_size", "exp.yaml"),
-    ("misspelled-section", None, ["splits.forgett=3"], "splits.forgett: unknown key", "exp.yaml"),
+    ("misspelled-section", None, ["splits.forgett=3"], "splits.forgett: unknown key (did you mean splits.forget?)",
+     "exp.yaml"),
     ("missing-key", None, ["model.base=null"], "model.base is required", "model.base"),
     ("not-yaml", lambda c: c.config.write_text("name: [\n"), [], "not valid YAML", "exp.yaml"),
     ("missing-data-folder", lambda c: shutil.rmtree(c.mllmu / "Full_Set"), [],
@@ -114,7 +115,7 @@ CASES = [
     ("wrong-split-size", lambda c: [c.rows(sub, lambda r: r[:3]) for sub in ("Full_Set", "Test_Set")], [],
      "3 fictitious people; splits.forget=5", "Full_Set"),
     ("requests-do-not-divide", None, ["scenario=sequential", "splits.requests=3"],
-     "splits.forget=5 does not split into splits.requests=3", "config"),
+     "splits.forget=5 does not split into splits.requests=3", "splits.requests"),
     ("empty-split", lambda c: c.rows("Retain_Set", lambda r: []), [], "subset 'Retain_Set' is empty", "Retain_Set"),
     ("non-image-bytes", lambda c: c.rows("Full_Set", lambda r: _image(r, {"bytes": b"GIF? no", "path": None})), [],
      "image bytes are not a readable image", "Full_Set"),
@@ -195,3 +196,49 @@ def test_doctor_passes_on_good_input_and_names_the_problem_otherwise(pristine, t
     assert len(err) == 1 and "Full_Set" in err[0] and "Correct_Answer 'Z'" in err[0]
     assert main(["doctor", "--data", str(tmp_path / "nowhere")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+
+
+# Defect 3: values out of range, of the wrong type, or unknown, refused when the config is loaded.
+# (override, the key the line names, what it says)
+OUT_OF_RANGE = [
+    ("unlearn.lr=-1", "unlearn.lr", "must be > 0 (got -1)"),
+    ("eval_batch_size=0", "eval_batch_size", "must be >= 1 (got 0)"),
+    ("seed=-3", "seed", "must be >= 0 (got -3)"),
+    ("unlearn.lora.rank=0", "unlearn.lora.rank", "must be >= 1 (got 0)"),
+    ("unlearn.lora_rank=0", "unlearn.lora_rank", "unknown key (did you mean unlearn.lora.rank?)"),
+    ("unlearn.batch_size=-4", "unlearn.batch_size", "must be >= 1 (got -4)"),
+    ("unlearn.epochs=0", "unlearn.epochs", "must be >= 1 (got 0)"),
+    ("data.mmbench_subset=-5", "data.mmbench_subset", "must be >= 1 (got -5)"),
+    ("splits.probe_threshold=1.5", "splits.probe_threshold", "must be <= 1 (got 1.5)"),
+    ("method_params.npo.betta=0.5", "method_params.npo.betta",
+     "unknown parameter (did you mean method_params.npo.beta?); npo takes beta (float > 0)"),
+    ("method_params.npo.beta=0", "method_params.npo.beta", "must be > 0 (got 0)"),
+    ("method_params.npo.beta=true", "method_params.npo.beta", "must be a number (got true)"),
+    ("method_params.grad_diff.gamma=-1", "method_params.grad_diff.gamma", "must be >= 0 (got -1)"),
+    ("method_params.nop.beta=1", "method_params.nop", "unknown method (did you mean method_params.npo?)"),
+    ("unlearn.lr=.nan", "unlearn.lr", "must be a finite number (got nan)"),
+    ("unlearn.max_grad_norm=0", "unlearn.max_grad_norm", "must be > 0 (got 0)"),
+    ("finetune.lora.dropout=1", "finetune.lora.dropout", "must be < 1 (got 1)"),
+    ("finetune.warmup=-1", "finetune.warmup", "must be >= 0 (got -1)"),
+    ("parity.mc_max_new_tokens=0", "parity.mc_max_new_tokens", "must be >= 1 (got 0)"),
+    ("splits.requests=0", "splits.requests", "must be >= 1 (got 0)"),
+    ("model.preset=huge", "model.preset", "must be 'tiny' or 'default' (got 'huge')"),
+    ("scoring=fast", "scoring", "must be 'logits', 'likelihood' or 'mllmu' (got 'fast')"),
+    ("splits.forget=10", "splits.forget", "must be < splits.finetune_people=10"),
+    ("splits.forget=4", "splits.requests", "splits.forget=4 does not split into splits.requests=5 equal requests"),
+]
+
+
+@pytest.mark.parametrize("override, key, message", OUT_OF_RANGE, ids=[c[0] for c in OUT_OF_RANGE])
+def test_config_values_out_of_range_are_one_line_before_anything_is_written(tmp_path, monkeypatch, override, key,
+                                                                            message):
+    monkeypatch.chdir(tmp_path)
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        status = main(["run", "demo_tiny", override, "--out", str(tmp_path / "out"), "--cache",
+                       str(tmp_path / "cache")])
+    lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+    assert status == 2, err.getvalue()
+    assert len(lines) == 1 and lines[0].startswith("pulse: error: demo_tiny: "), lines
+    assert f": {key}: {message}" in lines[0], lines[0]
+    assert not any(tmp_path.iterdir())  # no run folder (--out or runs/), no cache

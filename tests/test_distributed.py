@@ -81,7 +81,7 @@ def _one_process_run(tiny_models, cache, tmp_path, lr: str = "3.0e-3") -> tuple[
         "splits: {finetune_people: 6, forget: 3, requests: 1}\n"
         "data: {mmbench_subset: 12}\n"
         "grid: [{scenarios: [finetuned], methods: [ga_klr], updates: [projector_llm]}]\n"
-        f"unlearn: {{lr: {lr}, epochs: 1, batch_size: 16, lora_rank: 4, lora_alpha: 8}}\n"
+        f"unlearn: {{lr: {lr}, epochs: 1, batch_size: 16, lora: {{rank: 4, alpha: 8}}}}\n"
         "scoring: logits\n"
         "eval_batch_size: 64\n")
     args = ["run", str(config), f"model.finetuned={tiny_models['finetuned']}", "--cache", str(cache)]
@@ -185,7 +185,8 @@ from safetensors.torch import save_file
 from pulse_unlearn import distributed
 from pulse_unlearn.data.batches import Encoder
 from pulse_unlearn.methods.registry import make_method
-from pulse_unlearn.methods.unlearn import UnlearnConfig, unlearn
+from pulse_unlearn.config import LoraRecipe, UnlearnConfig
+from pulse_unlearn.methods.unlearn import unlearn
 from pulse_unlearn.models.load import load_model
 from pulse_unlearn.records import Example
 
@@ -200,7 +201,7 @@ def keep(peft):
     adapter.update({{k: v.detach().clone() for k, v in peft.state_dict().items() if "lora_" in k}})
 
 
-cfg = UnlearnConfig(lr=1e-2, epochs=2, batch_size=2, lora_rank=4, lora_alpha=8, max_grad_norm=0.5)
+cfg = UnlearnConfig(lr=1e-2, epochs=2, batch_size=2, lora=LoraRecipe(rank=4, alpha=8), max_grad_norm=0.5)
 merged, log = unlearn(model, Encoder(processor), make_method("npo"), people[:6], people[6:], "projector_llm", cfg,
                       on_adapter=keep)
 if distributed.is_main():

@@ -163,7 +163,7 @@ def test_model_shortcut_and_shipped_config(tmp_path):
     shipped = Path(str(files("pulse_unlearn") / "configs" / "mllmu_llava15.yaml"))
     cfg = load_config(shipped, [f"data.mllmu={tmp_path}", f"data.mmbench={tmp_path}/m.tsv"])
     assert cfg.model.base == "llava-hf/llava-1.5-13b-hf" and cfg.model.dtype == "bfloat16"
-    assert (cfg.finetune.lr, cfg.finetune.epochs, cfg.finetune.batch_size, cfg.finetune.lora_rank) == (2e-5, 5, 4, 16)
+    assert (cfg.finetune.lr, cfg.finetune.epochs, cfg.finetune.batch_size, cfg.finetune.lora.rank) == (2e-5, 5, 4, 16)
     assert (cfg.unlearn.lr, cfg.unlearn.epochs, cfg.unlearn.batch_size) == (2e-5, 1, 4)
     cfg = load_config(shipped, ["model=llava-hf/llava-1.5-7b-hf"])
     assert cfg.model.base == "llava-hf/llava-1.5-7b-hf"
@@ -203,7 +203,7 @@ def real_config(tmp_path_factory):
         "splits: {finetune_people: 10, forget: 4, requests: 2, probe_threshold: 0.0, pretrained_forget: 2,"
         " pretrained_retain: 2}\n"
         "finetune: {lr: 1.0e-3, epochs: 1, batch_size: 4}\n"
-        "unlearn: {lr: 1.0e-3, epochs: 1, batch_size: 4, lora_rank: 4, lora_alpha: 8}\n"
+        "unlearn: {lr: 1.0e-3, epochs: 1, batch_size: 4, lora: {rank: 4, alpha: 8}}\n"
         "scoring: logits\n"
         "parity: {mc_max_new_tokens: 3, open_max_new_tokens: 4}\n")
     return path
@@ -251,7 +251,7 @@ def parity_config(tmp_path_factory):
     path.write_text(
         "name: parity-tiny\n"
         "splits: {finetune_people: 4, forget: 2, requests: 2}\n"
-        "unlearn: {lr: 1.0e-3, epochs: 1, batch_size: 4, lora_rank: 4, lora_alpha: 8}\n"
+        "unlearn: {lr: 1.0e-3, epochs: 1, batch_size: 4, lora: {rank: 4, alpha: 8}}\n"
         "scoring: mllmu\n"
         "parity: {mc_max_new_tokens: 2, open_max_new_tokens: 3}\n"
         "data: {mmbench_circular: true, mmbench_subset: 3}\n")

@@ -29,7 +29,7 @@ model: {source: world, preset: tiny}
 splits: {finetune_people: 10, forget: 5, requests: 5, probe_threshold: 0.4, pretrained_forget: 3, pretrained_retain: 3}
 grid:
   - {scenarios: [sequential], methods: [ga], updates: [llm]}
-unlearn: {lr: 3.0e-3, epochs: 1, batch_size: 16, lora_rank: 8, lora_alpha: 16}
+unlearn: {lr: 3.0e-3, epochs: 1, batch_size: 16, lora: {rank: 8, alpha: 16}}
 scoring: likelihood
 """
 SRC = str(Path(pulse_unlearn.__file__).parents[1])

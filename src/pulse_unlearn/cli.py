@@ -76,9 +76,7 @@ def demo(
 ) -> None:
     """The whole PULSE protocol on the embedded world: three scenarios x {ga, ga_klr, npo}, plus the
     projector + LLM ablation; prints the main table and the paper's findings next to ours."""
-    from importlib.resources import files
-
-    from .config import load_config
+    from .config import load_config, shipped_configs
     from .pipeline import run_experiment
     from .progress import RunLog
     from .report.build import build_report
@@ -86,8 +84,7 @@ def demo(
 
     if preset not in ("default", "tiny"):
         raise PulseError(f"unknown demo preset {preset!r}; choose default or tiny")
-    name = "demo.yaml" if preset == "default" else "demo_tiny.yaml"
-    cfg = load_config(Path(str(files("pulse_unlearn") / "configs" / name)))
+    cfg = load_config(shipped_configs()["demo" if preset == "default" else "demo_tiny"])
     folder = out or Path("runs") / cfg.name
     store = run_experiment(cfg, folder, cache_dir(cache), log=RunLog(folder, say))
     summary = Summary(store.summary)
@@ -102,10 +99,11 @@ def demo(
 
 @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def run_cmd(
-    config: Path = typer.Argument(..., help="the experiment's YAML file"),
+    config: Path = typer.Argument(..., help="the experiment's YAML file, or a shipped config's name (pulse configs)"),
     overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. unlearn.lr=1e-4 method=npo"),
     out: Optional[Path] = typer.Option(None, help="run folder (default: runs/<name>)"),
     cache: Optional[Path] = typer.Option(None, help="cache folder for the embedded world and its models"),
+    check: bool = typer.Option(False, "--check", help="only validate the config and list its units; write nothing"),
 ) -> None:
     """Run a PULSE experiment: scenarios x methods x update strategies."""
     from .config import load_config
@@ -114,8 +112,27 @@ def run_cmd(
 
     cfg = load_config(config, overrides or [])
     folder = out or Path("runs") / cfg.name
+    if check:
+        return _print_units(cfg, folder)
     run_experiment(cfg, folder, cache_dir(cache), log=RunLog(folder, say))
     typer.echo(f"results: {folder}/summary.csv (report: pulse report {folder})")
+
+
+def _print_units(cfg, folder: Path) -> None:
+    """What ``pulse run`` would run: the units in order, and where it would write."""
+    units = cfg.units()
+    typer.echo(f"config {cfg.name}: valid; {len(units)} unit(s) (scenario, method, update), run folder {folder}")
+    for scenario, method, update in units:
+        typer.echo(f"  {scenario:<11} {method:<10} {update}")
+
+
+@app.command("configs")
+def configs_cmd() -> None:
+    """The configs shipped with pulse-unlearn, each with what it is for; `pulse run NAME` runs one."""
+    from .config import first_comment, shipped_configs
+
+    for name, path in shipped_configs().items():
+        typer.echo(f"{name:<15} {first_comment(path)}")
 
 
 @app.command()

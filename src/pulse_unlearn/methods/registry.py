@@ -4,7 +4,9 @@ A method sees a ``Step``: the paired forget and retain batches (answer-only labe
 model's forward pass, and ``reference`` (the same model with its unlearning adapter
 disabled, i.e. the model as it was at the start of this operation; no copy is made).
 Class attributes tell the runner what to prepare: a retain batch, and whether forget
-answers are replaced (IDK).
+answers are replaced (IDK). A method's parameters are a nested ``Params`` model (types and
+ranges), which ``method_params`` in a config is checked against when the config is loaded;
+they read as attributes (``self.beta``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import losses
 
@@ -33,23 +36,33 @@ def _split(batch: dict) -> tuple[dict, torch.Tensor]:
     return inputs, batch["labels"]
 
 
+class MethodParams(BaseModel):
+    """A method's parameters: each declared with its type (float, int, bool or str) and range."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
 class Method:
     name: ClassVar[str]
     needs_retain: ClassVar[bool] = False
     forget_answer: ClassVar[str | None] = None  # replaces every forget answer when set
-    defaults: ClassVar[dict[str, float]] = {}
+    Params: ClassVar[type[MethodParams]] = MethodParams  # a method with parameters declares its own
 
-    def __init__(self, **params: float):
-        unknown = set(params) - set(self.defaults)
-        if unknown:
-            raise ValueError(f"method {self.name}: unknown parameter(s) {', '.join(sorted(unknown))}; "
-                             f"it takes {', '.join(self.defaults) or 'none'}")
-        self.params = {**self.defaults, **params}
+    def __init__(self, **params):
+        try:
+            self.params = self.Params(**params)
+        except ValidationError as e:
+            from ..config.messages import describe_params, one_error
+
+            key, message = one_error(e, candidates=list(self.Params.model_fields),
+                                     takes=f"it takes {describe_params(self.Params)}")
+            raise ValueError(f"method {self.name}: {key}: {message.replace('unknown key', 'unknown parameter')}") \
+                from None
 
     def __getattr__(self, key: str):  # parameters read as attributes: self.beta
-        params = self.__dict__.get("params", {})
-        if key in params:
-            return params[key]
+        params = self.__dict__.get("params")
+        if params is not None and key in type(params).model_fields:
+            return getattr(params, key)
         raise AttributeError(key)
 
     def forget_loss(self, step: Step) -> torch.Tensor:
@@ -88,10 +101,16 @@ def register(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def make_method(name: str, **params: float) -> Method:
+def get_method(name: str) -> type[Method]:
+    """The method class registered as ``name``."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
-    return METHODS[name](**params)
+    return METHODS[name]
+
+
+def make_method(name: str, **params) -> Method:
+    """An instance of the method ``name`` with ``params`` (checked against its ``Params``)."""
+    return get_method(name)(**params)
 
 
 @register
@@ -110,7 +129,10 @@ class GradDiff(Method):
 
     name = "grad_diff"
     needs_retain = True
-    defaults = {"gamma": 1.0, "alpha": 1.0}
+
+    class Params(MethodParams):
+        gamma: float = Field(1.0, ge=0)  # weight of the ascent on forget
+        alpha: float = Field(1.0, ge=0)  # weight of the retain NLL
 
     def forget_loss(self, step):
         return self.gamma * losses.gradient_ascent(self.nll_of(step, step.forget))
@@ -125,7 +147,9 @@ class GAKLR(Method):
 
     name = "ga_klr"
     needs_retain = True
-    defaults = {"alpha": 1.0}
+
+    class Params(MethodParams):
+        alpha: float = Field(1.0, ge=0)  # weight of the retain KL
 
     def forget_loss(self, step):
         return losses.gradient_ascent(self.nll_of(step, step.forget))
@@ -140,7 +164,9 @@ class NPO(Method):
     """NPO: L = mean over forget sequences of -(2/beta) log sigmoid(-beta (log pi_theta(y|x) - log pi_ref(y|x)))."""
 
     name = "npo"
-    defaults = {"beta": 0.1}
+
+    class Params(MethodParams):
+        beta: float = Field(0.1, gt=0)  # inverse temperature of the preference loss
 
     def forget_loss(self, step):
         logp, _ = self.seq_logp(step, step.forget)
@@ -154,7 +180,9 @@ class NPORT(NPO):
 
     name = "npo_rt"
     needs_retain = True
-    defaults = {"beta": 0.1, "alpha": 1.0}
+
+    class Params(NPO.Params):
+        alpha: float = Field(1.0, ge=0)  # weight of the retain NLL
 
     def retain_loss(self, step):
         return self.alpha * self.nll_of(step, step.retain)
@@ -166,7 +194,11 @@ class SimNPO(Method):
 
     name = "simnpo"
     needs_retain = True
-    defaults = {"beta": 2.5, "delta": 0.0, "alpha": 1.0}
+
+    class Params(MethodParams):
+        beta: float = Field(2.5, gt=0)  # inverse temperature
+        delta: float = 0.0  # margin on the length-normalised NLL
+        alpha: float = Field(1.0, ge=0)  # weight of the retain NLL
 
     def forget_loss(self, step):
         logp, n = self.seq_logp(step, step.forget)
@@ -183,7 +215,9 @@ class IDK(Method):
     name = "idk"
     needs_retain = True
     forget_answer = REFUSAL
-    defaults = {"alpha": 1.0}
+
+    class Params(MethodParams):
+        alpha: float = Field(1.0, ge=0)  # weight of the retain NLL
 
     def forget_loss(self, step):
         return self.nll_of(step, step.forget)

@@ -26,39 +26,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from .. import distributed
+from ..config.schema import UPDATES, UnlearnConfig
 from ..data.batches import Encoder, batch_indices, collate
 from ..progress import bar
 from ..records import Example
 from .registry import Method, Step
 
-UPDATES = ("llm", "projector_llm")
 # Module-name parts of the multimodal projector (LLaVA, LLaVA-NeXT: multi_modal_projector;
 # original LLaVA: mm_projector; Qwen2-VL: visual.merger; Idefics3/SmolVLM: connector), of the
 # vision encoder, and of output heads. Anything else that is a Linear is the language model.
 PROJECTOR_PARTS = ("multi_modal_projector", "mm_projector", "merger", "connector", "mm_proj")
 VISION_PARTS = ("vision_tower", "vision_model", "visual", "vision_encoder", "image_encoder", "vpm")
 HEAD_PARTS = ("lm_head", "embed_out", "score", "classifier")
-
-
-class UnlearnConfig(BaseModel):
-    """Hyperparameters of one unlearning operation. The defaults are those of the embedded world's
-    1.45M-parameter model (the demo); for LLaVA-1.5 7B/13B use MLLMU-Bench's (lr 2e-5, batch 4,
-    LoRA r16 alpha16 dropout 0.05), as ``configs/mllmu_llava15.yaml`` does. README: "by model size"."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    lr: float = 5e-4
-    epochs: int = 1
-    batch_size: int = 16
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
 
 
 def lora_targets(model, update: str) -> list[str]:
@@ -119,7 +100,7 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
         raise ValueError(f"method {method.name} needs retain data")
 
     peft_model = get_peft_model(model, LoraConfig(
-        r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         target_modules=lora_targets(model, update)))
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

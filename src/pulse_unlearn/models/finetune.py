@@ -33,6 +33,13 @@ def finetune_key(base_fingerprint: str, examples: list[Example], settings: dict)
     return h.hexdigest()[:16]
 
 
+def _flat_settings(cfg) -> dict:
+    """The settings with the adapter's as ``lora_rank``, ``lora_alpha``, ``lora_dropout``: the cache
+    key's form, under which checkpoints fine-tuned earlier are found again."""
+    flat = cfg.model_dump(exclude={"lora"})
+    return {**flat, **{f"lora_{k}": v for k, v in cfg.lora.model_dump().items()}}
+
+
 def finetune_checkpoint(base: str | Path, examples: list[Example], cfg, cache: Path, dtype: str = "auto",
                         device: str = "auto", trust_remote_code: bool = False, gradient_checkpointing: bool = False,
                         log=print) -> Path:
@@ -47,7 +54,7 @@ def finetune_checkpoint(base: str | Path, examples: list[Example], cfg, cache: P
     from .train import TrainConfig, train
     from .world_models import _save
 
-    settings = {**cfg.model_dump(), "dtype": dtype}
+    settings = {**_flat_settings(cfg), "dtype": dtype}
     out = Path(cache) / f"finetuned-{finetune_key(model_fingerprint(base), examples, settings)}"
     if (out / "config.json").exists() and any(out.glob("*.safetensors")):
         log(f"fine-tuned model: cached at {out}")
@@ -60,8 +67,8 @@ def finetune_checkpoint(base: str | Path, examples: list[Example], cfg, cache: P
     t0 = time.time()
     model, processor = load_model(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     torch.manual_seed(cfg.seed)
-    peft_model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
-                                                  lora_dropout=cfg.lora_dropout,
+    peft_model = get_peft_model(model, LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha,
+                                                  lora_dropout=cfg.lora.dropout,
                                                   target_modules=lora_targets(model, "llm")))
     if gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

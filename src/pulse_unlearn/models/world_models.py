@@ -13,11 +13,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..config.schema import LoraRecipe
 from ..data.batches import Encoder
 from ..data.mllmu import load_facts, load_people
 from ..records import Example
@@ -29,12 +31,11 @@ from .train import TrainConfig, train
 VERSIONS = {"base": 4, "finetuned": 5}  # 4/5: the shift augmentation pads edges instead of rolling
 
 
-class LoraSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LoraSettings(LoraRecipe):
+    """The fine-tuned world model's adapter: the LoRA recipe, larger, on the modules ``target`` matches."""
 
-    rank: int = 48
-    alpha: int = 96
-    dropout: float = 0.0
+    rank: Annotated[int, Field(ge=1)] = 48
+    alpha: Annotated[int, Field(ge=1)] = 96
     # Regex over full module names: the language model's linear layers (and optionally the
     # projector), never the vision tower, whose layers share the names q_proj/v_proj.
     target: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"

@@ -1,0 +1,215 @@
+"""The experiment schema: every field of a run's YAML file, with its range or its choices.
+
+A run is a grid of units (scenario x method x update strategy), on one set of models and data.
+Values are checked strictly (no bool for a number, no text for a number) and finite; a value
+out of range is refused when the config is loaded, before any folder is made. Checks that need
+the data (enough people for the split sizes) happen when the data are read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+SCENARIOS = ("finetuned", "pretrained", "sequential")
+UPDATES = ("llm", "projector_llm")
+PRESETS = ("tiny", "default")  # the embedded world's presets (world/build.py, models/world_models.py)
+
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+Count = Annotated[int, Field(ge=1)]
+Rate = Annotated[float, Field(gt=0)]
+
+
+def key_error(key: str, message: str) -> PydanticCustomError:
+    """A validation error about the dotted ``key`` (not the field its validator sits on)."""
+    return PydanticCustomError("pulse_key", "{key}: {message}", {"key": key, "message": message})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class LoraRecipe(Strict):
+    """One LoRA adapter's shape: rank, scaling alpha and dropout. Unlearning's defaults are
+    those of the embedded world's demo model."""
+
+    rank: Count = 16
+    alpha: Annotated[int, Field(ge=1)] = 32
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+
+
+class FinetuneLora(LoraRecipe):
+    """MLLMU-Bench's fine-tuning adapter: r 16, alpha 16, dropout 0.05."""
+
+    alpha: Annotated[int, Field(ge=1)] = 16
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+
+
+class UnlearnConfig(Strict):
+    """Hyperparameters of one unlearning operation. The defaults are those of the embedded world's
+    1.45M-parameter model (the demo); for LLaVA-1.5 7B/13B use MLLMU-Bench's (lr 2e-5, batch 4,
+    LoRA r16 alpha16 dropout 0.05), as ``configs/mllmu_llava15.yaml`` does. README: "by model size"."""
+
+    lr: Rate = 5e-4
+    epochs: Count = 1
+    batch_size: Count = 16
+    lora: LoraRecipe = Field(default_factory=LoraRecipe)
+    max_grad_norm: Rate = 1.0
+    seed: Seed = 0
+    gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
+
+
+class FinetuneConfig(Strict):
+    """In-run fine-tuning of a checkpoint (``model.source=path`` without ``model.finetuned``) on
+    the chosen fictitious people's ft_Data: MLLMU-Bench's recipe (LoRA r=16, alpha=16, dropout
+    0.05 on every linear layer of the language model; lr 2e-5, 5 epochs, batch 4), with the loss
+    on answer tokens only. The merged result is cached, keyed by model, data and these settings."""
+
+    lr: Rate = 2e-5
+    epochs: Count = 5
+    batch_size: Count = 4
+    lora: FinetuneLora = Field(default_factory=FinetuneLora)
+    warmup: Annotated[int, Field(ge=0)] = 0
+    seed: Seed = 0
+
+
+class ModelSource(Strict):
+    """Where the models come from. ``world``: the embedded world's cached base model (and its
+    fine-tuning); otherwise ``base`` is a llava-hf checkpoint (folder or hub id)."""
+
+    source: Literal["world", "path"] = "world"
+    preset: Literal[PRESETS] = "default"  # the world preset (source=world)
+    base: Annotated[str, Field(min_length=1)] | None = None  # source=path: the pre-trained model
+    finetuned: Annotated[str, Field(min_length=1)] | None = None  # an already fine-tuned model (scenarios 1, 3)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$")] = "auto"  # auto: the first GPU, else cpu
+    trust_remote_code: bool = False
+
+
+class DataSource(Strict):
+    """MLLMU-Bench folder and MMBench TSV; empty means the embedded world's."""
+
+    mllmu: Path | None = Field(None, strict=False)
+    mmbench: Path | None = Field(None, strict=False)
+    mmbench_subset: Count | None = None  # a seeded subset of the general benchmark, for quick runs
+    # MMBench's circular evaluation: each question asked once per rotation of its options, right
+    # only if every rotation is right (the published MMBench numbers use it).
+    mmbench_circular: bool = False
+
+
+class ParityConfig(Strict):
+    """``scoring=mllmu``: MLLMU-Bench's generate-and-parse evaluation (greedy decoding).
+    ``few_shot``: precede every multiple-choice question about a person with MLLMU-Bench's
+    one-person demonstration (a question of another person and its answer; its image on
+    multimodal questions), as its published numbers do; the person is a seeded choice among
+    the other population (a celebrity for fictitious people, and the reverse), never evaluated
+    by the split."""
+
+    mc_max_new_tokens: Count = 50  # multiple choice: MLLMU-Bench's LLaVA setting
+    open_max_new_tokens: Count = 50  # cloze and generation
+    open_tasks: bool = True  # also score the people's cloze (Mask_Task) and generation (Generation_Task) items
+    few_shot: bool = True  # the one-person demonstration before each multiple-choice question
+
+
+class SplitSizes(Strict):
+    finetune_people: Count = 100
+    forget: Count = 50
+    requests: Count = 5
+    probe_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
+    pretrained_forget: Count = 20
+    pretrained_retain: Count = 25
+
+
+class GridBlock(Strict):
+    scenarios: list[str] = Field(min_length=1)
+    methods: list[str] = Field(min_length=1)
+    updates: list[str] = Field(default_factory=lambda: ["llm"], min_length=1)
+
+    @field_validator("scenarios", "methods", "updates")
+    @classmethod
+    def _known(cls, values, info):
+        allowed = {"scenarios": SCENARIOS, "methods": _method_names(), "updates": UPDATES}[info.field_name]
+        for v in values:
+            if v not in allowed:
+                raise ValueError(f"unknown {info.field_name[:-1]} {v!r}; choose from {', '.join(allowed)}")
+        return values
+
+
+def _method_names() -> list[str]:
+    from ..methods.registry import METHODS  # the registry imports torch: only when a config is validated
+
+    return sorted(METHODS)
+
+
+def _check_method_params(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each method's parameters against the schema its class declares (``Method.Params``)."""
+    from ..methods.registry import METHODS
+    from .messages import describe_params, one_error, unknown_key
+
+    checked = {}
+    for name, params in value.items():
+        if name not in METHODS:
+            raise key_error(f"method_params.{name}", unknown_key(f"method_params.{name}", [
+                f"method_params.{m}" for m in sorted(METHODS)]).replace("unknown key", "unknown method", 1))
+        schema = METHODS[name].Params
+        try:
+            checked[name] = schema.model_validate(params).model_dump(exclude_unset=True)
+        except ValidationError as e:
+            prefix = f"method_params.{name}"
+            key, message = one_error(e, prefix, [f"{prefix}.{p}" for p in schema.model_fields],
+                                     takes=f"{name} takes {describe_params(schema)}")
+            raise key_error(key, message.replace("unknown key", "unknown parameter", 1)) from None
+    return checked
+
+
+class RunConfig(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = "run"  # also the run folder's name
+    seed: Seed = 0
+    model: ModelSource = Field(default_factory=ModelSource)
+    data: DataSource = Field(default_factory=DataSource)
+    splits: SplitSizes = Field(default_factory=SplitSizes)
+    grid: list[GridBlock] = Field(default_factory=lambda: [GridBlock(scenarios=["finetuned"], methods=["ga"])],
+                                  min_length=1)
+    method_params: dict[str, dict[str, Any]] = Field(default_factory=dict)  # method -> its declared parameters
+    unlearn: UnlearnConfig = Field(default_factory=UnlearnConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    parity: ParityConfig = Field(default_factory=ParityConfig)
+    scoring: Literal["logits", "likelihood", "mllmu"] = "likelihood"
+    eval_batch_size: Count = 64
+    eval_share_prefix: bool = True  # run a shared image/question prefix once (same values, less compute)
+
+    @field_validator("method_params")
+    @classmethod
+    def _method_params(cls, value):
+        return _check_method_params(value)
+
+    @model_validator(mode="after")
+    def _split_sizes(self):
+        """The split sizes that contradict each other whatever the data."""
+        scenarios = {name for block in self.grid for name in block.scenarios}
+        s = self.splits
+        if {"finetuned", "sequential"} & scenarios and s.forget >= s.finetune_people:
+            raise key_error("splits.forget", f"must be < splits.finetune_people={s.finetune_people}, the rest being "
+                            f"retained (got {s.forget})")
+        if "sequential" in scenarios and s.forget % s.requests:
+            raise key_error("splits.requests", f"splits.forget={s.forget} does not split into "
+                            f"splits.requests={s.requests} equal requests")
+        return self
+
+    def units(self) -> list[tuple[str, str, str]]:
+        """(scenario, method, update), each once, in grid order; sequential brings its one-shot
+        comparison (the finetuned scenario on the same forget set) along."""
+        out: list[tuple[str, str, str]] = []
+        for block in self.grid:
+            for s in block.scenarios:
+                for m in block.methods:
+                    for u in block.updates:
+                        extra = [("finetuned", m, u)] if s == "sequential" else []
+                        for unit in extra + [(s, m, u)]:
+                            if unit not in out:
+                                out.append(unit)
+        order = {s: i for i, s in enumerate(SCENARIOS)}
+        return sorted(out, key=lambda x: order[x[0]])
