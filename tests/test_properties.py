@@ -1,8 +1,9 @@
-"""Property-based tests (hypothesis) of the loaders, the records and the metrics."""
+"""Property-based tests (hypothesis) of the config, the loaders, the records and the metrics."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import io
 from collections import Counter
@@ -10,10 +11,14 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from pulse_unlearn.cli import main
+from pulse_unlearn.config import RunConfig, load_config
+from pulse_unlearn.config.messages import method_param_keys, schema_keys
 from pulse_unlearn.data.mllmu import load_people
 from pulse_unlearn.data.mmbench import load_mmbench
 from pulse_unlearn.errors import PulseError
@@ -178,3 +183,52 @@ def test_mllmu_refuses_bytes_that_are_not_an_image(tmp_path_factory, junk):
     expected = r"Full_Set/train.parquet: person p0: image (has no bytes|bytes are not a readable image)"
     with pytest.raises(PulseError, match=expected):
         load_people(root, "Full_Set")
+
+
+# Defect 3: any value of any type at any key of the schema (each method's parameters included)
+# either loads, and `pulse run --check` lists the units, or is one line and exit 2; nothing is
+# written either way.
+CONFIG_KEYS = sorted({k.replace("*", "0") for k in schema_keys(RunConfig)} | set(method_param_keys())
+                     | {"scenario", "method", "update", "model"})
+config_values = st.one_of(
+    st.integers(1, 10), st.floats(0.01, 1), st.integers(-5, 200), st.integers(min_value=2**40),
+    st.integers(max_value=-(2**40)),
+    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0, 0.0, -0.0, 1e300, -1e-300]),
+    st.booleans(), st.none(), st.text(max_size=8),
+    st.sampled_from(["tiny", "default", "path", "world", "npo", "ga", "sequential", "pretrained", "llm", "cuda:0",
+                     "auto", "mllmu", "logits", "bfloat16"]),
+    st.lists(st.one_of(st.integers(-2, 3), st.text(max_size=4), st.sampled_from(["ga", "npo", "finetuned"])),
+             max_size=3),
+    st.dictionaries(st.sampled_from(["lr", "rank", "beta", "x"]), st.integers(-2, 3), max_size=2),
+)
+
+
+def _as_yaml(value) -> str:
+    """The value as a command-line override writes it."""
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("\n").removesuffix("\n...")
+
+
+overrides = st.lists(st.tuples(st.sampled_from(CONFIG_KEYS), st.one_of(config_values.map(_as_yaml),
+                                                                         st.text(max_size=10))), min_size=1,
+                     max_size=3).map(lambda pairs: [f"{k}={v}" for k, v in pairs])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(overrides)
+def test_any_config_value_loads_or_is_one_line_and_nothing_is_written(tmp_path, monkeypatch, items):
+    monkeypatch.chdir(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(["run", "demo_tiny", *items, "--check", "--cache", str(tmp_path / "cache")])
+    assert not any(tmp_path.iterdir()), sorted(tmp_path.iterdir())  # no run folder, no cache
+    lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+    if status == 0:
+        cfg = load_config("demo_tiny", items)
+        assert not lines and out.getvalue().splitlines()[1:] == [
+            f"  {s:<11} {m:<10} {u}" for s, m, u in cfg.units()]
+    else:
+        assert status == 2 and len(lines) == 1 and lines[0].startswith("pulse: error: "), (items, err.getvalue())
+        with pytest.raises(PulseError):
+            load_config("demo_tiny", items)
+        # the line names one of the keys set (or the section it sits in)
+        assert any(item.split("=")[0].split(".")[0] in lines[0] for item in items), (items, lines[0])

@@ -48,7 +48,7 @@ def shown(value) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    text = _number(value) if isinstance(value, float) else repr(value)
+    text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
