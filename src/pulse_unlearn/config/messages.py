@@ -10,7 +10,6 @@ import difflib
 import inspect
 from typing import Literal, get_args, get_origin
 
-import annotated_types as at
 from pydantic import BaseModel, ValidationError
 
 # pydantic error type -> what the value must be ({name}: the error's context)
@@ -39,7 +38,7 @@ RULES = {
     "path_type": "must be a path",
     "missing": "is required",
 }
-BOUNDS = ((at.Gt, "gt", ">"), (at.Ge, "ge", ">="), (at.Lt, "lt", "<"), (at.Le, "le", "<="))
+BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))  # attributes of pydantic's range metadata
 
 
 def shown(value) -> str:
@@ -90,8 +89,8 @@ def describe_field(field) -> str:
     annotation = field.annotation
     if get_origin(annotation) is Literal:
         return "one of " + ", ".join(repr(v) for v in get_args(annotation))
-    bounds = [f"{sign} {_number(getattr(m, attr))}" for m in field.metadata for kind, attr, sign in BOUNDS
-              if isinstance(m, kind)]
+    bounds = [f"{sign} {_number(getattr(m, attr))}" for m in field.metadata for attr, sign in BOUNDS
+              if getattr(m, attr, None) is not None]
     return " ".join([getattr(annotation, "__name__", str(annotation)), ", ".join(bounds)]).strip()
 
 

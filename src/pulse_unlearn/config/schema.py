@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from .messages import describe_params, one_error, unknown_key
+
 SCENARIOS = ("finetuned", "pretrained", "sequential")
 UPDATES = ("llm", "projector_llm")
 PRESETS = ("tiny", "default")  # the embedded world's presets (world/build.py, models/world_models.py)
@@ -21,6 +23,7 @@ PRESETS = ("tiny", "default")  # the embedded world's presets (world/build.py, m
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 Count = Annotated[int, Field(ge=1)]
 Rate = Annotated[float, Field(gt=0)]
+Dropout = Annotated[float, Field(ge=0, lt=1)]
 
 
 def key_error(key: str, message: str) -> PydanticCustomError:
@@ -37,15 +40,15 @@ class LoraRecipe(Strict):
     those of the embedded world's demo model."""
 
     rank: Count = 16
-    alpha: Annotated[int, Field(ge=1)] = 32
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    alpha: Count = 32
+    dropout: Dropout = 0.0
 
 
 class FinetuneLora(LoraRecipe):
     """MLLMU-Bench's fine-tuning adapter: r 16, alpha 16, dropout 0.05."""
 
-    alpha: Annotated[int, Field(ge=1)] = 16
-    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    alpha: Count = 16
+    dropout: Dropout = 0.05
 
 
 class UnlearnConfig(Strict):
@@ -147,7 +150,6 @@ def _method_names() -> list[str]:
 def _check_method_params(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each method's parameters against the schema its class declares (``Method.Params``)."""
     from ..methods.registry import METHODS
-    from .messages import describe_params, one_error, unknown_key
 
     checked = {}
     for name, params in value.items():

@@ -13,13 +13,12 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..config.schema import LoraRecipe
+from ..config.schema import Count, LoraRecipe
 from ..data.batches import Encoder
 from ..data.mllmu import load_facts, load_people
 from ..records import Example
@@ -34,8 +33,8 @@ VERSIONS = {"base": 4, "finetuned": 5}  # 4/5: the shift augmentation pads edges
 class LoraSettings(LoraRecipe):
     """The fine-tuned world model's adapter: the LoRA recipe, larger, on the modules ``target`` matches."""
 
-    rank: Annotated[int, Field(ge=1)] = 48
-    alpha: Annotated[int, Field(ge=1)] = 96
+    rank: Count = 48
+    alpha: Count = 96
     # Regex over full module names: the language model's linear layers (and optionally the
     # projector), never the vision tower, whose layers share the names q_proj/v_proj.
     target: str = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
