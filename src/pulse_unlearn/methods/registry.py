@@ -18,6 +18,7 @@ from typing import ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..config.messages import describe_params, one_error
 from . import losses
 
 REFUSAL = "I don't know."
@@ -52,8 +53,6 @@ class Method:
         try:
             self.params = self.Params(**params)
         except ValidationError as e:
-            from ..config.messages import describe_params, one_error
-
             key, message = one_error(e, candidates=list(self.Params.model_fields),
                                      takes=f"it takes {describe_params(self.Params)}")
             raise ValueError(f"method {self.name}: {key}: {message.replace('unknown key', 'unknown parameter')}") \
