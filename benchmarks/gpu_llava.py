@@ -35,8 +35,8 @@ from pulse_unlearn.data.batches import Encoder
 from pulse_unlearn.data.mllmu import load_facts, load_people
 from pulse_unlearn.methods.registry import make_method
 from pulse_unlearn.methods.unlearn import UnlearnConfig, unlearn
-from pulse_unlearn.metrics.generate import GenerateScorer
-from pulse_unlearn.metrics.scoring import Scorer, accuracy
+from pulse_unlearn.evaluation.generation import GenerateScorer
+from pulse_unlearn.evaluation.scorers import Scorer, accuracy
 from pulse_unlearn.models.tiny import TinyModelConfig, build_processor, train_tokenizer
 from pulse_unlearn.models.world_models import _world_texts
 from pulse_unlearn.pipeline import ensure_world
