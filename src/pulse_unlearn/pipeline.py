@@ -8,11 +8,19 @@ temporary name and renamed, so an interrupted build is rebuilt, never half-used.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from .world.build import WorldConfig, build_world, world_config
+
+
+def cache_folder(cache: Path | None = None) -> Path:
+    """Where worlds and models are kept: ``cache``, else $PULSE_CACHE, else ~/.cache/pulse-unlearn."""
+    if cache is not None:
+        return Path(cache)
+    return Path(os.environ.get("PULSE_CACHE") or Path.home() / ".cache" / "pulse-unlearn")
 
 
 def ensure_world(cfg: WorldConfig, cache: Path, out: Path | None = None, log=print) -> Path:
