@@ -142,7 +142,7 @@ def compare(
 def doctor(
     model: Optional[Path] = typer.Option(None, help="a model folder to check (llava-hf layout)"),
     data: Optional[Path] = typer.Option(None, help="a data folder to check: MLLMU-Bench (or a folder holding "
-                                        "MLLMU-Bench/ and MMBench/), or an MMBench TSV"),
+                                        "MLLMU-Bench/ and MMBench/), an MMBench TSV, or a hub dataset id"),
     trust_remote_code: bool = typer.Option(False, help="allow a model's own code (as model.trust_remote_code)"),
     cache: Optional[Path] = typer.Option(None, help="cache folder"),
 ) -> None:
