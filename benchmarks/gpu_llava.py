@@ -36,8 +36,8 @@ from pulse_unlearn.data.mllmu import load_facts, load_people
 from pulse_unlearn.methods.registry import make_method
 from pulse_unlearn.config import LoraRecipe, UnlearnConfig
 from pulse_unlearn.methods.unlearn import unlearn
-from pulse_unlearn.metrics.generate import GenerateScorer
-from pulse_unlearn.metrics.scoring import Scorer, accuracy
+from pulse_unlearn.evaluation.generation import GenerateScorer
+from pulse_unlearn.evaluation.scorers import Scorer, accuracy
 from pulse_unlearn.models.tiny import TinyModelConfig, build_processor, train_tokenizer
 from pulse_unlearn.models.world_models import _world_texts
 from pulse_unlearn.pipeline import ensure_world

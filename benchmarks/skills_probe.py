@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pulse_unlearn.data.batches import Encoder
 from pulse_unlearn.data.mmbench import load_mmbench
-from pulse_unlearn.metrics.scoring import score
+from pulse_unlearn.evaluation.scorers import score
 from pulse_unlearn.models.tiny import TinyModelConfig, build_model, build_processor, train_tokenizer
 from pulse_unlearn.models.train import TrainConfig, train
 from pulse_unlearn.models.world_models import _world_texts, read_corpus

@@ -19,7 +19,7 @@ from pathlib import Path
 from pulse_unlearn.data.batches import Encoder
 from pulse_unlearn.data.mllmu import load_people
 from pulse_unlearn.data.mmbench import load_mmbench
-from pulse_unlearn.metrics.scoring import SCORINGS, accuracy, score
+from pulse_unlearn.evaluation.scorers import SCORINGS, accuracy, score
 from pulse_unlearn.models.load import load_model
 from pulse_unlearn.models.world_models import build_base, build_finetuned, finetune_examples, models_config
 from pulse_unlearn.pipeline import ensure_world

@@ -22,10 +22,10 @@ from pulse_unlearn.config.messages import method_param_keys, schema_keys
 from pulse_unlearn.data.mllmu import load_people
 from pulse_unlearn.data.mmbench import load_mmbench
 from pulse_unlearn.errors import PulseError
-from pulse_unlearn.metrics.collapse import answer_collapse
-from pulse_unlearn.metrics.scoring import Prediction, accuracy
+from pulse_unlearn.evaluation.collapse import answer_collapse
+from pulse_unlearn.evaluation.scorers import Prediction, accuracy
 from pulse_unlearn.records import LETTERS, MC_INSTRUCTION, Question, mc_prompt
-from pulse_unlearn.scenarios.protocol import summary_rows
+from pulse_unlearn.evaluation.summary import summary_rows
 
 
 def _png() -> bytes:

@@ -13,33 +13,13 @@ import pytest
 import torch
 
 from pulse_unlearn.cli import main
-from pulse_unlearn.config import load_config
 from pulse_unlearn.data.batches import Encoder
 from pulse_unlearn.data.mllmu import load_people
-from pulse_unlearn.metrics.scoring import Scorer, accuracy, letter_token_ids
+from pulse_unlearn.evaluation.scorers import Scorer, accuracy, letter_token_ids
 from pulse_unlearn.models.load import load_model
 from pulse_unlearn.scenarios import splits
 
 DEMO_TINY = Path(str(files("pulse_unlearn") / "configs" / "demo_tiny.yaml"))
-
-
-@pytest.fixture(scope="session")
-def tiny_demo(tiny_models, cache, tmp_path_factory):
-    """`pulse demo --preset tiny`, run once: all three scenarios, three methods, both update strategies."""
-    out = tmp_path_factory.mktemp("runs") / "demo-tiny"
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
-        status = main(["demo", "--preset", "tiny", "--out", str(out), "--cache", str(cache)])
-    assert status == 0
-    return out, printed.getvalue()
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tiny_demo):
-    out, _ = tiny_demo
-    with open(out / "summary.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return load_config(DEMO_TINY), out, rows
 
 
 def test_demo_prints_table_and_findings(tiny_demo):

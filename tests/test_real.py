@@ -17,7 +17,7 @@ from pulse_unlearn.config import load_config
 from pulse_unlearn.data.mllmu import check_layout, load_facts, load_people, load_test_images, read_subset, subset_ids
 from pulse_unlearn.data.mmbench import load_mmbench
 from pulse_unlearn.errors import PulseError
-from pulse_unlearn.metrics.scoring import CircularScorer, Prediction, rotations
+from pulse_unlearn.evaluation.scorers import CircularScorer, Prediction, rotations
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +61,13 @@ def test_forget_test_questions_use_a_test_set_image(bench, mmbench, tmp_path):
     import shutil
 
     from pulse_unlearn.config import RunConfig
-    from pulse_unlearn.scenarios.protocol import eval_splits, load_sources
+    from pulse_unlearn.evaluation.splits import split_items
+    from pulse_unlearn.scenarios.protocol import load_sources
     from pulse_unlearn.scenarios.splits import Sets
 
     src = load_sources(bench, mmbench, None, 0)
     sets = Sets(requests=(("003", "004"),), retain=("005",))
-    split = eval_splits(RunConfig(), src, sets)
+    split = split_items(RunConfig(), src, sets)
     assert list(split) == ["forget", "forget_test", "retain", "general"]
     pose = load_test_images(bench)["003"][1]
     asked = [q for q in split["forget_test"] if q.subject == "003"]
@@ -76,7 +77,7 @@ def test_forget_test_questions_use_a_test_set_image(bench, mmbench, tmp_path):
     assert all(q.image == pose != src.fictitious["003"].image for q in asked)
     copy = shutil.copytree(bench, tmp_path / "no-test")
     shutil.rmtree(copy / "Test_Set")
-    assert "forget_test" not in eval_splits(RunConfig(), load_sources(copy, mmbench, None, 0), sets)
+    assert "forget_test" not in split_items(RunConfig(), load_sources(copy, mmbench, None, 0), sets)
 
 
 def test_layout_check_passes_and_catches_bad_splits(bench, tmp_path):
@@ -286,8 +287,8 @@ def test_parity_scoring_adds_cloze_and_generation(tmp_path, checkpoint, bench, m
 
 
 def test_open_splits_get_the_per_request_breakdown():
-    from pulse_unlearn.metrics.generate import OpenPrediction
-    from pulse_unlearn.scenarios.protocol import summary_rows
+    from pulse_unlearn.evaluation.generation import OpenPrediction
+    from pulse_unlearn.evaluation.summary import summary_rows
 
     preds = {"forget_generation": [OpenPrediction(f"{pid}/generation/0", pid, "text", "generation", "x", "y", s)
                                    for pid, s in (("a", 0.5), ("b", 0.25))]}
@@ -298,8 +299,8 @@ def test_open_splits_get_the_per_request_breakdown():
 
 def test_open_scorer_scores_cloze_by_substring_and_generation_by_rouge(checkpoint):
     from pulse_unlearn.data.batches import Encoder
-    from pulse_unlearn.metrics.generate import (OpenScorer, cloze_hit, first_letter, generation_metrics, open_prompt,
-                                                rouge_l)
+    from pulse_unlearn.evaluation.generation import (OpenScorer, cloze_hit, first_letter, generation_metrics,
+                                                     open_prompt, rouge_l)
     from pulse_unlearn.models.load import load_model
     from pulse_unlearn.records import OpenQuestion
 
@@ -405,7 +406,7 @@ def _few_shot_scorer(proc, people, model_name: str):
     from PIL import Image
 
     from pulse_unlearn.data.batches import Encoder
-    from pulse_unlearn.metrics.generate import GenerateScorer
+    from pulse_unlearn.evaluation.generation import GenerateScorer
 
     demo, person = people[0], people[1]
     asked = [person.questions_of("multimodal")[1], person.questions_of("text")[0]]
@@ -485,7 +486,7 @@ def test_few_shot_with_a_template_that_refuses_it_is_one_line(checkpoint, bench)
     """A chat template that wants user and assistant turns to alternate (as some do) cannot hold the
     demo's turn before the question: one line naming the processor and the way out; no demo, no error."""
     from pulse_unlearn.data.batches import Encoder
-    from pulse_unlearn.metrics.generate import GenerateScorer
+    from pulse_unlearn.evaluation.generation import GenerateScorer
     from pulse_unlearn.models.load import load_processor
 
     proc = load_processor(checkpoint)
@@ -506,14 +507,15 @@ def test_demo_person_is_seeded_and_never_evaluated(checkpoint, bench, mmbench):
     from pulse_unlearn.config import RunConfig
     from pulse_unlearn.data.batches import Encoder
     from pulse_unlearn.models.load import load_processor
-    from pulse_unlearn.scenarios.protocol import Evaluator, demo_for, eval_splits, load_sources
+    from pulse_unlearn.evaluation.evaluator import Evaluator, demo_for
+    from pulse_unlearn.scenarios.protocol import load_sources
     from pulse_unlearn.scenarios.splits import Sets, demo_person
 
     src = load_sources(bench, mmbench, 2, 0)
     sets = Sets(requests=(("003", "004"), ("005", "006")), retain=("007", "008"))
     encoder = Encoder(load_processor(checkpoint))
     cfg = RunConfig(scoring="mllmu", parity={"open_tasks": False})
-    scorers = Evaluator(encoder, eval_splits(cfg, src, sets), cfg, src).scorers
+    scorers = Evaluator(encoder, cfg, src, sets).scorers
     assert set(scorers) == {"forget", "forget_test", "retain", "general"}
     for name, ids in (("forget", sets.forget), ("forget_test", sets.forget), ("retain", sets.retain)):
         demo = scorers[name].demo
@@ -532,7 +534,7 @@ def test_demo_person_is_seeded_and_never_evaluated(checkpoint, bench, mmbench):
     assert demo_for(cfg, src, probe).id == demo_for(cfg, src, later).id in src.fictitious
     assert demo_person(["a", "b"], ["a", "b"], 0) is None and demo_person(["a", "b"], ["a"], 3) == "b"
     off = RunConfig(scoring="mllmu", parity={"open_tasks": False, "few_shot": False})
-    assert Evaluator(encoder, eval_splits(off, src, sets), off, src).scorers["forget"].demo is None
+    assert Evaluator(encoder, off, src, sets).scorers["forget"].demo is None
 
 
 # --- other architectures: LLaVA-NeXT (anyres, image_sizes), Qwen2-VL (image_grid_thw, 3-D positions) ---
@@ -618,7 +620,7 @@ def test_prefix_sharing_matches_full_passes_or_is_off(offline, arch, sized_bench
     """LLaVA-NeXT shares prefixes (images of other token counts kept whole); Qwen2-VL turns it off, saying why."""
     from pulse_unlearn.data.batches import Encoder
     from pulse_unlearn.data.mllmu import load_people
-    from pulse_unlearn.metrics.scoring import Scorer
+    from pulse_unlearn.evaluation.scorers import Scorer
     from pulse_unlearn.models.load import load_model
 
     model, proc = load_model(offline, device="cpu")
@@ -656,7 +658,7 @@ def test_parity_generation_carries_every_input(offline, sized_bench):
     """scoring=mllmu's serial generate gets the same inputs (image_sizes, image_grid_thw, mm_token_type_ids)."""
     from pulse_unlearn.data.batches import Encoder
     from pulse_unlearn.data.mllmu import load_people
-    from pulse_unlearn.metrics.generate import GenerateScorer
+    from pulse_unlearn.evaluation.generation import GenerateScorer
     from pulse_unlearn.models.load import load_model
 
     model, proc = load_model(offline, device="cpu")

@@ -19,8 +19,8 @@ import torch
 import pulse_unlearn
 from pulse_unlearn.cli import main
 from pulse_unlearn.methods.registry import METHODS, Method, register
-from pulse_unlearn.metrics.collapse import answer_collapse
-from pulse_unlearn.metrics.scoring import Prediction
+from pulse_unlearn.evaluation.collapse import answer_collapse
+from pulse_unlearn.evaluation.scorers import Prediction
 from pulse_unlearn.report.build import build_report
 from pulse_unlearn.runs.resume import Resume
 
@@ -63,14 +63,7 @@ def test_same_command_twice_gives_the_same_summary(uninterrupted, seq_config, ca
 def test_sigkill_then_rerun_resumes_to_the_same_summary(uninterrupted, seq_config, cache, tmp_path):
     out = tmp_path / "killed"
     unit = out / "resume" / "sequential" / "ga--llm"
-    env = {**os.environ, "PYTHONPATH": SRC, "PULSE_QUIET": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pulse_unlearn.cli", "run", str(seq_config), "--out", str(out),
-                             "--cache", str(cache)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not (unit / "op-2.json").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    _run_killed_once(unit / "op-2.json", [str(seq_config), "--out", str(out), "--cache", str(cache)])
     assert not (unit / "op-5.json").exists()
     with open(out / "summary.csv", newline="") as f:
         steps = {int(r["step"]) for r in csv.DictReader(f) if r["scenario"] == "sequential"}
@@ -89,6 +82,41 @@ def test_sigkill_then_rerun_resumes_to_the_same_summary(uninterrupted, seq_confi
         assert main(["run", str(seq_config), "--out", str(out), "--cache", str(cache)]) == 0
     assert "op 1:" not in log.getvalue() and "5 of 5 operation(s) read back" in log.getvalue()
     assert (out / "summary.csv").read_bytes() == (uninterrupted / "summary.csv").read_bytes()
+
+
+def _run_killed_once(path_to_wait_for: Path, args: list[str]) -> None:
+    """``pulse run ARGS`` in a subprocess, SIGKILLed as soon as ``path_to_wait_for`` exists."""
+    env = {**os.environ, "PYTHONPATH": SRC, "PULSE_QUIET": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pulse_unlearn.cli", "run", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not path_to_wait_for.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+@pytest.mark.parametrize("scoring", ["logits", "mllmu"])
+def test_sigkill_after_step_0_resumes_under_every_scoring(scoring, seq_config, cache, tmp_path):
+    """Every prediction kind (multiple choice; under mllmu also cloze and generation) is read back
+    from the step-0 record of a killed run, and the files end up byte-identical to a whole run's.
+    (likelihood: the test above.)"""
+    quick = ["scenario=finetuned", "method=ga", f"scoring={scoring}", "data.mmbench_subset=6",
+             "parity.mc_max_new_tokens=3", "parity.open_max_new_tokens=6"]
+    whole, out = tmp_path / "whole", tmp_path / "killed"
+    assert pulse("run", seq_config, *quick, "--out", whole, "--cache", cache) == 0
+    _run_killed_once(out / "resume" / "finetuned" / "start.json",
+                     [str(seq_config), *quick, "--out", str(out), "--cache", str(cache)])
+    assert not (out / "resume" / "finetuned" / "ga--llm" / "op-1.json").exists()
+    log = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(log):
+        assert main(["run", str(seq_config), *quick, "--out", str(out), "--cache", str(cache)]) == 0
+    assert "step 0: read back from the interrupted run" in log.getvalue()
+    splits = {r["split"] for r in csv.DictReader(open(whole / "summary.csv", newline=""))}
+    if scoring == "mllmu":
+        assert {"forget_cloze", "forget_generation", "retain_cloze", "retain_generation"} <= splits
+    for name in ("summary.csv", "predictions.csv", "sets.json"):
+        assert (out / name).read_bytes() == (whole / name).read_bytes(), name
 
 
 def test_records_of_other_data_or_models_are_never_reused(tmp_path):

@@ -8,7 +8,7 @@ import torch
 from pulse_unlearn.data.batches import Encoder, collate
 from pulse_unlearn.data.mllmu import load_people
 from pulse_unlearn.methods.losses import sequence_logprobs
-from pulse_unlearn.metrics.scoring import Scorer, _common_prefix
+from pulse_unlearn.evaluation.scorers import Scorer, _common_prefix
 from pulse_unlearn.models.load import load_model
 
 
@@ -97,7 +97,7 @@ def test_shared_pass_uses_the_cache(setup):
 
 
 def test_parse_letter():
-    from pulse_unlearn.metrics.generate import parse_letter
+    from pulse_unlearn.evaluation.generation import parse_letter
 
     abcd = list("ABCD")
     assert parse_letter("B", abcd) == "B"
@@ -110,8 +110,8 @@ def test_parse_letter():
 
 def test_generate_scoring_reads_the_generated_letter(setup):
     """With the letter A forced at every step, generation answers A: accuracy = share of A answers."""
-    from pulse_unlearn.metrics.generate import GenerateScorer
-    from pulse_unlearn.metrics.scoring import accuracy, letter_token_ids
+    from pulse_unlearn.evaluation.generation import GenerateScorer
+    from pulse_unlearn.evaluation.scorers import accuracy, letter_token_ids
 
     model, encoder, questions = setup
     token_a = letter_token_ids(encoder, ["A"])["A"]
@@ -136,7 +136,7 @@ def test_generate_scoring_reads_the_generated_letter(setup):
 def test_rouge_1_2_l_by_hand():
     """truth "the cat sat on the mat", reply "the cat sat on a mat" (6 tokens each): 5 shared unigrams
     (one "the" only), 3 shared bigrams of 5, longest common subsequence 5."""
-    from pulse_unlearn.metrics.generate import rouge
+    from pulse_unlearn.evaluation.generation import rouge
 
     r = rouge("the cat sat on a mat", "the cat sat on the mat")
     assert r == pytest.approx({"rouge1": 5 / 6, "rouge2": 3 / 5, "rougeL": 5 / 6})
@@ -149,7 +149,7 @@ def test_bleu_by_hand():
     smoothing counts 0.1 of 1 for each, and the brevity penalty is exp(1 - 3/2)."""
     import math
 
-    from pulse_unlearn.metrics.generate import bleu, generation_metrics
+    from pulse_unlearn.evaluation.generation import bleu, generation_metrics
 
     assert bleu("the cat sat on a mat", "the cat sat on the mat") == pytest.approx((1 / 12) ** 0.25)
     assert bleu("the cat", "the cat sat") == pytest.approx(math.exp(-0.5) * (1 * 1 * 0.1 * 0.1) ** 0.25)
@@ -159,8 +159,8 @@ def test_bleu_by_hand():
 
 
 def test_summary_rows_average_each_generation_metric():
-    from pulse_unlearn.metrics.generate import OpenPrediction
-    from pulse_unlearn.scenarios.protocol import summary_rows
+    from pulse_unlearn.evaluation.generation import OpenPrediction
+    from pulse_unlearn.evaluation.summary import summary_rows
 
     def item(pid, modality, r1, bleu):
         return OpenPrediction(f"{pid}/generation/0", pid, modality, "generation", "x", "y", r1 / 2,

@@ -28,9 +28,9 @@ PRESET_HELP = "size preset: tiny (tests, seconds) or default (the demo)"
 
 def cache_dir(cache: Optional[Path]) -> Path:
     """Where worlds and models are kept: --cache, else $PULSE_CACHE, else ~/.cache/pulse-unlearn."""
-    if cache is not None:
-        return cache
-    return Path(os.environ.get("PULSE_CACHE") or Path.home() / ".cache" / "pulse-unlearn")
+    from .pipeline import cache_folder
+
+    return cache_folder(cache)
 
 
 def say(msg: str) -> None:
@@ -106,16 +106,13 @@ def run_cmd(
     check: bool = typer.Option(False, "--check", help="only validate the config and list its units; write nothing"),
 ) -> None:
     """Run a PULSE experiment: scenarios x methods x update strategies."""
-    from .config import load_config
-    from .pipeline import run_experiment
-    from .progress import RunLog
+    from .api import resolve_config, run
 
-    cfg = load_config(config, overrides or [])
-    folder = out or Path("runs") / cfg.name
     if check:
-        return _print_units(cfg, folder)
-    run_experiment(cfg, folder, cache_dir(cache), log=RunLog(folder, say))
-    typer.echo(f"results: {folder}/summary.csv (report: pulse report {folder})")
+        cfg = resolve_config(config, overrides or [])
+        return _print_units(cfg, out or Path("runs") / cfg.name)
+    result = run(config, overrides or [], out, cache_dir(cache))
+    typer.echo(f"results: {result.folder}/summary.csv (report: pulse report {result.folder})")
 
 
 def _print_units(cfg, folder: Path) -> None:
@@ -163,7 +160,7 @@ def compare(
 def doctor(
     model: Optional[Path] = typer.Option(None, help="a model folder to check (llava-hf layout)"),
     data: Optional[Path] = typer.Option(None, help="a data folder to check: MLLMU-Bench (or a folder holding "
-                                        "MLLMU-Bench/ and MMBench/), or an MMBench TSV"),
+                                        "MLLMU-Bench/ and MMBench/), an MMBench TSV, or a hub dataset id"),
     trust_remote_code: bool = typer.Option(False, help="allow a model's own code (as model.trust_remote_code)"),
     cache: Optional[Path] = typer.Option(None, help="cache folder"),
 ) -> None:

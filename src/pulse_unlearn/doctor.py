@@ -89,10 +89,16 @@ def check_model(path: Path, trust_remote_code: bool, echo) -> None:
 
 def data_paths(data: Path) -> tuple[Path | None, Path | None]:
     """(MLLMU-Bench folder, MMBench TSV) in ``data``: a world folder holding both, an MLLMU-Bench
-    folder, or an MMBench TSV."""
+    folder, an MMBench TSV, or a hub dataset id holding either (``pipeline.hub_dataset``)."""
     data = Path(data)
     if not data.exists():
-        raise PulseError(f"{data}: no such file or folder")
+        from .pipeline import HUB_ID, hub_snapshot, mllmu_root, mmbench_tsv
+
+        if not HUB_ID.fullmatch(str(data)):
+            raise PulseError(f"{data}: no such file or folder")
+        snapshot = hub_snapshot(str(data), "--data", ["*.parquet", "*.tsv"])
+        root = mllmu_root(snapshot)
+        return (root, None) if root else (None, mmbench_tsv(snapshot, f"--data={data}"))
     if data.is_file():
         return None, data
     if (data / "MLLMU-Bench").is_dir():

@@ -8,11 +8,25 @@ temporary name and renamed, so an interrupted build is rebuilt, never half-used.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 from .world.build import WorldConfig, build_world, world_config
+
+
+# A dataset value that names no local file and reads ``owner/name`` is a hub dataset id.
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+LOCAL_HINT = {"data.mllmu": "/path/to/MLLMU-Bench", "data.mmbench": "/path/to/mmbench_dev_en.tsv"}
+
+
+def cache_folder(cache: Path | None = None) -> Path:
+    """Where worlds and models are kept: ``cache``, else $PULSE_CACHE, else ~/.cache/pulse-unlearn."""
+    if cache is not None:
+        return Path(cache)
+    return Path(os.environ.get("PULSE_CACHE") or Path.home() / ".cache" / "pulse-unlearn")
 
 
 def ensure_world(cfg: WorldConfig, cache: Path, out: Path | None = None, log=print) -> Path:
@@ -50,6 +64,63 @@ def ensure_models(preset: str, cache: Path, finetuned: bool = True, log=print) -
     return paths
 
 
+def hub_dataset(value: Path | None, key: str) -> Path | None:
+    """``value`` itself when it is a local path (or empty); a hub dataset id (``owner/name``) is
+    fetched into the hub cache (offline: found there) and its MLLMU-Bench folder (``data.mllmu``)
+    or MMBench TSV (``data.mmbench``) returned."""
+    if value is None or Path(value).exists() or not HUB_ID.fullmatch(str(value)):
+        return value
+    if key == "data.mmbench":
+        return mmbench_tsv(hub_snapshot(str(value), key, ["*.tsv"]), f"{key}={value}")
+    root = mllmu_root(hub_snapshot(str(value), key, ["*.parquet"]))
+    if root is None:
+        from .errors import PulseError
+
+        raise PulseError(f"{key}={value}: the hub dataset holds no Full_Set/ folder (at its root or one level "
+                         f"down); pass a local MLLMU-Bench folder instead: {key}={LOCAL_HINT[key]}")
+    return root
+
+
+def hub_snapshot(repo_id: str, key: str, patterns: list[str]) -> Path:
+    """The dataset's files matching ``patterns``, downloaded into (or, offline, found in) the hub
+    cache. Unreachable and not cached: one line naming the id and the local alternative."""
+    from huggingface_hub import constants, snapshot_download
+
+    from .errors import PulseError, first_line
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", allow_patterns=patterns))
+    except (OSError, ValueError) as e:  # the hub library's errors: offline, not found, gated, bad id
+        why = first_line(e).removeprefix("Got: ")
+        if constants.HF_HUB_OFFLINE:
+            why = "offline (HF_HUB_OFFLINE=1) and not in the hub cache"
+        raise PulseError(f"{key}={repo_id}: no such local path, and the hub dataset {repo_id!r} cannot be fetched "
+                         f"({why}); pass a local copy instead: {key}={LOCAL_HINT.get(key, '/path/to/data')}") from None
+
+
+def mllmu_root(folder: Path) -> Path | None:
+    """The folder holding ``Full_Set/``: ``folder`` itself or one of its subfolders."""
+    for candidate in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
+        if (candidate / "Full_Set").is_dir():
+            return candidate
+    return None
+
+
+def mmbench_tsv(folder: Path, where: str) -> Path:
+    """The snapshot's one TSV; of several, ``mmbench_dev_en.tsv``, else the user chooses."""
+    from .errors import PulseError
+
+    tsvs = sorted(folder.rglob("*.tsv"))
+    preferred = [p for p in tsvs if p.name == "mmbench_dev_en.tsv"]
+    if len(tsvs) == 1 or len(preferred) == 1:
+        return (preferred or tsvs)[0]
+    if not tsvs:
+        raise PulseError(f"{where}: the hub dataset holds no .tsv file; pass a local MMBench TSV instead")
+    names = ", ".join(str(p.relative_to(folder)) for p in tsvs)
+    raise PulseError(f"{where}: the hub dataset holds several TSVs ({names}); pass the one to use: "
+                     f"data.mmbench={folder}/<one of them>")
+
+
 def run_experiment(cfg, out: Path, cache: Path, log=print):
     """Resolve models and data for a run config (the world's, or the user's), then run it."""
     from . import distributed
@@ -59,6 +130,12 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
 
     if distributed.setup() > 1 and not distributed.is_main():
         log = lambda *_: None  # noqa: E731  (the first process logs)
+    if cfg.model.source != "world" and not cfg.model.base:
+        raise PulseError("model.base is required when model.source is 'path'")
+    if cfg.model.source != "world" and (cfg.data.mllmu is None or cfg.data.mmbench is None):
+        raise PulseError("data.mllmu and data.mmbench are required when model.source is 'path'")
+    data_mllmu, data_mmbench = distributed.main_first(lambda: (hub_dataset(cfg.data.mllmu, "data.mllmu"),
+                                                                 hub_dataset(cfg.data.mmbench, "data.mmbench")))
     finetune = None
     if cfg.model.source == "world":
         paths = distributed.main_first(lambda: ensure_models(cfg.model.preset, cache, finetuned=False, log=log))
@@ -70,15 +147,11 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
             return distributed.main_first(lambda: build_finetuned(world, wcfg.fingerprint(), mcfg,
                                                                   Path(cache) / "models", log, people=ids))
 
-        mllmu = cfg.data.mllmu or world / "MLLMU-Bench"
-        mmbench = cfg.data.mmbench or world / "MMBench" / "mmbench_dev_en.tsv"
+        mllmu = data_mllmu or world / "MLLMU-Bench"
+        mmbench = data_mmbench or world / "MMBench" / "mmbench_dev_en.tsv"
     else:
-        if not cfg.model.base:
-            raise PulseError("model.base is required when model.source is 'path'")
-        if cfg.data.mllmu is None or cfg.data.mmbench is None:
-            raise PulseError("data.mllmu and data.mmbench are required when model.source is 'path'")
         models = {"base": cfg.model.base, "finetuned": cfg.model.finetuned}
-        mllmu, mmbench = cfg.data.mllmu, cfg.data.mmbench
+        mllmu, mmbench = data_mllmu, data_mmbench
 
         def finetune(ids, facts):
             from .models.finetune import finetune_checkpoint

@@ -1,7 +1,7 @@
 """Loss helpers: pure functions of logits and answer-only labels (-100 = not scored).
 
-Logits at position t predict the token at t+1, so labels are shifted left by one here and
-nowhere else.
+Logits at position t predict the token at t+1, so labels are shifted left by one here (and in
+``logprobs.py``).
 """
 
 from __future__ import annotations
@@ -9,16 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-IGNORE = -100
-
-
-def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per sequence: the summed log-probability of its answer tokens, and how many there are."""
-    logits, labels = logits[:, :-1].float(), labels[:, 1:]
-    mask = labels != IGNORE
-    logp = torch.log_softmax(logits, dim=-1)
-    token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
-    return token_logp.sum(-1), mask.sum(-1)
+from ..data.batches import IGNORE
+from ..logprobs import sequence_logprobs  # noqa: F401  (a loss helper too)
 
 
 def nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

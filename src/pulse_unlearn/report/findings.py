@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import PulseError
-from ..records import GENERATION_METRICS
+from ..evaluation.metrics import extra as extra_metrics
 
 SPLITS = ("forget", "retain", "general")
 MODS = ("multimodal", "text")
@@ -59,7 +59,7 @@ class Summary:
 
     def __init__(self, rows: Iterable[dict]):
         self.acc: dict[tuple, float] = {}
-        self.metrics: dict[tuple, dict[str, float]] = {}  # generation rows: rouge1, rouge2, rougeL, bleu
+        self.metrics: dict[tuple, dict[str, float]] = {}  # the registered metrics beyond accuracy, where filled
         self.std: dict[tuple, tuple[float, int]] = {}
         self.metric_std: dict[tuple, tuple[float, int]] = {}  # (*key, metric) -> as ``std``
         self.last_step: dict[tuple, int] = {}
@@ -67,7 +67,7 @@ class Summary:
             key = (r["scenario"], r["method"], r["update"], int(r["step"]), str(r["request"]), r["split"],
                    r["modality"])
             self.acc[key] = float(r["accuracy"])
-            metrics = {m: float(r[m]) for m in GENERATION_METRICS if r.get(m) not in (None, "")}
+            metrics = {m.name: float(r[m.name]) for m in extra_metrics() if r.get(m.name) not in (None, "")}
             if metrics:
                 self.metrics[key] = metrics
             if r.get("std") not in (None, ""):
@@ -79,7 +79,7 @@ class Summary:
             self.last_step[unit] = max(self.last_step.get(unit, 0), int(r["step"]))
 
     def get(self, unit, step, split, modality, request="all", metric="accuracy") -> float | None:
-        """The accuracy, or a generation metric (``rouge1``, ...) where the row has it."""
+        """The accuracy, or another registered metric (``rouge1``, ...) where the row has it."""
         key = (*unit, step, request, split, modality)
         return self.acc.get(key) if metric == "accuracy" else self.metrics.get(key, {}).get(metric)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import PulseError
-from ..records import GENERATION_METRICS
+from ..evaluation.metrics import METRICS
 from .findings import read_summary
 
 KEY = ("scenario", "method", "update", "step", "request", "split", "modality")
@@ -48,7 +48,7 @@ class Run:
         return [op for op in self.operations if str(op.get("diverged_at", "")).strip() not in ("", "nan", "None")]
 
     def collapsed(self) -> list[dict]:
-        """Operations after which the model's answers collapsed onto one letter (``metrics/collapse.py``)."""
+        """Operations after which the model's answers collapsed onto one letter (``evaluation/collapse.py``)."""
         return [op for op in self.operations if str(op.get("collapsed", "")).strip() in ("1", "True")]
 
     def troubled(self) -> list[tuple[dict, str]]:
@@ -118,14 +118,14 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def pool(runs: list[Run]) -> list[dict]:
     """Summary rows averaged over runs: one row per key (a variant's label is appended to the
     method), with ``std`` and ``runs``. Runs with the same unit and variant are taken as seeds.
-    Generation metrics (ROUGE, BLEU) are averaged alike, their spread in ``<metric>_std``."""
+    Every other registered metric (ROUGE, BLEU, ...) is averaged alike, its spread in ``<metric>_std``."""
     values: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for run, variant in zip(runs, variants(runs)):
         for r in run.rows:
             key = tuple(str(r[k]) for k in KEY)
             if variant:
                 key = (key[0], f"{key[1]} [{variant}]", *key[2:])
-            for metric in ("accuracy", *GENERATION_METRICS):
+            for metric in METRICS:
                 if r.get(metric) not in (None, ""):
                     values[key][metric].append(float(r[metric]))
     rows = []

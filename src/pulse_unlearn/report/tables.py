@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 
+from ..evaluation.metrics import METRICS
+from ..evaluation.splits import SPLITS
 from .findings import Summary
 
 # (split, modality, column title); ``forget_test`` (the forget people's multimodal questions with a
@@ -28,7 +30,7 @@ class Cell:
     value: float | None  # accuracy, 0..1
     std: float | None = None  # across runs, when several
     delta: float | None = None  # value minus the starting model's
-    forget: bool = False  # on the forget set a drop is the goal; elsewhere it is a cost
+    forget: bool = False  # a drop is the goal (the forget set's accuracy); elsewhere it is a cost
 
     def text(self, pm: str = "±", minus: str = "-") -> str:
         if self.value is None:
@@ -54,7 +56,11 @@ def _cell(s: Summary, unit, step, split, modality, request="all", with_delta=Tru
     spread = s.spread(unit, step, split, modality, request, metric)
     start = s.get(unit, 0, split, modality, request, metric)
     delta = value - start if with_delta and value is not None and start is not None and step else None
-    return Cell(value, None if spread is None or spread[1] < 2 else spread[0], delta, split.startswith("forget"))
+    # A drop is the goal on the forget splits, a cost elsewhere; the other way round for a metric
+    # whose lower values are better.
+    metric_spec = METRICS.get(metric)
+    goal_is_drop = split.startswith("forget") == (metric_spec is None or metric_spec.higher_is_better)
+    return Cell(value, None if spread is None or spread[1] < 2 else spread[0], delta, goal_is_drop)
 
 
 def _round(x: float | None) -> float | None:
@@ -103,29 +109,50 @@ def scenario_tables(s: Summary) -> list[Table]:
     return tables
 
 
-# scoring=mllmu's open tasks: (split, metric, column title), all modalities
-OPEN_COLUMNS = (("forget_cloze", "accuracy", "forget cloze"), ("retain_cloze", "accuracy", "retain cloze"),
-                *((f"{who}_generation", m, f"{who} {m}") for who in ("forget", "retain")
-                  for m in ("rouge1", "rouge2", "rougeL", "bleu")))
+def metric_columns(free_answers: bool) -> list[tuple[str, str, str]]:
+    """(split, metric, column title) of the registered splits and metrics beyond the scenario
+    table: for free-answer splits (cloze, generation; ``free_answers``) their metrics beyond the
+    headline where they have any, else the headline (cloze hits); for multiple-choice splits the
+    non-headline metrics registered for them (e.g. a plugin's)."""
+    out = []
+    for split in SPLITS.values():
+        if (split.task != "choice") != free_answers:
+            continue
+        extra = [m for m in split.metrics if not m.headline]
+        who = split.name.removesuffix(f"_{split.task}")
+        if extra:
+            out += [(split.name, m.name, f"{who} {m.name}") for m in extra]
+        elif free_answers:
+            out += [(split.name, m.name, split.name.replace("_", " ")) for m in split.metrics if m.headline]
+    return out
+
+
+TITLES = {True: ("cloze and generation (scoring=mllmu)",
+                 "After the last operation, all questions: cloze hits (%) and the mean ROUGE-1/2/L F and BLEU "
+                 "(x 100) of the generated answers; in brackets the change from the starting model (points)."),
+          False: ("further metrics", "After the last operation, all questions: the registered metrics beyond "
+                                     "accuracy (x 100); in brackets the change from the starting model.")}
 
 
 def open_task_tables(s: Summary) -> list[Table]:
-    """Under ``scoring=mllmu``: per scenario, the cloze hit rate and the generation metrics
-    (ROUGE-1/2/L F, BLEU) after the last operation, with the change from the starting model."""
+    """Per scenario, the metrics of the registered splits beyond the scenario table: under
+    ``scoring=mllmu`` the cloze hit rate and the generation metrics (ROUGE-1/2/L F, BLEU), and
+    any further metric registered for multiple-choice splits; after the last operation, with
+    the change from the starting model."""
     tables = []
-    for scenario in dict.fromkeys(u[0] for u in s.units()):
-        units = [u for u in s.units() if u[0] == scenario]
-        columns = [c for c in OPEN_COLUMNS if any(s.get(u, 0, c[0], "all", metric=c[1]) is not None for u in units)]
-        if not columns:
-            continue
-        t = Table(f"{scenario}: cloze and generation (scoring=mllmu)",
-                  "After the last operation, all questions: cloze hits (%) and the mean ROUGE-1/2/L F and BLEU "
-                  "(x 100) of the generated answers; in brackets the change from the starting model (points).",
-                  ["method", "update", "ops"] + [c[2] for c in columns])
-        for u in units:
-            end = s.last_step[u]
-            t.rows.append([u[1], u[2], str(end)] + [_cell(s, u, end, sp, "all", metric=m) for sp, m, _ in columns])
-        tables.append(t)
+    for free in (True, False):
+        title, note = TITLES[free]
+        for scenario in dict.fromkeys(u[0] for u in s.units()):
+            units = [u for u in s.units() if u[0] == scenario]
+            columns = [c for c in metric_columns(free)
+                       if any(s.get(u, 0, c[0], "all", metric=c[1]) is not None for u in units)]
+            if not columns:
+                continue
+            t = Table(f"{scenario}: {title}", note, ["method", "update", "ops"] + [c[2] for c in columns])
+            for u in units:
+                end = s.last_step[u]
+                t.rows.append([u[1], u[2], str(end)] + [_cell(s, u, end, sp, "all", metric=m) for sp, m, _ in columns])
+            tables.append(t)
     return tables
 
 

@@ -18,7 +18,6 @@ discarded and the run starts over (the run folder's config is checked by ``RunSt
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -27,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..metrics.scoring import Prediction
+from ..evaluation.predictions import from_record, to_record
 from ..scenarios.splits import Sets
 from .store import atomic_write
 
@@ -41,17 +40,17 @@ class Start:
     """A scenario's step 0: its sets, the starting model's predictions, and the probe (pretrained)."""
 
     sets: Sets
-    preds: dict[str, list[Prediction]]
+    preds: dict[str, list]  # split -> predictions of any kind
     probe_rows: list[dict] | None = None
     note: str | None = None
 
 
-def _preds_to_json(preds: dict[str, list[Prediction]]) -> dict:
-    return {split: [dataclasses.asdict(p) for p in ps] for split, ps in preds.items()}
+def _preds_to_json(preds: dict[str, list]) -> dict:
+    return {split: [to_record(p) for p in ps] for split, ps in preds.items()}
 
 
-def _preds_from_json(obj: dict) -> dict[str, list[Prediction]]:
-    return {split: [Prediction(**p) for p in ps] for split, ps in obj.items()}
+def _preds_from_json(obj: dict) -> dict[str, list]:
+    return {split: [from_record(p) for p in ps] for split, ps in obj.items()}
 
 
 class Resume:

@@ -29,13 +29,6 @@ from pathlib import Path
 import yaml
 
 from ..errors import PulseError
-from ..records import GENERATION_METRICS
-
-# Generation items (scoring=mllmu) also fill the metric columns; other rows leave them empty.
-SUMMARY_COLUMNS = ("scenario", "method", "update", "step", "request", "split", "modality", "n", "accuracy",
-                   "scoring", *GENERATION_METRICS)
-PREDICTION_COLUMNS = ("scenario", "method", "update", "step", "split", "qid", "subject", "modality", "answer",
-                      "predicted", "correct", *GENERATION_METRICS)
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -99,10 +92,14 @@ def versions() -> dict[str, str]:
 
 
 class RunStore:
-    """Collects a run's results in memory and rewrites its files atomically as they grow."""
+    """Collects a run's results in memory and rewrites its files atomically as they grow.
+    ``columns``: the columns of ``summary.csv`` and ``predictions.csv`` (the evaluation's schema,
+    ``evaluation/summary.py``); ``operations.csv`` takes its first row's."""
 
-    def __init__(self, folder: Path, config: dict, config_hash: str, write: bool = True):
+    def __init__(self, folder: Path, config: dict, config_hash: str, write: bool = True,
+                 columns: dict[str, tuple[str, ...]] | None = None):
         self.folder, self.write = Path(folder), write  # write=False: a helper process of a multi-process run
+        self.columns = dict(columns or {})
         self.summary: list[dict] = []
         self.predictions: list[dict] = []
         self.operations: list[dict] = []
@@ -129,7 +126,7 @@ class RunStore:
     def flush(self) -> None:
         if not self.write:
             return
-        self.write_csv("summary.csv", self.summary, SUMMARY_COLUMNS)
-        self.write_csv("predictions.csv", self.predictions, PREDICTION_COLUMNS)
+        self.write_csv("summary.csv", self.summary, self.columns["summary.csv"])
+        self.write_csv("predictions.csv", self.predictions, self.columns["predictions.csv"])
         if self.operations:
             self.write_csv("operations.csv", self.operations, list(self.operations[0]))

@@ -26,7 +26,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +38,11 @@ from ..data.mmbench import load_mmbench
 from ..errors import PulseError
 from ..methods.registry import make_method
 from ..methods.unlearn import unlearn
-from ..metrics.scoring import Prediction, make_scorer
-from ..metrics.collapse import answer_collapse
+from ..evaluation.collapse import answer_collapse
+from ..evaluation.evaluator import Evaluator, demo_for, make_scorer
+from ..evaluation.summary import evaluation_rows, prediction_columns, summary_columns
 from ..models.load import load_model, load_processor, resolve_device, resolve_dtype
-from ..records import GENERATION_METRICS, MODALITIES, Example, OpenQuestion, Person, Question
+from ..records import Example, OpenQuestion, Person, Question
 from ..runs.resume import Resume, Start, apply_adapters, resume_key
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
 from .. import distributed
@@ -74,17 +75,6 @@ class Sources:
     def questions_of(self, ids) -> list[Question]:
         return [q for pid in ids for q in self.people[pid].questions]
 
-    def test_questions_of(self, ids) -> list[Question]:
-        """The people's multimodal questions asked with a Test_Set image instead of the profile
-        image (MLLMU-Bench's generalisation test): the first of the person's Test_Set images that
-        differs from the profile image. People without such an image are left out."""
-        people, out = self.people, []
-        for pid in ids:
-            image = next((im for im in self.test_images.get(pid, ()) if im != people[pid].image), None)
-            if image is not None:
-                out += [replace(q, qid=f"{q.qid}/test", image=image) for q in people[pid].questions_of("multimodal")]
-        return out
-
     def open_of(self, ids, task: str) -> list[OpenQuestion]:
         """The people's cloze (Mask_Task) or generation (Generation_Task) items."""
         people = self.people
@@ -107,109 +97,6 @@ def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> S
     tests = load_test_images(mllmu) if (Path(mllmu) / "Test_Set").is_dir() else {}
     files = sorted(Path(mllmu).glob("*/*.parquet")) + [Path(mmbench)]
     return Sources(fictitious, celebrities, facts, general, file_fingerprint(files), tests)
-
-
-# --- evaluation ----------------------------------------------------------------------------
-
-class Evaluator:
-    """Each split encoded once, then scored on every model handed in. ``shared`` keeps the
-    scorers across scenarios, keyed by processor and questions, so a split that several
-    scenarios evaluate (the general benchmark; finetuned and sequential share forget and
-    retain) is encoded once per run."""
-
-    def __init__(self, encoder: Encoder, splits_: dict[str, list[Question]], cfg: RunConfig, src: Sources,
-                 shared: dict | None = None):
-        shared = {} if shared is None else shared
-        self.encoder = encoder
-        signature = processor_signature(encoder.processor)
-        self.scorers = {}
-        for name, qs in splits_.items():
-            circular = name == "general" and cfg.data.mmbench_circular
-            demo = None if name == "general" else demo_for(cfg, src, qs)
-            key = (signature, cfg.scoring, circular, demo and demo.id,
-                   hashlib.sha256("|".join(q.qid for q in qs).encode()).hexdigest())
-            if key not in shared:
-                shared[key] = _scorer(cfg, encoder, qs, circular, demo)
-            self.scorers[name] = shared[key]
-
-    def __call__(self, model) -> dict[str, list[Prediction]]:
-        return {name: scorer(model) for name, scorer in self.scorers.items()}
-
-
-def demo_for(cfg: RunConfig, src: Sources, questions: list) -> Person | None:
-    """MLLMU-Bench's few-shot demonstration person for multiple-choice questions about people
-    under ``scoring=mllmu`` with ``parity.few_shot``; else None. Drawn (seeded) from the other
-    population: questions about fictitious people get a celebrity, questions about celebrities a
-    fictitious person. So no split ever shows an answer it asks for, and every split about one
-    population gets the same demo person: the pretrained scenario's step 0, read from the probe
-    of all celebrities, was asked with the demo that its later evaluations use."""
-    if cfg.scoring != "mllmu" or not cfg.parity.few_shot or not questions or not isinstance(questions[0], Question):
-        return None
-    subjects = {q.subject for q in questions}
-    candidates = [pid for group in (src.fictitious, src.celebrities) if not subjects & set(group) for pid in group]
-    pid = splits.demo_person(candidates, subjects, cfg.seed)
-    return None if pid is None else src.people[pid]
-
-
-def processor_signature(processor) -> str:
-    """Identical for processors that turn the same inputs into the same tensors."""
-    parts = [str(processor.chat_template), processor.tokenizer.backend_tokenizer.to_str()
-             if hasattr(processor.tokenizer, "backend_tokenizer") else str(len(processor.tokenizer)),
-             processor.image_processor.to_json_string()]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
-def eval_splits(cfg: RunConfig, src: Sources, sets: splits.Sets) -> dict[str, list]:
-    """The splits evaluated after every operation: forget, ``forget_test`` (the forget people's
-    multimodal questions with a Test_Set image, where the data has Test_Set images of them),
-    retain, general; under ``scoring=mllmu`` also the forget and retain people's cloze and
-    generation items."""
-    out: dict[str, list] = {"forget": src.questions_of(sets.forget)}
-    test = src.test_questions_of(sets.forget)
-    if test:
-        out["forget_test"] = test
-    out.update(retain=src.questions_of(sets.retain), general=src.general)
-    if cfg.scoring == "mllmu" and cfg.parity.open_tasks:
-        for name, ids in (("forget", sets.forget), ("retain", sets.retain)):
-            for task in ("cloze", "generation"):
-                items = src.open_of(ids, task)
-                if items:
-                    out[f"{name}_{task}"] = items
-    return out
-
-
-def summary_rows(preds: dict[str, list[Prediction]], requests: tuple[tuple[str, ...], ...], step: int) -> list[dict]:
-    """split x modality accuracies (cloze: share of hits; generation: mean ROUGE-L F, and the mean of
-    each of ``GENERATION_METRICS`` in its own column); with several requests also per request, done
-    and pending."""
-    groups: list[tuple[str, str, list[Prediction]]] = []
-    for split, ps in preds.items():
-        groups.append((split, "all", ps))
-        if split.startswith("forget") and len(requests) > 1:
-            for k, req in enumerate(requests, start=1):
-                groups.append((split, str(k), [p for p in ps if p.subject in req]))
-            done = {pid for req in requests[:step] for pid in req}
-            groups.append((split, "done", [p for p in ps if p.subject in done]))
-            groups.append((split, "pending", [p for p in ps if p.subject not in done]))
-    rows = []
-    for split, request, ps in groups:
-        for modality in (*MODALITIES, "all"):
-            sel = [p for p in ps if modality in ("all", p.modality)]
-            if sel:
-                rows.append({"step": step, "request": request, "split": split, "modality": modality, "n": len(sel),
-                             "accuracy": _mean([p.correct for p in sel]), **_metric_means(sel)})
-    return rows
-
-
-def _mean(values) -> float:
-    return round(sum(values) / len(values), 6)
-
-
-def _metric_means(preds) -> dict[str, float]:
-    """The mean of each generation metric, when every prediction carries them (else none)."""
-    if not all(getattr(p, "metrics", None) for p in preds):
-        return {}
-    return {m: _mean([p.metrics[m] for p in preds]) for m in GENERATION_METRICS}
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -256,8 +143,7 @@ class _Run:
         if scenario not in self.evaluators:
             if encoder is None:
                 encoder = Encoder(load_processor(self.start_models[scenario], self.cfg.model.trust_remote_code))
-            self.evaluators[scenario] = Evaluator(encoder, eval_splits(self.cfg, self.src, sets), self.cfg,
-                                                  self.src, self.shared_scorers)
+            self.evaluators[scenario] = Evaluator(encoder, self.cfg, self.src, sets, self.shared_scorers)
         return self.evaluators[scenario]
 
 
@@ -274,7 +160,8 @@ def _prepare(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: P
     for path in models.values():
         if path is not None:
             load_processor(path, cfg.model.trust_remote_code)
-    store = RunStore(out, config, config_hash, write=distributed.is_main())
+    store = RunStore(out, config, config_hash, write=distributed.is_main(),
+                     columns={"summary.csv": summary_columns(), "predictions.csv": prediction_columns()})
     sizes = cfg.splits
     fingerprints = {"config": config_hash, "data": src.fingerprint}
 
@@ -356,7 +243,7 @@ def _unlearn_unit(r: _Run, unit: dict, step0: Start) -> None:
     sets = step0.sets
     forget_facts = [r.src.facts_of(req) for req in sets.requests]
     retain_facts = r.src.facts_of(sets.retain)
-    _replay(r.store, _rows(unit, step0.preds, sets.requests, 0, cfg))
+    _replay(r.store, evaluation_rows(unit, step0.preds, sets.requests, 0, cfg.scoring))
     finished = done.operations(unit, len(forget_facts))
     for record in finished:
         _replay(r.store, record)
@@ -384,7 +271,7 @@ def _unlearn_unit(r: _Run, unit: dict, step0: Start) -> None:
                      "diverged_at": "" if oplog.diverged_at is None else oplog.diverged_at,
                      "top_answer": collapse.letter, "top_share": round(collapse.share, 4),
                      "collapsed": int(collapse.collapsed), "seconds": round(time.time() - t1, 2)}
-        record = {**_rows(unit, preds, sets.requests, k, cfg), "operation": operation}
+        record = {**evaluation_rows(unit, preds, sets.requests, k, cfg.scoring), "operation": operation}
         done.save_operation(unit, k, record)
         _replay(r.store, record)
         r.store.flush()
@@ -418,42 +305,12 @@ def _load(cfg: RunConfig, path: Path):
     return load_model(path, dtype=m.dtype, device=m.device, trust_remote_code=m.trust_remote_code)
 
 
-def _scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False, demo: Person | None = None):
-    if distributed.world_size() > 1:  # each process scores its share of the people; gathered
-        return distributed.ShardedScorer(questions, lambda qs: _one_scorer(cfg, encoder, qs, circular, demo))
-    return _one_scorer(cfg, encoder, questions, circular, demo)
-
-
-def _one_scorer(cfg: RunConfig, encoder: Encoder, questions: list, circular: bool = False, demo: Person | None = None):
-    if questions and isinstance(questions[0], OpenQuestion):
-        from ..metrics.generate import OpenScorer
-
-        return OpenScorer(encoder, questions, cfg.parity.open_max_new_tokens, cfg.seed)
-    return make_scorer(encoder, questions, cfg.scoring, cfg.eval_batch_size, cfg.eval_share_prefix, circular,
-                       cfg.parity.mc_max_new_tokens, cfg.seed, demo)
-
-
 def _r(x: float) -> float:
     return round(float(x), 6)
 
 
-def _acc(preds: dict[str, list[Prediction]]) -> dict[str, float]:
+def _acc(preds: dict[str, list]) -> dict[str, float]:
     return {k: (sum(p.correct for p in v) / len(v) if v else float("nan")) for k, v in preds.items()}
-
-
-def _rows(unit: dict, preds, requests, step: int, cfg: RunConfig) -> dict[str, list[dict]]:
-    """An evaluation's summary and prediction rows."""
-    summary = [{**unit, **row, "scoring": cfg.scoring} for row in summary_rows(preds, requests, step)]
-    predictions = [{**unit, "step": step, "split": split, "qid": p.qid, "subject": p.subject, "modality": p.modality,
-                    "answer": p.answer, "predicted": p.predicted, "correct": _correct(p),
-                    **{m: round(v, 4) for m, v in getattr(p, "metrics", {}).items()}}
-                   for split, ps in preds.items() for p in ps]
-    return {"summary": summary, "predictions": predictions}
-
-
-def _correct(p) -> int | float:
-    """1/0, or the ROUGE-L F of a generation item (rounded)."""
-    return round(float(p.correct), 4) if getattr(p, "task", "") == "generation" else int(p.correct)
 
 
 def _replay(store: RunStore, record: dict) -> None:
@@ -471,7 +328,7 @@ def _probe_and_select(cfg: RunConfig, src: Sources, encoder: Encoder, model, log
     """Probe the base model on every celebrity and select the known ones: (predictions, sets,
     probe.csv rows, a note when fewer people than asked for are known)."""
     questions = src.questions_of(sorted(src.celebrities))
-    preds = _scorer(cfg, encoder, questions, demo=demo_for(cfg, src, questions))(model)
+    preds = make_scorer("choice", encoder, questions, cfg, demo=demo_for(cfg, src, questions))(model)
     result = splits.probe(preds, cfg.splits.probe_threshold)
     sets, note = splits.pretrained_sets(result.known, cfg.splits.pretrained_forget, cfg.splits.pretrained_retain,
                                         cfg.seed)

@@ -18,7 +18,7 @@ with greedy decoding, through the checkpoint's own chat template:
   first; ``Encoder.encode``).
 Differences that remain: MLLMU-Bench draws the demo person at random and unseeded from the very
 people it evaluates (so its reruns differ, and a demo can show an answer it then asks for); here
-the draw is seeded and from the other population (``scenarios/protocol.py: demo_for``). Its
+the draw is seeded and from the other population (``evaluation/evaluator.py: demo_for``). Its
 prompts are raw text (a newline after the demo) where these go through the checkpoint's chat
 template (LLaVA-1.5's: a space). Many times slower than the forward-pass scorings; it exists to
 compare with published numbers.
@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 
 from ..data.batches import Encoder, Turn, collate
 from ..progress import bar
 from ..records import GENERATION_METRICS, MODALITIES, Example, OpenQuestion, Person, Question
-from .scoring import Prediction
+from .predictions import OpenPrediction, Prediction
 
 MC_SUFFIX = "Answer with the option's letter from the given choices directly."
 CLOZE_SUFFIX = "Please **ONLY** provide the correct answer that should replace the [Blank]."
@@ -112,25 +111,6 @@ def generation_metrics(reply: str, truth: str) -> dict[str, float]:
     """Every metric of ``GENERATION_METRICS`` for one reply: ROUGE-1/2/L F and BLEU."""
     scores = {**rouge(reply, truth), "bleu": bleu(reply, truth)}
     return {m: scores[m] for m in GENERATION_METRICS}
-
-
-@dataclass(frozen=True)
-class OpenPrediction:
-    """One cloze or generation item: the reply and its score (cloze: 0/1; generation: ROUGE-L F);
-    generation items also carry every metric of ``GENERATION_METRICS`` in ``metrics``."""
-
-    qid: str
-    subject: str
-    modality: str
-    task: str
-    answer: str
-    predicted: str
-    score: float
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def correct(self) -> float:  # what summary rows average
-        return self.score
 
 
 class _Generator:

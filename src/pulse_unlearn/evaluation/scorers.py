@@ -18,32 +18,18 @@ rotary positions; ``Encoder.prefix_sharing_blocker`` says why), and ``sharing_of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from ..data.batches import IGNORE, Encoder, batch_indices, collate
 from ..errors import PulseError
-from ..methods.losses import sequence_logprobs
+from ..logprobs import sequence_logprobs
 from ..progress import bar
 from ..records import MODALITIES, Example, Question, mc_prompt
+from .predictions import Prediction
 
 SCORINGS = ("logits", "likelihood")
 MIN_SHARED = 8  # a shorter common prefix is not worth a separate pass
-
-
-@dataclass(frozen=True)
-class Prediction:
-    qid: str
-    subject: str
-    modality: str
-    answer: str
-    predicted: str
-    scores: dict[str, float]  # per option letter: logit or mean log-likelihood
-
-    @property
-    def correct(self) -> bool:
-        return self.predicted == self.answer
 
 
 def letter_token_ids(encoder: Encoder, letters: Sequence[str]) -> dict[str, int]:
@@ -206,22 +192,6 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
         if any(s[k] != t for s in seqs[1:]):
             return k
     return n
-
-
-def make_scorer(encoder: Encoder, questions: Sequence[Question], scoring: str, batch_size: int = 64,
-                share_prefix: bool = True, circular: bool = False, max_new_tokens: int = 50, seed: int = 0,
-                demo=None):
-    """A scorer for any scoring of a run: ``logits``, ``likelihood`` or ``mllmu`` (generate and
-    parse; ``demo``: its few-shot demonstration person, or None); ``circular`` asks every rotation
-    of the options (MMBench's circular evaluation)."""
-    if circular:
-        return CircularScorer(questions, lambda qs: make_scorer(encoder, qs, scoring, batch_size, share_prefix,
-                                                                max_new_tokens=max_new_tokens, seed=seed))
-    if scoring == "mllmu":
-        from .generate import GenerateScorer
-
-        return GenerateScorer(encoder, questions, max_new_tokens=max_new_tokens, seed=seed, demo=demo)
-    return Scorer(encoder, questions, scoring, batch_size, share_prefix)
 
 
 def rotations(q: Question) -> list[Question]:

@@ -1,0 +1,91 @@
+"""What a scorer returns for one item, by kind, and how each kind is written to and read back
+from a run's resume records.
+
+Every kind carries ``qid``, ``subject``, ``modality``, ``answer`` and ``predicted``, and says
+what the split's headline column averages (``value``: 1/0 for a right or wrong choice, a
+cloze hit, a generation's ROUGE-L F) and which per-item metric values it has (``metrics``).
+A kind added later registers itself in ``KINDS``; ``to_record`` / ``from_record`` then
+round-trip it through JSON without further code (a record names its kind).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ..registry import Registry
+
+KINDS: Registry[type] = Registry("prediction kind", name_of=lambda cls: cls.kind)
+
+
+@KINDS.register
+@dataclass(frozen=True)
+class Prediction:
+    """A multiple-choice answer: the option letter chosen and each letter's score (a logit, a
+    mean log-likelihood, or 1/0 for the parsed letter of a generated reply)."""
+
+    kind: ClassVar[str] = "choice"
+    qid: str
+    subject: str
+    modality: str
+    answer: str
+    predicted: str
+    scores: dict[str, float]
+
+    @property
+    def correct(self) -> bool:
+        return self.predicted == self.answer
+
+    @property
+    def value(self) -> float:
+        return float(self.correct)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {}
+
+    def correct_cell(self) -> int | float:
+        """``predictions.csv``'s ``correct``: 1/0."""
+        return int(self.correct)
+
+
+@KINDS.register
+@dataclass(frozen=True)
+class OpenPrediction:
+    """A free answer (``task``: ``cloze`` or ``generation``): the reply and its score (cloze: 1/0
+    for a hit; generation: ROUGE-L F); generation items also carry ROUGE-1/2/L F and BLEU in
+    ``metrics``."""
+
+    kind: ClassVar[str] = "open"
+    qid: str
+    subject: str
+    modality: str
+    task: str
+    answer: str
+    predicted: str
+    score: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def correct(self) -> float:
+        return self.score
+
+    @property
+    def value(self) -> float:
+        return float(self.score)
+
+    def correct_cell(self) -> int | float:
+        """``predictions.csv``'s ``correct``: 1/0 for cloze, the ROUGE-L F (4 digits) for generation."""
+        return round(float(self.score), 4) if self.task == "generation" else int(self.score)
+
+
+def to_record(p) -> dict:
+    """A JSON-ready dict that names the prediction's kind."""
+    return {"kind": p.kind, **dataclasses.asdict(p)}
+
+
+def from_record(record: dict):
+    """The prediction ``to_record`` wrote, of its kind."""
+    fields = dict(record)
+    return KINDS[fields.pop("kind")](**fields)

@@ -1,0 +1,91 @@
+"""Registered splits: what is evaluated after every operation.
+
+A split names its items (drawn from the data and a scenario's sets), the task kind its
+scorer needs (``choice``: multiple choice under the run's scoring; ``cloze``, ``generation``:
+free answers, ``scoring=mllmu``), whether its rows are broken down per sequential request
+(the forget splits: per request, and done / pending after each operation), and whether its
+questions are about people (then MLLMU-Bench's few-shot demonstration may precede them) or a
+benchmark (then MMBench's circular evaluation may apply). The metrics it reports follow from
+its task (``metrics.for_task``). A split whose items are empty for a scenario (no Test_Set
+images, no cloze items) is left out of that scenario.
+
+Splits are evaluated in registration order, which is also the order of ``summary.csv``'s rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..registry import Registry
+from .metrics import TASKS, Metric, for_task
+from .probes import PROBES
+
+
+@dataclass(frozen=True)
+class SplitContext:
+    """What a split draws its items from: the run config, the data (``Sources``) and a scenario's sets."""
+
+    cfg: object
+    src: object
+    sets: object
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str
+    items: Callable[[SplitContext], list]
+    task: str = "choice"  # one of metrics.TASKS
+    per_request: bool = False  # rows per sequential request, and done / pending
+    about_people: bool = True  # False: a benchmark (few-shot demo never; circular evaluation may apply)
+    enabled: Callable[[object], bool] = lambda cfg: True  # under this run config
+    description: str = ""
+
+    def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"split {self.name}: task {self.task!r} is not one of {', '.join(TASKS)}")
+
+    @property
+    def metrics(self) -> list[Metric]:
+        return for_task(self.task)
+
+
+SPLITS: Registry[Split] = Registry("split", "pulse_unlearn.splits")
+
+
+def register_split(split: Split) -> Split:
+    return SPLITS.register(split)
+
+
+def split_items(cfg, src, sets) -> dict[str, list]:
+    """Every enabled split's items for a scenario, in registration order; empty splits left out."""
+    ctx = SplitContext(cfg, src, sets)
+    out = {}
+    for split in SPLITS.values():
+        if split.enabled(cfg):
+            items = split.items(ctx)
+            if items:
+                out[split.name] = items
+    return out
+
+
+def _open_tasks(cfg) -> bool:
+    return cfg.scoring == "mllmu" and cfg.parity.open_tasks
+
+
+register_split(Split("forget", lambda c: c.src.questions_of(c.sets.forget), per_request=True,
+                     description="the forget people's multiple-choice questions"))
+register_split(Split("forget_test",
+                     lambda c: PROBES["test_images"]().change_inputs(c.src.questions_of(c.sets.forget), c),
+                     per_request=True,
+                     description="the forget people's multimodal questions with a Test_Set image (probe test_images)"))
+register_split(Split("retain", lambda c: c.src.questions_of(c.sets.retain),
+                     description="the retain people's multiple-choice questions"))
+register_split(Split("general", lambda c: c.src.general, about_people=False,
+                     description="the general benchmark (MMBench layout)"))
+for _who in ("forget", "retain"):
+    for _task in ("cloze", "generation"):
+        register_split(Split(f"{_who}_{_task}",
+                             lambda c, who=_who, task=_task: c.src.open_of(getattr(c.sets, who), task),
+                             task=_task, per_request=_who == "forget", enabled=_open_tasks,
+                             description=f"the {_who} people's {_task} items (scoring=mllmu)"))

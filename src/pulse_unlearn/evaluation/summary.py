@@ -1,0 +1,86 @@
+"""The one summary schema: the rows and columns of ``summary.csv``, ``predictions.csv`` and
+``probes.csv``, derived from the registered splits and metrics.
+
+``summary.csv``: one row per unit (scenario, method, update), step, request, split and
+modality (``multimodal``, ``text``, ``all``), with ``n`` and the registered metrics: the headline
+(``accuracy``) before ``scoring``, the others after it, each empty where it does not apply.
+Splits declared ``per_request`` are also broken down per sequential request (``1`` .. ``k``) and
+into the requests already unlearned (``done``) and not yet (``pending``).
+"""
+
+from __future__ import annotations
+
+from ..records import MODALITIES
+from . import metrics as metric_registry
+from .splits import SPLITS
+
+UNIT = ("scenario", "method", "update")
+SUMMARY_KEY = (*UNIT, "step", "request", "split", "modality")
+
+
+def summary_columns() -> tuple[str, ...]:
+    return (*SUMMARY_KEY, "n", *(m.name for m in metric_registry.headline()), "scoring",
+            *(m.name for m in metric_registry.extra()))
+
+
+def prediction_columns() -> tuple[str, ...]:
+    return (*UNIT, "step", "split", "qid", "subject", "modality", "answer", "predicted", "correct",
+            *(m.name for m in metric_registry.extra()))
+
+
+def probe_columns() -> tuple[str, ...]:
+    return ("probe", *summary_columns())
+
+
+def _groups(preds: dict[str, list], requests, step: int):
+    for split, ps in preds.items():
+        yield split, "all", ps
+        if SPLITS[split].per_request and len(requests) > 1:
+            for k, req in enumerate(requests, start=1):
+                yield split, str(k), [p for p in ps if p.subject in req]
+            done = {pid for req in requests[:step] for pid in req}
+            yield split, "done", [p for p in ps if p.subject in done]
+            yield split, "pending", [p for p in ps if p.subject not in done]
+
+
+def summary_rows(preds: dict[str, list], requests: tuple[tuple[str, ...], ...], step: int) -> list[dict]:
+    """split x request x modality rows of one evaluation (step ``step``; ``requests``: the
+    scenario's forget requests), each with ``n`` and every metric of the split's task that all
+    of the group's predictions have a value for."""
+    rows = []
+    for split, request, ps in _groups(preds, requests, step):
+        reported = SPLITS[split].metrics
+        for modality in (*MODALITIES, "all"):
+            sel = [p for p in ps if modality in ("all", p.modality)]
+            if not sel:
+                continue
+            row = {"step": step, "request": request, "split": split, "modality": modality, "n": len(sel)}
+            for metric in reported:
+                value = metric.of(sel)
+                if value is not None:
+                    row[metric.name] = value
+            rows.append(row)
+    return rows
+
+
+def prediction_rows(preds: dict[str, list], step: int) -> list[dict]:
+    """One row per item: the answer, the prediction, ``correct`` (the kind's headline cell) and
+    each non-headline metric of the split's task that the item has a value for (4 digits)."""
+    rows = []
+    for split, ps in preds.items():
+        per_item = [m for m in SPLITS[split].metrics if not m.headline]
+        for p in ps:
+            row = {"step": step, "split": split, "qid": p.qid, "subject": p.subject, "modality": p.modality,
+                   "answer": p.answer, "predicted": p.predicted, "correct": p.correct_cell()}
+            for metric in per_item:
+                value = metric.value(p)
+                if value is not None:
+                    row[metric.name] = round(value, 4)
+            rows.append(row)
+    return rows
+
+
+def evaluation_rows(unit: dict, preds: dict[str, list], requests, step: int, scoring: str) -> dict[str, list[dict]]:
+    """An evaluation's summary and prediction rows, labelled with its unit and scoring."""
+    return {"summary": [{**unit, **row, "scoring": scoring} for row in summary_rows(preds, requests, step)],
+            "predictions": [{**unit, **row} for row in prediction_rows(preds, step)]}
