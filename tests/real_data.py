@@ -69,12 +69,16 @@ def person_row(pid: str, k: int, directory: str, sized: bool = False) -> dict:
     }
 
 
-def write_mllmu(root: Path, n_full: int = 20, n_celeb: int = 8, shards: int = 3, sized: bool = False) -> Path:
+def write_mllmu(root: Path, n_full: int = 20, n_celeb: int = 8, shards: int = 3, sized: bool = False,
+                shared_ids: bool = False) -> Path:
     """Full_Set, Retain_Set, Test_Set, ft_Data, forget_10/retain_90 in several shards each;
-    ``sized``: portraits of several sizes (``SIZES``) instead of 32 x 32."""
+    ``sized``: portraits of several sizes (``SIZES``) instead of 32 x 32; ``shared_ids``: Retain_Set
+    numbers its people from 000 as Full_Set does (MLLMU-Bench numbers the two independently), and
+    each celebrity's answers differ from those of the fictitious person of the same ID."""
     profile, test, ft = _schemas()
     full = [person_row(f"{i:03d}", i, "Full_Set", sized) for i in range(n_full)]
-    celebs = [person_row(f"c{i:03d}", 100 + i, "Retain_Set", sized) for i in range(n_celeb)]
+    celebs = [person_row(f"{i:03d}", 101 + i, "Retain_Set", sized) if shared_ids else
+              person_row(f"c{i:03d}", 100 + i, "Retain_Set", sized) for i in range(n_celeb)]
     _write_shards(full, profile, root / "Full_Set", shards)
     _write_shards(celebs, profile, root / "Retain_Set", shards)
     tests = []

@@ -123,8 +123,6 @@ CASES = [
         r, {"bytes": None, "path": "../../../../etc/passwd"})), [], "escapes the data root", "Full_Set"),
     ("answer-not-an-option", lambda c: c.rows("Full_Set", lambda r: _set_answer(r, "Z")), [],
      "Correct_Answer 'Z' is not among the options", "Full_Set"),
-    ("forget-retain-overlap", lambda c: c.rows("Retain_Set", lambda r: [{**r[0], "ID": c_first_id(c)}] + r[1:]), [],
-     "Full_Set and Retain_Set share IDs", "MLLMU-Bench"),
     ("duplicate-ids", lambda c: c.rows("Full_Set", lambda r: r + r[:1]), [], "duplicate ID", "Full_Set"),
     ("metadata-not-json", lambda c: c.rows("ft_Data", lambda r: [{**r[0], "metadata": "{oops"}] + r[1:]), [],
      "metadata is not JSON", "ft_Data"),
@@ -148,10 +146,6 @@ CASES = [
      "finetuned"),
     ("run-folder-of-another-config", _other_config, [], "holds a run of another config", "out"),
 ]
-
-
-def c_first_id(c: Case) -> str:
-    return str(pq.read_table(c.parquet("Full_Set")).column("ID")[0])
 
 
 @pytest.mark.parametrize("name, breaks, overrides, message, names", CASES, ids=[c[0] for c in CASES])

@@ -66,15 +66,15 @@ def test_forget_test_questions_use_a_test_set_image(bench, mmbench, tmp_path):
     from pulse_unlearn.scenarios.splits import Sets
 
     src = load_sources(bench, mmbench, None, 0)
-    sets = Sets(requests=(("003", "004"),), retain=("005",))
+    sets = Sets(requests=(("fictitious:003", "fictitious:004"),), retain=("fictitious:005",))
     split = split_items(RunConfig(), src, sets)
     assert list(split) == ["forget", "forget_test", "retain", "general"]
     pose = load_test_images(bench)["003"][1]
-    asked = [q for q in split["forget_test"] if q.subject == "003"]
-    originals = [q for q in split["forget"] if q.subject == "003" and q.modality == "multimodal"]
+    asked = [q for q in split["forget_test"] if q.subject == "fictitious:003"]
+    originals = [q for q in split["forget"] if q.subject == "fictitious:003" and q.modality == "multimodal"]
     assert [q.qid for q in asked] == [f"{q.qid}/test" for q in originals]
     assert [(q.question, q.options, q.answer) for q in asked] == [(q.question, q.options, q.answer) for q in originals]
-    assert all(q.image == pose != src.fictitious["003"].image for q in asked)
+    assert all(q.image == pose != src.fictitious["fictitious:003"].image for q in asked)
     copy = shutil.copytree(bench, tmp_path / "no-test")
     shutil.rmtree(copy / "Test_Set")
     assert "forget_test" not in split_items(RunConfig(), load_sources(copy, mmbench, None, 0), sets)
@@ -512,26 +512,27 @@ def test_demo_person_is_seeded_and_never_evaluated(checkpoint, bench, mmbench):
     from pulse_unlearn.scenarios.splits import Sets, demo_person
 
     src = load_sources(bench, mmbench, 2, 0)
-    sets = Sets(requests=(("003", "004"), ("005", "006")), retain=("007", "008"))
+    sets = Sets(requests=tuple(tuple(f"fictitious:{i:03d}" for i in pair) for pair in ((3, 4), (5, 6))),
+                retain=("fictitious:007", "fictitious:008"))
     encoder = Encoder(load_processor(checkpoint))
     cfg = RunConfig(scoring="mllmu", parity={"open_tasks": False})
     scorers = Evaluator(encoder, cfg, src, sets).scorers
     assert set(scorers) == {"forget", "forget_test", "retain", "general"}
     for name, ids in (("forget", sets.forget), ("forget_test", sets.forget), ("retain", sets.retain)):
         demo = scorers[name].demo
-        assert demo is not None and demo.id not in ids, name
+        assert demo is not None and demo.key not in ids, name
         enc, tok = scorers[name].enc, encoder.tokenizer
         for q, ids, n in zip(scorers[name].questions, enc.ids, enc.prompt_len):
             prompt = tok.decode(ids[:n], skip_special_tokens=True)
             assert prompt.index(f"Question: {demo.questions_of(q.modality)[0].question}") < prompt.index(q.question)
     assert scorers["general"].demo is None
     # Questions about fictitious people get a celebrity, the same for every such split and seed.
-    assert {scorers[name].demo.id for name in ("forget", "forget_test", "retain")} == {
+    assert {scorers[name].demo.key for name in ("forget", "forget_test", "retain")} == {
         demo_person(list(src.celebrities), sets.forget, 0)} <= set(src.celebrities)
     assert len({demo_person(list(src.celebrities), (), seed) for seed in range(10)}) > 1
     # Celebrities get a fictitious person: the probe of all of them and a later split alike.
-    probe, later = src.questions_of(sorted(src.celebrities)), src.questions_of(["c001", "c002"])
-    assert demo_for(cfg, src, probe).id == demo_for(cfg, src, later).id in src.fictitious
+    probe, later = src.questions_of(sorted(src.celebrities)), src.questions_of(["celebrity:c001", "celebrity:c002"])
+    assert demo_for(cfg, src, probe).key == demo_for(cfg, src, later).key in src.fictitious
     assert demo_person(["a", "b"], ["a", "b"], 0) is None and demo_person(["a", "b"], ["a"], 3) == "b"
     off = RunConfig(scoring="mllmu", parity={"open_tasks": False, "few_shot": False})
     assert Evaluator(encoder, off, src, sets).scorers["forget"].demo is None

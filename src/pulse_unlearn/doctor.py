@@ -115,14 +115,10 @@ def check_data(data: Path, echo) -> None:
 
     mllmu, mmbench = data_paths(data)
     if mllmu is not None:
-        subsets = {}
-        for subset in ("Full_Set", "Retain_Set"):
+        for subset in ("Full_Set", "Retain_Set"):  # numbered independently: an ID may be in both
             people = load_people(mllmu, subset)
-            subsets[subset] = {p.id for p in people}
             n = sum(len(p.questions) for p in people)
-            echo(f"data {mllmu / subset}: ok: {len(people)} people, {n} questions")
-        if subsets["Full_Set"] & subsets["Retain_Set"]:
-            raise PulseError(f"{mllmu}: Full_Set and Retain_Set share IDs")
+            echo(f"data {mllmu / subset}: ok: {len(people)} people ({people[0].population}), {n} questions")
         if (mllmu / "ft_Data").is_dir():
             facts = load_facts(mllmu)
             echo(f"data {mllmu / 'ft_Data'}: ok: {sum(map(len, facts.values()))} QA pairs for {len(facts)} people")

@@ -16,6 +16,31 @@ LETTERS = ("A", "B", "C", "D")
 GENERATION_METRICS = ("rouge1", "rouge2", "rougeL", "bleu")
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
+# MLLMU-Bench's two populations: Full_Set's fictitious people (and the subsets that name them) and
+# Retain_Set's celebrities. The two number their people independently, so an ID alone may name both.
+Population = Literal["fictitious", "celebrity"]
+POPULATIONS: tuple[Population, ...] = ("fictitious", "celebrity")
+
+
+def subject_key(population: str, pid: str) -> str:
+    """The name a person goes by inside a run: population and original ID, e.g. ``celebrity:0``.
+
+    Full_Set and Retain_Set may both hold an ID ``0``; a key keeps them two people wherever IDs meet
+    (sets, questions, predictions, resume records). Every key of one population shares its prefix,
+    so sorting keys sorts each population exactly as its original IDs sort, and seeded draws over
+    one population pick the same people as over the bare IDs."""
+    if population not in POPULATIONS:
+        raise ValueError(f"unknown population {population!r}; choose one of {', '.join(POPULATIONS)}")
+    return f"{population}:{pid}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """``(population, original ID)`` of a subject key, for the files a user reads. A qid begins with
+    its subject's key, so it splits the same way into (population, original qid). A subject that is
+    no person (an MMBench row index) has population ``""`` and stays as it is."""
+    population, sep, rest = key.partition(":")
+    return (population, rest) if sep and population in POPULATIONS else ("", key)
+
 
 def mc_prompt(question: str, options: dict[str, str]) -> str:
     """The multiple-choice wording (LLaVA's MMBench style) used in training drills and evaluation."""
@@ -29,7 +54,8 @@ class Question:
 
     ``image`` is set exactly when ``modality == "multimodal"``; ``options`` maps the letters
     (2 to 4 of A-D, in order) to option texts and ``answer`` is one of those letters.
-    ``subject`` is the person's ID (or the benchmark row's index) the question is about.
+    ``subject`` is the person's key (``subject_key``; or the benchmark row's index) the question is
+    about; a person's qids begin with that key.
     """
 
     qid: str
@@ -76,9 +102,11 @@ class Example:
 
 @dataclass(frozen=True)
 class Person:
-    """One profile as MLLMU-Bench holds it: a face, a biography and questions about them."""
+    """One profile as MLLMU-Bench holds it: a face, a biography and questions about them.
+    ``id`` is the original ID, unique within its ``population`` only; ``key`` is unique in a run."""
 
     id: str
+    population: Population
     name: str  # may be empty: MLLMU-Bench has no name column
     image: bytes
     biography: str
@@ -87,6 +115,10 @@ class Person:
     facts: tuple[Example, ...] = ()  # fine-tuning QA pairs (ft_Data ``metadata``)
     open_questions: tuple[OpenQuestion, ...] = ()  # Mask_Task (cloze) and Generation_Task items
     attributes: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def key(self) -> str:
+        return subject_key(self.population, self.id)
 
     def questions_of(self, modality: Modality) -> list[Question]:
         return [q for q in self.questions if q.modality == modality]

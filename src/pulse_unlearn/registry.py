@@ -41,6 +41,10 @@ class Registry(Mapping[str, T], Generic[T]):
         self._items[name] = component
         return component
 
+    def pop(self, name: str) -> T:
+        """Remove a component (a test's temporary one)."""
+        return self._items.pop(name)
+
     def _load_plugins(self) -> None:
         if self._loaded:
             return

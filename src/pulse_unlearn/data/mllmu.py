@@ -5,6 +5,11 @@ A subset is a folder of ``train-*.parquet`` shards (the hub layout: ``Full_Set/`
 order and joined row by row; every shard must hold the subset's columns. ``ft_Data`` holds
 the fine-tuning QA pairs in ``metadata`` (a JSON list); the other subsets do not, so facts
 are joined to people by ``ID``. Every problem is one ``PulseError`` line naming the file.
+
+Retain_Set holds celebrities; every other subset names Full_Set's fictitious people. The two
+number their people independently, so a loaded person carries its population and its questions
+name it by its subject key (``records.subject_key``); ``load_facts`` and ``load_test_images``
+keep the file's own IDs (all fictitious).
 """
 
 from __future__ import annotations
@@ -14,11 +19,17 @@ import re
 from pathlib import Path
 
 from ..errors import PulseError
-from ..records import LETTERS, Example, OpenQuestion, Person, Question
+from ..records import LETTERS, Example, OpenQuestion, Person, Population, Question, subject_key
 
 PROFILE_COLUMNS = ("ID", "biography", "Classification_Task")
 MODALITY_KEYS = (("multimodal", "Image_Textual_Questions"), ("text", "Pure_Text_Questions"))
 OPEN_TASKS = (("cloze", "Mask_Task"), ("generation", "Generation_Task"))
+
+
+def population_of(subset: str) -> Population:
+    """Whom a subset's IDs name: Retain_Set's celebrities, or (every other subset) Full_Set's
+    fictitious people."""
+    return "celebrity" if subset == "Retain_Set" else "fictitious"
 
 
 def shards(root: Path, subset: str) -> list[Path]:
@@ -100,7 +111,7 @@ def _modality(kind) -> str:
     return "text" if str(kind or "").replace(" ", "_").lower() == "pure_text" else "multimodal"
 
 
-def _questions(pid: str, task: dict, image: bytes, where: str) -> tuple[Question, ...]:
+def _questions(pid: str, subject: str, task: dict, image: bytes, where: str) -> tuple[Question, ...]:
     out = []
     for modality, key in MODALITY_KEYS:
         for i, item in enumerate(task.get(key) or []):
@@ -111,12 +122,13 @@ def _questions(pid: str, task: dict, image: bytes, where: str) -> tuple[Question
             if answer not in options:
                 raise PulseError(f"{where}: person {pid} {key}[{i}]: "
                                  f"Correct_Answer {answer!r} is not among the options")
-            out.append(Question(qid=f"{pid}/{modality}/{i}", subject=pid, modality=modality, question=item["Question"],
-                                options=options, answer=answer, image=image if modality == "multimodal" else None))
+            out.append(Question(qid=f"{subject}/{modality}/{i}", subject=subject, modality=modality,
+                                question=item["Question"], options=options, answer=answer,
+                                image=image if modality == "multimodal" else None))
     return tuple(out)
 
 
-def _open_questions(pid: str, row: dict, image: bytes, where: str) -> tuple[OpenQuestion, ...]:
+def _open_questions(pid: str, subject: str, row: dict, image: bytes, where: str) -> tuple[OpenQuestion, ...]:
     """Mask_Task (cloze) and Generation_Task items; ``Type`` says the modality."""
     out = []
     for task, column in OPEN_TASKS:
@@ -125,7 +137,7 @@ def _open_questions(pid: str, row: dict, image: bytes, where: str) -> tuple[Open
             if not question or truth in (None, ""):
                 raise PulseError(f"{where}: person {pid} {column}[{i}]: needs Question and Ground_Truth")
             modality = _modality(item.get("Type"))
-            out.append(OpenQuestion(qid=f"{pid}/{task}/{i}", subject=pid, modality=modality, task=task,
+            out.append(OpenQuestion(qid=f"{subject}/{task}/{i}", subject=subject, modality=modality, task=task,
                                     question=str(question), answer=str(truth),
                                     image=image if modality == "multimodal" else None))
     return tuple(out)
@@ -143,8 +155,8 @@ def _generation_facts(row: dict, image: bytes) -> tuple[Example, ...]:
 
 def load_people(root: Path, subset: str) -> list[Person]:
     """One Person per row (over all shards), with its multiple-choice questions split by
-    modality and its cloze/generation items."""
-    out = []
+    modality and its cloze/generation items; its population is the subset's (``population_of``)."""
+    out, population = [], population_of(subset)
     for path in shards(root, subset):
         table = _read_shard(path)
         where = str(path)
@@ -153,6 +165,7 @@ def load_people(root: Path, subset: str) -> list[Person]:
         _require(table, (image_column,), where)
         for row in table.to_pylist():
             pid = str(row["ID"])
+            subject = subject_key(population, pid)
             try:
                 if image_column == "images":
                     images = [_image_bytes(c, f"{where}: person {pid}", root) for c in row["images"] or []]
@@ -161,10 +174,11 @@ def load_people(root: Path, subset: str) -> list[Person]:
                     image, tests = images[0], tuple(images)
                 else:
                     image, tests = _image_bytes(row["image"], f"{where}: person {pid}", root), ()
-                out.append(Person(id=pid, name="", image=image, biography=row["biography"] or "",
-                                  questions=_questions(pid, row["Classification_Task"] or {}, image, where),
+                out.append(Person(id=pid, population=population, name="", image=image,
+                                  biography=row["biography"] or "",
+                                  questions=_questions(pid, subject, row["Classification_Task"] or {}, image, where),
                                   test_images=tests, facts=_generation_facts(row, image),
-                                  open_questions=_open_questions(pid, row, image, where)))
+                                  open_questions=_open_questions(pid, subject, row, image, where)))
             except (KeyError, TypeError, AttributeError, ValueError) as e:  # a field of the wrong shape
                 raise PulseError(f"{where}: person {pid}: malformed row ({type(e).__name__}: {e})") from None
     if not out:

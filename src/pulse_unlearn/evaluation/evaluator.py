@@ -90,7 +90,7 @@ class Evaluator:
         spec, cfg = SPLITS[split], self.cfg
         circular = not spec.about_people and cfg.data.mmbench_circular
         demo = demo_for(cfg, self.src, items) if spec.about_people else None
-        key = (self.signature, spec.task, cfg.scoring, circular, demo and demo.id,
+        key = (self.signature, spec.task, cfg.scoring, circular, demo and demo.key,
                hashlib.sha256("|".join(q.qid for q in items).encode()).hexdigest())
         if key not in self.shared:
             self.shared[key] = make_scorer(spec.task, self.encoder, items, cfg, circular, demo)

@@ -10,7 +10,7 @@ into the requests already unlearned (``done``) and not yet (``pending``).
 
 from __future__ import annotations
 
-from ..records import MODALITIES
+from ..records import MODALITIES, split_key
 from . import metrics as metric_registry
 from .splits import SPLITS
 
@@ -24,7 +24,7 @@ def summary_columns() -> tuple[str, ...]:
 
 
 def prediction_columns() -> tuple[str, ...]:
-    return (*UNIT, "step", "split", "qid", "subject", "modality", "answer", "predicted", "correct",
+    return (*UNIT, "step", "split", "qid", "subject", "population", "modality", "answer", "predicted", "correct",
             *(m.name for m in metric_registry.extra()))
 
 
@@ -64,14 +64,17 @@ def summary_rows(preds: dict[str, list], requests: tuple[tuple[str, ...], ...], 
 
 
 def prediction_rows(preds: dict[str, list], step: int) -> list[dict]:
-    """One row per item: the answer, the prediction, ``correct`` (the kind's headline cell) and
-    each non-headline metric of the split's task that the item has a value for (4 digits)."""
+    """One row per item: its qid and subject as the data names them and the subject's population
+    (empty for a benchmark row), the answer, the prediction, ``correct`` (the kind's headline
+    cell) and each non-headline metric of the split's task that the item has a value for (4 digits)."""
     rows = []
     for split, ps in preds.items():
         per_item = [m for m in SPLITS[split].metrics if not m.headline]
         for p in ps:
-            row = {"step": step, "split": split, "qid": p.qid, "subject": p.subject, "modality": p.modality,
-                   "answer": p.answer, "predicted": p.predicted, "correct": p.correct_cell()}
+            population, subject = split_key(p.subject)
+            row = {"step": step, "split": split, "qid": split_key(p.qid)[1], "subject": subject,
+                   "population": population, "modality": p.modality, "answer": p.answer, "predicted": p.predicted,
+                   "correct": p.correct_cell()}
             for metric in per_item:
                 value = metric.value(p)
                 if value is not None:

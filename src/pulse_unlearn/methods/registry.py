@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config.messages import describe_params, one_error
+from ..registry import Registry
 from . import losses
 
 REFUSAL = "I don't know."
@@ -92,12 +93,12 @@ class Method:
         return losses.sequence_logprobs(logits, labels)
 
 
-METHODS: dict[str, type[Method]] = {}
+# Built-ins below; other packages add theirs through the entry-point group ``pulse_unlearn.methods``.
+METHODS: Registry[type[Method]] = Registry("method", "pulse_unlearn.methods")
 
 
 def register(cls: type[Method]) -> type[Method]:
-    METHODS[cls.name] = cls
-    return cls
+    return METHODS.register(cls)
 
 
 def get_method(name: str) -> type[Method]:

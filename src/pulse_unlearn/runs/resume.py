@@ -31,7 +31,13 @@ from ..scenarios.splits import Sets
 from .store import atomic_write
 
 
+# The layout of the records themselves (predictions by kind, people by subject key): records of
+# another layout are never read back.
+RECORD_FORMAT = 2
+
+
 def resume_key(parts: dict) -> str:
+    parts = {**parts, "record_format": RECORD_FORMAT}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -6,10 +6,12 @@
                        scoring=mllmu adds the splits forget_cloze / retain_cloze (share of hits) and
                        forget_generation / retain_generation (mean ROUGE-L F in the accuracy column;
                        mean ROUGE-1/2/L F and BLEU in rouge1, rouge2, rougeL, bleu, empty elsewhere)
-    predictions.csv    one row per question per evaluation
+    predictions.csv    one row per question per evaluation; subject and qid as the data names them, and
+                       the subject's population (fictitious, celebrity; empty for the general benchmark)
     operations.csv     one row per unlearning operation: steps, first/last loss, divergence
-    probe.csv          the pretrained scenario's probe: per celebrity accuracy, known or not
-    sets.json          who is forgotten and retained, per scenario (and the sequential requests)
+    probe.csv          the pretrained scenario's probe: per celebrity (id, population) accuracy, known or not
+    sets.json          who is forgotten and retained, per scenario (and the sequential requests): original
+                       IDs and the scenario's population
     environment.json   library versions, device; fingerprints of config, data and models
     resume/            finished steps and operations, so that the same command resumes a killed run
                        (``runs/resume.py``)

@@ -42,7 +42,7 @@ from ..evaluation.collapse import answer_collapse
 from ..evaluation.evaluator import Evaluator, demo_for, make_scorer
 from ..evaluation.summary import evaluation_rows, prediction_columns, summary_columns
 from ..models.load import load_model, load_processor, resolve_device, resolve_dtype
-from ..records import Example, OpenQuestion, Person, Question
+from ..records import Example, OpenQuestion, Person, Question, split_key, subject_key
 from ..runs.resume import Resume, Start, apply_adapters, resume_key
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
 from .. import distributed
@@ -53,19 +53,21 @@ from . import splits
 
 @dataclass
 class Sources:
-    """People, their unlearning/fine-tuning facts, and the general benchmark."""
+    """People, their unlearning/fine-tuning facts, and the general benchmark; every person by
+    subject key (``records.subject_key``), as the sets name them."""
 
     fictitious: dict[str, Person]
     celebrities: dict[str, Person]
     facts: dict[str, list[Example]]
     general: list[Question]
     fingerprint: str
-    test_images: dict[str, tuple[bytes, ...]] = field(default_factory=dict)  # Test_Set, by person ID
+    test_images: dict[str, tuple[bytes, ...]] = field(default_factory=dict)  # Test_Set, by person key
 
     def facts_of(self, ids) -> list[Example]:
         missing = [pid for pid in ids if not self.facts.get(pid)]
         if missing:
-            raise PulseError(f"no unlearning data (ft_Data or Generation_Task) for person {missing[0]}")
+            population, pid = split_key(missing[0])
+            raise PulseError(f"no unlearning data (ft_Data or Generation_Task) for {population} person {pid}")
         return [ex for pid in ids for ex in self.facts[pid]]
 
     @property
@@ -82,19 +84,19 @@ class Sources:
 
 
 def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> Sources:
-    fictitious = {p.id: p for p in load_people(mllmu, "Full_Set")}
-    celebrities = {p.id: p for p in load_people(mllmu, "Retain_Set")}
-    if set(fictitious) & set(celebrities):
-        raise PulseError(f"{mllmu}: Full_Set and Retain_Set share IDs")
-    facts = {pid: list(p.facts) for pid, p in {**fictitious, **celebrities}.items()}
+    fictitious = {p.key: p for p in load_people(mllmu, "Full_Set")}
+    celebrities = {p.key: p for p in load_people(mllmu, "Retain_Set")}
+    facts = {key: list(p.facts) for key, p in {**fictitious, **celebrities}.items()}
     ft = load_facts(mllmu) if (Path(mllmu) / "ft_Data").is_dir() else {}
-    facts.update(ft)  # ft_Data, where present, is the data of record
-    check_layout(mllmu, list(fictitious), list(ft))
+    # ft_Data, where present, is the data of record; it and Test_Set name Full_Set's people
+    facts.update({subject_key("fictitious", pid): exs for pid, exs in ft.items()})
+    check_layout(mllmu, [p.id for p in fictitious.values()], list(ft))
     general = load_mmbench(mmbench)
     if subset is not None and subset < len(general):
         keep = sorted(np.random.default_rng([seed, 9]).choice(len(general), subset, replace=False))
         general = [general[i] for i in keep]
     tests = load_test_images(mllmu) if (Path(mllmu) / "Test_Set").is_dir() else {}
+    tests = {subject_key("fictitious", pid): images for pid, images in tests.items()}
     files = sorted(Path(mllmu).glob("*/*.parquet")) + [Path(mmbench)]
     return Sources(fictitious, celebrities, facts, general, file_fingerprint(files), tests)
 
@@ -104,7 +106,8 @@ def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> S
 def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, mmbench: Path,
         finetune: Callable[[list[str], list[Example]], Path] | None = None, log=print) -> RunStore:
     """Run every unit of ``cfg`` into ``out``. ``models`` holds ``base`` and optionally
-    ``finetuned``; ``finetune(ids, facts)`` makes the fine-tuned model when it is missing.
+    ``finetuned``; ``finetune(ids, facts)`` makes the fine-tuned model when it is missing (``ids``:
+    the chosen people's Full_Set IDs).
 
     Inputs are checked before anything is written. A folder holding part of this very run
     (same config, data, models, versions and device) is resumed: its finished steps and
@@ -174,7 +177,7 @@ def _prepare(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: P
         if finetuned is None:
             if finetune is None:
                 raise PulseError("the finetuned and sequential scenarios need a fine-tuned model (model.finetuned)")
-            finetuned = finetune(ft_people, src.facts_of(ft_people))
+            finetuned = finetune([split_key(key)[1] for key in ft_people], src.facts_of(ft_people))
         start_models["finetuned"] = start_models["sequential"] = Path(finetuned)
         scenario_sets["finetuned"] = splits.finetuned_sets(ft_people, sizes.forget, cfg.seed)
         if "sequential" in scenarios:
@@ -228,7 +231,7 @@ def _start(r: _Run, scenario: str) -> Start:
         r.store.write_csv("probe.csv", step0.probe_rows, PROBE_COLUMNS)
         if step0.note:
             r.store.extra["pretrained_note"] = step0.note
-    r.sets_record[scenario] = {"forget_requests": [list(q) for q in sets.requests], "retain": list(sets.retain)}
+    r.sets_record[scenario] = _sets_record(sets)
     r.store.write_json("sets.json", r.sets_record)
     log(f"[{scenario}] forget {len(sets.forget)} people in {len(sets.requests)} request(s), "
         f"retain {len(sets.retain)}; start model evaluated")
@@ -313,6 +316,15 @@ def _acc(preds: dict[str, list]) -> dict[str, float]:
     return {k: (sum(p.correct for p in v) / len(v) if v else float("nan")) for k, v in preds.items()}
 
 
+def _sets_record(sets: splits.Sets) -> dict:
+    """A scenario's entry in sets.json: its one population and the original IDs."""
+    populations = {split_key(key)[0] for key in (*sets.forget, *sets.retain)}
+    assert len(populations) == 1, f"a scenario's people come from one population, not {sorted(populations)}"
+    return {"population": populations.pop(),
+            "forget_requests": [[split_key(key)[1] for key in request] for request in sets.requests],
+            "retain": [split_key(key)[1] for key in sets.retain]}
+
+
 def _replay(store: RunStore, record: dict) -> None:
     """Append an evaluation's rows (and its operation's, if any) to the run's results."""
     store.summary += record["summary"]
@@ -321,7 +333,7 @@ def _replay(store: RunStore, record: dict) -> None:
         store.operations.append(record["operation"])
 
 
-PROBE_COLUMNS = ("id", "multimodal", "text", "known", "selected")
+PROBE_COLUMNS = ("id", "population", "multimodal", "text", "known", "selected")
 
 
 def _probe_and_select(cfg: RunConfig, src: Sources, encoder: Encoder, model, log):
@@ -332,7 +344,8 @@ def _probe_and_select(cfg: RunConfig, src: Sources, encoder: Encoder, model, log
     result = splits.probe(preds, cfg.splits.probe_threshold)
     sets, note = splits.pretrained_sets(result.known, cfg.splits.pretrained_forget, cfg.splits.pretrained_retain,
                                         cfg.seed)
-    rows = [{"id": pid, "multimodal": round(a.get("multimodal", float("nan")), 4),
+    rows = [{"id": split_key(pid)[1], "population": split_key(pid)[0],
+             "multimodal": round(a.get("multimodal", float("nan")), 4),
              "text": round(a.get("text", float("nan")), 4), "known": int(pid in result.known),
              "selected": "forget" if pid in sets.forget else "retain" if pid in sets.retain else ""}
             for pid, a in sorted(result.accuracy.items())]
