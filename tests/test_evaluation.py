@@ -14,7 +14,8 @@ from pulse_unlearn.evaluation import metrics as metric_registry
 from pulse_unlearn.evaluation.predictions import KINDS, OpenPrediction, Prediction, from_record, to_record
 from pulse_unlearn.evaluation.probes import PROBES, Probe
 from pulse_unlearn.evaluation.splits import SPLITS, Split, split_items
-from pulse_unlearn.evaluation.summary import prediction_columns, prediction_rows, summary_columns, summary_rows
+from pulse_unlearn.evaluation.summary import (SUMMARY_KEY, evaluation_rows, prediction_columns, prediction_rows,
+                                             probe_columns, probe_rows, summary_columns, summary_rows)
 from pulse_unlearn.records import Question
 from pulse_unlearn.registry import Registry
 
@@ -148,3 +149,17 @@ def test_probes_change_inputs_or_the_model():
         assert e.probed("test_images", "m", ["forget"]) == {"forget": [("forget", "m", 1)]}
     finally:
         PROBES._items.pop("relabel")
+
+
+def test_probe_rows_are_summary_rows_named_by_their_probe():
+    """probes.csv: the probe's name, then summary.csv's columns; a probed row joins the plain row."""
+    unit = {"scenario": "finetuned", "method": "ga", "update": "llm"}
+    plain = {"forget": [CHOICE, Prediction("q2", "p1", "text", "A", "A", {"A": 1.0, "B": 0.0})]}
+    probed = {"forget": [CHOICE, Prediction("q2", "p1", "text", "A", "B", {"A": 0.0, "B": 1.0})]}
+    assert probe_columns() == ("probe", *summary_columns())
+    rows = probe_rows("flip", unit, probed, (("p1",),), 1, "likelihood")
+    base = evaluation_rows(unit, plain, (("p1",),), 1, "likelihood")["summary"]
+    assert all(set(r) <= set(probe_columns()) and r["probe"] == "flip" for r in rows)
+    joined = {tuple(r[k] for k in SUMMARY_KEY): r["accuracy"] for r in base}
+    assert [(joined[tuple(r[k] for k in SUMMARY_KEY)], r["accuracy"]) for r in rows
+            if r["modality"] == "all"] == [(0.5, 0.0)]

@@ -67,7 +67,7 @@ def test_an_uncached_hub_id_offline_is_one_line_exit_2(tmp_path, key, hint):
 
 
 def test_a_cached_hub_dataset_is_found_offline_and_read(hub):
-    from pulse_unlearn.scenarios.protocol import load_sources
+    from pulse_unlearn.data.sources import load_sources
 
     snapshot = hub / "datasets--MLLMMU--MLLMU-Bench" / "snapshots" / COMMIT
     mllmu = hub_dataset(Path("MLLMMU/MLLMU-Bench"), "data.mllmu")  # the schema's type for data.mllmu
@@ -81,7 +81,7 @@ def test_a_cached_hub_dataset_is_found_offline_and_read(hub):
 def test_a_run_reads_the_hub_snapshot(hub, cache, tmp_path, monkeypatch):
     """``run_experiment`` resolves ``cfg.data.*`` and hands the protocol the snapshot's files."""
     from pulse_unlearn.config import load_config
-    from pulse_unlearn.scenarios import protocol
+    from pulse_unlearn.protocol import runner as protocol
 
     seen = {}
     monkeypatch.setattr(protocol, "run", lambda cfg, out, models, mllmu, mmbench, **kw: seen.update(

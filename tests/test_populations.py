@@ -9,30 +9,26 @@ import contextlib
 import csv
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from processes import run_killed_once
 from real_data import build_tiny_llava, write_mllmu, write_mmbench
 
-import pulse_unlearn
 from pulse_unlearn.cli import main
 from pulse_unlearn.data.mllmu import load_people
 from pulse_unlearn.evaluation.probes import PROBES
+from pulse_unlearn.draws import demo_person
 from pulse_unlearn.records import POPULATIONS, split_key, subject_key
-from pulse_unlearn.scenarios import splits
+from pulse_unlearn.protocol import sets as splits
 
 N_FULL, N_CELEB = 10, 4
 CONFIG = ("name: shared-ids\n"
           f"splits: {{finetune_people: {N_FULL}, forget: 4, probe_threshold: 0.0, pretrained_forget: 2,"
           " pretrained_retain: 2}\n"
           "finetune: {lr: 1.0e-3, epochs: 1, batch_size: 4}\n"
-          "unlearn: {lr: 1.0e-3, epochs: 1, batch_size: 4, lora_rank: 4, lora_alpha: 8}\n"
+          "unlearn: {lr: 1.0e-3, epochs: 1, batch_size: 4, lora: {rank: 4, alpha: 8}}\n"
           "scoring: logits\n")
 OUTPUTS = ("summary.csv", "predictions.csv", "probe.csv", "sets.json")
 
@@ -54,7 +50,7 @@ def test_subject_keys_round_trip_and_sort_as_the_ids():
 
 
 def test_seeded_draws_pick_the_same_people_by_key_as_by_id():
-    """Every draw of scenarios/splits.py over keys of one population gives the people it gives over
+    """Every draw of protocol/sets.py and draws.py over keys of one population gives the people it gives over
     their bare IDs (so the sets of a run on data without shared IDs are what they were)."""
     ids = [str(i) for i in range(30)] + [f"c{i:03d}" for i in range(30)]
 
@@ -75,8 +71,8 @@ def test_seeded_draws_pick_the_same_people_by_key_as_by_id():
             plain, note = splits.pretrained_sets(ids[:9], 5, 5, seed)
             by_key, same_note = splits.pretrained_sets(keyed(population, ids[:9]), 5, 5, seed)
             assert (bare(by_key.forget), bare(by_key.retain), same_note) == (plain.forget, plain.retain, note)
-            assert split_key(splits.demo_person(keyed(population, ids), keyed(population, ids[:3]), seed))[1] == \
-                splits.demo_person(ids, ids[:3], seed)
+            assert split_key(demo_person(keyed(population, ids), keyed(population, ids[:3]), seed))[1] == \
+                demo_person(ids, ids[:3], seed)
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -91,7 +87,7 @@ def shared(tmp_path_factory):
 
 def test_the_same_id_in_both_subsets_is_two_people(shared):
     from pulse_unlearn.doctor import check_data
-    from pulse_unlearn.scenarios.protocol import load_sources
+    from pulse_unlearn.data.sources import load_sources
 
     bench, mmbench = shared
     src = load_sources(bench, mmbench, None, 0)  # once refused: "Full_Set and Retain_Set share IDs"
@@ -204,15 +200,7 @@ def test_killed_run_resumes_from_keyed_records(run_folder, shared):
     out = tmp / "killed"
     args = _args(tmp, checkpoint, shared, out)
     start = out / "resume" / "pretrained" / "start.json"
-    env = {**os.environ, "PYTHONPATH": str(Path(pulse_unlearn.__file__).parents[1]), "PULSE_QUIET": "1",
-           "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pulse_unlearn.cli", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not start.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    run_killed_once(start, args)
     assert start.exists() and not (out / "resume" / "pretrained" / "npo--llm" / "op-1.json").exists()
     record = json.loads(start.read_text())["data"]
     assert {pid for request in record["requests"] for pid in request} | set(record["retain"]) == {

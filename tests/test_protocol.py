@@ -17,7 +17,7 @@ from pulse_unlearn.data.batches import Encoder
 from pulse_unlearn.data.mllmu import load_people
 from pulse_unlearn.evaluation.scorers import Scorer, accuracy, letter_token_ids
 from pulse_unlearn.models.load import load_model
-from pulse_unlearn.scenarios import splits
+from pulse_unlearn.protocol import sets as splits
 
 DEMO_TINY = Path(str(files("pulse_unlearn") / "configs" / "demo_tiny.yaml"))
 

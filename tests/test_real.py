@@ -62,8 +62,8 @@ def test_forget_test_questions_use_a_test_set_image(bench, mmbench, tmp_path):
 
     from pulse_unlearn.config import RunConfig
     from pulse_unlearn.evaluation.splits import split_items
-    from pulse_unlearn.scenarios.protocol import load_sources
-    from pulse_unlearn.scenarios.splits import Sets
+    from pulse_unlearn.data.sources import load_sources
+    from pulse_unlearn.protocol.sets import Sets
 
     src = load_sources(bench, mmbench, None, 0)
     sets = Sets(requests=(("fictitious:003", "fictitious:004"),), retain=("fictitious:005",))
@@ -508,8 +508,9 @@ def test_demo_person_is_seeded_and_never_evaluated(checkpoint, bench, mmbench):
     from pulse_unlearn.data.batches import Encoder
     from pulse_unlearn.models.load import load_processor
     from pulse_unlearn.evaluation.evaluator import Evaluator, demo_for
-    from pulse_unlearn.scenarios.protocol import load_sources
-    from pulse_unlearn.scenarios.splits import Sets, demo_person
+    from pulse_unlearn.data.sources import load_sources
+    from pulse_unlearn.draws import demo_person
+    from pulse_unlearn.protocol.sets import Sets
 
     src = load_sources(bench, mmbench, 2, 0)
     sets = Sets(requests=tuple(tuple(f"fictitious:{i:03d}" for i in pair) for pair in ((3, 4), (5, 6))),

@@ -6,23 +6,17 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import torch
+from processes import run_killed_once
 
-import pulse_unlearn
 from pulse_unlearn.cli import main
 from pulse_unlearn.methods.registry import METHODS, Method, register
 from pulse_unlearn.evaluation.collapse import answer_collapse
 from pulse_unlearn.evaluation.scorers import Prediction
 from pulse_unlearn.report.build import build_report
-from pulse_unlearn.runs.resume import Resume
+from pulse_unlearn.protocol.checkpoints import Checkpoints
 
 SEQUENTIAL = """name: seq
 model: {source: world, preset: tiny}
@@ -32,7 +26,6 @@ grid:
 unlearn: {lr: 3.0e-3, epochs: 1, batch_size: 16, lora: {rank: 8, alpha: 16}}
 scoring: likelihood
 """
-SRC = str(Path(pulse_unlearn.__file__).parents[1])
 
 
 def pulse(*args) -> int:
@@ -63,7 +56,7 @@ def test_same_command_twice_gives_the_same_summary(uninterrupted, seq_config, ca
 def test_sigkill_then_rerun_resumes_to_the_same_summary(uninterrupted, seq_config, cache, tmp_path):
     out = tmp_path / "killed"
     unit = out / "resume" / "sequential" / "ga--llm"
-    _run_killed_once(unit / "op-2.json", [str(seq_config), "--out", str(out), "--cache", str(cache)])
+    run_killed_once(unit / "op-2.json", ["run", str(seq_config), "--out", str(out), "--cache", str(cache)])
     assert not (unit / "op-5.json").exists()
     with open(out / "summary.csv", newline="") as f:
         steps = {int(r["step"]) for r in csv.DictReader(f) if r["scenario"] == "sequential"}
@@ -84,18 +77,6 @@ def test_sigkill_then_rerun_resumes_to_the_same_summary(uninterrupted, seq_confi
     assert (out / "summary.csv").read_bytes() == (uninterrupted / "summary.csv").read_bytes()
 
 
-def _run_killed_once(path_to_wait_for: Path, args: list[str]) -> None:
-    """``pulse run ARGS`` in a subprocess, SIGKILLed as soon as ``path_to_wait_for`` exists."""
-    env = {**os.environ, "PYTHONPATH": SRC, "PULSE_QUIET": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "pulse_unlearn.cli", "run", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not path_to_wait_for.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
-
-
 @pytest.mark.parametrize("scoring", ["logits", "mllmu"])
 def test_sigkill_after_step_0_resumes_under_every_scoring(scoring, seq_config, cache, tmp_path):
     """Every prediction kind (multiple choice; under mllmu also cloze and generation) is read back
@@ -105,8 +86,8 @@ def test_sigkill_after_step_0_resumes_under_every_scoring(scoring, seq_config, c
              "parity.mc_max_new_tokens=3", "parity.open_max_new_tokens=6"]
     whole, out = tmp_path / "whole", tmp_path / "killed"
     assert pulse("run", seq_config, *quick, "--out", whole, "--cache", cache) == 0
-    _run_killed_once(out / "resume" / "finetuned" / "start.json",
-                     [str(seq_config), *quick, "--out", str(out), "--cache", str(cache)])
+    run_killed_once(out / "resume" / "finetuned" / "start.json",
+                    ["run", str(seq_config), *quick, "--out", str(out), "--cache", str(cache)])
     assert not (out / "resume" / "finetuned" / "ga--llm" / "op-1.json").exists()
     log = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(log):
@@ -121,19 +102,21 @@ def test_sigkill_after_step_0_resumes_under_every_scoring(scoring, seq_config, c
 
 def test_records_of_other_data_or_models_are_never_reused(tmp_path):
     unit = {"scenario": "sequential", "method": "ga", "update": "llm"}
-    first = Resume(tmp_path / "resume", key="model-a", log=lambda *_: None)
-    first.save_operation(unit, 1, {"summary": [{"accuracy": 0.5}], "predictions": [], "operation": {}})
-    assert Resume(tmp_path / "resume", key="model-a").operations(unit, 1)[0]["summary"] == [{"accuracy": 0.5}]
+    record = {"summary": [{"accuracy": 0.5}], "predictions": [], "operation": {}}
+    first = Checkpoints(tmp_path / "resume", key="model-a", log=lambda *_: None)
+    assert first.unit(unit, 1).operation(1, lambda: record) == record  # computed and saved
+    again = Checkpoints(tmp_path / "resume", key="model-a").unit(unit, 1)
+    assert again.operation(1, lambda: pytest.fail("a finished operation is not computed again")) == record
     said = []
-    other = Resume(tmp_path / "resume", key="model-b", log=said.append)
-    assert other.operations(unit, 1) == [] and "starting over" in said[0]
+    other = Checkpoints(tmp_path / "resume", key="model-b", log=said.append)
+    assert other.unit(unit, 1).finished == [] and "starting over" in said[0]
     # A stray record of another key (written by hand, say) is not read either.
     (tmp_path / "resume" / "sequential" / "ga--llm").mkdir(parents=True)
     first._write(tmp_path / "resume" / "sequential" / "ga--llm" / "op-1.json", {"summary": []})
-    assert other.operations(unit, 1) == []
+    assert other.unit(unit, 1).finished == []
     # An unfinished unit whose adapters are gone starts over rather than skip the lost operations.
-    other.save_operation(unit, 1, {"summary": [], "predictions": [], "operation": {}})
-    assert other.operations(unit, 2) == [] and len(other.operations(unit, 1)) == 1
+    other.unit(unit, 1).operation(1, lambda: record)
+    assert other.unit(unit, 2).finished == [] and len(other.unit(unit, 1).finished) == 1
 
 
 # --- diverging and collapsing methods ---------------------------------------------------------

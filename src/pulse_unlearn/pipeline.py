@@ -126,7 +126,7 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
     from . import distributed
     from .errors import PulseError
     from .models.world_models import build_finetuned, models_config
-    from .scenarios.protocol import run
+    from .protocol.runner import run
 
     if distributed.setup() > 1 and not distributed.is_main():
         log = lambda *_: None  # noqa: E731  (the first process logs)

@@ -15,7 +15,7 @@ from .. import distributed
 from ..data.batches import Encoder
 from ..records import Person, Question
 from ..registry import Registry
-from ..scenarios import splits as sets_module
+from ..draws import demo_person
 from .generation import GenerateScorer, OpenScorer
 from .probes import PROBES
 from .scorers import CircularScorer, Scorer
@@ -61,7 +61,7 @@ def demo_for(cfg, src, questions: list) -> Person | None:
         return None
     subjects = {q.subject for q in questions}
     candidates = [pid for group in (src.fictitious, src.celebrities) if not subjects & set(group) for pid in group]
-    pid = sets_module.demo_person(candidates, subjects, cfg.seed)
+    pid = demo_person(candidates, subjects, cfg.seed)
     return None if pid is None else src.people[pid]
 
 

@@ -87,3 +87,10 @@ def evaluation_rows(unit: dict, preds: dict[str, list], requests, step: int, sco
     """An evaluation's summary and prediction rows, labelled with its unit and scoring."""
     return {"summary": [{**unit, **row, "scoring": scoring} for row in summary_rows(preds, requests, step)],
             "predictions": [{**unit, **row} for row in prediction_rows(preds, step)]}
+
+
+def probe_rows(probe: str, unit: dict, preds: dict[str, list], requests, step: int, scoring: str) -> list[dict]:
+    """A probed evaluation's rows in ``probes.csv``'s format (``probe_columns``): the probe's name,
+    then the summary rows of the same evaluation unprobed would have, so the two join on
+    ``SUMMARY_KEY``."""
+    return [{"probe": probe, **row} for row in evaluation_rows(unit, preds, requests, step, scoring)["summary"]]

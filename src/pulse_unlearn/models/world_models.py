@@ -94,7 +94,7 @@ def read_corpus(world: Path) -> list[Example]:
 
 def finetune_examples(world: Path, cfg: WorldModelsConfig) -> tuple[list[str], list[Example]]:
     """The seeded choice of fictitious people the fine-tuned model learns, and their ft_Data facts."""
-    from ..scenarios.splits import finetune_people
+    from ..draws import finetune_people
 
     people = load_people(Path(world) / "MLLMU-Bench", "Full_Set")
     facts = load_facts(Path(world) / "MLLMU-Bench")

@@ -14,7 +14,7 @@
                        IDs and the scenario's population
     environment.json   library versions, device; fingerprints of config, data and models
     resume/            finished steps and operations, so that the same command resumes a killed run
-                       (``runs/resume.py``)
+                       (``protocol/checkpoints.py``)
 """
 
 from __future__ import annotations

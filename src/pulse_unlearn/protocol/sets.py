@@ -1,7 +1,8 @@
 """The PULSE sets: who is fine-tuned on, forgotten, retained; sequential requests; probing.
 
-Every choice is a seeded draw over sorted IDs, so the same seed gives the same sets on any
-machine, and each draw has its own salt so changing one size does not reshuffle the others.
+Every choice is a seeded draw over sorted subject keys (``draws.choose``), so the same seed
+gives the same sets on any machine, and each draw has its own salt so changing one size does
+not reshuffle the others.
 """
 
 from __future__ import annotations
@@ -12,18 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..draws import choose, finetune_people  # noqa: F401  (the first draw of the sets)
 from ..errors import PulseError
-
-SALTS = {"finetune": 1, "forget": 2, "requests": 3, "pretrained": 4, "demo": 5}
-
-
-def choose(ids: Sequence[str], n: int, seed: int, salt: str) -> list[str]:
-    """``n`` of ``ids`` drawn without replacement, in draw order."""
-    pool = sorted(ids)
-    if n > len(pool):
-        raise PulseError(f"asked for {n} people but only {len(pool)} are available")
-    rng = np.random.default_rng([seed, SALTS[salt]])
-    return [pool[i] for i in rng.permutation(len(pool))[:n]]
 
 
 @dataclass(frozen=True)
@@ -45,11 +36,6 @@ class Sets:
             raise PulseError("forget and retain sets overlap")
         if not forget or not self.retain:
             raise PulseError("empty forget or retain set")
-
-
-def finetune_people(fictitious: Sequence[str], n: int, seed: int) -> list[str]:
-    """The fictitious people the fine-tuned model learns (sorted)."""
-    return sorted(choose(fictitious, n, seed, "finetune"))
 
 
 def finetuned_sets(finetuned: Sequence[str], n_forget: int, seed: int) -> Sets:
@@ -104,11 +90,3 @@ def pretrained_sets(known: Sequence[str], n_forget: int, n_retain: int, seed: in
         n_forget, n_retain = new_forget, total - new_forget
     drawn = choose(known, n_forget + n_retain, seed, "pretrained")
     return Sets(requests=(tuple(sorted(drawn[:n_forget])),), retain=tuple(sorted(drawn[n_forget:]))), note
-
-
-def demo_person(candidates: Sequence[str], evaluated, seed: int) -> str | None:
-    """The few-shot demonstration person of a split (``scoring=mllmu``): a seeded one of the
-    candidates that the split does not evaluate, so the demonstration never shows an answer the
-    split asks for. None when every candidate is evaluated."""
-    pool = sorted(set(candidates) - set(evaluated))
-    return choose(pool, 1, seed, "demo")[0] if pool else None

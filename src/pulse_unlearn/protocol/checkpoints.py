@@ -11,6 +11,10 @@ included) leaves either a finished operation or none. A resumed run replays the 
 rebuilds a unit's model by loading the starting model and merging the saved adapters 1..k in
 order (the same arithmetic as the first time, so the same weights), then goes on training.
 
+The runner asks for a finished step by its key and hands in how to compute it otherwise:
+``start(scenario, compute)`` for step 0, ``unit(unit, n).operation(k, compute)`` for operation
+k; what is computed is saved before it is returned.
+
 Records are reused only under the same key: when the data files, a model's files, the
 library versions or the device differ from those of the first attempt, ``resume/`` is
 discarded and the run starts over (the run folder's config is checked by ``RunStore``).
@@ -23,12 +27,13 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..evaluation.predictions import from_record, to_record
-from ..scenarios.splits import Sets
-from .store import atomic_write
+from ..runs.store import atomic_write
+from .sets import Sets
 
 
 # The layout of the records themselves (predictions by kind, people by subject key): records of
@@ -59,12 +64,12 @@ def _preds_from_json(obj: dict) -> dict[str, list]:
     return {split: [from_record(p) for p in ps] for split, ps in obj.items()}
 
 
-class Resume:
+class Checkpoints:
     """Finished work of one run folder, under one key. With several processes only the first
     writes (``write``); all of them read."""
 
     def __init__(self, folder: Path, key: str, log=print, write: bool = True):
-        self.folder, self.key, self.write = Path(folder), key, write
+        self.folder, self.key, self.write, self.log = Path(folder), key, write, log
         marker = self.folder / "key"
         if not write:
             return
@@ -77,62 +82,23 @@ class Resume:
         if not marker.is_file():
             atomic_write(marker, key + "\n")
 
-    # --- step 0 -----------------------------------------------------------------------
-    def start(self, scenario: str) -> Start | None:
-        obj = self._read(self.folder / scenario / "start.json")
-        if obj is None:
-            return None
-        sets = Sets(requests=tuple(tuple(r) for r in obj["requests"]), retain=tuple(obj["retain"]))
-        return Start(sets, _preds_from_json(obj["preds"]), obj.get("probe_rows"), obj.get("note"))
+    def start(self, scenario: str, compute: Callable[[], Start]) -> Start:
+        """Step 0 of ``scenario``: read back, else ``compute()``d and saved."""
+        path = self.folder / scenario / "start.json"
+        obj = self._read(path)
+        if obj is not None:
+            self.log(f"[{scenario}] step 0: read back from the interrupted run")
+            sets = Sets(requests=tuple(tuple(r) for r in obj["requests"]), retain=tuple(obj["retain"]))
+            return Start(sets, _preds_from_json(obj["preds"]), obj.get("probe_rows"), obj.get("note"))
+        start = compute()
+        self._write(path, {"requests": [list(r) for r in start.sets.requests], "retain": list(start.sets.retain),
+                           "preds": _preds_to_json(start.preds), "probe_rows": start.probe_rows, "note": start.note})
+        return start
 
-    def save_start(self, scenario: str, start: Start) -> None:
-        self._write(self.folder / scenario / "start.json", {
-            "requests": [list(r) for r in start.sets.requests], "retain": list(start.sets.retain),
-            "preds": _preds_to_json(start.preds), "probe_rows": start.probe_rows, "note": start.note})
+    def unit(self, unit: dict, n: int) -> UnitCheckpoints:
+        """The finished operations of a unit of ``n`` operations."""
+        return UnitCheckpoints(self, self.folder / unit["scenario"] / f"{unit['method']}--{unit['update']}", n)
 
-    # --- operations -------------------------------------------------------------------
-    def _unit_dir(self, unit: dict) -> Path:
-        return self.folder / unit["scenario"] / f"{unit['method']}--{unit['update']}"
-
-    def operations(self, unit: dict, n: int) -> list[dict]:
-        """The unit's finished operations 1..k of ``n``, in order (each: summary, predictions,
-        operation rows). A unit left unfinished needs the adapters too; without them it starts over."""
-        out = []
-        while len(out) < n and (rec := self._read(self._unit_dir(unit) / f"op-{len(out) + 1}.json")) is not None:
-            out.append(rec)
-        if len(out) < n and not all(self.adapter(unit, k).is_dir() for k in range(1, len(out) + 1)):
-            return []
-        return out
-
-    def adapter(self, unit: dict, k: int) -> Path:
-        return self._unit_dir(unit) / f"op-{k}.adapter"
-
-    def save_adapter(self, unit: dict, k: int, peft_model) -> None:
-        """Operation k's trained adapter, before it is merged (peft's layout, safetensors)."""
-        if not self.write:
-            return
-        target = self.adapter(unit, k)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        peft_model.save_pretrained(tmp, safe_serialization=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-
-    def save_operation(self, unit: dict, k: int, record: dict) -> None:
-        """The record that says operation k is finished (written after its adapter)."""
-        self._write(self._unit_dir(unit) / f"op-{k}.json", record)
-
-    def unit_done(self, unit: dict) -> None:
-        """A finished unit's records are all a resume needs: drop its adapters (a 13B model's
-        are tens of MB each)."""
-        if not self.write:
-            return
-        folder = self._unit_dir(unit)
-        for path in folder.glob("*op-*.adapter*"):
-            shutil.rmtree(path, ignore_errors=True)
-
-    # --- files --------------------------------------------------------------------------
     def _read(self, path: Path) -> dict | None:
         try:
             obj = json.loads(path.read_text())
@@ -141,10 +107,65 @@ class Resume:
         return obj["data"] if isinstance(obj, dict) and obj.get("key") == self.key else None
 
     def _write(self, path: Path, data: dict) -> None:
-        if not self.write:
+        if self.write:
+            # Keys in their order: a record's splits are in the order the summary rows are.
+            atomic_write(path, json.dumps({"key": self.key, "data": data}))
+
+
+@dataclass
+class UnitCheckpoints:
+    """One unit's operation records 1..k (summary, prediction and operation rows) and, while the
+    unit is unfinished, their adapters. ``finished`` holds the records of an interrupted run that
+    can be built on: all of them when the unit was finished, else those whose adapters are there
+    too (without them the unit starts over)."""
+
+    owner: Checkpoints
+    folder: Path
+    n: int
+    finished: list[dict] = field(default_factory=list)
+
+    def __post_init__(self):
+        while len(self.finished) < self.n:
+            record = self.owner._read(self.folder / f"op-{len(self.finished) + 1}.json")
+            if record is None:
+                break
+            self.finished.append(record)
+        if len(self.finished) < self.n and not all(p.is_dir() for p in self.adapters()):
+            self.finished = []
+
+    def adapters(self) -> list[Path]:
+        """The saved adapters of the finished operations, in order."""
+        return [self.adapter(k) for k in range(1, len(self.finished) + 1)]
+
+    def adapter(self, k: int) -> Path:
+        return self.folder / f"op-{k}.adapter"
+
+    def operation(self, k: int, compute: Callable[[], dict]) -> dict:
+        """Operation k's record: read back, else ``compute()``d and saved (after its adapter)."""
+        if k <= len(self.finished):
+            return self.finished[k - 1]
+        record = compute()
+        self.owner._write(self.folder / f"op-{k}.json", record)
+        return record
+
+    def save_adapter(self, k: int, peft_model) -> None:
+        """Operation k's trained adapter, before it is merged (peft's layout, safetensors)."""
+        if not self.owner.write:
             return
-        # Keys in their order: a record's splits are in the order the summary rows are.
-        atomic_write(path, json.dumps({"key": self.key, "data": data}))
+        target = self.adapter(k)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        peft_model.save_pretrained(tmp, safe_serialization=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+
+    def done(self) -> None:
+        """A finished unit's records are all a resume needs: drop its adapters (a 13B model's
+        are tens of MB each)."""
+        if self.owner.write:
+            for path in self.folder.glob("*op-*.adapter*"):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 def apply_adapters(model, paths: list[Path]):

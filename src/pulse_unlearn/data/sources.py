@@ -1,0 +1,64 @@
+"""A run's data, assembled: the MLLMU-Bench people (both populations, keyed apart), their
+unlearning and fine-tuning facts, their Test_Set images, and the general benchmark."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PulseError
+from ..records import Example, OpenQuestion, Person, Question, split_key, subject_key
+from .mllmu import check_layout, load_facts, load_people, load_test_images
+from .mmbench import load_mmbench
+
+
+@dataclass
+class Sources:
+    """People, their unlearning/fine-tuning facts, and the general benchmark; every person by
+    subject key (``records.subject_key``), as the sets name them."""
+
+    fictitious: dict[str, Person]
+    celebrities: dict[str, Person]
+    facts: dict[str, list[Example]]
+    general: list[Question]
+    files: list[Path]  # the data files read (fingerprinted by the run)
+    test_images: dict[str, tuple[bytes, ...]] = field(default_factory=dict)  # Test_Set, by person key
+
+    def facts_of(self, ids) -> list[Example]:
+        missing = [pid for pid in ids if not self.facts.get(pid)]
+        if missing:
+            population, pid = split_key(missing[0])
+            raise PulseError(f"no unlearning data (ft_Data or Generation_Task) for {population} person {pid}")
+        return [ex for pid in ids for ex in self.facts[pid]]
+
+    @property
+    def people(self) -> dict[str, Person]:
+        return {**self.fictitious, **self.celebrities}
+
+    def questions_of(self, ids) -> list[Question]:
+        return [q for pid in ids for q in self.people[pid].questions]
+
+    def open_of(self, ids, task: str) -> list[OpenQuestion]:
+        """The people's cloze (Mask_Task) or generation (Generation_Task) items."""
+        people = self.people
+        return [q for pid in ids for q in people[pid].open_questions if q.task == task]
+
+
+def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> Sources:
+    fictitious = {p.key: p for p in load_people(mllmu, "Full_Set")}
+    celebrities = {p.key: p for p in load_people(mllmu, "Retain_Set")}
+    facts = {key: list(p.facts) for key, p in {**fictitious, **celebrities}.items()}
+    ft = load_facts(mllmu) if (Path(mllmu) / "ft_Data").is_dir() else {}
+    # ft_Data, where present, is the data of record; it and Test_Set name Full_Set's people
+    facts.update({subject_key("fictitious", pid): exs for pid, exs in ft.items()})
+    check_layout(mllmu, [p.id for p in fictitious.values()], list(ft))
+    general = load_mmbench(mmbench)
+    if subset is not None and subset < len(general):
+        keep = sorted(np.random.default_rng([seed, 9]).choice(len(general), subset, replace=False))
+        general = [general[i] for i in keep]
+    tests = load_test_images(mllmu) if (Path(mllmu) / "Test_Set").is_dir() else {}
+    tests = {subject_key("fictitious", pid): images for pid, images in tests.items()}
+    files = sorted(Path(mllmu).glob("*/*.parquet")) + [Path(mmbench)]
+    return Sources(fictitious, celebrities, facts, general, files, tests)

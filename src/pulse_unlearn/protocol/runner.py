@@ -1,0 +1,195 @@
+"""The PULSE runner. ``run`` reads like the paper:
+
+    load the data -> build each scenario's sets (probing for the pretrained one) -> (fine-tune)
+    -> the starting model evaluated -> for each unit, for each forget request: unlearn, evaluate, record
+
+Step 0 is the starting model, evaluated once per scenario and shared by its units. What is
+evaluated is the registered splits (``evaluation/splits.py``), each encoded once per scenario
+and scored after every operation. Every finished step is kept under ``resume/``
+(``checkpoints.py``): a killed run, started again with the same command, reads its finished
+steps back instead of computing them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from .. import distributed
+from ..config import RunConfig
+from ..data.batches import Encoder
+from ..data.sources import Sources, load_sources
+from ..evaluation.collapse import answer_collapse
+from ..evaluation.evaluator import Evaluator
+from ..evaluation.summary import evaluation_rows, prediction_columns, summary_columns
+from ..methods.registry import make_method
+from ..methods.unlearn import unlearn
+from ..models.load import load_model, load_processor, resolve_device, resolve_dtype
+from ..records import Example
+from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
+from . import scenarios
+from .checkpoints import Checkpoints, Start, UnitCheckpoints, apply_adapters, resume_key
+from .scenarios import PROBE_COLUMNS, Plan
+from .sets import Sets
+
+
+def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, mmbench: Path,
+        finetune: Callable[[list[str], list[Example]], Path] | None = None, log=print) -> RunStore:
+    """Run every unit of ``cfg`` into ``out``. ``models`` holds ``base`` and optionally
+    ``finetuned``; ``finetune(ids, facts)`` makes the fine-tuned model when it is missing (``ids``:
+    the chosen people's Full_Set IDs). Inputs are checked before anything is written."""
+    src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed)
+    plan = scenarios.plan(cfg, src, Path(mllmu))
+    r = _open(cfg, out, src, plan, models, finetune, log)
+    for scenario in plan.scenarios:
+        t0 = time.time()
+        start = r.checkpoints.start(scenario, partial(_evaluate_start, r, scenario))
+        _record_start(r, scenario, start)
+        for unit in plan.units_of(scenario):
+            _record(r, evaluation_rows(unit, start.preds, start.sets.requests, 0, cfg.scoring))
+            done = r.checkpoints.unit(unit, len(start.sets.requests))
+            work = _UnitWork(r, unit, start.sets, done)
+            for k in range(1, len(start.sets.requests) + 1):
+                _record(r, done.operation(k, partial(work.unlearn_and_evaluate, k)), flush=work.computed)
+            done.done()
+        r.store.flush()
+        log(f"[{scenario}] done in {time.time() - t0:.0f} s")
+    r.store.flush()
+    return r.store
+
+
+@dataclass
+class _Run:
+    """What every scenario of a run shares: inputs, plan, results, checkpoints, scorers."""
+
+    cfg: RunConfig
+    src: Sources
+    plan: Plan
+    store: RunStore
+    checkpoints: Checkpoints
+    log: Callable
+    sets_record: dict[str, dict] = field(default_factory=dict)
+    shared_scorers: dict = field(default_factory=dict)
+    evaluators: dict[str, Evaluator] = field(default_factory=dict)
+
+    def evaluator(self, scenario: str, sets: Sets, encoder: Encoder | None = None) -> Evaluator:
+        """The scenario's splits, encoded once (a resumed step 0 builds them on first use)."""
+        if scenario not in self.evaluators:
+            if encoder is None:
+                encoder = Encoder(load_processor(self.plan.start_models[scenario], self.cfg.model.trust_remote_code))
+            self.evaluators[scenario] = Evaluator(encoder, self.cfg, self.src, sets, self.shared_scorers)
+        return self.evaluators[scenario]
+
+    def load(self, path: Path):
+        m = self.cfg.model
+        return load_model(path, dtype=m.dtype, device=m.device, trust_remote_code=m.trust_remote_code)
+
+
+def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str, Path | None], finetune,
+          log) -> _Run:
+    """Check the models' processors, open the run folder (refused when it holds another config),
+    make the starting models (fine-tuning where needed), write environment.json and open the
+    checkpoints under a key over everything the results depend on."""
+    for path in models.values():
+        if path is not None:
+            load_processor(path, cfg.model.trust_remote_code)
+    config = cfg.model_dump(mode="json")
+    config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    store = RunStore(out, config, config_hash, write=distributed.is_main(),
+                     columns={"summary.csv": summary_columns(), "predictions.csv": prediction_columns()})
+    plan.start_models = scenarios.start_models(plan, src, models, finetune)
+    fingerprints = {"config": config_hash, "data": file_fingerprint(src.files)}
+    for label, path in {**models, **plan.start_models}.items():
+        if path is not None:
+            fingerprints[f"model:{label}"] = model_fingerprint(path)
+    env = {"versions": versions(), "fingerprints": fingerprints,
+           "models": {k: str(v) for k, v in {**models, **plan.start_models}.items()}}
+    store.write_json("environment.json", env)
+    device = resolve_device(cfg.model.device)
+    key = resume_key({**env, "device": device, "dtype": str(resolve_dtype(cfg.model.dtype, device))})
+    checkpoints = Checkpoints(store.folder / "resume", key, log, write=distributed.is_main())
+    return _Run(cfg, src, plan, store, checkpoints, log)
+
+
+def _evaluate_start(r: _Run, scenario: str) -> Start:
+    """Step 0: the starting model on every split; the pretrained scenario probes every celebrity
+    and selects its sets first (its probe already scored forget and retain: reused)."""
+    model, processor = r.load(r.plan.start_models[scenario])
+    encoder = Encoder(processor)
+    if r.cfg.eval_share_prefix and encoder.prefix_sharing_blocker:
+        r.log(f"[{scenario}] prefix sharing off: {encoder.prefix_sharing_blocker}")
+    probed, probe_rows, note, sets = {}, None, None, r.plan.sets.get(scenario)
+    if scenario == "pretrained":
+        probe_preds, sets, probe_rows, note = scenarios.probe_and_select(r.cfg, r.src, encoder, model, r.log)
+        probed = {name: [p for p in probe_preds if p.subject in set(ids)]
+                  for name, ids in (("forget", sets.forget), ("retain", sets.retain))}
+    evaluate = r.evaluator(scenario, sets, encoder)
+    preds = {name: probed[name] if name in probed else scorer(model) for name, scorer in evaluate.scorers.items()}
+    return Start(sets, preds, probe_rows, note)
+
+
+def _record_start(r: _Run, scenario: str, start: Start) -> None:
+    if start.probe_rows is not None:
+        r.store.write_csv("probe.csv", start.probe_rows, PROBE_COLUMNS)
+        if start.note:
+            r.store.extra["pretrained_note"] = start.note
+    r.sets_record[scenario] = scenarios.sets_record(start.sets)
+    r.store.write_json("sets.json", r.sets_record)
+    r.log(f"[{scenario}] forget {len(start.sets.forget)} people in {len(start.sets.requests)} request(s), "
+          f"retain {len(start.sets.retain)}; start model evaluated")
+
+
+class _UnitWork:
+    """One unit's operations that are not read back: the model is loaded (and rebuilt from the
+    adapters of the operations an interrupted run finished) only when the first is computed."""
+
+    def __init__(self, r: _Run, unit: dict, sets: Sets, done: UnitCheckpoints):
+        self.r, self.unit, self.sets, self.done, self.model, self.computed = r, unit, sets, done, None, False
+        self.forget = [r.src.facts_of(request) for request in sets.requests]
+        self.retain = r.src.facts_of(sets.retain)
+        if done.finished:
+            r.log(f"[{unit['scenario']}] {unit['method']}/{unit['update']}: {len(done.finished)} of "
+                  f"{len(sets.requests)} operation(s) read back from the interrupted run")
+
+    def unlearn_and_evaluate(self, k: int) -> dict:
+        """Operation k: unlearn request k, evaluate every split, and the operation's record."""
+        r, unit, cfg = self.r, self.unit, self.r.cfg
+        evaluate = r.evaluator(unit["scenario"], self.sets)
+        if self.model is None:
+            self.method = make_method(unit["method"], **cfg.method_params.get(unit["method"], {}))
+            self.model = apply_adapters(r.load(r.plan.start_models[unit["scenario"]])[0], self.done.adapters())
+        self.computed, t1 = True, time.time()
+        self.model, oplog = unlearn(self.model, evaluate.encoder, self.method, self.forget[k - 1], self.retain,
+                                    unit["update"], cfg.unlearn,
+                                    desc=f"{unit['scenario']}/{unit['method']}/{unit['update']} op {k}",
+                                    on_adapter=lambda peft: self.done.save_adapter(k, peft))
+        preds = evaluate(self.model)
+        collapse = answer_collapse(preds)
+        losses = oplog.losses
+        operation = {**unit, "operation": k, "steps": len(losses),
+                     "first_loss": round(float(losses[0]), 6) if losses else "",
+                     "last_loss": round(float(losses[-1]), 6) if losses else "",
+                     "diverged_at": "" if oplog.diverged_at is None else oplog.diverged_at,
+                     "top_answer": collapse.letter, "top_share": round(collapse.share, 4),
+                     "collapsed": int(collapse.collapsed), "seconds": round(time.time() - t1, 2)}
+        acc = {split: sum(p.correct for p in ps) / len(ps) for split, ps in preds.items() if ps}
+        r.log(f"[{unit['scenario']}] {unit['method']}/{unit['update']} op {k}: forget {acc['forget']:.1%} "
+              f"retain {acc['retain']:.1%} general {acc['general']:.1%}"
+              + (f"  (diverged at step {oplog.diverged_at}: loss {losses[-1]})" if oplog.diverged else "")
+              + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})" if collapse.collapsed else ""))
+        return {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring), "operation": operation}
+
+
+def _record(r: _Run, record: dict, flush: bool = False) -> None:
+    """Append an evaluation's rows (and its operation's, if any) to the run's results."""
+    r.store.summary += record["summary"]
+    r.store.predictions += record["predictions"]
+    if record.get("operation"):
+        r.store.operations.append(record["operation"])
+    if flush:
+        r.store.flush()
