@@ -4,7 +4,7 @@ Which parameters move is the *update strategy*:
 - ``llm``: LoRA on the language model's linear layers;
 - ``projector_llm``: the same plus the multimodal projector's linear layers.
 The vision tower and the output head never move. The layers are found in the model's module
-tree (``lora_targets``), so LLaVA, LLaVA-NeXT and Qwen2-VL-style names all work. The
+tree (``models/lora.py: lora_targets``), so LLaVA, LLaVA-NeXT and Qwen2-VL-style names all work. The
 reference model for KL/NPO is this very model with the adapter disabled, i.e. the model at
 the start of the operation. After the operation the adapter is merged into the weights, so a
 following operation (sequential unlearning) starts from the result and gets a fresh adapter
@@ -28,48 +28,12 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import distributed
-from ..config.schema import UPDATES, UnlearnConfig
+from ..config.schema import UnlearnConfig
 from ..data.batches import Encoder, batch_indices, collate
+from ..models.lora import attach_lora, lora_targets
 from ..progress import bar
 from ..records import Example
 from .registry import Method, Step
-
-# Module-name parts of the multimodal projector (LLaVA, LLaVA-NeXT: multi_modal_projector;
-# original LLaVA: mm_projector; Qwen2-VL: visual.merger; Idefics3/SmolVLM: connector), of the
-# vision encoder, and of output heads. Anything else that is a Linear is the language model.
-PROJECTOR_PARTS = ("multi_modal_projector", "mm_projector", "merger", "connector", "mm_proj")
-VISION_PARTS = ("vision_tower", "vision_model", "visual", "vision_encoder", "image_encoder", "vpm")
-HEAD_PARTS = ("lm_head", "embed_out", "score", "classifier")
-
-
-def lora_targets(model, update: str) -> list[str]:
-    """Full names of the Linear layers LoRA adapts for ``update``, found in ``model``'s module tree:
-    the language model's linears (``llm``), plus the projector's (``projector_llm``)."""
-    from ..errors import PulseError
-
-    if update not in UPDATES:
-        raise PulseError(f"unknown update strategy {update!r}; choose one of {', '.join(UPDATES)}")
-    llm, projector = [], []
-    for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear) or "lora_" in name:
-            continue
-        parts = set(name.split("."))
-        if parts & set(PROJECTOR_PARTS):
-            projector.append(name)
-        elif parts & set(VISION_PARTS) or parts & set(HEAD_PARTS):
-            continue
-        else:
-            llm.append(name)
-    arch = type(model).__name__
-    if not llm:
-        raise PulseError(f"{arch}: no language-model Linear layers found for LoRA (update={update})")
-    if update == "projector_llm":
-        if not projector:
-            raise PulseError(f"{arch}: no multimodal projector Linear layers found (looked for module names with "
-                             f"{', '.join(PROJECTOR_PARTS)}); use update=llm")
-        return llm + projector
-    return llm
-
 
 @dataclass
 class OperationLog:
@@ -88,8 +52,6 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     """Run one operation on ``model`` (a plain transformers model); returns (merged model, log).
     ``on_adapter(peft_model)``, when given, sees the trained adapter before it is merged (the
     runner saves it, so that a resumed run re-applies it instead of training again)."""
-    from peft import LoraConfig, get_peft_model
-
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     if method.forget_answer is not None:
@@ -99,9 +61,7 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     if method.needs_retain and not len(r_enc):
         raise ValueError(f"method {method.name} needs retain data")
 
-    peft_model = get_peft_model(model, LoraConfig(
-        r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-        target_modules=lora_targets(model, update)))
+    peft_model = attach_lora(model, cfg.lora, lora_targets(model, update))
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in peft_model.parameters() if p.requires_grad]

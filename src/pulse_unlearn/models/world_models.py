@@ -142,9 +142,8 @@ def finetune(base: Path, examples: list[Example], cfg: WorldModelsConfig, out: P
 
     Facts are marked as captions (image -> name) when their question is a caption prompt, so
     the caption stage can run first."""
-    from peft import LoraConfig, get_peft_model
-
     from .load import load_model
+    from .lora import attach_lora
 
     if (out / "model.safetensors").exists():
         log(f"fine-tuned model: cached at {out}")
@@ -153,10 +152,8 @@ def finetune(base: Path, examples: list[Example], cfg: WorldModelsConfig, out: P
     model, processor = load_model(base, dtype="float32", device="cpu")
     examples = [Example(ex.prompt, ex.answer, ex.image, "caption" if ex.prompt in CAPTION_PROMPTS else ex.source)
                 for ex in examples]
-    lora = LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=cfg.lora.target)
     torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn here: seed them, or reruns differ
-    peft_model = get_peft_model(model, lora)
+    peft_model = attach_lora(model, cfg.lora, cfg.lora.target)
     losses = train(peft_model, Encoder(processor), examples, cfg.finetune, desc="fine-tuning (LoRA)")
     merged = peft_model.merge_and_unload()
     _save(merged, processor, out, {**meta, "kind": "finetuned", "config": cfg.model_dump(),
