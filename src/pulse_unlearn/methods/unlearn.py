@@ -54,57 +54,17 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     runner saves it, so that a resumed run re-applies it instead of training again)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    if method.forget_answer is not None:
-        forget = [Example(ex.prompt, method.forget_answer, ex.image, ex.source) for ex in forget]
-    f_enc = encoder.encode(forget)
-    r_enc = encoder.encode(retain) if method.needs_retain else None
-    if method.needs_retain and not len(r_enc):
-        raise ValueError(f"method {method.name} needs retain data")
-
+    f_enc, r_enc = _encode(encoder, method, forget, retain)
     peft_model = attach_lora(model, cfg.lora, lora_targets(model, update))
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in peft_model.parameters() if p.requires_grad]
     device = next(peft_model.parameters()).device
-    pad = encoder.tokenizer.pad_token_id
     # Several processes: DDP or FSDP2 (accelerate) around the model.
     training = distributed.wrap_for_training(peft_model, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0))
-    opt = training.optimizer
-
-    def forward(batch):
-        return training.model(**batch).logits
-
-    def reference(batch):  # FSDP2 shards peft_model in place: this pass gathers its weights as the other does
-        with torch.no_grad(), peft_model.disable_adapter():
-            return peft_model(**batch).logits
-
-    def to_device(batch):
-        return {k: v.to(device) for k, v in batch.items()}
-
-    log = OperationLog()
     order = distributed.my_batches([b for _ in range(cfg.epochs) for b in batch_indices(f_enc, cfg.batch_size, gen)])
-    steps = len(order)
-    retain_stream = _cycle(r_enc, cfg.batch_size, gen) if r_enc is not None else None
-    peft_model.train()
-    t0 = time.perf_counter()
-    with bar(steps, desc) as pbar:
-        for idx in order:
-            step = Step(forget=to_device(collate(f_enc, idx, pad)),
-                        retain=to_device(collate(r_enc, next(retain_stream), pad)) if retain_stream else None,
-                        forward=forward, reference=reference)
-            log.tokens += sum(b["input_ids"].numel() for b in (step.forget, step.retain) if b is not None)
-            opt.zero_grad(set_to_none=True)
-            loss = _backward(method.forget_loss, step, training.backward)
-            if math.isfinite(loss) and method.needs_retain:
-                loss += _backward(method.retain_loss, step, training.backward)
-            log.losses.append(loss)
-            if not math.isfinite(loss):
-                log.diverged_at = len(log.losses) - 1
-                break
-            training.clip(cfg.max_grad_norm)
-            opt.step()
-            pbar.update(1)
-    log.seconds = time.perf_counter() - t0
+    batches = _batch_pairs(f_enc, r_enc, order, cfg.batch_size, gen, encoder.tokenizer.pad_token_id, device)
+    log = _train(method, training, peft_model, batches, len(order), cfg.max_grad_norm, desc)
     peft_model.eval()
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_disable()
@@ -114,6 +74,67 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     if on_adapter is not None:
         on_adapter(peft_model)
     return peft_model.merge_and_unload(), log
+
+
+def _encode(encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example]):
+    """The forget set (with the method's own answer, if it has one) and, when the method uses
+    it, the retain set, encoded."""
+    if method.forget_answer is not None:
+        forget = [Example(ex.prompt, method.forget_answer, ex.image, ex.source) for ex in forget]
+    f_enc = encoder.encode(forget)
+    r_enc = encoder.encode(retain) if method.needs_retain else None
+    if method.needs_retain and not len(r_enc):
+        raise ValueError(f"method {method.name} needs retain data")
+    return f_enc, r_enc
+
+
+def _batch_pairs(f_enc, r_enc, order, batch_size: int, gen: torch.Generator, pad: int, device):
+    """Each forget batch of ``order`` with the next retain batch (None without a retain set), on
+    ``device``. Lazy: the retain batches are drawn from ``gen`` one step at a time, after the
+    forget order, as the loop asks for them."""
+    retain_stream = _cycle(r_enc, batch_size, gen) if r_enc is not None else None
+
+    def to_device(batch):
+        return {k: v.to(device) for k, v in batch.items()}
+
+    for idx in order:
+        forget = to_device(collate(f_enc, idx, pad))
+        retain = to_device(collate(r_enc, next(retain_stream), pad)) if retain_stream else None
+        yield forget, retain
+
+
+def _train(method: Method, training, peft_model, batches, steps: int, max_grad_norm: float, desc: str) -> OperationLog:
+    """The training loop: one optimizer step per (forget, retain) batch pair, the forget term's
+    backward pass before the retain term's; stops at the first NaN/inf loss."""
+    opt = training.optimizer
+
+    def forward(batch):
+        return training.model(**batch).logits
+
+    def reference(batch):  # FSDP2 shards peft_model in place: this pass gathers its weights as the other does
+        with torch.no_grad(), peft_model.disable_adapter():
+            return peft_model(**batch).logits
+
+    log = OperationLog()
+    peft_model.train()
+    t0 = time.perf_counter()
+    with bar(steps, desc) as pbar:
+        for forget, retain in batches:
+            step = Step(forget=forget, retain=retain, forward=forward, reference=reference)
+            log.tokens += sum(b["input_ids"].numel() for b in (step.forget, step.retain) if b is not None)
+            opt.zero_grad(set_to_none=True)
+            loss = _backward(method.forget_loss, step, training.backward)
+            if math.isfinite(loss) and method.needs_retain:
+                loss += _backward(method.retain_loss, step, training.backward)
+            log.losses.append(loss)
+            if not math.isfinite(loss):
+                log.diverged_at = len(log.losses) - 1
+                break
+            training.clip(max_grad_norm)
+            opt.step()
+            pbar.update(1)
+    log.seconds = time.perf_counter() - t0
+    return log
 
 
 def _backward(term, step: Step, backward=None) -> float:
