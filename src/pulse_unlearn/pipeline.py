@@ -2,7 +2,8 @@
 
 The cache holds ``world-<fingerprint>/`` folders and ``models/`` with the base and
 fine-tuned checkpoints keyed by world + training config; each is written under a
-temporary name and renamed, so an interrupted build is rebuilt, never half-used.
+temporary name and renamed (``runs/atomic.py``), so an interrupted build is rebuilt, never
+half-used.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
+from .runs.atomic import atomic_folder
 from .world.build import WorldConfig, build_world, world_config
 
 
@@ -36,18 +36,12 @@ def ensure_world(cfg: WorldConfig, cache: Path, out: Path | None = None, log=pri
     if meta.exists() and json.loads(meta.read_text()).get("fingerprint") == cfg.fingerprint():
         log(f"world: cached at {target}")
         return target
-    if target.exists() and any(target.iterdir()):
-        if not meta.exists():
-            from .errors import PulseError
+    if target.exists() and any(target.iterdir()) and not meta.exists():
+        from .errors import PulseError
 
-            raise PulseError(f"{target}: exists and is not a pulse world; choose another --out")
-        shutil.rmtree(target)  # a world of another config: rebuild
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    build_world(cfg, tmp)
-    if target.exists():
-        target.rmdir()
-    tmp.rename(target)
+        raise PulseError(f"{target}: exists and is not a pulse world; choose another --out")
+    with atomic_folder(target) as tmp:  # replaces an empty folder or a world of another config
+        build_world(cfg, tmp)
     log(f"world: built at {target}")
     return target
 

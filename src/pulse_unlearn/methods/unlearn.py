@@ -4,7 +4,7 @@ Which parameters move is the *update strategy*:
 - ``llm``: LoRA on the language model's linear layers;
 - ``projector_llm``: the same plus the multimodal projector's linear layers.
 The vision tower and the output head never move. The layers are found in the model's module
-tree (``lora_targets``), so LLaVA, LLaVA-NeXT and Qwen2-VL-style names all work. The
+tree (``models/lora.py: lora_targets``), so LLaVA, LLaVA-NeXT and Qwen2-VL-style names all work. The
 reference model for KL/NPO is this very model with the adapter disabled, i.e. the model at
 the start of the operation. After the operation the adapter is merged into the weights, so a
 following operation (sequential unlearning) starts from the result and gets a fresh adapter
@@ -28,48 +28,12 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import distributed
-from ..config.schema import UPDATES, UnlearnConfig
+from ..config.schema import UnlearnConfig
 from ..data.batches import Encoder, batch_indices, collate
+from ..models.lora import attach_lora, lora_targets
 from ..progress import bar
 from ..records import Example
 from .registry import Method, Step
-
-# Module-name parts of the multimodal projector (LLaVA, LLaVA-NeXT: multi_modal_projector;
-# original LLaVA: mm_projector; Qwen2-VL: visual.merger; Idefics3/SmolVLM: connector), of the
-# vision encoder, and of output heads. Anything else that is a Linear is the language model.
-PROJECTOR_PARTS = ("multi_modal_projector", "mm_projector", "merger", "connector", "mm_proj")
-VISION_PARTS = ("vision_tower", "vision_model", "visual", "vision_encoder", "image_encoder", "vpm")
-HEAD_PARTS = ("lm_head", "embed_out", "score", "classifier")
-
-
-def lora_targets(model, update: str) -> list[str]:
-    """Full names of the Linear layers LoRA adapts for ``update``, found in ``model``'s module tree:
-    the language model's linears (``llm``), plus the projector's (``projector_llm``)."""
-    from ..errors import PulseError
-
-    if update not in UPDATES:
-        raise PulseError(f"unknown update strategy {update!r}; choose one of {', '.join(UPDATES)}")
-    llm, projector = [], []
-    for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear) or "lora_" in name:
-            continue
-        parts = set(name.split("."))
-        if parts & set(PROJECTOR_PARTS):
-            projector.append(name)
-        elif parts & set(VISION_PARTS) or parts & set(HEAD_PARTS):
-            continue
-        else:
-            llm.append(name)
-    arch = type(model).__name__
-    if not llm:
-        raise PulseError(f"{arch}: no language-model Linear layers found for LoRA (update={update})")
-    if update == "projector_llm":
-        if not projector:
-            raise PulseError(f"{arch}: no multimodal projector Linear layers found (looked for module names with "
-                             f"{', '.join(PROJECTOR_PARTS)}); use update=llm")
-        return llm + projector
-    return llm
-
 
 @dataclass
 class OperationLog:
@@ -88,63 +52,19 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     """Run one operation on ``model`` (a plain transformers model); returns (merged model, log).
     ``on_adapter(peft_model)``, when given, sees the trained adapter before it is merged (the
     runner saves it, so that a resumed run re-applies it instead of training again)."""
-    from peft import LoraConfig, get_peft_model
-
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    if method.forget_answer is not None:
-        forget = [Example(ex.prompt, method.forget_answer, ex.image, ex.source) for ex in forget]
-    f_enc = encoder.encode(forget)
-    r_enc = encoder.encode(retain) if method.needs_retain else None
-    if method.needs_retain and not len(r_enc):
-        raise ValueError(f"method {method.name} needs retain data")
-
-    peft_model = get_peft_model(model, LoraConfig(
-        r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-        target_modules=lora_targets(model, update)))
+    f_enc, r_enc = _encode(encoder, method, forget, retain)
+    peft_model = attach_lora(model, cfg.lora, lora_targets(model, update))
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in peft_model.parameters() if p.requires_grad]
     device = next(peft_model.parameters()).device
-    pad = encoder.tokenizer.pad_token_id
     # Several processes: DDP or FSDP2 (accelerate) around the model.
     training = distributed.wrap_for_training(peft_model, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0))
-    opt = training.optimizer
-
-    def forward(batch):
-        return training.model(**batch).logits
-
-    def reference(batch):  # FSDP2 shards peft_model in place: this pass gathers its weights as the other does
-        with torch.no_grad(), peft_model.disable_adapter():
-            return peft_model(**batch).logits
-
-    def to_device(batch):
-        return {k: v.to(device) for k, v in batch.items()}
-
-    log = OperationLog()
     order = distributed.my_batches([b for _ in range(cfg.epochs) for b in batch_indices(f_enc, cfg.batch_size, gen)])
-    steps = len(order)
-    retain_stream = _cycle(r_enc, cfg.batch_size, gen) if r_enc is not None else None
-    peft_model.train()
-    t0 = time.perf_counter()
-    with bar(steps, desc) as pbar:
-        for idx in order:
-            step = Step(forget=to_device(collate(f_enc, idx, pad)),
-                        retain=to_device(collate(r_enc, next(retain_stream), pad)) if retain_stream else None,
-                        forward=forward, reference=reference)
-            log.tokens += sum(b["input_ids"].numel() for b in (step.forget, step.retain) if b is not None)
-            opt.zero_grad(set_to_none=True)
-            loss = _backward(method.forget_loss, step, training.backward)
-            if math.isfinite(loss) and method.needs_retain:
-                loss += _backward(method.retain_loss, step, training.backward)
-            log.losses.append(loss)
-            if not math.isfinite(loss):
-                log.diverged_at = len(log.losses) - 1
-                break
-            training.clip(cfg.max_grad_norm)
-            opt.step()
-            pbar.update(1)
-    log.seconds = time.perf_counter() - t0
+    batches = _batch_pairs(f_enc, r_enc, order, cfg.batch_size, gen, encoder.tokenizer.pad_token_id, device)
+    log = _train(method, training, peft_model, batches, len(order), cfg.max_grad_norm, desc)
     peft_model.eval()
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_disable()
@@ -154,6 +74,67 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     if on_adapter is not None:
         on_adapter(peft_model)
     return peft_model.merge_and_unload(), log
+
+
+def _encode(encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example]):
+    """The forget set (with the method's own answer, if it has one) and, when the method uses
+    it, the retain set, encoded."""
+    if method.forget_answer is not None:
+        forget = [Example(ex.prompt, method.forget_answer, ex.image, ex.source) for ex in forget]
+    f_enc = encoder.encode(forget)
+    r_enc = encoder.encode(retain) if method.needs_retain else None
+    if method.needs_retain and not len(r_enc):
+        raise ValueError(f"method {method.name} needs retain data")
+    return f_enc, r_enc
+
+
+def _batch_pairs(f_enc, r_enc, order, batch_size: int, gen: torch.Generator, pad: int, device):
+    """Each forget batch of ``order`` with the next retain batch (None without a retain set), on
+    ``device``. Lazy: the retain batches are drawn from ``gen`` one step at a time, after the
+    forget order, as the loop asks for them."""
+    retain_stream = _cycle(r_enc, batch_size, gen) if r_enc is not None else None
+
+    def to_device(batch):
+        return {k: v.to(device) for k, v in batch.items()}
+
+    for idx in order:
+        forget = to_device(collate(f_enc, idx, pad))
+        retain = to_device(collate(r_enc, next(retain_stream), pad)) if retain_stream else None
+        yield forget, retain
+
+
+def _train(method: Method, training, peft_model, batches, steps: int, max_grad_norm: float, desc: str) -> OperationLog:
+    """The training loop: one optimizer step per (forget, retain) batch pair, the forget term's
+    backward pass before the retain term's; stops at the first NaN/inf loss."""
+    opt = training.optimizer
+
+    def forward(batch):
+        return training.model(**batch).logits
+
+    def reference(batch):  # FSDP2 shards peft_model in place: this pass gathers its weights as the other does
+        with torch.no_grad(), peft_model.disable_adapter():
+            return peft_model(**batch).logits
+
+    log = OperationLog()
+    peft_model.train()
+    t0 = time.perf_counter()
+    with bar(steps, desc) as pbar:
+        for forget, retain in batches:
+            step = Step(forget=forget, retain=retain, forward=forward, reference=reference)
+            log.tokens += sum(b["input_ids"].numel() for b in (step.forget, step.retain) if b is not None)
+            opt.zero_grad(set_to_none=True)
+            loss = _backward(method.forget_loss, step, training.backward)
+            if math.isfinite(loss) and method.needs_retain:
+                loss += _backward(method.retain_loss, step, training.backward)
+            log.losses.append(loss)
+            if not math.isfinite(loss):
+                log.diverged_at = len(log.losses) - 1
+                break
+            training.clip(max_grad_norm)
+            opt.step()
+            pbar.update(1)
+    log.seconds = time.perf_counter() - t0
+    return log
 
 
 def _backward(term, step: Step, backward=None) -> float:

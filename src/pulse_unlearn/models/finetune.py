@@ -44,13 +44,11 @@ def finetune_checkpoint(base: str | Path, examples: list[Example], cfg, cache: P
                         device: str = "auto", trust_remote_code: bool = False, gradient_checkpointing: bool = False,
                         log=print) -> Path:
     """``base`` LoRA-fine-tuned on ``examples`` (``cfg``: a FinetuneConfig), merged; cached."""
-    from peft import LoraConfig, get_peft_model
-
     from .. import distributed
     from ..data.batches import Encoder
-    from ..methods.unlearn import lora_targets
     from ..runs.store import model_fingerprint
     from .load import load_model
+    from .lora import attach_lora, lora_targets
     from .train import TrainConfig, train
     from .world_models import _save
 
@@ -67,9 +65,7 @@ def finetune_checkpoint(base: str | Path, examples: list[Example], cfg, cache: P
     t0 = time.time()
     model, processor = load_model(base, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
     torch.manual_seed(cfg.seed)
-    peft_model = get_peft_model(model, LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha,
-                                                  lora_dropout=cfg.lora.dropout,
-                                                  target_modules=lora_targets(model, "llm")))
+    peft_model = attach_lora(model, cfg.lora, lora_targets(model, "llm"))
     if gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     encoder = Encoder(processor)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from ..config.schema import Count, LoraRecipe
 from ..data.batches import Encoder
 from ..data.mllmu import load_facts, load_people
 from ..records import Example
+from ..runs.atomic import atomic_folder
 from ..world.people import CAPTION_PROMPTS
 from .tiny import TinyModelConfig, build_model, build_processor, train_tokenizer
 from .train import TrainConfig, train
@@ -115,14 +114,10 @@ def _world_texts(world: Path, encoder_like_template: str) -> list[str]:
 
 def _save(model, processor, out: Path, meta: dict) -> None:
     """Write atomically: a temporary folder renamed into place, so a crash leaves no half model."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    model.save_pretrained(tmp, safe_serialization=True)
-    processor.save_pretrained(tmp)
-    (tmp / "pulse_model.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_folder(out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+        (tmp / "pulse_model.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
 
 
 def build_base(world: Path, world_fingerprint: str, cfg: WorldModelsConfig, cache: Path, log=print) -> Path:
@@ -147,9 +142,8 @@ def finetune(base: Path, examples: list[Example], cfg: WorldModelsConfig, out: P
 
     Facts are marked as captions (image -> name) when their question is a caption prompt, so
     the caption stage can run first."""
-    from peft import LoraConfig, get_peft_model
-
     from .load import load_model
+    from .lora import attach_lora
 
     if (out / "model.safetensors").exists():
         log(f"fine-tuned model: cached at {out}")
@@ -158,10 +152,8 @@ def finetune(base: Path, examples: list[Example], cfg: WorldModelsConfig, out: P
     model, processor = load_model(base, dtype="float32", device="cpu")
     examples = [Example(ex.prompt, ex.answer, ex.image, "caption" if ex.prompt in CAPTION_PROMPTS else ex.source)
                 for ex in examples]
-    lora = LoraConfig(r=cfg.lora.rank, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=cfg.lora.target)
     torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn here: seed them, or reruns differ
-    peft_model = get_peft_model(model, lora)
+    peft_model = attach_lora(model, cfg.lora, cfg.lora.target)
     losses = train(peft_model, Encoder(processor), examples, cfg.finetune, desc="fine-tuning (LoRA)")
     merged = peft_model.merge_and_unload()
     _save(merged, processor, out, {**meta, "kind": "finetuned", "config": cfg.model_dump(),

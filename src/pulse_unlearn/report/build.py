@@ -1,38 +1,23 @@
 """``pulse report`` and ``pulse compare``: write tables, plots and the HTML report to a folder.
 
-Every file is written under a temporary name and renamed, like the run's own files, so a
-report folder never holds a half-written file.
+Every file is written under a temporary name and renamed (``runs/atomic.py``), like the run's
+own files, so a report folder never holds a half-written file; text is UTF-8 whatever the
+locale (the tables hold ± and the HTML declares utf-8).
 """
 
 from __future__ import annotations
 
 import html
 import io
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import PulseError
+from ..runs.atomic import atomic_write
 from . import plots as P
 from .findings import Summary, findings
 from .html import page
 from .runs import Run, load_run, pool, variants
 from .tables import open_task_tables, scenario_tables, to_latex, to_markdown
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # a report is for reading: not mkstemp's owner-only mode
-    os.replace(tmp, path)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """UTF-8 whatever the locale: the tables hold ± and the HTML declares utf-8."""
-    _write_bytes(path, text.encode("utf-8"))
 
 
 def _divergence_md(runs: list[Run]) -> str:
@@ -63,8 +48,8 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[Run], ru
             p.figure.set_layout_engine("none")  # laid out once already: the SVG keeps that layout, faster
             svg = io.BytesIO()
             p.figure.savefig(svg, format="svg", metadata={"Date": None})
-            _write_bytes(out / f"{p.name}.png", png.getvalue())
-            _write_bytes(out / f"{p.name}.svg", svg.getvalue())
+            atomic_write(out / f"{p.name}.png", png.getvalue())
+            atomic_write(out / f"{p.name}.svg", svg.getvalue())
             embedded.append((p.title, p.caption, png.getvalue()))
     finally:
         P.close(figures)

@@ -1,4 +1,4 @@
-"""A run's folder: every file written atomically (temporary name, then rename).
+"""A run's folder: every file written atomically (``runs/atomic.py``: temporary name, then rename).
 
     config.yaml        the resolved config
     summary.csv        tidy: one row per scenario, method, update, step, request, split, modality;
@@ -25,22 +25,12 @@ import io
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import yaml
 
 from ..errors import PulseError
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())  # the bytes reach the disk before the name does
-    os.replace(tmp, path)
+from .atomic import atomic_write  # also imported from here by the run's other writers
 
 
 def csv_text(rows: list[dict], columns) -> str:

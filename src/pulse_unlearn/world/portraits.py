@@ -101,44 +101,69 @@ def _parity_codes(n: int, sizes: np.ndarray, rng: np.random.Generator) -> np.nda
     return np.insert(others, j, check, axis=1)
 
 
+# Head boxes (unit coordinates: x0, y0, x1, y1) per face shape.
+_HEADS = {"round": (0.2, 0.2, 0.8, 0.84), "oval": (0.26, 0.15, 0.74, 0.9), "square": (0.21, 0.22, 0.79, 0.86)}
+
+
+class _Pen:
+    """Drawing in unit coordinates scaled by the canvas size, so 32 px and 64 px look alike;
+    ``width``: the outline width, one pixel at 32 px."""
+
+    def __init__(self, img: Image.Image):
+        self.draw = ImageDraw.Draw(img)
+        self.size = img.size[0]
+        self.width = max(1, round(self.size / 32))
+
+    def box(self, x0: float, y0: float, x1: float, y1: float) -> list[int]:
+        s = self.size
+        return [round(x0 * s), round(y0 * s), round(x1 * s) - 1, round(y1 * s) - 1]
+
+    def pt(self, x: float, y: float) -> tuple[int, int]:
+        return round(x * self.size), round(y * self.size)
+
+
 def render(face: Face, size: int = 32) -> Image.Image:
     """Draw ``face`` as an RGB image of ``size`` x ``size`` px.
 
-    Geometry is in unit coordinates scaled by ``size`` so 32 px and 64 px look alike. The
-    head spans ~60% of the canvas; hair and hat use the band above it. Nothing hides another
+    The head spans ~60% of the canvas; hair and hat use the band above it. Nothing hides another
     feature completely (a hat sits above the hair, bald heads keep side tufts), so every
-    feature difference shows in the pixels.
+    feature difference shows in the pixels. Parts are drawn back to front.
     """
-    s = size
-    img = Image.new("RGB", (s, s), _RGB["background"][face.background])
-    d = ImageDraw.Draw(img)
-    w = max(1, round(s / 32))  # line width: one pixel at 32 px
-    hair = _RGB["hair_colour"][face.hair_colour]
-    skin = _RGB["skin"][face.skin]
+    img = Image.new("RGB", (size, size), _RGB["background"][face.background])
+    pen = _Pen(img)
+    _shoulders_and_head(pen, face)
+    _hair_top(pen, face)
+    _eyes_and_mouth(pen, face)
+    if face.accessory == "hat":
+        _hat(pen, face)
+    return img
 
-    def box(x0: float, y0: float, x1: float, y1: float) -> list[int]:
-        return [round(x0 * s), round(y0 * s), round(x1 * s) - 1, round(y1 * s) - 1]
 
-    def pt(x: float, y: float) -> tuple[int, int]:
-        return round(x * s), round(y * s)
-
-    hx0, hy0, hx1, hy1 = {"round": (0.2, 0.2, 0.8, 0.84), "oval": (0.26, 0.15, 0.74, 0.9),
-                          "square": (0.21, 0.22, 0.79, 0.86)}[face.face_shape]
+def _shoulders_and_head(pen: _Pen, face: Face) -> None:
+    """Shirt, long hair behind the head, neck, head and a beard over it."""
+    d, box, w = pen.draw, pen.box, pen.width
+    hair, skin = _RGB["hair_colour"][face.hair_colour], _RGB["skin"][face.skin]
+    hx0, hy0, hx1, hy1 = _HEADS[face.face_shape]
     d.ellipse(box(0.06, 0.86, 0.94, 1.4), fill=_SHIRT, outline=_OUTLINE, width=w)
     if face.hair_style == "long":  # hair falling behind the head down to the shoulders
-        d.rounded_rectangle(box(hx0 - 0.08, hy0 - 0.04, hx1 + 0.08, 0.96), radius=0.2 * s,
+        d.rounded_rectangle(box(hx0 - 0.08, hy0 - 0.04, hx1 + 0.08, 0.96), radius=0.2 * pen.size,
                             fill=hair, outline=_OUTLINE, width=w)
     d.rectangle(box(0.42, 0.78, 0.58, 0.94), fill=skin)
     if face.face_shape == "square":
-        d.rounded_rectangle(box(hx0, hy0, hx1, hy1), radius=0.08 * s, fill=skin, outline=_OUTLINE, width=w)
+        d.rounded_rectangle(box(hx0, hy0, hx1, hy1), radius=0.08 * pen.size, fill=skin, outline=_OUTLINE, width=w)
     else:
         d.ellipse(box(hx0, hy0, hx1, hy1), fill=skin, outline=_OUTLINE, width=w)
     if face.accessory == "beard":
         d.chord(box(hx0, hy0 + 0.1, hx1, hy1), 15, 165, fill=hair, outline=_OUTLINE, width=w)
 
-    cap = box(hx0 - 0.04, hy0 - 0.06, hx1 + 0.04, hy0 + 0.36)
+
+def _hair_top(pen: _Pen, face: Face) -> None:
+    """The hair on top of the head: a cap (short, long), spikes, or side tufts (bald)."""
+    d, box, pt, w = pen.draw, pen.box, pen.pt, pen.width
+    hair = _RGB["hair_colour"][face.hair_colour]
+    hx0, hy0, hx1, _ = _HEADS[face.face_shape]
     if face.hair_style in ("short", "long"):
-        d.chord(cap, 180, 360, fill=hair, outline=_OUTLINE, width=w)
+        d.chord(box(hx0 - 0.04, hy0 - 0.06, hx1 + 0.04, hy0 + 0.36), 180, 360, fill=hair, outline=_OUTLINE, width=w)
     elif face.hair_style == "spiky":
         for cx in (0.22, 0.41, 0.59, 0.78):  # the outer spikes still show beside a hat
             d.polygon([pt(cx - 0.09, hy0 + 0.1), pt(cx, 0.0), pt(cx + 0.09, hy0 + 0.1)], fill=hair, outline=_OUTLINE)
@@ -147,6 +172,10 @@ def render(face: Face, size: int = 32) -> Image.Image:
         for x0 in (hx0 - 0.04, hx1 - 0.07):
             d.rectangle(box(x0, hy0 + 0.12, x0 + 0.11, hy0 + 0.34), fill=hair, outline=_OUTLINE, width=w)
 
+
+def _eyes_and_mouth(pen: _Pen, face: Face) -> None:
+    """Eyes (with glasses, if any) and the mouth."""
+    d, box, pt, w = pen.draw, pen.box, pen.pt, pen.width
     eye = _RGB["eye_colour"][face.eye_colour]
     for cx in (0.38, 0.62):
         d.ellipse(box(cx - 0.1, 0.44, cx + 0.1, 0.6), fill=(255, 255, 255))
@@ -155,13 +184,15 @@ def render(face: Face, size: int = 32) -> Image.Image:
             d.ellipse(box(cx - 0.12, 0.41, cx + 0.12, 0.63), outline=(0, 0, 0), width=w)
     if face.accessory == "glasses":
         d.line([pt(0.47, 0.52), pt(0.53, 0.52)], fill=(0, 0, 0), width=w)
-    d.line([pt(0.41, 0.72), pt(0.58, 0.72)], fill=_MOUTH, width=w + (s >= 48))
+    d.line([pt(0.41, 0.72), pt(0.58, 0.72)], fill=_MOUTH, width=w + (pen.size >= 48))
 
-    if face.accessory == "hat":  # a small top hat above the hairline, so the hair stays visible
-        d.rectangle(box(hx0 + 0.07, 0.0, hx1 - 0.07, hy0 - 0.02), fill=_HAT)
-        d.rectangle(box(hx0 + 0.07, hy0 - 0.11, hx1 - 0.07, hy0 - 0.06), fill=_HAT_BAND)
-        d.rectangle(box(hx0 - 0.04, hy0 - 0.06, hx1 + 0.04, hy0), fill=_HAT)
-    return img
+
+def _hat(pen: _Pen, face: Face) -> None:
+    """A small top hat above the hairline, so the hair stays visible."""
+    hx0, hy0, hx1, _ = _HEADS[face.face_shape]
+    pen.draw.rectangle(pen.box(hx0 + 0.07, 0.0, hx1 - 0.07, hy0 - 0.02), fill=_HAT)
+    pen.draw.rectangle(pen.box(hx0 + 0.07, hy0 - 0.11, hx1 - 0.07, hy0 - 0.06), fill=_HAT_BAND)
+    pen.draw.rectangle(pen.box(hx0 - 0.04, hy0 - 0.06, hx1 + 0.04, hy0), fill=_HAT)
 
 
 def variant(image: Image.Image, rng: np.random.Generator, kind: str) -> Image.Image:
