@@ -10,31 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from ..data.batches import IGNORE
-from ..logprobs import sequence_logprobs  # noqa: F401  (a loss helper too)
+from ..logprobs import answer_nll, sequence_logprobs  # noqa: F401  (loss helpers too)
 
 
 def nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean negative log-likelihood over all answer tokens of the batch (token-weighted)."""
     return F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
-
-
-def answer_nll(answer_logits: torch.Tensor, labels: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
-    """``nll`` from logits computed at answer-predicting positions only: ``answer_logits`` is
-    (answer tokens, vocabulary), in the row-major order of the answer tokens in ``labels``.
-
-    With ``segments`` (same shape as ``labels``: a batch-unique id of the sequence each position
-    belongs to; ``data.batches.sequence_ids``), every
-    sequence weighs the same: the mean over sequences of each one's mean answer-token NLL. Why:
-    token weighting lets a few long answers (biographies, 45 tokens) outweigh many short facts
-    (2-3 tokens) in the gradient.
-    """
-    targets = labels[:, 1:]
-    scored = targets != IGNORE
-    per_token = F.cross_entropy(answer_logits.float(), targets[scored], reduction="none")
-    if segments is None:
-        return per_token.mean()
-    _, owner, counts = torch.unique(segments[:, 1:][scored], return_inverse=True, return_counts=True)
-    return (per_token / counts[owner]).sum() / len(counts)
 
 
 def gradient_ascent(forget_nll: torch.Tensor) -> torch.Tensor:

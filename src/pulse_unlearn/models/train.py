@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict
 from .. import distributed
 from ..data.batches import Encoder, EncodedSet, batch_indices, collate, pack, sequence_ids
 from ..errors import PulseError
-from ..methods.losses import IGNORE, answer_nll
+from ..data.batches import IGNORE
+from ..logprobs import answer_nll
 from ..progress import bar
 from ..records import Example
 

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..evaluation.predictions import from_record, to_record
-from ..runs.store import atomic_write
+from ..runs.atomic import atomic_folder, atomic_write
 from .sets import Sets
 
 
@@ -152,13 +150,8 @@ class UnitCheckpoints:
         """Operation k's trained adapter, before it is merged (peft's layout, safetensors)."""
         if not self.owner.write:
             return
-        target = self.adapter(k)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        peft_model.save_pretrained(tmp, safe_serialization=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        with atomic_folder(self.adapter(k)) as tmp:
+            peft_model.save_pretrained(tmp, safe_serialization=True)
 
     def done(self) -> None:
         """A finished unit's records are all a resume needs: drop its adapters (a 13B model's
