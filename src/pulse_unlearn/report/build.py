@@ -16,11 +16,11 @@ from ..runs.atomic import atomic_write
 from . import plots as P
 from .findings import Summary, findings
 from .html import page
-from .runs import Run, load_run, pool, variants
+from .runs import RunFiles, read_run, pool, variants
 from .tables import open_task_tables, scenario_tables, to_latex, to_markdown
 
 
-def _divergence_md(runs: list[Run]) -> str:
+def _divergence_md(runs: list[RunFiles]) -> str:
     bad = [(r, op, what) for r in runs for op, what in r.troubled()]
     if not bad:
         return ""
@@ -32,7 +32,7 @@ def _divergence_md(runs: list[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[Run], runs_table: str = "",
+def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles], runs_table: str = "",
            runs_md: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     tables = scenario_tables(s) + open_task_tables(s)
@@ -64,7 +64,7 @@ def _scoring(rows: list[dict]) -> str:
 
 def build_report(run_dir: Path, out: Path | None = None) -> Path:
     """The report of one run folder, in ``out`` (default ``RUN_DIR/report``); returns report.html."""
-    run = load_run(Path(run_dir))
+    run = read_run(Path(run_dir))
     out = Path(out) if out else run.folder / "report"
     subtitle = (f"Run {run.folder}, {_scoring(run.rows)} scoring. Accuracy in %; changes in points from the "
                 "starting model (step 0).")
@@ -79,7 +79,7 @@ def build_compare(run_dirs: list[Path], out: Path) -> Path:
         key = Path(d).resolve()
         if key not in seen:
             seen.add(key)
-            runs.append(load_run(Path(d)))
+            runs.append(read_run(Path(d)))
     if not runs:
         raise PulseError("compare: give at least one run folder")
     labels = variants(runs)

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import yaml
 
-from .runs import Run
+from .runs import RunFiles
 from .tables import Table, to_html
 
 CSS = """
@@ -62,7 +62,7 @@ def findings_html(text: str) -> str:
     return "".join(out)
 
 
-def _divergence(runs: list[Run]) -> str:
+def _divergence(runs: list[RunFiles]) -> str:
     have = [r for r in runs if r.operations]
     if not have:
         return "<p class='note'>No operations.csv: divergence not known.</p>"
@@ -80,7 +80,7 @@ def _divergence(runs: list[Run]) -> str:
             f"run went on with the other units.</p><table><tr>{head}</tr>{rows}</table>")
 
 
-def _provenance(runs: list[Run]) -> str:
+def _provenance(runs: list[RunFiles]) -> str:
     out = []
     for r in runs:
         title = f"<h3>{_e(r.name)} <span class='note'>({_e(r.folder)})</span></h3>" if len(runs) > 1 else ""
@@ -101,7 +101,7 @@ def _provenance(runs: list[Run]) -> str:
 
 
 def page(title: str, subtitle: str, tables: list[Table], plots: Iterable[tuple[str, str, bytes]],
-         findings_text: str, runs: list[Run], runs_table: str = "") -> str:
+         findings_text: str, runs: list[RunFiles], runs_table: str = "") -> str:
     """``plots``: (title, caption, PNG bytes)."""
     figs = "".join(
         f"<figure><img alt='{_e(t)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"

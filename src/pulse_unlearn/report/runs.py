@@ -27,7 +27,10 @@ POOLED_KEYS = ("name", "seed", "grid", "_config_hash", "unlearn.seed")
 
 
 @dataclass
-class Run:
+class RunFiles:
+    """A run folder's files as the report reads them (summary rows as dicts); the Python API's
+    ``pulse_unlearn.load_run`` gives the same files as DataFrames."""
+
     folder: Path
     rows: list[dict]
     config: dict = field(default_factory=dict)
@@ -66,14 +69,14 @@ class Run:
         return out
 
 
-def load_run(folder: Path) -> Run:
+def read_run(folder: Path) -> RunFiles:
     folder = Path(folder)
     if not folder.is_dir():
         raise PulseError(f"{folder}: no such run folder")
     summary = folder / "summary.csv"
     if not summary.is_file():
         raise PulseError(f"{folder}: no summary.csv (not a pulse run folder?)")
-    run = Run(folder, read_summary(summary), summary_sha256=hashlib.sha256(summary.read_bytes()).hexdigest())
+    run = RunFiles(folder, read_summary(summary), summary_sha256=hashlib.sha256(summary.read_bytes()).hexdigest())
     try:
         if (folder / "config.yaml").is_file():
             run.config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
@@ -99,7 +102,7 @@ def _flat(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def variants(runs: list[Run]) -> list[str]:
+def variants(runs: list[RunFiles]) -> list[str]:
     """A label per run naming the settings that set its variant apart (empty when all runs
     share one), so that e.g. two learning rates stay separate rows instead of being averaged."""
     flats = [{k: v for k, v in _flat(r.config).items() if k not in POOLED_KEYS} for r in runs]
@@ -115,7 +118,7 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return m, math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
 
 
-def pool(runs: list[Run]) -> list[dict]:
+def pool(runs: list[RunFiles]) -> list[dict]:
     """Summary rows averaged over runs: one row per key (a variant's label is appended to the
     method), with ``std`` and ``runs``. Runs with the same unit and variant are taken as seeds.
     Every other registered metric (ROUGE, BLEU, ...) is averaged alike, its spread in ``<metric>_std``."""
