@@ -220,6 +220,8 @@ OUT_OF_RANGE = [
     ("scoring=fast", "scoring", "must be 'logits', 'likelihood' or 'mllmu' (got 'fast')"),
     ("splits.forget=10", "splits.forget", "must be < splits.finetune_people=10"),
     ("splits.forget=4", "splits.requests", "splits.forget=4 does not split into splits.requests=5 equal requests"),
+    ("log_with=[neptune]", "log_with.0", "must be 'tensorboard', 'wandb' or 'mlflow' (got 'neptune')"),
+    ("log_with=[wandb, tensorboard, wandb]", "log_with", "lists 'wandb' more than once"),
 ]
 
 

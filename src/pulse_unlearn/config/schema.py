@@ -182,6 +182,19 @@ class RunConfig(Strict):
     scoring: Literal["logits", "likelihood", "mllmu"] = "likelihood"
     eval_batch_size: Count = 64
     eval_share_prefix: bool = True  # run a shared image/question prefix once (same values, less compute)
+    # experiment trackers the run's scalars also go to, each at most once (optional extras:
+    # pip install 'pulse-unlearn[tensorboard]'); runs/trackers.py. tracker_dir: where the local ones
+    # write (TensorBoard's event files, MLflow's store, W&B's run files); null: <run folder>/trackers
+    log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
+    tracker_dir: Annotated[str, Field(min_length=1)] | None = None
+
+    @field_validator("log_with")
+    @classmethod
+    def _trackers_once(cls, value):
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:
+            raise ValueError(f"lists {', '.join(repr(n) for n in twice)} more than once")
+        return value
 
     @field_validator("method_params")
     @classmethod
