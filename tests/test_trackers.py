@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 import tomllib
+from importlib.machinery import ModuleSpec
 from pathlib import Path
+from types import ModuleType
 from typing import get_args
 
 import numpy as np
@@ -16,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import pulse_unlearn.distributed
 from pulse_unlearn.config.schema import RunConfig
 from pulse_unlearn.errors import PulseError
-from pulse_unlearn.runs.trackers import MODULES, TRACKERS, Trackers, check_available, flat_config
+from pulse_unlearn.runs.trackers import TRACKERS, Trackers, check_available, flat_config
 
 CONFIG = {"name": "tb-run", "unlearn": {"lr": 5e-4, "lora": {"rank": 8}}, "grid": [{"methods": ["ga"]}],
           "data": {"mllmu": None}, "log_with": ["tensorboard"]}
@@ -64,18 +66,39 @@ def test_no_trackers_and_other_processes_write_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "trackers").exists()
 
 
-@pytest.mark.parametrize("name", TRACKERS)
-def test_a_missing_tracker_package_is_one_line_naming_it_and_its_extra(tmp_path, monkeypatch, name):
-    for module in MODULES[name]:
+def _present(module: str) -> ModuleType:
+    """A stand-in that importlib finds, whether or not the package is installed here."""
+    stand_in = ModuleType(module)
+    stand_in.__spec__ = ModuleSpec(module, None)
+    return stand_in
+
+
+# (tracker, the package that is missing, the others it needs, which are then present)
+MISSING = [("tensorboard", "tensorboard", []), ("wandb", "wandb", []),
+           ("mlflow", "mlflow", ["sqlalchemy", "alembic"]), ("mlflow", "sqlalchemy", ["mlflow", "alembic"])]
+
+
+@pytest.mark.parametrize("name, package, others", MISSING, ids=[f"{n}-{p}" for n, p, _ in MISSING])
+def test_a_missing_tracker_package_is_one_line_naming_it_and_its_extra(tmp_path, monkeypatch, name, package,
+                                                                        others):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for module in [package] + (["tensorboardX"] if package == "tensorboard" else []):
         monkeypatch.setitem(sys.modules, module, None)  # importlib then finds no such module
+    for module in others:
+        monkeypatch.setitem(sys.modules, module, _present(module))
     for call in (lambda: check_available([name]), lambda: Trackers.open([name], tmp_path / "trackers", "r", CONFIG)):
         with pytest.raises(PulseError) as e:
             call()
-        message = str(e.value)
-        assert "\n" not in message
-        assert message == (f"log_with: {name} needs the package {MODULES[name][0]!r}, which is not installed: "
-                           f"pip install 'pulse-unlearn[{name}]'")
+        assert str(e.value) == (f"log_with: {name} needs the package {package!r}, which is not installed: "
+                                f"pip install 'pulse-unlearn[{name}]'")
     assert not (tmp_path / "trackers").exists()
+
+
+def test_mlflow_with_a_tracking_server_needs_no_local_store(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://localhost:5000")
+    monkeypatch.setitem(sys.modules, "mlflow", _present("mlflow"))
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)
+    check_available(["mlflow"])
 
 
 def test_every_tracker_the_config_takes_has_its_extra():

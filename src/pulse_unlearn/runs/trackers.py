@@ -28,19 +28,27 @@ from ..errors import PulseError, first_line
 TRACKERS = ("tensorboard", "wandb", "mlflow")
 PROJECT = "pulse-unlearn"
 WANDB_STEP = "step"
-# tracker -> the modules that provide it (accelerate's TensorBoard tracker also takes tensorboardX)
-MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
 HINTS = {"wandb": " (to log offline: WANDB_MODE=offline)"}  # added to a tracker's start error
 
 
+def required(name: str) -> list[tuple[str, ...]]:
+    """The modules tracker ``name`` needs; each entry: modules any one of which will do."""
+    if name == "tensorboard":
+        return [("tensorboard", "tensorboardX")]  # accelerate's TensorBoard tracker takes either
+    if name == "mlflow" and not os.environ.get("MLFLOW_TRACKING_URI"):
+        return [("mlflow",), ("sqlalchemy",), ("alembic",)]  # the local SQLite store
+    return [(name,)]
+
+
 def check_available(names: list[str]) -> None:
-    """Refuse, in one line, a tracker that is unknown or whose package is not installed."""
+    """Refuse, in one line, a tracker that is unknown or whose packages are not installed."""
     for name in names:
-        if name not in MODULES:
+        if name not in TRACKERS:
             raise PulseError(f"log_with: unknown tracker {name!r}; choose from {', '.join(TRACKERS)}")
-        if not any(importlib.util.find_spec(module) for module in MODULES[name]):
-            raise PulseError(f"log_with: {name} needs the package {MODULES[name][0]!r}, which is not installed: "
-                             f"pip install 'pulse-unlearn[{name}]'")
+        for modules in required(name):
+            if not any(importlib.util.find_spec(module) for module in modules):
+                raise PulseError(f"log_with: {name} needs the package {modules[0]!r}, which is not installed: "
+                                 f"pip install 'pulse-unlearn[{name}]'")
 
 
 def flat_config(config: dict, prefix: str = "") -> dict[str, bool | int | float | str]:
