@@ -15,9 +15,10 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 # package -> the packages of this project it must never import (directly or by relative import)
 LOWER_THAN = {
-    # config looks method parameters up in the methods registry only inside its validators, so that
-    # importing it imports no torch (tests/test_cli.py checks that); it imports nothing else of ours
-    "config": {"evaluation", "protocol", "runs", "report", "models", "data", "world"},
+    # config looks method parameters and split names up in the methods and splits registries only
+    # inside its validators, so that importing it imports no torch (tests/test_cli.py checks that);
+    # it imports nothing else of ours
+    "config": {"protocol", "runs", "report", "models", "data", "world"},
     "runs": {"evaluation", "protocol", "methods", "report"},
     "evaluation": {"methods", "protocol", "report"},
     "models": {"protocol", "evaluation", "report", "methods"},

@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import PulseError
 
-SALTS = {"finetune": 1, "forget": 2, "requests": 3, "pretrained": 4, "demo": 5}
+SALTS = {"finetune": 1, "forget": 2, "requests": 3, "pretrained": 4, "demo": 5, "trajectory": 6}
 
 
 def choose(ids: Sequence[str], n: int, seed: int, salt: str) -> list[str]:

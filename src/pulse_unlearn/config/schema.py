@@ -8,13 +8,14 @@ the data (enough people for the split sizes) happen when the data are read.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .messages import describe_params, one_error, unknown_key
+from .messages import describe_params, one_error, shown, unknown_key
 
 SCENARIOS = ("finetuned", "pretrained", "sequential")
 UPDATES = ("llm", "projector_llm")
@@ -51,18 +52,108 @@ class FinetuneLora(LoraRecipe):
     dropout: Dropout = 0.05
 
 
+Share = Annotated[float, Field(ge=0, le=1)]
+Rule = Literal["margin", "kept"]
+
+
+class ForgetTarget(Strict):
+    """When forget accuracy counts as forgotten. ``margin``: accuracy <= chance + ``margin``;
+    ``kept``: at most ``kept`` of the starting model's above-chance accuracy is left,
+    accuracy - chance <= kept x (start - chance), start being the value at the operation's step 0.
+    Chance is a blind guess's score: 1/options for multiple choice, 0 for training facts."""
+
+    rule: Rule = "kept"
+    margin: Share = 0.05
+    kept: Share = 0.25
+
+
+class StopTarget(ForgetTarget):
+    """``unlearn.stop: target``'s criterion. ``sees``: what the rule may look at, written next to
+    every result: ``training``, the request's training facts (what any unlearner has; scored by
+    answer-token accuracy), or ``oracle``, the forget split's evaluation questions (labelled
+    oracle). ``modality``: the criterion must hold on that modality, or on both. The general
+    benchmark is never used to stop."""
+
+    sees: Literal["training", "oracle"] = "training"
+    modality: Literal["multimodal", "text", "both"] = "both"
+
+
 class UnlearnConfig(Strict):
     """Hyperparameters of one unlearning operation. The defaults are those of the embedded world's
     1.45M-parameter model (the demo); for LLaVA-1.5 7B/13B use MLLMU-Bench's (lr 2e-5, batch 4,
-    LoRA r16 alpha16 dropout 0.05), as ``configs/mllmu_llava15.yaml`` does. README: "by model size"."""
+    LoRA r16 alpha16 dropout 0.05), as ``configs/mllmu_llava15.yaml`` does. README: "by model size".
+
+    Stopping rule (``stop``): ``fixed`` trains ``epochs`` epochs over the forget request;
+    ``target`` evaluates every ``eval_every`` and stops at the first checkpoint that meets
+    ``target``, with ``max_epochs`` as the budget. Either way a NaN/inf loss stops the operation.
+    ``eval_every``: optimizer steps (an integer) or a fraction of an epoch (a float, e.g. 0.25);
+    unset, no trajectory is recorded."""
 
     lr: Rate = 5e-4
-    epochs: Count = 1
+    epochs: Count = 1  # stop=fixed: the budget
+    stop: Literal["fixed", "target"] = "fixed"
+    max_epochs: Count = 5  # stop=target: the budget
+    eval_every: int | float | None = None  # int >= 1: optimizer steps; float > 0: a fraction of an epoch
+    target: StopTarget = Field(default_factory=StopTarget)
     batch_size: Count = 16
     lora: LoraRecipe = Field(default_factory=LoraRecipe)
     max_grad_norm: Rate = 1.0
     seed: Seed = 0
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
+
+    @field_validator("eval_every", mode="before")
+    @classmethod
+    def _every(cls, value):
+        steps = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        fraction = isinstance(value, float) and math.isfinite(value) and value > 0
+        if value is not None and not (steps or fraction):
+            raise ValueError(f"must be an integer >= 1 (optimizer steps) or a number > 0 (a fraction of an epoch), "
+                             f"or null (got {shown(value)})")
+        return value
+
+    @model_validator(mode="after")
+    def _target_needs_checkpoints(self):
+        if self.stop == "target" and self.eval_every is None:
+            raise key_error("unlearn.eval_every", "must be set when unlearn.stop is target (the rule is checked at "
+                            "each checkpoint)")
+        return self
+
+    @property
+    def budget_epochs(self) -> int:
+        return self.max_epochs if self.stop == "target" else self.epochs
+
+    def every_steps(self, steps_per_epoch: int) -> int | None:
+        """``eval_every`` in optimizer steps (at least 1), or None without a trajectory."""
+        if self.eval_every is None:
+            return None
+        if isinstance(self.eval_every, int):
+            return self.eval_every
+        return max(1, round(self.eval_every * steps_per_epoch))
+
+
+class TrajectoryConfig(Strict):
+    """What is evaluated at each checkpoint of an operation (``unlearn.eval_every``): the
+    registered ``splits`` (a forget split holds the operation's own request only), each
+    a seeded ``subset`` of at most that many items, the same at every checkpoint (unset: all).
+    The end of an operation is always evaluated in full as well. ``compare``: the forget
+    accuracy that counts as forgotten when units are compared at matched forgetting
+    (``matched.csv``)."""
+
+    splits: list[str] = Field(default_factory=lambda: ["forget", "retain", "general"], min_length=1)
+    subset: Count | None = None
+    compare: ForgetTarget = Field(default_factory=ForgetTarget)
+
+    @field_validator("splits")
+    @classmethod
+    def _known(cls, values):
+        from ..evaluation.splits import SPLITS  # imports torch: only when a config is validated
+
+        for v in values:
+            if v not in SPLITS:
+                raise ValueError(f"unknown split {v!r}; choose from {', '.join(SPLITS)}")
+        if len(set(values)) != len(values):
+            raise ValueError("a split is named twice")
+        return values
 
 
 class FinetuneConfig(Strict):
@@ -177,6 +268,7 @@ class RunConfig(Strict):
                                   min_length=1)
     method_params: dict[str, dict[str, Any]] = Field(default_factory=dict)  # method -> its declared parameters
     unlearn: UnlearnConfig = Field(default_factory=UnlearnConfig)
+    trajectory: TrajectoryConfig = Field(default_factory=TrajectoryConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     parity: ParityConfig = Field(default_factory=ParityConfig)
     scoring: Literal["logits", "likelihood", "mllmu"] = "likelihood"

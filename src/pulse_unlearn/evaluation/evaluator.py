@@ -1,11 +1,11 @@
 """Splits encoded once, scored on any model: the evaluation a run performs after every operation.
 
-A scorer is made per split by its task (``SCORERS``): multiple choice under the run's
-scoring (forward-pass ``logits`` / ``likelihood``, or MLLMU-Bench's generate-and-parse
-``mllmu``, with MMBench's circular evaluation on a benchmark split when asked), cloze and
-generation items by generation. Under several processes each process scores its share of
-the people and the predictions are gathered (``distributed.ShardedScorer``).
-"""
+A scorer is made per split by its task (``SCORERS``): multiple choice under the run's scoring
+(forward-pass ``logits`` / ``likelihood``, or MLLMU-Bench's generate-and-parse ``mllmu``, with
+MMBench's circular evaluation on a benchmark split when asked), cloze and generation items by
+generation, training facts by teacher-forced answer-token accuracy. Under several processes each
+process scores its share of the people and the predictions are gathered
+(``distributed.ShardedScorer``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ..data.batches import Encoder
 from ..records import Person, Question
 from ..registry import Registry
 from ..draws import demo_person
+from .facts import FactScorer
 from .generation import GenerateScorer, OpenScorer
 from .probes import PROBES
 from .scorers import CircularScorer, Scorer
@@ -36,11 +37,16 @@ def open_scorer(encoder: Encoder, items: list, cfg, circular: bool = False, demo
     return OpenScorer(encoder, items, cfg.parity.open_max_new_tokens, cfg.seed)
 
 
+def facts_scorer(encoder: Encoder, items: list, cfg, circular: bool = False, demo: Person | None = None):
+    return FactScorer(encoder, items, cfg.eval_batch_size)
+
+
 # Task kind -> scorer factory (encoder, items, cfg, circular, demo); a split's task picks one.
 SCORERS: Registry = Registry("scorer", "pulse_unlearn.scorers", name_of=lambda f: f.task)
 SCORERS.register(choice_scorer, "choice")
 SCORERS.register(open_scorer, "cloze")
 SCORERS.register(open_scorer, "generation")
+SCORERS.register(facts_scorer, "facts")
 
 
 def make_scorer(task: str, encoder: Encoder, items: list, cfg, circular: bool = False, demo: Person | None = None):

@@ -6,10 +6,10 @@ columns, ``predictions.csv``'s per-item metric columns, the report's tables and 
 compare``'s pooling are all derived from this registry.
 
 The *headline* metric, ``accuracy``, is every row's main number: the share of right answers
-(multiple choice, cloze hits) or, on generation items, the mean ROUGE-L F (MLLMU-Bench's
-headline generation score). A metric fills a row only when every prediction of the group has
-a value for it; other rows leave its column empty.
-"""
+(multiple choice, cloze hits), on generation items the mean ROUGE-L F (MLLMU-Bench's headline
+generation score), on training facts the mean answer-token accuracy (``facts.py``). A metric
+fills a row only when every prediction of the group has a value for it; other rows leave its
+column empty."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..registry import Registry
 
-TASKS = ("choice", "cloze", "generation")
+TASKS = ("choice", "cloze", "generation", "facts")
 AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {
     "mean": lambda v: sum(v) / len(v),
     "median": statistics.median,
@@ -57,7 +57,8 @@ def register_metric(metric: Metric) -> Metric:
 
 
 register_metric(Metric("accuracy", lambda p: p.value, headline=True,
-                       description="share of right answers; generation items: mean ROUGE-L F"))
+                       description="share of right answers; generation items: mean ROUGE-L F; "
+                                   "training facts: mean answer-token accuracy"))
 
 
 def _generation(name: str, description: str) -> Metric:

@@ -3,7 +3,8 @@ from a run's resume records.
 
 Every kind carries ``qid``, ``subject``, ``modality``, ``answer`` and ``predicted``, and says
 what the split's headline column averages (``value``: 1/0 for a right or wrong choice, a
-cloze hit, a generation's ROUGE-L F) and which per-item metric values it has (``metrics``).
+cloze hit, a generation's ROUGE-L F), which per-item metric values it has (``metrics``) and
+what a blind guess would score on average (``chance``, read by the stopping rules).
 A kind added later registers itself in ``KINDS``; ``to_record`` / ``from_record`` then
 round-trip it through JSON without further code (a record names its kind).
 """
@@ -45,6 +46,11 @@ class Prediction:
     def metrics(self) -> dict[str, float]:
         return {}
 
+    @property
+    def chance(self) -> float:
+        """A blind guess's expected value: one over the number of options."""
+        return 1.0 / len(self.scores) if self.scores else 0.0
+
     def correct_cell(self) -> int | float:
         """``predictions.csv``'s ``correct``: 1/0."""
         return int(self.correct)
@@ -74,6 +80,11 @@ class OpenPrediction:
     @property
     def value(self) -> float:
         return float(self.score)
+
+    @property
+    def chance(self) -> float:
+        """A free answer has no guessing floor."""
+        return 0.0
 
     def correct_cell(self) -> int | float:
         """``predictions.csv``'s ``correct``: 1/0 for cloze, the ROUGE-L F (4 digits) for generation."""

@@ -1,13 +1,14 @@
 """Registered splits: what is evaluated after every operation.
 
-A split names its items (drawn from the data and a scenario's sets), the task kind its
-scorer needs (``choice``: multiple choice under the run's scoring; ``cloze``, ``generation``:
-free answers, ``scoring=mllmu``), whether its rows are broken down per sequential request
-(the forget splits: per request, and done / pending after each operation), and whether its
-questions are about people (then MLLMU-Bench's few-shot demonstration may precede them) or a
-benchmark (then MMBench's circular evaluation may apply). The metrics it reports follow from
-its task (``metrics.for_task``). A split whose items are empty for a scenario (no Test_Set
-images, no cloze items) is left out of that scenario.
+A split names its items (drawn from the data and a scenario's sets), the task kind its scorer
+needs (``choice``: multiple choice under the run's scoring; ``cloze``, ``generation``: free
+answers, ``scoring=mllmu``; ``facts``: the people's training facts, answer-token accuracy),
+whether its rows are broken down per sequential request (the forget splits: per request, and
+done / pending after each operation), and whether its questions are about people (then
+MLLMU-Bench's few-shot demonstration may precede them) or a benchmark (then MMBench's circular
+evaluation may apply). The metrics it reports follow from its task (``metrics.for_task``). A
+split whose items are empty for a scenario (no Test_Set images, no cloze items) is left out of
+that scenario.
 
 Splits are evaluated in registration order, which is also the order of ``summary.csv``'s rows.
 """
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..registry import Registry
+from .facts import fact_items
 from .metrics import TASKS, Metric, for_task
 from .probes import PROBES
 
@@ -89,3 +91,16 @@ for _who in ("forget", "retain"):
                              lambda c, who=_who, task=_task: c.src.open_of(getattr(c.sets, who), task),
                              task=_task, per_request=_who == "forget", enabled=_open_tasks,
                              description=f"the {_who} people's {_task} items (scoring=mllmu)"))
+
+
+def _facts_used(cfg, who: str) -> bool:
+    """The training-fact splits are evaluated where a stopping rule or a trajectory asks for them."""
+    name, u = f"{who}_facts", cfg.unlearn
+    rule = who == "forget" and u.stop == "target" and u.target.sees == "training"
+    return rule or name in cfg.trajectory.splits
+
+
+for _who in ("forget", "retain"):
+    register_split(Split(f"{_who}_facts", lambda c, who=_who: fact_items(c.src, getattr(c.sets, who)), task="facts",
+                         per_request=_who == "forget", enabled=lambda cfg, who=_who: _facts_used(cfg, who),
+                         description=f"the {_who} people's training facts (answer-token accuracy)"))

@@ -3,7 +3,10 @@
 
 ``summary.csv``: one row per unit (scenario, method, update), step, request, split and
 modality (``multimodal``, ``text``, ``all``), with ``n`` and the registered metrics: the headline
-(``accuracy``) before ``scoring``, the others after it, each empty where it does not apply.
+(``accuracy``) before ``scoring``, the others after it, each empty where it does not apply, and
+the stopping rule that produced it (``stop``: ``fixed`` or ``target (training facts)`` /
+``target (oracle: forget questions)``). ``trajectory.csv`` has the same metric columns per
+checkpoint of an operation, with the checkpoint's ``step``, ``examples`` and ``chance``.
 Splits declared ``per_request`` are also broken down per sequential request (``1`` .. ``k``) and
 into the requests already unlearned (``done``) and not yet (``pending``).
 """
@@ -20,7 +23,12 @@ SUMMARY_KEY = (*UNIT, "step", "request", "split", "modality")
 
 def summary_columns() -> tuple[str, ...]:
     return (*SUMMARY_KEY, "n", *(m.name for m in metric_registry.headline()), "scoring",
-            *(m.name for m in metric_registry.extra()))
+            *(m.name for m in metric_registry.extra()), "stop")
+
+
+def trajectory_columns() -> tuple[str, ...]:
+    return (*UNIT, "operation", "step", "examples", "split", "modality", "n", "chance",
+            *(m.name for m in metric_registry.headline()), "scoring", *(m.name for m in metric_registry.extra()))
 
 
 def prediction_columns() -> tuple[str, ...]:
@@ -63,6 +71,17 @@ def summary_rows(preds: dict[str, list], requests: tuple[tuple[str, ...], ...], 
     return rows
 
 
+def point_rows(preds: dict[str, list]) -> list[dict]:
+    """A trajectory checkpoint's rows: split x modality with ``n``, ``chance`` (the mean of the
+    predictions' blind-guess scores) and the metrics, as ``summary_rows`` gives them."""
+    rows = summary_rows(preds, (), 0)
+    for row in rows:
+        sel = [p for p in preds[row["split"]] if row["modality"] in ("all", p.modality)]
+        row["chance"] = round(sum(p.chance for p in sel) / len(sel), 6)
+        del row["step"], row["request"]
+    return rows
+
+
 def prediction_rows(preds: dict[str, list], step: int) -> list[dict]:
     """One row per item: its qid and subject as the data names them and the subject's population
     (empty for a benchmark row), the answer, the prediction, ``correct`` (the kind's headline
@@ -83,14 +102,18 @@ def prediction_rows(preds: dict[str, list], step: int) -> list[dict]:
     return rows
 
 
-def evaluation_rows(unit: dict, preds: dict[str, list], requests, step: int, scoring: str) -> dict[str, list[dict]]:
-    """An evaluation's summary and prediction rows, labelled with its unit and scoring."""
-    return {"summary": [{**unit, **row, "scoring": scoring} for row in summary_rows(preds, requests, step)],
+def evaluation_rows(unit: dict, preds: dict[str, list], requests, step: int, scoring: str,
+                    stop: str = "fixed") -> dict[str, list[dict]]:
+    """An evaluation's summary and prediction rows, labelled with its unit, scoring and stopping
+    rule (``stopping.StopRule.label``)."""
+    return {"summary": [{**unit, **row, "scoring": scoring, "stop": stop}
+                        for row in summary_rows(preds, requests, step)],
             "predictions": [{**unit, **row} for row in prediction_rows(preds, step)]}
 
 
-def probe_rows(probe: str, unit: dict, preds: dict[str, list], requests, step: int, scoring: str) -> list[dict]:
+def probe_rows(probe: str, unit: dict, preds: dict[str, list], requests, step: int, scoring: str,
+               stop: str = "fixed") -> list[dict]:
     """A probed evaluation's rows in ``probes.csv``'s format (``probe_columns``): the probe's name,
     then the summary rows of the same evaluation unprobed would have, so the two join on
     ``SUMMARY_KEY``."""
-    return [{"probe": probe, **row} for row in evaluation_rows(unit, preds, requests, step, scoring)["summary"]]
+    return [{"probe": probe, **row} for row in evaluation_rows(unit, preds, requests, step, scoring, stop)["summary"]]

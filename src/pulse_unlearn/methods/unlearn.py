@@ -12,17 +12,21 @@ whose disabled state is that result. Under several processes the model is wrappe
 (each process takes every N-th batch) or sharded by FSDP2 (every process takes every batch; the
 reference pass then runs through the sharded model too), see ``distributed``.
 
-Stopping rule: a fixed number of epochs over the forget set (steps = epochs x batches);
-no early stopping. Forget and retain batches are paired one to one, the retain batches
-cycling. A non-finite loss stops the operation and is reported, never hidden.
+Stopping: the budget is ``unlearn.epochs`` epochs over the forget set (``max_epochs`` under
+``stop: target``; steps = epochs x batches). With a ``monitor``, the model is evaluated at step 0,
+every ``eval_every`` steps and at the end, and the operation stops early when the monitor says
+so (``evaluation/stopping.py``: the rule is the caller's). Forget and retain batches are paired
+one to one, the retain batches cycling. A non-finite loss stops the operation and is
+reported, never hidden.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -35,12 +39,20 @@ from ..progress import bar
 from ..records import Example
 from .registry import Method, Step
 
+# monitor(model, step, examples) -> stop?  Called at checkpoints, the model in eval mode.
+Monitor = Callable[[object, int, int], bool]
+
+
 @dataclass
 class OperationLog:
     losses: list[float] = field(default_factory=list)
     diverged_at: int | None = None  # step whose loss was NaN/inf, if any
+    checkpoints: list[int] = field(default_factory=list)  # steps the monitor saw
+    stopped_early: bool = False  # the monitor asked to stop before the budget was spent
+    examples: int = 0  # forget examples trained on (this process's batches)
     tokens: int = 0  # token positions of the forget and retain batches (padding included)
     seconds: float = 0.0  # wall time of the training loop (each step's loss.item() waits for the device)
+    monitor_seconds: float = 0.0  # wall time of the checkpoints' evaluations (not in ``seconds``)
 
     @property
     def diverged(self) -> bool:
@@ -48,10 +60,11 @@ class OperationLog:
 
 
 def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example],
-            update: str, cfg: UnlearnConfig, desc: str = "unlearning", on_adapter=None):
+            update: str, cfg: UnlearnConfig, desc: str = "unlearning", on_adapter=None, monitor: Monitor | None = None):
     """Run one operation on ``model`` (a plain transformers model); returns (merged model, log).
     ``on_adapter(peft_model)``, when given, sees the trained adapter before it is merged (the
-    runner saves it, so that a resumed run re-applies it instead of training again)."""
+    runner saves it, so that a resumed run re-applies it instead of training again).
+    ``monitor``, when given, sees the model at each checkpoint (``cfg.eval_every``) and may stop it."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     f_enc, r_enc = _encode(encoder, method, forget, retain)
@@ -62,9 +75,18 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     device = next(peft_model.parameters()).device
     # Several processes: DDP or FSDP2 (accelerate) around the model.
     training = distributed.wrap_for_training(peft_model, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0))
-    order = distributed.my_batches([b for _ in range(cfg.epochs) for b in batch_indices(f_enc, cfg.batch_size, gen)])
+    epochs = cfg.budget_epochs
+    order = distributed.my_batches([b for _ in range(epochs) for b in batch_indices(f_enc, cfg.batch_size, gen)])
     batches = _batch_pairs(f_enc, r_enc, order, cfg.batch_size, gen, encoder.tokenizer.pad_token_id, device)
-    log = _train(method, training, peft_model, batches, len(order), cfg.max_grad_norm, desc)
+    every = cfg.every_steps(max(1, len(order) // epochs)) if monitor is not None else None
+
+    def checkpoint(step: int, examples: int) -> bool:
+        stop = monitor(_evaluation_model(peft_model), step, examples)
+        peft_model.train()
+        return stop
+
+    log = _train(method, training, peft_model, batches, len(order), cfg.max_grad_norm, desc,
+                 checkpoint if every else None, every)
     peft_model.eval()
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_disable()
@@ -74,6 +96,20 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     if on_adapter is not None:
         on_adapter(peft_model)
     return peft_model.merge_and_unload(), log
+
+
+MERGED_COPY_BYTES = 1 << 30
+
+
+def _evaluation_model(peft_model):
+    """The model a checkpoint evaluates: a merged copy when it is small (≤ 1 GiB, one process),
+    so that it runs as fast as the merged model does at the end of the operation and with the
+    same weights; else the adapter model itself (on a GPU the adapter's extra matmuls are cheap,
+    and a 7B copy would not fit). Either way the training weights are not touched."""
+    size = sum(p.numel() * p.element_size() for p in peft_model.parameters())
+    if distributed.world_size() > 1 or size > MERGED_COPY_BYTES:
+        return peft_model
+    return copy.deepcopy(peft_model).merge_and_unload()
 
 
 def _encode(encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example]):
@@ -103,9 +139,12 @@ def _batch_pairs(f_enc, r_enc, order, batch_size: int, gen: torch.Generator, pad
         yield forget, retain
 
 
-def _train(method: Method, training, peft_model, batches, steps: int, max_grad_norm: float, desc: str) -> OperationLog:
+def _train(method: Method, training, peft_model, batches, steps: int, max_grad_norm: float, desc: str,
+           checkpoint: Callable[[int, int], bool] | None = None, every: int | None = None) -> OperationLog:
     """The training loop: one optimizer step per (forget, retain) batch pair, the forget term's
-    backward pass before the retain term's; stops at the first NaN/inf loss."""
+    backward pass before the retain term's; stops at the first NaN/inf loss, or when
+    ``checkpoint(step, examples)`` (called at step 0, every ``every`` steps and after the last)
+    returns True."""
     opt = training.optimizer
 
     def forward(batch):
@@ -116,8 +155,19 @@ def _train(method: Method, training, peft_model, batches, steps: int, max_grad_n
             return peft_model(**batch).logits
 
     log = OperationLog()
+
+    def at_checkpoint() -> bool:
+        t = time.perf_counter()
+        log.checkpoints.append(len(log.losses) - (log.diverged_at is not None))
+        stop = checkpoint(log.checkpoints[-1], log.examples)
+        log.monitor_seconds += time.perf_counter() - t
+        return stop
+
     peft_model.train()
     t0 = time.perf_counter()
+    if checkpoint is not None and at_checkpoint():
+        log.stopped_early = steps > 0
+        batches = ()
     with bar(steps, desc) as pbar:
         for forget, retain in batches:
             step = Step(forget=forget, retain=retain, forward=forward, reference=reference)
@@ -132,8 +182,16 @@ def _train(method: Method, training, peft_model, batches, steps: int, max_grad_n
                 break
             training.clip(max_grad_norm)
             opt.step()
+            log.examples += len(forget["input_ids"])
             pbar.update(1)
-    log.seconds = time.perf_counter() - t0
+            done = len(log.losses)
+            if checkpoint is not None and done < steps and done % every == 0 and at_checkpoint():
+                log.stopped_early = True
+                break
+    if checkpoint is not None and not log.stopped_early and log.checkpoints[-1] != len(log.losses) - (
+            log.diverged_at is not None):
+        at_checkpoint()
+    log.seconds = time.perf_counter() - t0 - log.monitor_seconds
     return log
 
 

@@ -3,6 +3,11 @@
     load the data -> build each scenario's sets (probing for the pretrained one) -> (fine-tune)
     -> the starting model evaluated -> for each unit, for each forget request: unlearn, evaluate, record
 
+An operation's stopping rule (``evaluation/stopping.py``) and, with ``unlearn.eval_every``, its
+trajectory (``trajectory.py``: the model evaluated at checkpoints during the operation) are
+recorded with it; ``matched.csv`` derives the comparison at matched forgetting from the
+trajectories (``evaluation/matched.py``).
+
 Step 0 is the starting model, evaluated once per scenario and shared by its units. What is
 evaluated is the registered splits (``evaluation/splits.py``), each encoded once per scenario
 and scored after every operation. Every finished step is kept under ``resume/``
@@ -26,7 +31,10 @@ from ..data.batches import Encoder
 from ..data.sources import Sources, load_sources
 from ..evaluation.collapse import answer_collapse
 from ..evaluation.evaluator import Evaluator
-from ..evaluation.summary import evaluation_rows, prediction_columns, summary_columns
+from ..evaluation.matched import COLUMNS as MATCHED_COLUMNS
+from ..evaluation.matched import matched_rows
+from ..evaluation.stopping import BUDGET_SPENT, DIVERGED, StopRule
+from ..evaluation.summary import evaluation_rows, prediction_columns, summary_columns, trajectory_columns
 from ..methods.registry import make_method
 from ..methods.unlearn import unlearn
 from ..models.load import load_model, load_processor, resolve_device, resolve_dtype
@@ -36,6 +44,7 @@ from . import scenarios
 from .checkpoints import Checkpoints, Start, UnitCheckpoints, apply_adapters, resume_key
 from .scenarios import PROBE_COLUMNS, Plan
 from .sets import Sets
+from .trajectory import Trajectory
 
 
 def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, mmbench: Path,
@@ -51,7 +60,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         start = r.checkpoints.start(scenario, partial(_evaluate_start, r, scenario))
         _record_start(r, scenario, start)
         for unit in plan.units_of(scenario):
-            _record(r, evaluation_rows(unit, start.preds, start.sets.requests, 0, cfg.scoring))
+            _record(r, evaluation_rows(unit, start.preds, start.sets.requests, 0, cfg.scoring, r.stop.label))
             done = r.checkpoints.unit(unit, len(start.sets.requests))
             work = _UnitWork(r, unit, start.sets, done)
             for k in range(1, len(start.sets.requests) + 1):
@@ -73,6 +82,7 @@ class _Run:
     store: RunStore
     checkpoints: Checkpoints
     log: Callable
+    stop: StopRule
     sets_record: dict[str, dict] = field(default_factory=dict)
     shared_scorers: dict = field(default_factory=dict)
     evaluators: dict[str, Evaluator] = field(default_factory=dict)
@@ -101,7 +111,8 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
     config = cfg.model_dump(mode="json")
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     store = RunStore(out, config, config_hash, write=distributed.is_main(),
-                     columns={"summary.csv": summary_columns(), "predictions.csv": prediction_columns()})
+                     columns={"summary.csv": summary_columns(), "predictions.csv": prediction_columns(),
+                              "trajectory.csv": trajectory_columns(), "matched.csv": MATCHED_COLUMNS})
     plan.start_models = scenarios.start_models(plan, src, models, finetune)
     fingerprints = {"config": config_hash, "data": file_fingerprint(src.files)}
     for label, path in {**models, **plan.start_models}.items():
@@ -113,7 +124,7 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
     device = resolve_device(cfg.model.device)
     key = resume_key({**env, "device": device, "dtype": str(resolve_dtype(cfg.model.dtype, device))})
     checkpoints = Checkpoints(store.folder / "resume", key, log, write=distributed.is_main())
-    return _Run(cfg, src, plan, store, checkpoints, log)
+    return _Run(cfg, src, plan, store, checkpoints, log, StopRule.of(cfg.unlearn))
 
 
 def _evaluate_start(r: _Run, scenario: str) -> Start:
@@ -164,25 +175,34 @@ class _UnitWork:
             self.method = make_method(unit["method"], **cfg.method_params.get(unit["method"], {}))
             self.model = apply_adapters(r.load(r.plan.start_models[unit["scenario"]])[0], self.done.adapters())
         self.computed, t1 = True, time.time()
+        trajectory = None
+        if cfg.unlearn.eval_every is not None:
+            trajectory = Trajectory.of_operation(evaluate, cfg, unit, k, self.sets.requests[k - 1],
+                                    on_point=lambda rows: r.store.write_trajectory(trajectory.rows))
         self.model, oplog = unlearn(self.model, evaluate.encoder, self.method, self.forget[k - 1], self.retain,
                                     unit["update"], cfg.unlearn,
                                     desc=f"{unit['scenario']}/{unit['method']}/{unit['update']} op {k}",
-                                    on_adapter=lambda peft: self.done.save_adapter(k, peft))
+                                    on_adapter=lambda peft: self.done.save_adapter(k, peft), monitor=trajectory)
         preds = evaluate(self.model)
         collapse = answer_collapse(preds)
         losses = oplog.losses
+        reason = trajectory.reason(oplog.diverged) if trajectory else DIVERGED if oplog.diverged else BUDGET_SPENT
         operation = {**unit, "operation": k, "steps": len(losses),
                      "first_loss": round(float(losses[0]), 6) if losses else "",
                      "last_loss": round(float(losses[-1]), 6) if losses else "",
                      "diverged_at": "" if oplog.diverged_at is None else oplog.diverged_at,
                      "top_answer": collapse.letter, "top_share": round(collapse.share, 4),
-                     "collapsed": int(collapse.collapsed), "seconds": round(time.time() - t1, 2)}
+                     "collapsed": int(collapse.collapsed), "stop": r.stop.stop, "sees": r.stop.sees or "",
+                     "rule": r.stop.text, "stopped_at": len(losses) - oplog.diverged, "reason": reason,
+                     "seconds": round(time.time() - t1, 2)}
         acc = {split: sum(p.correct for p in ps) / len(ps) for split, ps in preds.items() if ps}
         r.log(f"[{unit['scenario']}] {unit['method']}/{unit['update']} op {k}: forget {acc['forget']:.1%} "
-              f"retain {acc['retain']:.1%} general {acc['general']:.1%}"
+              f"retain {acc['retain']:.1%} general {acc['general']:.1%} after {operation['stopped_at']} steps "
+              f"({reason})"
               + (f"  (diverged at step {oplog.diverged_at}: loss {losses[-1]})" if oplog.diverged else "")
               + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})" if collapse.collapsed else ""))
-        return {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring), "operation": operation}
+        return {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring, r.stop.label),
+                "operation": operation, "trajectory": trajectory.rows if trajectory else []}
 
 
 def _record(r: _Run, record: dict, flush: bool = False) -> None:
@@ -191,5 +211,8 @@ def _record(r: _Run, record: dict, flush: bool = False) -> None:
     r.store.predictions += record["predictions"]
     if record.get("operation"):
         r.store.operations.append(record["operation"])
+    if record.get("trajectory"):
+        r.store.trajectory += record["trajectory"]
+        r.store.matched += matched_rows(record["trajectory"], r.cfg.trajectory.compare)
     if flush:
         r.store.flush()

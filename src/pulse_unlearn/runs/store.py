@@ -8,7 +8,13 @@
                        mean ROUGE-1/2/L F and BLEU in rouge1, rouge2, rougeL, bleu, empty elsewhere)
     predictions.csv    one row per question per evaluation; subject and qid as the data names them, and
                        the subject's population (fictitious, celebrity; empty for the general benchmark)
-    operations.csv     one row per unlearning operation: steps, first/last loss, divergence
+    operations.csv     one row per unlearning operation: steps, first/last loss, divergence, the stopping
+                       rule (stop, sees, rule), the step it stopped at and why (reason)
+    trajectory.csv     with unlearn.eval_every: one row per checkpoint of an operation, split and modality
+                       (step, forget examples seen, n, chance, the metrics)
+    matched.csv        from the trajectories: each unit's retain and general accuracy where its forget
+                       accuracy first reached the comparison target (trajectory.compare), and the area
+                       under the forget-vs-accuracy curve (``evaluation/matched.py``)
     probe.csv          the pretrained scenario's probe: per celebrity (id, population) accuracy, known or not
     sets.json          who is forgotten and retained, per scenario (and the sequential requests): original
                        IDs and the scenario's population
@@ -95,6 +101,8 @@ class RunStore:
         self.summary: list[dict] = []
         self.predictions: list[dict] = []
         self.operations: list[dict] = []
+        self.trajectory: list[dict] = []
+        self.matched: list[dict] = []
         self.extra: dict[str, object] = {}
         if not write:
             return
@@ -122,3 +130,11 @@ class RunStore:
         self.write_csv("predictions.csv", self.predictions, self.columns["predictions.csv"])
         if self.operations:
             self.write_csv("operations.csv", self.operations, list(self.operations[0]))
+        if self.trajectory:
+            self.write_trajectory()
+            self.write_csv("matched.csv", self.matched, self.columns["matched.csv"])
+
+    def write_trajectory(self, pending: list[dict] = ()) -> None:
+        """``trajectory.csv``: the finished operations' rows and ``pending``, those of the operation
+        under way (written at each of its checkpoints, so a long run can be watched)."""
+        self.write_csv("trajectory.csv", self.trajectory + list(pending), self.columns["trajectory.csv"])
