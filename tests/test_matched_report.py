@@ -1,0 +1,209 @@
+"""Hand-written trajectory.csv and matched.csv (the files of issue #13's spec) are read by the
+report's run reader and the Python API; a malformed matched.csv is one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import pulse_unlearn
+from pulse_unlearn.cli import main
+
+ORACLE = "target (oracle: forget questions)"
+TARGET = 0.5  # the comparison target on the forget split, every scenario and modality
+# (scenario, method, operation) -> steps, forget examples per step, and the accuracy at each step of
+# forget multimodal, forget text, retain (all questions) and general
+PATHS = {
+    ("finetuned", "ga", 1): ([0, 10, 20, 30, 40], 4, {"fmm": [.80, .60, .40, .30, .25],
+                                                      "ftxt": [.80, .75, .70, .66, .62],
+                                                      "retain": [.80, .75, .60, .55, .50],
+                                                      "general": [.60, .59, .55, .52, .50]}),
+    ("finetuned", "npo", 1): ([0, 10, 20, 30, 40], 5, {"fmm": [.80, .70, .60, .55, .50],
+                                                       "ftxt": [.80, .50, .45, .40, .35],
+                                                       "retain": [.80, .78, .76, .74, .72],
+                                                       "general": [.60, .60, .59, .59, .58]}),
+    ("pretrained", "ga", 1): ([0, 20, 40, 60], 4, {"fmm": [.90, .70, .50, .45], "ftxt": [.95, .90, .85, .80],
+                                                   "retain": [.80, .65, .50, .45], "general": [.60, .45, .35, .30]}),
+    ("sequential", "ga", 1): ([0, 10, 20], 4, {"fmm": [.80, .55, .45], "ftxt": [.80, .60, .50],
+                                               "retain": [.80, .70, .60], "general": [.60, .55, .50]}),
+    ("sequential", "ga", 2): ([0, 10, 20], 4, {"fmm": [.85, .60, .40], "ftxt": [.85, .80, .70],
+                                               "retain": [.60, .55, .45], "general": [.50, .45, .35]}),
+}
+# retain multimodal and text-only questions: 2 points below and above the retain accuracy on all
+SERIES = {("forget", "multimodal"): ("fmm", 0), ("forget", "text"): ("ftxt", 0), ("retain", "all"): ("retain", 0),
+          ("retain", "multimodal"): ("retain", -.02), ("retain", "text"): ("retain", .02),
+          ("general", "all"): ("general", 0)}
+
+
+def crossing(forget: list[float], target: float) -> float | None:
+    """Where (a fractional checkpoint index) ``forget`` first reaches ``target``, interpolated."""
+    for i, x in enumerate(forget):
+        if x <= target:
+            return 0.0 if i == 0 else i - 1 + (forget[i - 1] - target) / (forget[i - 1] - x)
+    return None
+
+
+def at(values: list[float], pos: float) -> float:
+    i = int(pos)
+    return values[i] if pos == i else values[i] + (values[i + 1] - values[i]) * (pos - i)
+
+
+def area(xs: list[float], ys: list[float]) -> float:
+    return sum((xs[i] - xs[i + 1]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(xs) - 1))
+
+
+def paths(shift: float, pretrained_mm) -> dict:
+    """PATHS with ``shift`` added to finetuned retain and general after step 0 (another seed) and
+    the pretrained scenario's forget multimodal path replaced by ``pretrained_mm``."""
+    out = {}
+    for (scenario, method, op), (steps, per, series) in PATHS.items():
+        series = {k: list(v) for k, v in series.items()}
+        if scenario == "finetuned":
+            for k in ("retain", "general"):
+                series[k] = [series[k][0]] + [v + shift for v in series[k][1:]]
+        if scenario == "pretrained" and pretrained_mm is not None:
+            series["fmm"] = list(pretrained_mm)
+        out[(scenario, method, op)] = (steps, per, series)
+    return out
+
+
+def trajectory_rows(data: dict) -> list[dict]:
+    rows = []
+    for (scenario, method, op), (steps, per, series) in data.items():
+        for k, step in enumerate(steps):
+            for (split, modality), (name, offset) in SERIES.items():
+                rows.append({"scenario": scenario, "method": method, "update": "llm", "operation": op, "step": step,
+                             "examples": per * step, "split": split, "modality": modality, "n": 20, "chance": 0.25,
+                             "accuracy": round(series[name][k] + offset, 6), "scoring": "likelihood", "rouge1": None})
+    return rows
+
+
+def matched_rows(data: dict) -> list[dict]:
+    rows = []
+    for (scenario, method, op), (steps, per, series) in data.items():
+        for tm, forget in (("multimodal", series["fmm"]), ("text", series["ftxt"])):
+            pos = crossing(forget, TARGET)
+            for (split, modality), (name, offset) in SERIES.items():
+                if split == "forget":
+                    continue
+                ys = [v + offset for v in series[name]]
+                hit = {} if pos is None else {
+                    "step": round(at(steps, pos), 2), "examples": round(per * at(steps, pos), 2),
+                    "accuracy": round(at(ys, pos), 6), "cost": round(ys[0] - at(ys, pos), 6)}
+                rows.append({"scenario": scenario, "method": method, "update": "llm", "operation": op,
+                             "target_modality": tm, "target": TARGET, "reached": int(pos is not None),
+                             "step": hit.get("step"), "examples": hit.get("examples"), "split": split,
+                             "modality": modality, "start": round(ys[0], 6), "accuracy": hit.get("accuracy"),
+                             "cost": hit.get("cost"), "auc": round(area(forget, ys), 6), "budget_steps": steps[-1]})
+    return rows
+
+
+def summary_rows(data: dict, stop: str) -> list[dict]:
+    """summary.csv: step 0 and after each operation (its last checkpoint), request all."""
+    rows = []
+    for scenario, method in dict.fromkeys(k[:2] for k in data):
+        ops = sorted(k[2] for k in data if k[:2] == (scenario, method))
+        points = [(0, data[(scenario, method, 1)], 0)] + [(op, data[(scenario, method, op)], -1) for op in ops]
+        for step, (_, _, series), k in points:
+            acc = {key: series[name][k] + offset for key, (name, offset) in SERIES.items()}
+            acc[("forget", "all")] = (acc[("forget", "multimodal")] + acc[("forget", "text")]) / 2
+            for (split, modality), a in acc.items():
+                rows.append({"scenario": scenario, "method": method, "update": "llm", "step": step, "request": "all",
+                             "split": split, "modality": modality, "n": 20, "accuracy": round(a, 6),
+                             "scoring": "likelihood", "stop": stop})
+    return rows
+
+
+OPERATIONS = ("scenario,method,update,operation,steps,first_loss,last_loss,diverged_at,top_answer,top_share,collapsed,"
+              "seconds,stop,sees,rule,stopped_at,reason\n"
+              "finetuned,ga,llm,1,40,0.1,-3.0,,C,0.3,0,1.0,target,oracle,forget multimodal <= 50%,40,budget spent\n")
+
+
+def make_run(folder: Path, seed: int = 0, shift: float = 0.0, pretrained_mm=None, stop: str = ORACLE,
+             trajectories: bool = True) -> Path:
+    folder.mkdir(parents=True)
+    data = paths(shift, pretrained_mm)
+    pd.DataFrame(summary_rows(data, stop)).to_csv(folder / "summary.csv", index=False)
+    if trajectories:
+        pd.DataFrame(trajectory_rows(data)).to_csv(folder / "trajectory.csv", index=False)
+        pd.DataFrame(matched_rows(data)).to_csv(folder / "matched.csv", index=False)
+    (folder / "config.yaml").write_text(f"name: {folder.name}\nseed: {seed}\n")
+    (folder / "environment.json").write_text(json.dumps({"versions": {}}))
+    (folder / "operations.csv").write_text(OPERATIONS)
+    return folder
+
+
+def md_tables(text: str) -> dict[str, list[dict]]:
+    """tables.md as {title: [row as {column: cell}]}."""
+    out, title, header = {}, None, None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title, header = line[3:], None
+            out[title] = []
+        elif line.startswith("|") and title:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if header is None:
+                header = cells
+            elif not set(line) <= set("|-: "):
+                out[title].append(dict(zip(header, cells)))
+    return out
+
+
+def test_fixture_helpers_agree_with_hand_computation():
+    """The fixture's interpolation and area, against values worked out on paper."""
+    steps, _, s = PATHS[("finetuned", "ga", 1)]
+    pos = crossing(s["fmm"], TARGET)  # 0.6 at step 10, 0.4 at step 20: half way
+    assert at(steps, pos) == pytest.approx(15) and at(s["retain"], pos) == pytest.approx(0.675)
+    # 0.2 * (0.8 + 0.75) / 2 + 0.2 * (0.75 + 0.6) / 2 + 0.1 * (0.6 + 0.55) / 2 + 0.05 * (0.55 + 0.5) / 2
+    assert area(s["fmm"], s["retain"]) == pytest.approx(0.37375)
+    assert crossing(s["ftxt"], TARGET) is None
+
+
+def _no_target(frame):
+    return frame.drop(columns=["target"])
+
+
+def _reached_without_cost(frame):
+    frame.loc[frame.reached == 0, "reached"] = 1
+    return frame
+
+
+def _reached_two(frame):
+    frame.loc[0, "reached"] = 2
+    return frame
+
+
+def _words_for_steps(frame):
+    frame["step"] = frame["step"].astype(object)
+    frame.loc[0, "step"] = "soon"
+    return frame
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_no_target, "matched.csv: missing column(s) target"),
+    (_reached_without_cost, "matched.csv: a row with reached=1 needs step, examples, accuracy and cost"),
+    (_reached_two, "matched.csv: column reached must be 0 or 1"),
+    (_words_for_steps, "matched.csv: column step must hold numbers"),
+])
+def test_bad_matched_csv_is_one_line_exit_2(tmp_path, capsys, edit, message):
+    folder = make_run(tmp_path / "bad")
+    edit(pd.read_csv(folder / "matched.csv")).to_csv(folder / "matched.csv", index=False)
+    assert main(["report", str(folder)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and message in err[0], err
+    assert not (folder / "report").exists()
+
+
+def test_python_api_reads_trajectory_and_matched(tmp_path):
+    folder = make_run(tmp_path / "api")
+    loaded = pulse_unlearn.load_run(folder)
+    assert len(loaded.trajectory) == len(trajectory_rows(paths(0.0, None)))
+    ga = loaded.matched[(loaded.matched.method == "ga") & (loaded.matched.scenario == "finetuned")
+                        & (loaded.matched.target_modality == "multimodal") & (loaded.matched.split == "retain")
+                        & (loaded.matched.modality == "all")]
+    assert ga.cost.tolist() == pytest.approx([0.125]) and ga.reached.tolist() == [1]
+    old = pulse_unlearn.load_run(make_run(tmp_path / "old", trajectories=False))
+    assert old.trajectory is None and old.matched is None
