@@ -1,5 +1,6 @@
 """Hand-written trajectory.csv and matched.csv (the files of issue #13's spec) are read by the
-report's run reader and the Python API; a malformed matched.csv is one line, exit 2."""
+report's run reader and the Python API; a malformed matched.csv is one line, exit 2; the
+stopping rule of summary.csv and operations.csv is labelled in the report, an oracle visibly."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 import pulse_unlearn
 from pulse_unlearn.cli import main
+from pulse_unlearn.report.build import build_report
 
 ORACLE = "target (oracle: forget questions)"
 TARGET = 0.5  # the comparison target on the forget split, every scenario and modality
@@ -152,6 +154,13 @@ def md_tables(text: str) -> dict[str, list[dict]]:
     return out
 
 
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = make_run(tmp_path_factory.mktemp("matched") / "hand")
+    build_report(folder)
+    return folder
+
+
 def test_fixture_helpers_agree_with_hand_computation():
     """The fixture's interpolation and area, against values worked out on paper."""
     steps, _, s = PATHS[("finetuned", "ga", 1)]
@@ -160,6 +169,28 @@ def test_fixture_helpers_agree_with_hand_computation():
     # 0.2 * (0.8 + 0.75) / 2 + 0.2 * (0.75 + 0.6) / 2 + 0.1 * (0.6 + 0.55) / 2 + 0.05 * (0.55 + 0.5) / 2
     assert area(s["fmm"], s["retain"]) == pytest.approx(0.37375)
     assert crossing(s["ftxt"], TARGET) is None
+
+
+def test_stopping_rule_is_labelled_and_an_oracle_visibly(run):
+    md = (run / "report" / "tables.md").read_text(encoding="utf-8")
+    head = md.split("\n## ", 1)[0]
+    assert f"Stopping rule: {ORACLE}." in head and "ORACLE" in head
+    tables = md_tables(md)
+    assert {r["stop"] for r in tables["finetuned: after unlearning"][1:]} == {ORACLE}
+    (stopping,) = tables["stopping: where each operation stopped"]
+    assert stopping["sees"] == "ORACLE (forget questions)" and stopping["reason"] == "budget spent"
+    assert stopping["stopped_at"] == "40" and stopping["rule"] == "forget multimodal <= 50%"
+    page = (run / "report" / "report.html").read_text(encoding="utf-8")
+    assert f"<p class='oracle'>Stopping rule: {ORACLE}. ORACLE" in page
+
+
+def test_training_facts_rule_is_not_called_an_oracle(tmp_path):
+    folder = make_run(tmp_path / "train", stop="target (training facts)")
+    build_report(folder)
+    md = (folder / "report" / "tables.md").read_text(encoding="utf-8")
+    assert "Stopping rule: target (training facts)." in md and "ORACLE:" not in md
+    page = (folder / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<p class='note'>Stopping rule: target (training facts).</p>" in page
 
 
 def _no_target(frame):

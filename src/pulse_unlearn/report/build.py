@@ -14,10 +14,10 @@ from pathlib import Path
 from ..errors import PulseError
 from ..runs.atomic import atomic_write
 from . import plots as P
-from .findings import Summary, findings
+from .findings import Summary, findings, stopping_note
 from .html import page
 from .runs import RunFiles, read_run, pool, variants
-from .tables import open_task_tables, scenario_tables, to_latex, to_markdown
+from .tables import open_task_tables, scenario_tables, stopping_table, to_latex, to_markdown
 
 
 def _divergence_md(runs: list[RunFiles]) -> str:
@@ -35,9 +35,11 @@ def _divergence_md(runs: list[RunFiles]) -> str:
 def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles], runs_table: str = "",
            runs_md: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    tables = scenario_tables(s) + open_task_tables(s)
-    atomic_write(out / "tables.md", f"# {title}\n\n{subtitle}\n\n{runs_md}" + to_markdown(tables)
-                 + _divergence_md(runs))
+    stopping = stopping_table([(r.name, op) for r in runs for op in r.operations])
+    tables = scenario_tables(s) + open_task_tables(s) + ([stopping] if stopping else [])
+    rule = stopping_note(s)
+    atomic_write(out / "tables.md", f"# {title}\n\n{subtitle}\n\n" + (f"{rule}\n\n" if rule else "") + runs_md
+                 + to_markdown(tables) + _divergence_md(runs))
     atomic_write(out / "tables.tex", to_latex(tables))
     figures = P.all_plots(s)
     embedded = []
@@ -54,7 +56,7 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     finally:
         P.close(figures)
     report = out / "report.html"
-    atomic_write(report, page(title, subtitle, tables, embedded, findings(s), runs, runs_table))
+    atomic_write(report, page(title, subtitle, tables, embedded, findings(s), runs, runs_table, rule))
     return report
 
 
