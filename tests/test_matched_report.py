@@ -1,6 +1,6 @@
-"""Hand-written trajectory.csv and matched.csv (the files of issue #13's spec) are read by the
-report's run reader and the Python API; a malformed matched.csv is one line, exit 2; the
-stopping rule of summary.csv and operations.csv is labelled in the report, an oracle visibly."""
+"""The report at matched forgetting: from hand-written trajectory.csv and matched.csv (the files of
+issue #13's spec), the table, the findings, the trajectory plot, the stopping-rule labels and
+``pulse compare``'s pooling say what the hand values imply."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import pytest
 
 import pulse_unlearn
 from pulse_unlearn.cli import main
-from pulse_unlearn.report.build import build_report
+from pulse_unlearn.report import plots
+from pulse_unlearn.report.build import build_compare, build_report, findings_text
+from pulse_unlearn.report.matched import combined
+from pulse_unlearn.report.runs import read_run
 
 ORACLE = "target (oracle: forget questions)"
 TARGET = 0.5  # the comparison target on the forget split, every scenario and modality
@@ -171,6 +174,60 @@ def test_fixture_helpers_agree_with_hand_computation():
     assert crossing(s["ftxt"], TARGET) is None
 
 
+def test_matched_table_shows_costs_and_unreached_targets(run):
+    tables = md_tables((run / "report" / "tables.md").read_text(encoding="utf-8"))
+    rows = tables["finetuned: at matched forgetting"]
+    ga_mm, ga_txt = (r for r in rows if r["method"] == "ga")
+    assert ga_mm["forgotten on"] == "multimodal" and ga_mm["target"] == "50.0"
+    assert ga_mm["reached at"] == "step 15, 60 examples"
+    # retain multimodal starts at 78.0 and is 65.5 half way between 73.0 and 58.0: a cost of 12.5 points
+    assert ga_mm["retain mm"] == "78.0 -> 65.5 (-12.5)" and ga_mm["retain text"] == "82.0 -> 69.5 (-12.5)"
+    assert ga_mm["general"] == "60.0 -> 57.0 (-3.0)"
+    assert ga_mm["AUC retain"] == "37.4"  # 0.37375, see the test above
+    assert ga_txt["forgotten on"] == "text-only" and ga_txt["reached at"] == "not reached within 40 steps"
+    assert ga_txt["retain mm"] == "-" and ga_txt["general"] == "-"
+    assert ga_mm["stop"] == ORACLE
+    npo_txt = [r for r in rows if r["method"] == "npo"][1]
+    assert npo_txt["reached at"] == "step 10, 50 examples" and npo_txt["general"] == "60.0 -> 60.0 (+0.0)"
+    seq = tables["sequential: at matched forgetting"]
+    assert [(r["op"], r["forgotten on"]) for r in seq] == [("1", "multimodal"), ("1", "text-only"), ("2", "multimodal"),
+                                                           ("2", "text-only")]
+    assert seq[2]["general"] == "50.0 -> 40.0 (-10.0)" and seq[3]["reached at"] == "not reached within 20 steps"
+    assert tables["pretrained: at matched forgetting"][0]["reached at"] == "step 40, 160 examples"
+    tex = (run / "report" / "tables.tex").read_text(encoding="utf-8")
+    assert "78.0 -> 65.5 ($-$12.5)" in tex and "not reached within 40 steps" in tex
+
+
+def test_findings_at_matched_forgetting(run):
+    text = findings_text(run)
+    budget, matched = text.split("# At matched forgetting\n")
+    assert budget.startswith("# At the run's budget\n1. Pre-trained vs fine-tuned knowledge")
+    lines = matched.splitlines()
+    f1, f2, f3 = (next(i for i, ln in enumerate(lines) if ln.startswith(f"{n}. ")) for n in (1, 2, 3))
+    ga_mm, ga_txt = lines[f1 + 1], lines[f1 + 2]
+    # finetuned: general 60 -> 57 (3.0), retain 80 -> 67.5 (12.5); pretrained: 60 -> 35 (25.0), 80 -> 50 (30.0)
+    assert "general cost: finetuned 3.0 pts, pretrained 25.0 pts" in ga_mm
+    assert "retain cost: finetuned 12.5 pts, pretrained 30.0 pts" in ga_mm and ga_mm.endswith("-> reproduced")
+    assert "finetuned: not reached within 40 steps (target 50.0%)" in ga_txt
+    assert "pretrained: not reached within 60 steps" in ga_txt and ga_txt.endswith("-> not measured (the target "
+                                                                                   "was not reached)")
+    seq_mm, seq_txt = lines[f2 + 1], lines[f2 + 2]
+    # one-shot general 57.0% at its target; sequential operation 2: 50 -> 40 in that operation, 60 -> 40 overall
+    assert "general one-shot 57.0% vs 40.0% after operation 2 (10.0 pts in that operation, 20.0 pts below the " \
+           "starting model)" in seq_mm and seq_mm.endswith("-> reproduced")
+    assert "sequential operation 2: not reached within 20 steps" in seq_txt and "not measured" in seq_txt
+    third = lines[f3 + 1:]
+    assert len(third) == 3  # finetuned ga, finetuned npo, pretrained ga; sequential has no line
+    assert third[0].startswith("   finetuned/ga/llm ")
+    assert "multimodal (target 50.0%): step 15, 60 examples; text-only (target 50.0%): not reached within 40 " \
+           "steps" in third[0] and third[0].endswith("-> reproduced")
+    assert "multimodal (target 50.0%): step 40, 200 examples; text-only (target 50.0%): step 10, 50 " \
+           "examples" in third[1]
+    assert third[1].endswith("-> not reproduced (the opposite)")
+    page = (run / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<h3>At matched forgetting</h3>" in page and "<h3>At the run&#x27;s budget</h3>" in page
+
+
 def test_stopping_rule_is_labelled_and_an_oracle_visibly(run):
     md = (run / "report" / "tables.md").read_text(encoding="utf-8")
     head = md.split("\n## ", 1)[0]
@@ -191,6 +248,68 @@ def test_training_facts_rule_is_not_called_an_oracle(tmp_path):
     assert "Stopping rule: target (training facts)." in md and "ORACLE:" not in md
     page = (folder / "report" / "report.html").read_text(encoding="utf-8")
     assert "<p class='note'>Stopping rule: target (training facts).</p>" in page
+
+
+def test_trajectory_plot_draws_the_paths_and_targets(run):
+    files = sorted(p.name for p in (run / "report").glob("trajectory_*"))
+    assert files == ["trajectory_multimodal.png", "trajectory_multimodal.svg", "trajectory_text.png",
+                     "trajectory_text.svg"]
+    loaded = read_run(run)
+    fig = plots.trajectory_paths(combined([loaded], "trajectory"), combined([loaded], "matched"), "multimodal")
+    try:
+        axes = fig.axes
+        titles = [ax.get_title() for ax in axes]
+        assert titles == ["finetuned: retain", "pretrained: retain", "sequential: retain", "finetuned: general",
+                          "pretrained: general", "sequential: general"]
+        retain = axes[0]
+        paths_drawn = [ln for ln in retain.lines if ln.get_marker() == "o" and len(ln.get_xdata()) > 1]
+        assert len(paths_drawn) == 2  # ga and npo
+        ga = paths_drawn[0]
+        assert list(ga.get_xdata()) == pytest.approx([80, 60, 40, 30, 25])
+        assert list(ga.get_ydata()) == pytest.approx([80, 75, 60, 55, 50])
+        targets = [ln for ln in retain.lines if list(ln.get_xdata()) == [50, 50]]
+        assert len(targets) == 1 and targets[0].get_linestyle() == ":"
+        stars = [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in retain.lines
+                 if ln.get_marker() == "*" and len(ln.get_xdata())]
+        assert stars == [pytest.approx((50, 67.5)), pytest.approx((50, 72))]  # npo reaches it at step 40
+        assert retain.get_xlim() == (100, 0)  # inverted: unlearning moves right
+        seq = axes[2]
+        assert len([ln for ln in seq.lines if ln.get_marker() == "o" and len(ln.get_xdata()) > 1]) == 2  # per operation
+        assert sorted(t.get_text() for t in seq.texts) == ["1", "2"]
+    finally:
+        plots.plt.close(fig)
+
+
+def test_a_run_without_trajectories_reports_as_before(tmp_path):
+    folder = make_run(tmp_path / "old", stop="", trajectories=False)
+    build_report(folder)
+    md = (folder / "report" / "tables.md").read_text(encoding="utf-8")
+    assert "at matched forgetting" not in md and "Stopping rule" not in md
+    assert "stop" not in md_tables(md)["finetuned: after unlearning"][0]
+    assert not list((folder / "report").glob("trajectory_*"))
+    assert "# At matched forgetting" not in findings_text(folder)
+
+
+def test_compare_pools_matched_numbers_over_seeds(tmp_path):
+    runs = [make_run(tmp_path / "s0", seed=0, shift=0.0),
+            make_run(tmp_path / "s1", seed=1, shift=-0.02, pretrained_mm=(.90, .70, .60, .50)),
+            make_run(tmp_path / "s2", seed=2, shift=0.02, pretrained_mm=(.90, .80, .70, .60))]
+    build_compare(runs, tmp_path / "cmp")
+    tables = md_tables((tmp_path / "cmp" / "tables.md").read_text(encoding="utf-8"))
+    ga_mm = tables["finetuned: at matched forgetting"][0]
+    # retain mm at the match: 65.5, 63.5, 67.5 -> mean 65.5, sample std 2.0; the start is 78.0 in every run
+    assert ga_mm["runs"] == "3" and ga_mm["retain mm"] == "78.0 -> 65.5 ± 2.0 (-12.5)"
+    assert ga_mm["reached at"] == "step 15 ± 0, 60 ± 0 examples"  # the same point in every run
+    pt_mm = tables["pretrained: at matched forgetting"][0]
+    # reached at step 40 (160 examples) and step 60 (240): mean 50 and 200, sample std 14.14 and 56.57
+    assert pt_mm["reached at"] == "step 50 ± 14.14, 200 ± 56.57 examples; reached in 2 of 3 runs (the others not " \
+                                  "within 60 steps)"
+    # retain mm there: 50 - 2 = 48 and 45 - 2 = 43 (the third run is left out): 45.5 ± 3.5, from 78.0
+    assert pt_mm["retain mm"] == "78.0 -> 45.5 ± 3.5 (-32.5)"
+    pt_txt = tables["pretrained: at matched forgetting"][1]
+    assert pt_txt["reached at"] == "not reached within 60 steps in any of 3 runs"
+    text = (tmp_path / "cmp" / "report.html").read_text(encoding="utf-8")
+    assert "(pretrained reached it in 2 of 3 runs)" in text
 
 
 def _no_target(frame):
