@@ -14,10 +14,12 @@ from pathlib import Path
 from ..errors import PulseError
 from ..runs.atomic import atomic_write
 from . import plots as P
-from .findings import Summary, findings
+from .findings import Summary, stopping_note
 from .html import page
+from .matched import combined, matched_tables, pool_matched
+from .matched_findings import both_findings
 from .runs import RunFiles, read_run, pool, variants
-from .tables import open_task_tables, scenario_tables, to_latex, to_markdown
+from .tables import open_task_tables, scenario_tables, stopping_table, to_latex, to_markdown
 
 
 def _divergence_md(runs: list[RunFiles]) -> str:
@@ -35,11 +37,15 @@ def _divergence_md(runs: list[RunFiles]) -> str:
 def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles], runs_table: str = "",
            runs_md: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
-    tables = scenario_tables(s) + open_task_tables(s)
-    atomic_write(out / "tables.md", f"# {title}\n\n{subtitle}\n\n{runs_md}" + to_markdown(tables)
-                 + _divergence_md(runs))
+    matched = pool_matched(runs)
+    stopping = stopping_table([(r.name, op) for r in runs for op in r.operations])
+    tables = (scenario_tables(s) + open_task_tables(s) + (matched_tables(matched, s.stop) if matched else [])
+              + ([stopping] if stopping else []))
+    rule = stopping_note(s)
+    atomic_write(out / "tables.md", f"# {title}\n\n{subtitle}\n\n" + (f"{rule}\n\n" if rule else "") + runs_md
+                 + to_markdown(tables) + _divergence_md(runs))
     atomic_write(out / "tables.tex", to_latex(tables))
-    figures = P.all_plots(s)
+    figures = P.all_plots(s, combined(runs, "trajectory"), combined(runs, "matched"))
     embedded = []
     try:
         for p in figures:
@@ -54,8 +60,15 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     finally:
         P.close(figures)
     report = out / "report.html"
-    atomic_write(report, page(title, subtitle, tables, embedded, findings(s), runs, runs_table))
+    atomic_write(report, page(title, subtitle, tables, embedded, both_findings(s, matched), runs, runs_table, rule))
     return report
+
+
+def findings_text(run_dir: Path) -> str:
+    """The paper's findings for a run folder as the report states them: at the run's budget and,
+    where the run has ``matched.csv``, at matched forgetting (for ``pulse demo`` to print)."""
+    run = read_run(Path(run_dir))
+    return both_findings(Summary(run.rows), pool_matched([run]))
 
 
 def _scoring(rows: list[dict]) -> str:

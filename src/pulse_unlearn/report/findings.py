@@ -63,6 +63,7 @@ class Summary:
         self.std: dict[tuple, tuple[float, int]] = {}
         self.metric_std: dict[tuple, tuple[float, int]] = {}  # (*key, metric) -> as ``std``
         self.last_step: dict[tuple, int] = {}
+        self.stop: dict[tuple, str] = {}  # unit -> summary.csv's stopping-rule label, where it has one
         for r in rows:
             key = (r["scenario"], r["method"], r["update"], int(r["step"]), str(r["request"]), r["split"],
                    r["modality"])
@@ -77,6 +78,8 @@ class Summary:
                     self.metric_std[(*key, m)] = (float(r[f"{m}_std"]), int(r["runs"]))
             unit = (r["scenario"], r["method"], r["update"])
             self.last_step[unit] = max(self.last_step.get(unit, 0), int(r["step"]))
+            if r.get("stop"):
+                self.stop[unit] = r["stop"]
 
     def get(self, unit, step, split, modality, request="all", metric="accuracy") -> float | None:
         """The accuracy, or another registered metric (``rouge1``, ...) where the row has it."""
@@ -95,6 +98,24 @@ class Summary:
         """The sequential scenario's numbered requests present for ``unit``, in order."""
         found = {k[4] for k in self.acc if k[:3] == tuple(unit) and k[4].isdigit()}
         return sorted(found, key=int)
+
+
+def is_oracle(stop: str) -> bool:
+    return "oracle" in stop
+
+
+def stopping_note(s: Summary) -> str:
+    """The stopping rules the results were reached with, as a sentence; an oracle rule (one that
+    looked at the forget split's evaluation questions) is said to be one. Empty when the summary
+    does not say (runs from before stopping rules were recorded)."""
+    labels = sorted(set(s.stop.values()))
+    if not labels:
+        return ""
+    out = f"Stopping rule: {'; '.join(labels)}."
+    if any(is_oracle(x) for x in labels):
+        out += (" ORACLE: a rule marked oracle stopped on the forget split's evaluation questions, which a real "
+                "unlearner does not have; its results show what the method can reach, not what it would.")
+    return out
 
 
 def _pct(x: float | None) -> str:
@@ -135,9 +156,9 @@ def findings(s: Summary) -> str:
         if ft in s.last_step and pt in s.last_step:
             g_ft, g_pt = _drop(s, ft, "general", "all"), _drop(s, pt, "general", "all")
             r_ft, r_pt = _drop(s, ft, "retain", "all"), _drop(s, pt, "retain", "all")
-            verdict = _verdict(None if g_pt is None or g_ft is None else g_pt - g_ft)
+            said = verdict(None if g_pt is None or g_ft is None else g_pt - g_ft)
             out.append(f"   {m:<8} general drop: finetuned {_pts(g_ft)}, pretrained {_pts(g_pt)}; "
-                       f"retain drop: finetuned {_pts(r_ft)}, pretrained {_pts(r_pt)}  -> {verdict}")
+                       f"retain drop: finetuned {_pts(r_ft)}, pretrained {_pts(r_pt)}  -> {said}")
 
     out.append("2. Sequential unlearning (paper: after 5 operations generality is almost entirely lost, even for "
                "methods that do well in one shot).")
@@ -151,8 +172,8 @@ def findings(s: Summary) -> str:
                              f"{s.last_step[seq]} ops")
             g_one = s.get(one, s.last_step[one], "general", "all")
             g_seq = s.get(seq, s.last_step[seq], "general", "all")
-            verdict = _verdict(None if g_one is None or g_seq is None else g_one - g_seq)
-            out.append(f"   {m:<8} " + "; ".join(parts) + f"  -> {verdict}")
+            said = verdict(None if g_one is None or g_seq is None else g_one - g_seq)
+            out.append(f"   {m:<8} " + "; ".join(parts) + f"  -> {said}")
 
     out.append("3. Text-only vs multimodal forgetting (paper, projector + LLM: multimodal 78.0% -> 9.6%, text-only "
                "76.8% -> 35.2%: text-only questions resist unlearning). Compared: the share of the starting "
@@ -170,7 +191,7 @@ def findings(s: Summary) -> str:
         kept_mm, kept_txt = _kept(*mm), _kept(*txt)
         out.append(f"   {'/'.join(unit):<30} forget: multimodal {_pct(mm[0]).strip()}% -> {_pct(mm[1]).strip()}% "
                    f"(keeps {kept_mm:.0%}), text-only {_pct(txt[0]).strip()}% -> {_pct(txt[1]).strip()}% "
-                   f"(keeps {kept_txt:.0%})  -> {_verdict(kept_txt - kept_mm)}")
+                   f"(keeps {kept_txt:.0%})  -> {verdict(kept_txt - kept_mm)}")
     return "\n".join(out)
 
 
@@ -184,7 +205,7 @@ def _kept(start: float, end: float) -> float:
     return max(0.0, (end - CHANCE) / (start - CHANCE))
 
 
-def _verdict(diff: float | None) -> str:
+def verdict(diff: float | None) -> str:
     """``diff`` > 0 is the paper's direction."""
     if diff is None:
         return "not measured"

@@ -21,6 +21,7 @@ th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}th{background:#f
 td.label{text-align:left}td.bad{color:#a33}td.good{color:#262}
 .note{color:#555;font-size:.9em;margin:.2em 0}
 figure{margin:1em 0 2em}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.9em}
+.oracle{background:#fbe3c0;border:1px solid #d08a2a;padding:.4em .6em;font-weight:600}
 .verdict{font-weight:600;padding:0 .4em;border-radius:3px}
 .ok{background:#d9f2d9}.no{background:#f7d4d4}.unclear{background:#eee}
 pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}
@@ -38,8 +39,9 @@ def _kv_table(d: dict, head=("", "")) -> str:
 
 
 def findings_html(text: str) -> str:
-    """The findings text (``findings.findings``) with each verdict marked: header lines hold the
-    paper's numbers, indented lines ours and, after the last ``->``, the verdict."""
+    """The findings text (``matched_findings.both_findings``) with each verdict marked: ``# `` lines
+    head a block, other header lines hold the paper's numbers, indented lines ours and, after the
+    last ``->``, the verdict."""
     out, items = [], []
 
     def close():
@@ -48,6 +50,10 @@ def findings_html(text: str) -> str:
             items.clear()
 
     for line in text.splitlines():
+        if line.startswith("# "):
+            close()
+            out.append(f"<h3>{_e(line[2:])}</h3>")
+            continue
         if not line.startswith(" "):
             close()
             out.append(f"<p><b>{_e(line)}</b></p>")
@@ -101,8 +107,9 @@ def _provenance(runs: list[RunFiles]) -> str:
 
 
 def page(title: str, subtitle: str, tables: list[Table], plots: Iterable[tuple[str, str, bytes]],
-         findings_text: str, runs: list[RunFiles], runs_table: str = "") -> str:
-    """``plots``: (title, caption, PNG bytes)."""
+         findings_text: str, runs: list[RunFiles], runs_table: str = "", stopping: str = "") -> str:
+    """``plots``: (title, caption, PNG bytes); ``stopping``: the stopping rules, shown under the
+    title (marked when an oracle rule is among them)."""
     figs = "".join(
         f"<figure><img alt='{_e(t)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
         f"<figcaption><b>{_e(t)}.</b> {_e(c)}</figcaption></figure>" for t, c, png in plots)
@@ -117,6 +124,7 @@ def page(title: str, subtitle: str, tables: list[Table], plots: Iterable[tuple[s
     sections = [s for s in sections if s]
     nav = "".join(f"<a href='#{i}'>{_e(t)}</a>" for i, t, _ in sections)
     body = "".join(f"<section id='{i}'><h2>{_e(t)}</h2>{content}</section>" for i, t, content in sections)
+    stop = "" if not stopping else f"<p class='{'oracle' if 'ORACLE' in stopping else 'note'}'>{_e(stopping)}</p>"
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1><p class='note'>{_e(subtitle)}</p>"
+            f"<style>{CSS}</style></head><body><h1>{_e(title)}</h1><p class='note'>{_e(subtitle)}</p>{stop}"
             f"<nav>{nav}</nav>{body}</body></html>\n")

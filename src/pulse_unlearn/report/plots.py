@@ -8,6 +8,7 @@ are plotted in percent; error bars are the standard deviation over runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -15,6 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .findings import Summary  # noqa: E402
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 matplotlib.rcParams.update({"svg.hashsalt": "pulse", "figure.dpi": 100, "font.size": 9})
 MODS = (("multimodal", "multimodal"), ("text", "text-only"))
@@ -185,7 +189,92 @@ def tradeoff_scatter(s: Summary):
     return fig
 
 
-def all_plots(s: Summary) -> list[Plot]:
+def _path(frame: pd.DataFrame, x_modality: str, split: str) -> tuple[list[float], list[float]]:
+    """One operation's checkpoints as (forget accuracy on ``x_modality``, ``split`` accuracy on all
+    questions), in %, in step order; checkpoints missing either are left out."""
+    x = frame[(frame.split == "forget") & (frame.modality == x_modality)].set_index("step").accuracy
+    y = frame[(frame.split == split) & (frame.modality == "all")].set_index("step").accuracy
+    both = x.to_frame("x").join(y.to_frame("y"), how="inner").sort_index()
+    return list(100 * both.x), list(100 * both.y)
+
+
+def _matched_marks(ax, matched, scenario: str, x_modality: str, split: str, colors) -> None:
+    """The comparison target as a vertical line (one per distinct target) and each unit's matched point as a star."""
+    if matched is None:
+        return
+    rows = matched[(matched.scenario == scenario) & (matched.target_modality == x_modality)]
+    for target in sorted({round(float(t), 4) for t in rows.target.dropna()}):
+        ax.axvline(100 * target, color="grey", ls=":", lw=1)
+    hit = rows[(rows.reached == 1) & (rows.split == split) & (rows.modality == "all")]
+    for r in hit.itertuples():
+        ax.plot([100 * r.target], [100 * r.accuracy], marker="*", ms=10, color=colors[r.method], mec="black",
+                mew=0.5, ls="none")
+
+
+def trajectory_paths(paths: pd.DataFrame, matched: pd.DataFrame | None, x_modality: str):
+    """Retain and general accuracy (rows; all questions) as forget accuracy on ``x_modality`` falls
+    (x, inverted: unlearning moves a path to the right), one path per method (colour) and update
+    (dashed: projector + LLM) and run, markers at the checkpoints, one panel per scenario; in the
+    sequential scenario one path per operation (its own request's forget accuracy), numbered at
+    its start. Dotted: the comparison target; stars: where each path reached it."""
+    scenarios = list(dict.fromkeys(paths.scenario))
+    methods = list(dict.fromkeys(paths.method))
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    several = paths.run.nunique() > 1
+    fig, axes = plt.subplots(2, len(scenarios), figsize=(3.8 * len(scenarios) + 1.5, 6.4), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
+    for col, scenario in enumerate(scenarios):
+        for row, split in enumerate(("retain", "general")):
+            ax = axes[row][col]
+            for key, frame in paths[paths.scenario == scenario].groupby(["run", "method", "update", "operation"],
+                                                                        sort=False):
+                x, y = _path(frame, x_modality, split)
+                if x:
+                    ax.plot(x, y, marker="o", ms=3, color=colors[key[1]], ls="-" if key[2] == "llm" else "--",
+                            alpha=0.6 if several else 1.0)
+                    if scenario == "sequential":
+                        ax.annotate(str(key[3]), (x[0], y[0]), fontsize=7, xytext=(2, 2), textcoords="offset points")
+            _matched_marks(ax, matched, scenario, x_modality, split, colors)
+            ax.set_xlim(100, 0)
+            ax.set_ylim(0, 100)
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{scenario}: {split}")
+            if row == 1:
+                ax.set_xlabel(f"forget accuracy, {x_modality} (%)")
+            if col == 0:
+                ax.set_ylabel(f"{split} accuracy (%)")
+    for m, c in colors.items():
+        axes[0][0].plot([], [], marker="o", color=c, label=m)
+    if (paths["update"] != "llm").any():
+        axes[0][0].plot([], [], color="black", ls="--", label="projector + LLM")
+    axes[0][0].plot([], [], color="grey", ls=":", label="comparison target")
+    axes[0][0].plot([], [], marker="*", ms=10, color="grey", mec="black", ls="none", label="reached it")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=8)
+    fig.suptitle(f"Unlearning trajectories: retain and general as {x_modality} forget accuracy falls")
+    return fig
+
+
+def trajectory_plots(paths: pd.DataFrame | None, matched: pd.DataFrame | None) -> list[Plot]:
+    """One trajectory figure per target modality of ``matched`` (multimodal when there is none)."""
+    if paths is None:
+        return []
+    held = set(paths[paths.split == "forget"].modality)
+    wanted = list(dict.fromkeys(matched.target_modality)) if matched is not None else ["multimodal"]
+    out = []
+    for tm in [m for m in wanted if m in held]:
+        caption = (f"Retain and general accuracy (all questions) against forget accuracy on {tm} questions, at each "
+                   "checkpoint of each operation (markers), one colour per method; the x axis is inverted, so "
+                   "unlearning moves right. Dotted: the comparison target; stars: the matched point. Sequential: one "
+                   "path per operation, numbered, its x the forget accuracy of that operation's own request.")
+        out.append(Plot(f"trajectory_{tm}", f"Trajectories ({tm} forget accuracy)", caption,
+                        trajectory_paths(paths, matched, tm)))
+    return out
+
+
+def all_plots(s: Summary, paths: pd.DataFrame | None = None, matched: pd.DataFrame | None = None) -> list[Plot]:
+    """The summary's plots and, where the runs have trajectories (``paths``: trajectory.csv rows
+    with a ``run`` column; ``matched``: matched.csv rows alike), the trajectory plots."""
     made = [
         ("sequential", "Sequential unlearning", "Accuracy after each of the sequential operations (rows: multimodal "
          "and text-only questions); the star is the one-shot run on the same forget set.", sequential_curves(s)),
@@ -196,7 +285,8 @@ def all_plots(s: Summary) -> list[Plot]:
         ("tradeoff", "Forget / retain trade-off", "Forget vs retain accuracy after unlearning, per scenario, "
          "method and update strategy; grey: the starting models.", tradeoff_scatter(s)),
     ]
-    return [Plot(name, title, caption, fig) for name, title, caption, fig in made if fig is not None]
+    return ([Plot(name, title, caption, fig) for name, title, caption, fig in made if fig is not None]
+            + trajectory_plots(paths, matched))
 
 
 def close(plots: list[Plot]) -> None:

@@ -1,7 +1,8 @@
 """Reading run folders for a report, and averaging several runs for ``pulse compare``.
 
 A report needs only ``summary.csv``; ``config.yaml``, ``environment.json`` and
-``operations.csv`` add the config, versions, hashes and divergence when they are there.
+``operations.csv`` add the config, versions, hashes, divergence and stopping rules when they are
+there, ``trajectory.csv`` and ``matched.csv`` the comparison at matched forgetting.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from ..errors import PulseError
 from ..evaluation.metrics import METRICS
 from .findings import read_summary
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KEY = ("scenario", "method", "update", "step", "request", "split", "modality")
 # Config keys that say which units a run holds or which seed it drew, not how it unlearns:
@@ -37,6 +42,8 @@ class RunFiles:
     environment: dict = field(default_factory=dict)
     operations: list[dict] = field(default_factory=list)
     summary_sha256: str = ""
+    trajectory: pd.DataFrame | None = None  # trajectory.csv, where the run evaluated checkpoints
+    matched: pd.DataFrame | None = None  # matched.csv: the costs at matched forgetting
 
     @property
     def name(self) -> str:
@@ -89,7 +96,54 @@ def read_run(folder: Path) -> RunFiles:
         raise PulseError(f"{folder}: unreadable run file ({e})") from None
     if not isinstance(run.config, dict) or not isinstance(run.environment, dict):
         raise PulseError(f"{folder}: config.yaml or environment.json is not a mapping")
+    run.trajectory = read_table(folder / "trajectory.csv", TRAJECTORY_COLUMNS)
+    run.matched = read_table(folder / "matched.csv", MATCHED_COLUMNS)
+    if run.matched is not None:
+        _check_matched(folder / "matched.csv", run.matched)
     return run
+
+
+def _check_matched(path: Path, frame: pd.DataFrame) -> None:
+    """``reached`` is 0 or 1, and a reached row says where (a report must not print a cost it was not given)."""
+    if not frame.reached.isin([0, 1]).all():
+        raise PulseError(f"{path}: column reached must be 0 or 1")
+    hit = frame[frame.reached == 1]
+    if hit[["step", "examples", "accuracy", "cost"]].isna().any(axis=None):
+        raise PulseError(f"{path}: a row with reached=1 needs step, examples, accuracy and cost")
+
+
+TEXT = ("scenario", "method", "update", "split", "modality", "target_modality", "scoring")
+TRAJECTORY_COLUMNS = ("scenario", "method", "update", "operation", "step", "examples", "split", "modality",
+                      "accuracy")
+MATCHED_COLUMNS = ("scenario", "method", "update", "operation", "target_modality", "target", "reached", "step",
+                   "examples", "split", "modality", "start", "accuracy", "cost", "auc", "budget_steps")
+
+
+def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame | None:
+    """``trajectory.csv`` or ``matched.csv`` as a DataFrame (identifiers as text, empty cells
+    missing, the other required columns numbers), or None when the run has none."""
+    import pandas as pd
+
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path, dtype={c: str for c in TEXT}, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        return None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise PulseError(f"{path}: cannot read ({str(e).splitlines()[0]})") from None
+    if frame.empty:  # a run that has not reached its first checkpoint yet
+        return None
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise PulseError(f"{path}: missing column(s) {', '.join(missing)}")
+    for c in required:
+        if c not in TEXT:
+            try:
+                frame[c] = pd.to_numeric(frame[c])
+            except ValueError:
+                raise PulseError(f"{path}: column {c} must hold numbers") from None
+    return frame
 
 
 def _flat(d: dict, prefix: str = "") -> dict[str, object]:
@@ -110,6 +164,11 @@ def variants(runs: list[RunFiles]) -> list[str]:
     return [", ".join(f"{k}={f.get(k)}" for k in differing) for f in flats]
 
 
+def labelled(method: str, variant: str) -> str:
+    """A method's name with its variant's label, as ``pool`` shows it."""
+    return f"{method} [{variant}]" if variant else method
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (n - 1; 0 for a single value)."""
     m = sum(values) / len(values)
@@ -121,19 +180,23 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def pool(runs: list[RunFiles]) -> list[dict]:
     """Summary rows averaged over runs: one row per key (a variant's label is appended to the
     method), with ``std`` and ``runs``. Runs with the same unit and variant are taken as seeds.
-    Every other registered metric (ROUGE, BLEU, ...) is averaged alike, its spread in ``<metric>_std``."""
+    Every other registered metric (ROUGE, BLEU, ...) is averaged alike, its spread in ``<metric>_std``;
+    the stopping rule's label (``stop``) is kept."""
     values: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    stops: dict[tuple, set[str]] = defaultdict(set)
     for run, variant in zip(runs, variants(runs)):
         for r in run.rows:
             key = tuple(str(r[k]) for k in KEY)
             if variant:
-                key = (key[0], f"{key[1]} [{variant}]", *key[2:])
+                key = (key[0], labelled(key[1], variant), *key[2:])
+            if r.get("stop"):
+                stops[key].add(r["stop"])
             for metric in METRICS:
                 if r.get(metric) not in (None, ""):
                     values[key][metric].append(float(r[metric]))
     rows = []
     for key, by_metric in values.items():
-        row = {**dict(zip(KEY, key)), "runs": len(by_metric["accuracy"])}
+        row = {**dict(zip(KEY, key)), "runs": len(by_metric["accuracy"]), "stop": " / ".join(sorted(stops[key]))}
         for metric, vals in by_metric.items():
             m, s = mean_std(vals)
             row[metric], row["std" if metric == "accuracy" else f"{metric}_std"] = m, s

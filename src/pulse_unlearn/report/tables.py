@@ -82,18 +82,22 @@ def scenario_tables(s: Summary) -> list[Table]:
         units = [u for u in s.units() if u[0] == scenario]
         present = {k[5] for k in s.acc if k[0] == scenario}
         columns = [c for c in COLUMNS if c[0] not in OPTIONAL_SPLITS or c[0] in present]
-        header = ["method", "update", "ops"] + (["runs"] if pooled else []) + [c[2] for c in columns]
+        with_stop = any(u in s.stop for u in units)
+        header = (["method", "update", "ops"] + (["runs"] if pooled else []) + (["stop"] if with_stop else [])
+                  + [c[2] for c in columns])
         t = Table(f"{scenario}: after unlearning",
                   "Accuracy (%) after the last operation" + (", mean ± std over runs" if pooled else "")
                   + "; in brackets the change from the starting model (points). Lower is better on forget, "
-                  "higher on retain and general.", header)
+                  "higher on retain and general." + (" stop: the rule that ended each operation." if with_stop else ""),
+                  header)
         starts = {tuple(_round(s.get(u, 0, sp, m)) for sp, m, _ in columns) for u in units}  # means: float noise
         if len(starts) == 1:
-            t.rows.append(["start model", "", "0"] + ([""] if pooled else [])
+            t.rows.append(["start model", "", "0"] + ([""] if pooled else []) + ([""] if with_stop else [])
                           + [_cell(s, units[0], 0, sp, m, with_delta=False) for sp, m, _ in columns])
         for u in units:
             end = s.last_step[u]
             t.rows.append([u[1], u[2], str(end)] + ([_runs(s, u)] if pooled else [])
+                          + ([s.stop.get(u, "")] if with_stop else [])
                           + [_cell(s, u, end, sp, m) for sp, m, _ in columns])
         tables.append(t)
     for u in s.units():
@@ -107,6 +111,30 @@ def scenario_tables(s: Summary) -> list[Table]:
             t.rows.append([str(step)] + [_seq_cell(s, u, step, sp, m, req) for sp, m, req, _ in SEQ_COLUMNS])
         tables.append(t)
     return tables
+
+
+STOPPING = ("stop", "sees", "rule", "stopped_at", "reason")
+
+
+def stopping_table(operations: list[tuple[str, dict]]) -> Table | None:
+    """Where and why each operation stopped (``operations.csv``'s stopping columns), one row per
+    (run name, operation); None for runs from before those columns."""
+    rows = [(name, op) for name, op in operations if op.get("stop")]
+    if not rows:
+        return None
+    several = len({name for name, _ in rows}) > 1
+    t = Table("stopping: where each operation stopped",
+              "The declared stopping rule of each unlearning operation, the step it stopped at and why. sees: what "
+              "the rule looked at (training: the forget and retain people's training facts; oracle: the forget "
+              "split's evaluation questions, which a real unlearner does not have).",
+              (["run"] if several else []) + ["scenario", "method", "update", "op", *STOPPING])
+    for name, op in rows:
+        sees = op.get("sees") or ""
+        cells = [op.get(c) or "" for c in STOPPING]
+        cells[1] = "ORACLE (forget questions)" if sees == "oracle" else sees
+        t.rows.append(([name] if several else []) + [op.get(c) or "" for c in ("scenario", "method", "update",
+                                                                                "operation")] + cells)
+    return t
 
 
 def metric_columns(free_answers: bool) -> list[tuple[str, str, str]]:

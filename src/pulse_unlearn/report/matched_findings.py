@@ -1,0 +1,152 @@
+"""The paper's three findings judged at matched forgetting: each unit is read where its forget
+accuracy first reached the comparison target (``matched.csv``), so that two scenarios are compared
+at the same level of forgetting rather than at the end of one budget.
+
+A cost is the drop from the operation's step 0 to the matched point, in absolute percentage
+points; a unit that never reached the target is named with the steps it tried, and the finding
+is then not measured.
+"""
+
+from __future__ import annotations
+
+from .findings import Summary, findings, verdict
+from .matched import TARGET_MODALITIES, Matched, Point
+
+# Finding 3 compares how many forget examples each modality needed: closer than this share of the
+# larger count is not read as a finding either way.
+EXAMPLES_MARGIN = 0.10
+
+
+def _label(unit) -> str:
+    return unit[1] if unit[2] == "llm" else f"{unit[1]} ({unit[2]})"
+
+
+def _pts(p: Point | None, column: str = "cost") -> str:
+    if p is None or p.value(column) is None:
+        return "-"
+    std = p.std.get(column)
+    return f"{100 * p.value(column):.1f}" + ("" if std is None else f" ± {100 * std:.1f}") + " pts"
+
+
+def _target(p: Point) -> str:
+    return f"{100 * p.value('target'):.1f}%"
+
+
+def _partial(name: str, p: Point) -> str:
+    return f" ({name} reached it in {p.reached} of {p.runs} runs)" if 0 < p.reached < p.runs else ""
+
+
+def _unreached(named: list[tuple[str, Point]]) -> str | None:
+    """"pretrained: not reached within 40 steps (target 40.0%)" for those that never reached it."""
+    missed = [f"{name}: {p.where()} (target {_target(p)})" for name, p in named if not p.reached]
+    return "; ".join(missed) or None
+
+
+def _common(m: Matched, a, b) -> list[str]:
+    return [tm for tm in m.target_modalities(a) if tm in m.target_modalities(b)]
+
+
+def _pairs(m: Matched, first: str, second: str):
+    """(method label, first unit, second unit, target modality) for units of both scenarios."""
+    for unit in m.units():
+        if unit[0] != first:
+            continue
+        other = (second, *unit[1:])
+        if other in m.units():
+            for tm in _common(m, unit, other):
+                yield _label(unit), unit, other, tm
+
+
+def _value(m: Matched, unit, tm, split, column="cost") -> float | None:
+    p = m.get(unit, m.operations(unit)[-1], tm, split, "all")
+    return None if p is None else p.value(column)
+
+
+def finetuned_vs_pretrained(m: Matched) -> list[str]:
+    out = ["1. Pre-trained vs fine-tuned knowledge at the same level of forgetting (paper: unlearning fine-tuned "
+           "knowledge costs up to ~10% of MMBench, pre-trained knowledge > 90%). Cost: the drop from the start to "
+           "where forget accuracy reached the target."]
+    for label, ft, pt, tm in _pairs(m, "finetuned", "pretrained"):
+        pf, pp = (m.point(u, m.operations(u)[-1], tm) for u in (ft, pt))
+        head = f"   {label:<8} forgotten on {TARGET_MODALITIES.get(tm, tm)}: "
+        missed = _unreached([("finetuned", pf), ("pretrained", pp)])
+        if missed:
+            out.append(head + missed + "  -> not measured (the target was not reached)")
+            continue
+        costs = {sp: [m.get(u, m.operations(u)[-1], tm, sp, "all") for u in (ft, pt)] for sp in ("general", "retain")}
+        g_ft, g_pt = (_value(m, u, tm, "general") for u in (ft, pt))
+        said = verdict(None if g_ft is None or g_pt is None else g_pt - g_ft)
+        out.append(head + f"targets finetuned {_target(pf)}, pretrained {_target(pp)}; "
+                   + "; ".join(f"{sp} cost: finetuned {_pts(a)}, pretrained {_pts(b)}" for sp, (a, b) in costs.items())
+                   + _partial("finetuned", pf) + _partial("pretrained", pp) + f"  -> {said}")
+    return out
+
+
+def sequential_vs_one_shot(m: Matched) -> list[str]:
+    out = ["2. Sequential vs one-shot unlearning at the same target (paper: after 5 operations generality is almost "
+           "entirely lost, even for methods that do well in one shot). Sequential: its last operation, read where "
+           "that operation's own request reached its target."]
+    for label, one, seq, tm in _pairs(m, "finetuned", "sequential"):
+        last = m.operations(seq)[-1]
+        po, ps = m.point(one, m.operations(one)[-1], tm), m.point(seq, last, tm)
+        head = f"   {label:<8} forgotten on {TARGET_MODALITIES.get(tm, tm)}: "
+        missed = _unreached([("one-shot", po), (f"sequential operation {last}", ps)])
+        if missed:
+            out.append(head + missed + "  -> not measured (the target was not reached)")
+            continue
+        parts = []
+        for split in ("general", "retain"):
+            a_one, a_seq = _value(m, one, tm, split, "accuracy"), _value(m, seq, tm, split, "accuracy")
+            first = m.get(seq, m.operations(seq)[0], tm, split, "all")
+            if a_one is None or a_seq is None:
+                continue
+            below = "" if first is None or first.value("start") is None else \
+                f", {100 * (first.value('start') - a_seq):.1f} pts below the starting model"
+            parts.append(f"{split} one-shot {100 * a_one:.1f}% vs {100 * a_seq:.1f}% after operation {last} "
+                         f"({_pts(m.get(seq, last, tm, split, 'all'))} in that operation{below})")
+        g_one, g_seq = _value(m, one, tm, "general", "accuracy"), _value(m, seq, tm, "general", "accuracy")
+        said = verdict(None if g_one is None or g_seq is None else g_one - g_seq)
+        out.append(head + "; ".join(parts) + _partial("one-shot", po) + _partial("sequential", ps) + f"  -> {said}")
+    return out
+
+
+def _first(mm: Point, txt: Point) -> str:
+    """The paper's direction: multimodal questions reach the target with fewer examples than text-only ones."""
+    if not mm.reached and not txt.reached:
+        return "not measured (neither reached the target)"
+    if not (mm.reached and txt.reached):
+        return "reproduced" if mm.reached else "not reproduced (the opposite)"
+    a, b = mm.value("examples"), txt.value("examples")
+    if abs(a - b) <= EXAMPLES_MARGIN * max(a, b):
+        return f"no clear difference (within {100 * EXAMPLES_MARGIN:.0f}% of the examples)"
+    return "reproduced" if a < b else "not reproduced (the opposite)"
+
+
+def modality_first(m: Matched) -> list[str]:
+    out = ["3. Which modality reaches the target first (paper: text-only questions resist unlearning, so multimodal "
+           "forget accuracy should reach its target with fewer forget examples)."]
+    for unit in m.units():
+        if unit[0] == "sequential":
+            continue
+        op = m.operations(unit)[-1]
+        tms = m.target_modalities(unit)
+        if not {"multimodal", "text"} <= set(tms):
+            out.append(f"   {'/'.join(unit):<30} only {', '.join(tms)} is a target modality  -> not measured")
+            continue
+        mm, txt = m.point(unit, op, "multimodal"), m.point(unit, op, "text")
+        desc = [f"{name} (target {_target(p)}): {p.where()}" for name, p in (("multimodal", mm), ("text-only", txt))]
+        out.append(f"   {'/'.join(unit):<30} " + "; ".join(desc) + f"  -> {_first(mm, txt)}")
+    return out
+
+
+def matched_findings(m: Matched) -> str:
+    """The three findings at matched forgetting, in the layout of ``findings.findings``."""
+    return "\n".join(finetuned_vs_pretrained(m) + sequential_vs_one_shot(m) + modality_first(m))
+
+
+def both_findings(s: Summary, m: Matched | None) -> str:
+    """The findings at the run's budget (as ``findings.findings``) and, where the run has
+    ``matched.csv``, at matched forgetting; each block under a ``# `` heading line."""
+    if m is None:
+        return findings(s)
+    return f"# At the run's budget\n{findings(s)}\n# At matched forgetting\n{matched_findings(m)}"
