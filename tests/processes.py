@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pulse_unlearn
@@ -14,14 +15,15 @@ import pulse_unlearn
 SRC = str(Path(pulse_unlearn.__file__).parents[1])
 
 
-def run_killed_once(path_to_wait_for: Path, args: list[str], poll: float = 0.02) -> None:
+def run_killed_once(path_to_wait_for: Path, args: list[str], poll: float = 0.02,
+                    until: Callable[[Path], bool] = Path.exists) -> None:
     """``pulse ARGS`` in a subprocess (the tree under test), SIGKILLed as soon as
-    ``path_to_wait_for`` exists."""
+    ``until(path_to_wait_for)`` holds (by default: the path exists)."""
     env = {**os.environ, "PYTHONPATH": SRC, "PULSE_QUIET": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "pulse_unlearn.cli", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
-    while not path_to_wait_for.exists() and proc.poll() is None and time.time() < deadline:
+    while not until(path_to_wait_for) and proc.poll() is None and time.time() < deadline:
         time.sleep(poll)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"

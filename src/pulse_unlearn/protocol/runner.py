@@ -40,6 +40,7 @@ from ..methods.unlearn import unlearn
 from ..models.load import load_model, load_processor, resolve_device, resolve_dtype
 from ..records import Example
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
+from ..runs.trackers import Trackers, check_available
 from . import scenarios
 from .checkpoints import Checkpoints, Start, UnitCheckpoints, apply_adapters, resume_key
 from .scenarios import PROBE_COLUMNS, Plan
@@ -69,6 +70,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         r.store.flush()
         log(f"[{scenario}] done in {time.time() - t0:.0f} s")
     r.store.flush()
+    r.trackers.close()
     return r.store
 
 
@@ -83,6 +85,7 @@ class _Run:
     checkpoints: Checkpoints
     log: Callable
     stop: StopRule
+    trackers: Trackers
     sets_record: dict[str, dict] = field(default_factory=dict)
     shared_scorers: dict = field(default_factory=dict)
     evaluators: dict[str, Evaluator] = field(default_factory=dict)
@@ -102,9 +105,11 @@ class _Run:
 
 def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str, Path | None], finetune,
           log) -> _Run:
-    """Check the models' processors, open the run folder (refused when it holds another config),
-    make the starting models (fine-tuning where needed), write environment.json and open the
-    checkpoints under a key over everything the results depend on."""
+    """Check the models' processors and the trackers' packages, open the run folder (refused when
+    it holds another config), make the starting models (fine-tuning where needed), write
+    environment.json, open the checkpoints under a key over everything the results depend on,
+    and the trackers."""
+    check_available(cfg.log_with)
     for path in models.values():
         if path is not None:
             load_processor(path, cfg.model.trust_remote_code)
@@ -124,7 +129,8 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
     device = resolve_device(cfg.model.device)
     key = resume_key({**env, "device": device, "dtype": str(resolve_dtype(cfg.model.dtype, device))})
     checkpoints = Checkpoints(store.folder / "resume", key, log, write=distributed.is_main())
-    return _Run(cfg, src, plan, store, checkpoints, log, StopRule.of(cfg.unlearn))
+    trackers = Trackers.open(cfg.log_with, Path(cfg.tracker_dir or store.folder / "trackers"), cfg.name, config)
+    return _Run(cfg, src, plan, store, checkpoints, log, StopRule.of(cfg.unlearn), trackers)
 
 
 def _evaluate_start(r: _Run, scenario: str) -> Start:
@@ -167,6 +173,12 @@ class _UnitWork:
             r.log(f"[{unit['scenario']}] {unit['method']}/{unit['update']}: {len(done.finished)} of "
                   f"{len(sets.requests)} operation(s) read back from the interrupted run")
 
+    def _point(self, trajectory: Trajectory, rows: list[dict]) -> None:
+        """A checkpoint's rows: to trajectory.csv (the operation so far) and to the trackers."""
+        self.r.store.write_trajectory(trajectory.rows)
+        self.r.trackers.log({_tag(row, f"op{row['operation']}", row["split"], row["modality"], "accuracy"):
+                             row["accuracy"] for row in rows}, rows[0]["step"])
+
     def unlearn_and_evaluate(self, k: int) -> dict:
         """Operation k: unlearn request k, evaluate every split, and the operation's record."""
         r, unit, cfg = self.r, self.unit, self.r.cfg
@@ -178,7 +190,7 @@ class _UnitWork:
         trajectory = None
         if cfg.unlearn.eval_every is not None:
             trajectory = Trajectory.of_operation(evaluate, cfg, unit, k, self.sets.requests[k - 1],
-                                    on_point=lambda rows: r.store.write_trajectory(trajectory.rows))
+                                                 on_point=lambda rows: self._point(trajectory, rows))
         self.model, oplog = unlearn(self.model, evaluate.encoder, self.method, self.forget[k - 1], self.retain,
                                     unit["update"], cfg.unlearn,
                                     desc=f"{unit['scenario']}/{unit['method']}/{unit['update']} op {k}",
@@ -201,8 +213,23 @@ class _UnitWork:
               f"({reason})"
               + (f"  (diverged at step {oplog.diverged_at}: loss {losses[-1]})" if oplog.diverged else "")
               + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})" if collapse.collapsed else ""))
-        return {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring, r.stop.label),
-                "operation": operation, "trajectory": trajectory.rows if trajectory else []}
+        record = {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring, r.stop.label),
+                  "operation": operation, "trajectory": trajectory.rows if trajectory else []}
+        _track_operation(r, {**record, "losses": losses})
+        return record
+
+
+def _tag(row: dict, *parts) -> str:
+    return "/".join(str(p) for p in (row["scenario"], row["method"], row["update"], *parts))
+
+
+def _track_operation(r: _Run, record: dict) -> None:
+    """An operation's losses (x: its steps) and end-of-operation metrics (x: the operation) to the trackers."""
+    op = record["operation"]
+    for step, loss in enumerate(record.get("losses", [])):
+        r.trackers.log({_tag(op, f"op{op['operation']}", "loss"): loss}, step)
+    r.trackers.log({_tag(row, "end", row["split"], row["request"], row["modality"], "accuracy"): row["accuracy"]
+                    for row in record["summary"]}, op["operation"])
 
 
 def _record(r: _Run, record: dict, flush: bool = False) -> None:

@@ -1,0 +1,141 @@
+"""Trajectories in a real (tiny) run: rows at exactly the declared checkpoints, the stopping
+rule's record, a run killed in the middle of an operation's trajectory resuming byte for byte,
+and the trackers receiving the points (TensorBoard, offline). One run, stopping each request
+at its own target on its training facts."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+
+import pytest
+from processes import run_killed_once
+
+from pulse_unlearn.cli import main
+
+CONFIG = """name: traj
+model: {source: world, preset: tiny}
+splits: {finetune_people: 10, forget: 4, requests: 2, probe_threshold: 0.4, pretrained_forget: 3, pretrained_retain: 3}
+grid:
+  - {scenarios: [sequential], methods: [ga_klr], updates: [llm]}
+unlearn: {lr: 3.0e-3, batch_size: 8, eval_every: 2, lora: {rank: 8, alpha: 16},
+          stop: target, max_epochs: 2, target: {sees: training, rule: kept, kept: 0.5, modality: both}}
+trajectory: {splits: [forget, retain, general], subset: 8}
+scoring: likelihood
+log_with: [tensorboard]
+"""
+
+
+def pulse(*args) -> int:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return main(list(map(str, args)))
+
+
+def rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory, tiny_models):
+    path = tmp_path_factory.mktemp("cfg") / "traj.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture(scope="module")
+def whole(config, cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    assert pulse("run", config, "--out", out, "--cache", cache) == 0
+    return out
+
+
+def test_checkpoints_are_exactly_the_declared_steps(whole):
+    ops = rows(whole / "operations.csv")
+    traj = rows(whole / "trajectory.csv")
+    assert {(o["scenario"], o["operation"]) for o in ops} == {(r["scenario"], r["operation"]) for r in traj}
+    for o in ops:
+        key = (o["scenario"], o["operation"])
+        steps = sorted({int(r["step"]) for r in traj if (r["scenario"], r["operation"]) == key})
+        last = int(o["stopped_at"])
+        assert steps == sorted({*range(0, last, 2), last}), o
+        assert o["stop"] == "target" and o["sees"] == "training" and o["reason"] in ("target met", "budget spent")
+    # a sequential operation's forget split holds its own request only, at most 8 items each
+    seq = [r for r in traj if r["scenario"] == "sequential" and r["modality"] == "all"]
+    assert {r["split"] for r in seq} == {"forget", "retain", "general", "forget_facts"}
+    assert all(int(r["n"]) <= 8 for r in seq)
+    assert {r["stop"] for r in rows(whole / "summary.csv")} == {"target (training facts)"}
+    assert "forget_facts" in {r["split"] for r in rows(whole / "summary.csv")}
+
+
+def test_the_end_of_an_operation_is_its_last_checkpoint(whole):
+    """The last checkpoint scores the model the operation ends with: where its items are the
+    full evaluation's (retain's first 8 are drawn from 5 people x 10), the two agree item by item."""
+    traj = rows(whole / "trajectory.csv")
+    summary = rows(whole / "summary.csv")
+    matched = rows(whole / "matched.csv")
+    assert matched and {m["split"] for m in matched} == {"retain", "general"}
+    for m in matched:
+        if m["reached"] == "1":
+            assert float(m["cost"]) == pytest.approx(float(m["start"]) - float(m["accuracy"]), abs=1e-6)
+    # step 0 of operation 1 is the starting model: its forget accuracy on the first request's
+    # person equals the summary's step-0 row for request 1 when the subset keeps all of them
+    first = [r for r in traj if r["scenario"] == "sequential" and r["operation"] == "1" and r["step"] == "0"
+             and r["split"] == "forget" and r["modality"] == "all"]
+    start = [r for r in summary if r["scenario"] == "sequential" and r["step"] == "0" and r["split"] == "forget"
+             and r["request"] == "1" and r["modality"] == "all"]
+    assert len(first) == 1 and len(start) == 1
+    if int(start[0]["n"]) <= 8:
+        assert first[0]["accuracy"] == start[0]["accuracy"]
+
+
+def test_sigkill_mid_trajectory_resumes_byte_identically(whole, config, cache, tmp_path):
+    out = tmp_path / "killed"
+
+    def op2_under_way(path):  # operation 2 has a checkpoint past step 0, and no record yet
+        try:
+            return any(r["operation"] == "2" and r["step"] != "0" for r in rows(path))
+        except OSError:
+            return False
+
+    run_killed_once(out / "trajectory.csv", ["run", str(config), "--out", str(out), "--cache", str(cache)],
+                    until=op2_under_way)
+    assert not (out / "resume" / "sequential" / "ga_klr--llm" / "op-2.json").exists()
+    assert pulse("run", config, "--out", out, "--cache", cache) == 0
+    for name in ("trajectory.csv", "matched.csv", "summary.csv", "predictions.csv"):
+        assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_tensorboard_holds_the_trajectory_points(whole):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = (whole / "trackers" / "tensorboard" / "traj").glob("events.out.tfevents.*")  # the scalars' file
+    acc = EventAccumulator(str(events)).Reload()
+    traj = [r for r in rows(whole / "trajectory.csv") if r["scenario"] == "sequential" and r["operation"] == "2"
+            and r["split"] == "forget" and r["modality"] == "all"]
+    logged = acc.Scalars("sequential/ga_klr/llm/op2/forget/all/accuracy")
+    assert [(e.step, round(e.value, 5)) for e in logged] == [(int(r["step"]), round(float(r["accuracy"]), 5))
+                                                           for r in traj]
+    losses = acc.Scalars("sequential/ga_klr/llm/op2/loss")
+    op2 = next(o for o in rows(whole / "operations.csv") if o["scenario"] == "sequential" and o["operation"] == "2")
+    assert len(losses) == int(op2["steps"])
+
+
+def test_the_rule_stops_at_the_first_checkpoint_meeting_it(whole):
+    """kept 0.5 on both modalities of the training facts (chance 0): where the operation stopped
+    for the target, both are at most half their step-0 value, and at no earlier checkpoint were
+    both; where the budget was spent, no checkpoint had both."""
+    traj = [r for r in rows(whole / "trajectory.csv") if r["split"] == "forget_facts" and r["modality"] != "all"]
+    for o in rows(whole / "operations.csv"):
+        mine = [r for r in traj if (r["scenario"], r["operation"]) == (o["scenario"], o["operation"])]
+        value = {(int(r["step"]), r["modality"]): float(r["accuracy"]) for r in mine}
+        steps = sorted({s for s, _ in value})
+
+        def met(step, value=value):
+            return all(value[step, m] <= 0.5 * value[0, m] + 1e-9 for m in ("multimodal", "text"))
+
+        stopped = int(o["stopped_at"])
+        assert stopped == steps[-1]
+        assert not any(met(s) for s in steps[:-1])
+        assert met(stopped) == (o["reason"] == "target met")
