@@ -16,16 +16,18 @@ from pulse_unlearn.evaluation.probes import PROBES, Probe
 from pulse_unlearn.evaluation.splits import SPLITS, Split, split_items
 from pulse_unlearn.evaluation.summary import (SUMMARY_KEY, evaluation_rows, prediction_columns, prediction_rows,
                                              probe_columns, probe_rows, summary_columns, summary_rows)
-from pulse_unlearn.records import Question
+from pulse_unlearn.evaluation.facts import FactPrediction
+from pulse_unlearn.records import Example, Question
 from pulse_unlearn.registry import Registry
 
 CHOICE = Prediction("p1/multimodal/0", "p1", "multimodal", "B", "C", {"A": -1.5, "B": 0.25, "C": 2.0})
+FACT = FactPrediction("p1/fact-0", "p1", "text", "a painter", "a baker", 0.5)
 CLOZE = OpenPrediction("p1/cloze/0", "p1", "text", "cloze", "Paris", "in Paris", 1.0)
 GENERATION = OpenPrediction("p1/generation/0", "p1", "text", "generation", "a b", "a c", 0.5,
                             {"rouge1": 0.5, "rouge2": 0.0, "rougeL": 0.5, "bleu": 0.1})
 
 
-@pytest.mark.parametrize("pred", [CHOICE, CLOZE, GENERATION], ids=["choice", "cloze", "generation"])
+@pytest.mark.parametrize("pred", [CHOICE, CLOZE, GENERATION, FACT], ids=["choice", "cloze", "generation", "facts"])
 def test_every_prediction_kind_round_trips_through_json(pred):
     """What resume records hold: written as JSON, read back as the same prediction of the same kind."""
     back = from_record(json.loads(json.dumps(to_record(pred))))
@@ -33,18 +35,21 @@ def test_every_prediction_kind_round_trips_through_json(pred):
 
 
 def test_every_registered_kind_is_covered_by_the_round_trip():
-    assert set(KINDS) == {"choice", "open"}
+    assert set(KINDS) == {"choice", "open", "facts"}
 
 
 def test_headline_value_and_cells_by_kind():
     assert (CHOICE.value, CHOICE.correct_cell()) == (0.0, 0)
     assert (CLOZE.value, CLOZE.correct_cell()) == (1.0, 1)
     assert (GENERATION.value, GENERATION.correct_cell()) == (0.5, 0.5)
+    assert (FACT.value, FACT.correct_cell()) == (0.5, 0.5)
+    # chance: a blind guess's score, 1/3 over three options, 0 for free answers and facts
+    assert (CHOICE.chance, CLOZE.chance, GENERATION.chance, FACT.chance) == (pytest.approx(1 / 3), 0.0, 0.0, 0.0)
 
 
 def test_summary_and_prediction_columns_follow_the_metric_registry():
     assert summary_columns() == ("scenario", "method", "update", "step", "request", "split", "modality", "n",
-                                 "accuracy", "scoring", "rouge1", "rouge2", "rougeL", "bleu")
+                                 "accuracy", "scoring", "stop", "rouge1", "rouge2", "rougeL", "bleu")
     assert prediction_columns()[-5:] == ("correct", "rouge1", "rouge2", "rougeL", "bleu")
 
 
@@ -91,10 +96,19 @@ def _src():
 def test_split_registry_builds_each_split_in_order_and_drops_empty_ones():
     """forget_test is the test_images probe applied to the forget split: a's pose image (its first
     Test_Set image is its profile image), b has none that differs, so only a's multimodal question."""
-    cfg = SimpleNamespace(scoring="likelihood", parity=SimpleNamespace(open_tasks=True))
+    cfg = SimpleNamespace(scoring="likelihood", parity=SimpleNamespace(open_tasks=True),
+                          unlearn=SimpleNamespace(stop="fixed"), trajectory=SimpleNamespace(splits=["forget"]))
     sets = SimpleNamespace(forget=("a", "b"), retain=("c",))
     items = split_items(cfg, _src(), sets)
     assert list(items) == ["forget", "forget_test", "retain", "general"]
+    # the training facts are evaluated where a stopping rule or a trajectory asks for them
+    cfg.unlearn = SimpleNamespace(stop="target", target=SimpleNamespace(sees="training"))
+    cfg.trajectory.splits = ["retain_facts"]
+    src = _src()
+    src.facts = {"a": [Example("q?", "x")], "c": [Example("r?", "y", b"img")]}
+    items = split_items(cfg, src, sets)
+    assert list(items)[-2:] == ["forget_facts", "retain_facts"]
+    assert [(q.qid, q.modality) for q in items["retain_facts"]] == [("c/fact-0", "multimodal")]
     assert [(q.qid, q.image) for q in items["forget_test"]] == [("a/multimodal/0/test", b"pose-a")]
     assert [q.subject for q in items["retain"]] == ["c", "c"]
     assert SPLITS["forget"].per_request and not SPLITS["retain"].per_request

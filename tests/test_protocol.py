@@ -60,7 +60,8 @@ def test_run_writes_tidy_results(tiny_run):
                  "environment.json"):
         assert (out / name).exists(), name
     assert list(rows[0]) == ["scenario", "method", "update", "step", "request", "split", "modality", "n",
-                             "accuracy", "scoring", "rouge1", "rouge2", "rougeL", "bleu"]
+                             "accuracy", "scoring", "stop", "rouge1", "rouge2", "rougeL", "bleu"]
+    assert {r["stop"] for r in rows} == {"fixed"}
     units = {(r["scenario"], r["method"], r["update"]) for r in rows}
     assert units == set(cfg.units())
     assert len(units) == 3 * 3 + 3

@@ -139,3 +139,11 @@ def test_the_rule_stops_at_the_first_checkpoint_meeting_it(whole):
         assert stopped == steps[-1]
         assert not any(met(s) for s in steps[:-1])
         assert met(stopped) == (o["reason"] == "target met")
+
+
+def test_the_report_judges_the_run_at_matched_forgetting(whole, tmp_path):
+    from pulse_unlearn.report.build import build_report
+
+    html = build_report(whole, tmp_path / "report").read_text()
+    assert "matched forgetting" in html.lower()
+    assert "target (training facts)" in html and "ORACLE" not in html  # a training-facts rule is no oracle

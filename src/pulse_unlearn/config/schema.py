@@ -91,15 +91,15 @@ class UnlearnConfig(Strict):
 
     lr: Rate = 5e-4
     epochs: Count = 1  # stop=fixed: the budget
-    stop: Literal["fixed", "target"] = "fixed"
-    max_epochs: Count = 5  # stop=target: the budget
-    eval_every: int | float | None = None  # int >= 1: optimizer steps; float > 0: a fraction of an epoch
-    target: StopTarget = Field(default_factory=StopTarget)
     batch_size: Count = 16
     lora: LoraRecipe = Field(default_factory=LoraRecipe)
     max_grad_norm: Rate = 1.0
     seed: Seed = 0
     gradient_checkpointing: bool = False  # recompute activations in backward: less memory, ~1/3 more compute
+    stop: Literal["fixed", "target"] = "fixed"
+    max_epochs: Count = 5  # stop=target: the budget
+    eval_every: int | float | None = None  # int >= 1: optimizer steps; float > 0: a fraction of an epoch
+    target: StopTarget = Field(default_factory=StopTarget)
 
     @field_validator("eval_every", mode="before")
     @classmethod

@@ -22,8 +22,8 @@ SUMMARY_KEY = (*UNIT, "step", "request", "split", "modality")
 
 
 def summary_columns() -> tuple[str, ...]:
-    return (*SUMMARY_KEY, "n", *(m.name for m in metric_registry.headline()), "scoring",
-            *(m.name for m in metric_registry.extra()), "stop")
+    return (*SUMMARY_KEY, "n", *(m.name for m in metric_registry.headline()), "scoring", "stop",
+            *(m.name for m in metric_registry.extra()))
 
 
 def trajectory_columns() -> tuple[str, ...]:
