@@ -15,6 +15,7 @@ from pulse_unlearn.cli import main
 from pulse_unlearn.report import plots
 from pulse_unlearn.report.build import build_compare, build_report, findings_text
 from pulse_unlearn.report.matched import combined
+from test_report import md_tables
 from pulse_unlearn.report.runs import read_run
 
 ORACLE = "target (oracle: forget questions)"
@@ -139,22 +140,6 @@ def make_run(folder: Path, seed: int = 0, shift: float = 0.0, pretrained_mm=None
     (folder / "environment.json").write_text(json.dumps({"versions": {}}))
     (folder / "operations.csv").write_text(OPERATIONS)
     return folder
-
-
-def md_tables(text: str) -> dict[str, list[dict]]:
-    """tables.md as {title: [row as {column: cell}]}."""
-    out, title, header = {}, None, None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            title, header = line[3:], None
-            out[title] = []
-        elif line.startswith("|") and title:
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if header is None:
-                header = cells
-            elif not set(line) <= set("|-: "):
-                out[title].append(dict(zip(header, cells)))
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -75,12 +75,13 @@ def demo(
     cache: Optional[Path] = typer.Option(None, help="cache folder"),
 ) -> None:
     """The whole PULSE protocol on the embedded world: three scenarios x {ga, ga_klr, npo}, plus the
-    projector + LLM ablation; prints the main table and the paper's findings next to ours."""
+    projector + LLM ablation; prints the main table and the paper's findings next to ours (at the
+    run's budget and, with trajectories, at matched forgetting)."""
     from .config import load_config, shipped_configs
     from .pipeline import run_experiment
     from .progress import RunLog
-    from .report.build import build_report
-    from .report.findings import Summary, findings, main_table
+    from .report.build import build_report, findings_text
+    from .report.findings import Summary, main_table
 
     if preset not in ("default", "tiny"):
         raise PulseError(f"unknown demo preset {preset!r}; choose default or tiny")
@@ -91,9 +92,10 @@ def demo(
     typer.echo(f"\nPULSE on the embedded world ({cfg.scoring} scoring; accuracy %, start -> end)\n")
     typer.echo(main_table(summary))
     typer.echo("\nThe paper's findings, and ours\n")
-    typer.echo(findings(summary))
-    typer.echo(f"\nresults: {folder}/ (summary.csv, predictions.csv, operations.csv, probe.csv, sets.json, "
-               "config.yaml, environment.json, run.log)")
+    typer.echo(findings_text(folder))
+    files = "summary.csv, predictions.csv, operations.csv, " + (
+        "trajectory.csv, matched.csv, " if (folder / "matched.csv").exists() else "")
+    typer.echo(f"\nresults: {folder}/ ({files}probe.csv, sets.json, config.yaml, environment.json, run.log)")
     typer.echo(f"report: {build_report(folder)}")
 
 

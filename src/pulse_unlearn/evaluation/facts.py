@@ -19,7 +19,7 @@ import torch
 from ..data.batches import IGNORE, Encoder, batch_indices, collate
 from ..progress import bar
 from ..records import Example
-from .predictions import KINDS
+from .predictions import KINDS, ScoredKind
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def fact_items(src, people) -> list[FactItem]:
 
 @KINDS.register
 @dataclass(frozen=True)
-class FactPrediction:
+class FactPrediction(ScoredKind):
     """A training fact's answer as the model predicts it token by token (teacher-forced), and
     the share of its tokens that are right (``score``)."""
 
@@ -55,20 +55,8 @@ class FactPrediction:
     score: float
 
     @property
-    def correct(self) -> float:
-        return self.score
-
-    @property
-    def value(self) -> float:
-        return float(self.score)
-
-    @property
     def metrics(self) -> dict[str, float]:
         return {}
-
-    @property
-    def chance(self) -> float:
-        return 0.0
 
     def correct_cell(self) -> float:
         return round(float(self.score), 4)

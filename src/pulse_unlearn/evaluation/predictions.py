@@ -56,9 +56,27 @@ class Prediction:
         return int(self.correct)
 
 
+class ScoredKind:
+    """A kind whose headline is its ``score`` (a share, not a choice): no guessing floor."""
+
+    score: float
+
+    @property
+    def correct(self) -> float:
+        return self.score
+
+    @property
+    def value(self) -> float:
+        return float(self.score)
+
+    @property
+    def chance(self) -> float:
+        return 0.0
+
+
 @KINDS.register
 @dataclass(frozen=True)
-class OpenPrediction:
+class OpenPrediction(ScoredKind):
     """A free answer (``task``: ``cloze`` or ``generation``): the reply and its score (cloze: 1/0
     for a hit; generation: ROUGE-L F); generation items also carry ROUGE-1/2/L F and BLEU in
     ``metrics``."""
@@ -72,19 +90,6 @@ class OpenPrediction:
     predicted: str
     score: float
     metrics: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def correct(self) -> float:
-        return self.score
-
-    @property
-    def value(self) -> float:
-        return float(self.score)
-
-    @property
-    def chance(self) -> float:
-        """A free answer has no guessing floor."""
-        return 0.0
 
     def correct_cell(self) -> int | float:
         """``predictions.csv``'s ``correct``: 1/0 for cloze, the ROUGE-L F (4 digits) for generation."""
