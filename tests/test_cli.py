@@ -219,3 +219,26 @@ def test_method_parameters_read_as_attributes(typed_method):
     assert (method.steps, method.scale, method.flag, method.mode) == (3, 0.5, True, "a")
     with pytest.raises(AttributeError):
         method.nothing  # noqa: B018
+
+
+def test_the_world_seed_reaches_the_world_and_its_models(tmp_path, monkeypatch):
+    """``model.world_seed`` (``pulse demo --world-seed``) picks the world and its models: the
+    pipeline asks for them with that seed, and the caches key them apart."""
+    from pulse_unlearn import pipeline
+    from pulse_unlearn.models.world_models import models_config
+    from pulse_unlearn.world.build import world_config
+
+    asked = []
+
+    def fake_models(preset, cache, finetuned=True, log=print, seed=0):
+        asked.append((preset, seed))
+        raise PulseError("stop here")
+
+    monkeypatch.setattr(pipeline, "ensure_models", fake_models)
+    assert main(["demo", "--preset", "tiny", "--world-seed", "3", "--out", str(tmp_path / "d"),
+                 "--cache", str(tmp_path / "c")]) == 2
+    assert asked == [("tiny", 3)]
+    assert world_config("tiny", seed=3).fingerprint() != world_config("tiny").fingerprint()
+    assert models_config("tiny", seed=3).key("w", "base") != models_config("tiny").key("w", "base")
+    assert main(["demo", "--world-seed", "-1", "--out", str(tmp_path / "e")]) == 2
+    assert not (tmp_path / "e").exists()

@@ -101,9 +101,11 @@ def test_split_registry_builds_each_split_in_order_and_drops_empty_ones():
     sets = SimpleNamespace(forget=("a", "b"), retain=("c",))
     items = split_items(cfg, _src(), sets)
     assert list(items) == ["forget", "forget_test", "retain", "general"]
-    # the training facts are evaluated where a stopping rule or a trajectory asks for them
+    # the training facts join the evaluation where the trajectory names them (a stopping rule on
+    # them reads them at its checkpoints only)
     cfg.unlearn = SimpleNamespace(stop="target", target=SimpleNamespace(sees="training"))
-    cfg.trajectory.splits = ["retain_facts"]
+    assert "forget_facts" not in split_items(cfg, _src(), sets)
+    cfg.trajectory.splits = ["forget_facts", "retain_facts"]
     src = _src()
     src.facts = {"a": [Example("q?", "x")], "c": [Example("r?", "y", b"img")]}
     items = split_items(cfg, src, sets)

@@ -73,6 +73,7 @@ def demo(
     preset: str = typer.Option("default", help=PRESET_HELP),
     out: Optional[Path] = typer.Option(None, help="run folder (default: runs/demo, or runs/demo-tiny)"),
     cache: Optional[Path] = typer.Option(None, help="cache folder"),
+    world_seed: int = typer.Option(0, help="the embedded world's seed (its people, images and models)"),
 ) -> None:
     """The whole PULSE protocol on the embedded world: three scenarios x {ga, ga_klr, npo}, plus the
     projector + LLM ablation; prints the main table and the paper's findings next to ours (at the
@@ -85,7 +86,8 @@ def demo(
 
     if preset not in ("default", "tiny"):
         raise PulseError(f"unknown demo preset {preset!r}; choose default or tiny")
-    cfg = load_config(shipped_configs()["demo" if preset == "default" else "demo_tiny"])
+    overrides = [f"model.world_seed={world_seed}"] if world_seed else []
+    cfg = load_config(shipped_configs()["demo" if preset == "default" else "demo_tiny"], overrides)
     folder = out or Path("runs") / cfg.name
     store = run_experiment(cfg, folder, cache_dir(cache), log=RunLog(folder, say))
     summary = Summary(store.summary)

@@ -46,11 +46,11 @@ def ensure_world(cfg: WorldConfig, cache: Path, out: Path | None = None, log=pri
     return target
 
 
-def ensure_models(preset: str, cache: Path, finetuned: bool = True, log=print) -> dict[str, Path]:
-    """World, base model and (optionally) fine-tuned model for a preset."""
+def ensure_models(preset: str, cache: Path, finetuned: bool = True, log=print, seed: int = 0) -> dict[str, Path]:
+    """World, base model and (optionally) fine-tuned model for a preset and world seed."""
     from .models.world_models import build_base, build_finetuned, models_config
 
-    wcfg, mcfg = world_config(preset), models_config(preset)
+    wcfg, mcfg = world_config(preset, seed=seed), models_config(preset, seed=seed)
     world = ensure_world(wcfg, cache, log=log)
     paths = {"world": world, "base": build_base(world, wcfg.fingerprint(), mcfg, Path(cache) / "models", log)}
     if finetuned:
@@ -132,12 +132,14 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
                                                                  hub_dataset(cfg.data.mmbench, "data.mmbench")))
     finetune = None
     if cfg.model.source == "world":
-        paths = distributed.main_first(lambda: ensure_models(cfg.model.preset, cache, finetuned=False, log=log))
+        paths = distributed.main_first(lambda: ensure_models(cfg.model.preset, cache, finetuned=False, log=log,
+                                                             seed=cfg.model.world_seed))
         world = paths["world"]
         models = {"base": paths["base"], "finetuned": Path(cfg.model.finetuned) if cfg.model.finetuned else None}
 
         def finetune(ids, facts=None):
-            wcfg, mcfg = world_config(cfg.model.preset), models_config(cfg.model.preset)
+            wcfg = world_config(cfg.model.preset, seed=cfg.model.world_seed)
+            mcfg = models_config(cfg.model.preset, seed=cfg.model.world_seed)
             return distributed.main_first(lambda: build_finetuned(world, wcfg.fingerprint(), mcfg,
                                                                   Path(cache) / "models", log, people=ids))
 

@@ -176,6 +176,7 @@ class ModelSource(Strict):
 
     source: Literal["world", "path"] = "world"
     preset: Literal[PRESETS] = "default"  # the world preset (source=world)
+    world_seed: Seed = 0  # the world's seed (source=world): its people, images, benchmark and models
     base: Annotated[str, Field(min_length=1)] | None = None  # source=path: the pre-trained model
     finetuned: Annotated[str, Field(min_length=1)] | None = None  # an already fine-tuned model (scenarios 1, 3)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU

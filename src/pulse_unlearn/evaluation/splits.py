@@ -93,14 +93,14 @@ for _who in ("forget", "retain"):
                              description=f"the {_who} people's {_task} items (scoring=mllmu)"))
 
 
-def _facts_used(cfg, who: str) -> bool:
-    """The training-fact splits are evaluated where a stopping rule or a trajectory asks for them."""
-    name, u = f"{who}_facts", cfg.unlearn
-    rule = who == "forget" and u.stop == "target" and u.target.sees == "training"
-    return rule or name in cfg.trajectory.splits
+def _facts_named(cfg, who: str) -> bool:
+    """The training facts join the end-of-operation evaluation only when ``trajectory.splits`` names
+    them: a stopping rule on them reads them at its checkpoints (``protocol/trajectory.py``), and
+    a request's facts outnumber its questions (36 per person in the embedded world)."""
+    return f"{who}_facts" in cfg.trajectory.splits
 
 
 for _who in ("forget", "retain"):
     register_split(Split(f"{_who}_facts", lambda c, who=_who: fact_items(c.src, getattr(c.sets, who)), task="facts",
-                         per_request=_who == "forget", enabled=lambda cfg, who=_who: _facts_used(cfg, who),
+                         per_request=_who == "forget", enabled=lambda cfg, who=_who: _facts_named(cfg, who),
                          description=f"the {_who} people's training facts (answer-token accuracy)"))

@@ -44,7 +44,7 @@ class Trajectory:
         scorers = {}
         for name in names:
             spec = SPLITS[name]
-            if not spec.enabled(cfg):  # e.g. cloze items under a forward-pass scoring
+            if not spec.enabled(cfg) and name != rule.split:  # e.g. cloze items under a forward-pass scoring
                 continue
             items = spec.items(ctx)
             if spec.per_request:
