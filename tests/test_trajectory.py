@@ -163,5 +163,6 @@ def test_token_accuracy_by_hand():
     # logits at positions 1 and 2; vocabulary of 3
     logits = torch.tensor([[[0, 0, 0], [0, 5, 0], [9, 0, 0], [0, 0, 0]]], dtype=torch.float)
     labels = torch.tensor([[-100, -100, 1, 2]])
-    hits, counts = token_accuracy(logits, labels)
+    hits, counts, guesses = token_accuracy(logits, labels)
     assert hits.tolist() == [1] and counts.tolist() == [2]  # position 1 predicts 1 (right), 2 predicts 0 (wrong)
+    assert guesses.tolist() == [[0, 1, 0]]

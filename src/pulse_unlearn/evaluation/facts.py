@@ -62,13 +62,15 @@ class FactPrediction(ScoredKind):
         return round(float(self.score), 4)
 
 
-def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per sequence: how many answer tokens are the argmax of the logits one position before
-    them, and how many answer tokens there are (logits at t predict the token at t+1)."""
+    them, and how many answer tokens there are (logits at t predict the token at t+1); and the
+    argmax at every position (the predicted tokens, read once)."""
     targets = labels[:, 1:]
     mask = targets != IGNORE
-    hits = (logits[:, :-1].argmax(-1) == targets) & mask
-    return hits.sum(-1), mask.sum(-1)
+    guesses = logits[:, :-1].argmax(-1)
+    hits = (guesses == targets) & mask
+    return hits.sum(-1), mask.sum(-1), guesses
 
 
 class FactScorer:
@@ -89,9 +91,7 @@ class FactScorer:
             for idx in batches:
                 batch = {k: v.to(device) for k, v in collate(self.enc, idx, self.pad_id).items()}
                 labels = batch.pop("labels")
-                logits = model(**batch).logits
-                hits, counts = token_accuracy(logits, labels)
-                guesses = logits[:, :-1].argmax(-1)
+                hits, counts, guesses = token_accuracy(model(**batch).logits, labels)
                 for row, i in enumerate(idx):
                     it, start = self.items[i], self.enc.prompt_len[i] - 1
                     guess = guesses[row, start: len(self.enc.ids[i]) - 1].tolist()

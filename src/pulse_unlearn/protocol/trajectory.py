@@ -41,14 +41,14 @@ class Trajectory:
         if rule.split and rule.split not in names:
             names.append(rule.split)
         ctx = SplitContext(cfg, evaluate.src, evaluate.sets)
-        scorers = {}
+        scorers, people = {}, set(request)
         for name in names:
             spec = SPLITS[name]
             if not spec.enabled(cfg) and name != rule.split:  # e.g. cloze items under a forward-pass scoring
                 continue
             items = spec.items(ctx)
             if spec.per_request:
-                items = [q for q in items if q.subject in set(request)]
+                items = [q for q in items if q.subject in people]
             if cfg.trajectory.subset is not None and len(items) > cfg.trajectory.subset:
                 keep = set(choose([q.qid for q in items], cfg.trajectory.subset, cfg.seed, "trajectory"))
                 items = [q for q in items if q.qid in keep]
