@@ -42,7 +42,7 @@ def test_rule_labels_say_what_the_rule_saw():
     cfg = UnlearnConfig(stop="target", eval_every=2, target={"sees": "oracle", "rule": "kept", "kept": 0.25})
     rule = StopRule.of(cfg)
     assert rule.split == "forget" and rule.label == "target (oracle: forget questions)"
-    assert rule.text == "forget multimodal and text <= 25% of start above chance"
+    assert rule.text == "forget multimodal and text <= 25% of the starting model's above chance"
     training = StopRule.of(UnlearnConfig(stop="target", eval_every=0.5, target={"modality": "text", "rule": "margin"}))
     assert training.split == "forget_facts" and training.label == "target (training facts)"
     assert training.text == "forget_facts text <= chance + 0.05"
@@ -124,6 +124,22 @@ def test_a_target_met_at_step_0_trains_nothing():
     assert log.checkpoints == [0] and log.losses == [] and traj.reason(log.diverged) == TARGET_MET
 
 
+def test_the_target_is_relative_to_the_starting_model():
+    """A later request whose facts earlier operations already took from 0.8 (starting model) to
+    0.3: kept 0.25 gives the threshold 0.2 of the starting model, not 0.075 of step 0. Met at
+    the checkpoint at 0.15; each row carries the starting model's value."""
+    rule = StopRule("target", "training", "kept", kept=0.25)
+    label = {"scenario": "sequential", "operation": 2}
+    starting = {("forget_facts", m): 0.8 for m in ("multimodal", "text", "all")}
+    traj = Trajectory({"forget_facts": _Scripted([0.3, 0.15, 0.1])}, rule, label, "likelihood", starting=starting)
+    log = _loop([1.0] * 6, traj, every=2)
+    assert log.checkpoints == [0, 2] and traj.reason(log.diverged) == TARGET_MET
+    assert {r["starting_accuracy"] for r in traj.rows} == {0.8}
+    already = Trajectory({"forget_facts": _Scripted([0.1])}, rule, label, "likelihood", starting=starting)
+    log = _loop([1.0] * 6, already, every=2)  # 0.1 <= 0.2 at step 0: nothing to train
+    assert log.checkpoints == [0] and log.losses == [] and already.reason(log.diverged) == TARGET_MET
+
+
 def test_crossing_and_interpolation_by_hand():
     f = [0.8, 0.5, 0.2]
     # target 0.3875: between checkpoints 1 and 2 at t = (0.5 - 0.3875) / (0.5 - 0.2) = 0.375
@@ -156,6 +172,12 @@ def test_matched_rows_by_hand():
     assert missed["target"] == 0.0 and missed["reached"] == 0 and missed["step"] == "" and missed["cost"] == ""
     # (0.5-0.2)(0.6+0.55)/2 + (0.2-0.1)(0.55+0.4)/2 = 0.1725 + 0.0475
     assert missed["auc"] == pytest.approx(0.22) and missed["split"] == "general"
+    # relative to the starting model (0.9 on these items): target 0.25 + 0.25 x 0.65 = 0.4125,
+    # reached at t = (0.5 - 0.4125) / 0.3 = 0.291666... between steps 4 and 8
+    for r in rows:
+        r["starting_accuracy"] = 0.9 if r["split"] == "forget" else r["accuracy"]
+    (rel,) = matched_rows(rows, ForgetTarget(rule="kept", kept=0.25))
+    assert rel["target"] == pytest.approx(0.4125) and rel["step"] == pytest.approx(4 + 4 * 0.0875 / 0.3, abs=0.005)  # 2 digits
 
 
 def test_token_accuracy_by_hand():

@@ -125,16 +125,21 @@ def test_tensorboard_holds_the_trajectory_points(whole):
 
 def test_the_rule_stops_at_the_first_checkpoint_meeting_it(whole):
     """kept 0.5 on both modalities of the training facts (chance 0): where the operation stopped
-    for the target, both are at most half their step-0 value, and at no earlier checkpoint were
-    both; where the budget was spent, no checkpoint had both."""
+    for the target, both are at most half the starting model's value on the same facts, and at
+    no earlier checkpoint were both; where the budget was spent, no checkpoint had both. The
+    starting model's value is operation 1's step 0 (the same model, the same facts)."""
     traj = [r for r in rows(whole / "trajectory.csv") if r["split"] == "forget_facts" and r["modality"] != "all"]
+    for r in traj:
+        if r["operation"] == "1" and r["step"] == "0":
+            assert r["starting_accuracy"] == r["accuracy"]
     for o in rows(whole / "operations.csv"):
         mine = [r for r in traj if (r["scenario"], r["operation"]) == (o["scenario"], o["operation"])]
         value = {(int(r["step"]), r["modality"]): float(r["accuracy"]) for r in mine}
+        starting = {r["modality"]: float(r["starting_accuracy"]) for r in mine}
         steps = sorted({s for s, _ in value})
 
-        def met(step, value=value):
-            return all(value[step, m] <= 0.5 * value[0, m] + 1e-9 for m in ("multimodal", "text"))
+        def met(step, value=value, starting=starting):
+            return all(value[step, m] <= 0.5 * starting[m] + 1e-9 for m in ("multimodal", "text"))
 
         stopped = int(o["stopped_at"])
         assert stopped == steps[-1]
@@ -148,3 +153,28 @@ def test_the_report_judges_the_run_at_matched_forgetting(whole, tmp_path):
     html = build_report(whole, tmp_path / "report").read_text()
     assert "matched forgetting" in html.lower()
     assert "target (training facts)" in html and "ORACLE" not in html  # a training-facts rule is no oracle
+
+
+def test_an_operation_met_at_step_0_reuses_the_previous_evaluation(cache, tiny_models, tmp_path, monkeypatch):
+    """margin 1.0 is met by any model at step 0, so no operation trains: a unit's operation 1 evaluates
+    its (unchanged) model, the later ones reuse that evaluation, and every operation's
+    predictions equal the starting model's, item by item."""
+    from pulse_unlearn.evaluation.evaluator import Evaluator
+
+    calls = []
+    score = Evaluator.__call__
+    monkeypatch.setattr(Evaluator, "__call__", lambda self, model: calls.append(1) or score(self, model))
+    path = tmp_path / "zero.yaml"
+    path.write_text(CONFIG.replace("forget: 4, requests: 2", "forget: 3, requests: 3").replace("methods: [ga_klr]", "methods: [ga]")
+                    .replace("rule: kept, kept: 0.5", "rule: margin, margin: 1.0").replace("log_with: [tensorboard]", ""))
+    assert pulse("run", path, "--out", tmp_path / "run", "--cache", cache) == 0
+    ops = rows(tmp_path / "run" / "operations.csv")  # the sequential unit and its one-shot baseline
+    assert [(o["scenario"], o["steps"], o["reason"]) for o in ops] == \
+        [("finetuned", "0", "target met")] + [("sequential", "0", "target met")] * 3
+    assert len(calls) == 2  # each unit's operation 1; the starting model's evaluation is not an Evaluator call
+    preds = [p for p in rows(tmp_path / "run" / "predictions.csv") if p["scenario"] == "sequential"]
+    by_step = {}
+    for p in preds:
+        by_step.setdefault(p["step"], []).append({k: v for k, v in p.items() if k not in ("step", "operation")})
+    assert set(by_step) == {"0", "1", "2", "3"}
+    assert by_step["1"] == by_step["0"] and by_step["2"] == by_step["0"] and by_step["3"] == by_step["0"]

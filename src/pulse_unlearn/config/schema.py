@@ -59,7 +59,8 @@ Rule = Literal["margin", "kept"]
 class ForgetTarget(Strict):
     """When forget accuracy counts as forgotten. ``margin``: accuracy <= chance + ``margin``;
     ``kept``: at most ``kept`` of the starting model's above-chance accuracy is left,
-    accuracy - chance <= kept x (start - chance), start being the value at the operation's step 0.
+    accuracy - chance <= kept x (start - chance), start being the scenario's starting model's accuracy on
+    the same items (a sequential request already forgotten by earlier operations meets it at step 0).
     Chance is a blind guess's score: 1/options for multiple choice, 0 for training facts."""
 
     rule: Rule = "kept"

@@ -4,7 +4,8 @@ From one operation's trajectory (checkpoints at steps s_0 = 0 < s_1 < ... with f
 f_i on a modality and any other split's accuracy y_i):
 
 - the *target* is the forget accuracy that counts as forgotten (``trajectory.compare``, a
-  ``stopping.threshold`` over the forget split's chance and its step-0 value);
+  ``stopping.threshold`` over the forget split's chance and the starting model's accuracy on the
+  same items, ``starting_accuracy``; the operation's step-0 value where the rows lack it);
 - the *matched point* is where f first reaches the target: f_0 <= target gives s_0; otherwise
   the first i with f_i <= target, and the point lies between checkpoints i-1 and i at
   t = (f_{i-1} - target) / (f_{i-1} - f_i), linearly interpolated: step = s_{i-1} + t (s_i -
@@ -75,7 +76,9 @@ def matched_rows(rows: list[dict], compare, forget_split: str = "forget") -> lis
         if forget_rows is None:
             continue
         f = [float(r["accuracy"]) for r in forget_rows]
-        target = threshold(compare.rule, float(forget_rows[0]["chance"]), f[0], compare.margin, compare.kept)
+        starting = forget_rows[0].get("starting_accuracy", "")
+        start = f[0] if starting in ("", None) else float(starting)
+        target = threshold(compare.rule, float(forget_rows[0]["chance"]), start, compare.margin, compare.kept)
         pos = crossing(f, target)
         for (split, modality), ys in series.items():
             if split in SPLITS and SPLITS[split].per_request:  # the forget splits: what is matched, not a cost

@@ -8,7 +8,9 @@ evaluation questions (``oracle``: a rule no real unlearner could apply, labelled
 general benchmark is never looked at.
 
 A criterion compares a split's accuracy with a threshold that depends on chance (a blind
-guess's score) and on the value at the operation's step 0:
+guess's score) and on ``start``, the scenario's starting model's accuracy on the same items (so
+that every sequential request has the target a one-shot run would give it;
+``protocol/trajectory.py``):
 
 - ``margin``: accuracy <= chance + margin;
 - ``kept``:   accuracy - chance <= kept x max(start - chance, 0).
@@ -36,11 +38,12 @@ def threshold(rule: str, chance: float, start: float, margin: float, kept: float
 
 
 def criterion_text(target, split: str, modalities: tuple[str, ...]) -> str:
-    """The criterion as a sentence, e.g. ``forget_facts multimodal and text <= 25% of start above chance``."""
+    """The criterion as a sentence, e.g. ``forget_facts multimodal and text <= 25% of the starting model's
+    above chance``."""
     where = f"{split} {' and '.join(modalities)}"
     if target.rule == "margin":
         return f"{where} <= chance + {target.margin:g}"
-    return f"{where} <= {target.kept:.0%} of start above chance"
+    return f"{where} <= {target.kept:.0%} of the starting model's above chance"
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class StopRule:
 
     def met(self, start: dict[str, tuple[float, float]], now: dict[str, tuple[float, float]]) -> bool:
         """Whether the criterion holds. ``start`` and ``now``: modality -> (accuracy, chance) of the
-        rule's split at step 0 and at this checkpoint. A modality the split has no items of is
+        rule's split on the starting model and at this checkpoint. A modality the split has no items of is
         not asked; a split with none of the declared modalities never meets it."""
         if self.stop == "fixed":
             return False

@@ -6,7 +6,8 @@ modality (``multimodal``, ``text``, ``all``), with ``n`` and the registered metr
 (``accuracy``) before ``scoring``, the others after it, each empty where it does not apply, and
 the stopping rule that produced it (``stop``: ``fixed`` or ``target (training facts)`` /
 ``target (oracle: forget questions)``). ``trajectory.csv`` has the same metric columns per
-checkpoint of an operation, with the checkpoint's ``step``, ``examples`` and ``chance``.
+checkpoint of an operation, with the checkpoint's ``step``, ``examples`` and ``chance``, and
+``starting_accuracy``: the scenario's starting model on the same items (what targets are relative to).
 Splits declared ``per_request`` are also broken down per sequential request (``1`` .. ``k``) and
 into the requests already unlearned (``done``) and not yet (``pending``).
 """
@@ -27,7 +28,7 @@ def summary_columns() -> tuple[str, ...]:
 
 
 def trajectory_columns() -> tuple[str, ...]:
-    return (*UNIT, "operation", "step", "examples", "split", "modality", "n", "chance",
+    return (*UNIT, "operation", "step", "examples", "split", "modality", "n", "chance", "starting_accuracy",
             *(m.name for m in metric_registry.headline()), "scoring", *(m.name for m in metric_registry.extra()))
 
 

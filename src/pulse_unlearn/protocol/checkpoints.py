@@ -1,7 +1,8 @@
 """What a run has finished, kept so that the same command resumes it after a crash.
 
     resume/key                                   fingerprint of config, data, models, versions, device
-    resume/<scenario>/start.json                 step 0: the sets, the starting model's predictions (and probe)
+    resume/<scenario>/start.json                 step 0: the sets, the starting model's predictions (and probe,
+                                                 and its trajectory points per request)
     resume/<scenario>/<method>--<update>/op-<k>.json     operation k's summary, prediction and operation rows
     resume/<scenario>/<method>--<update>/op-<k>.adapter/ its LoRA adapter (peft layout), until the unit is done
 
@@ -36,7 +37,7 @@ from .sets import Sets
 
 # The layout of the records themselves (predictions by kind, people by subject key): records of
 # another layout are never read back.
-RECORD_FORMAT = 2
+RECORD_FORMAT = 3
 
 
 def resume_key(parts: dict) -> str:
@@ -46,12 +47,14 @@ def resume_key(parts: dict) -> str:
 
 @dataclass
 class Start:
-    """A scenario's step 0: its sets, the starting model's predictions, and the probe (pretrained)."""
+    """A scenario's step 0: its sets, the starting model's predictions, the probe (pretrained), and
+    with trajectories the starting model on each request's trajectory items (``Trajectory.starting_points``)."""
 
     sets: Sets
     preds: dict[str, list]  # split -> predictions of any kind
     probe_rows: list[dict] | None = None
     note: str | None = None
+    starting: list[list[dict]] | None = None
 
 
 def _preds_to_json(preds: dict[str, list]) -> dict:
@@ -87,10 +90,12 @@ class Checkpoints:
         if obj is not None:
             self.log(f"[{scenario}] step 0: read back from the interrupted run")
             sets = Sets(requests=tuple(tuple(r) for r in obj["requests"]), retain=tuple(obj["retain"]))
-            return Start(sets, _preds_from_json(obj["preds"]), obj.get("probe_rows"), obj.get("note"))
+            return Start(sets, _preds_from_json(obj["preds"]), obj.get("probe_rows"), obj.get("note"),
+                         obj.get("starting"))
         start = compute()
         self._write(path, {"requests": [list(r) for r in start.sets.requests], "retain": list(start.sets.retain),
-                           "preds": _preds_to_json(start.preds), "probe_rows": start.probe_rows, "note": start.note})
+                           "preds": _preds_to_json(start.preds), "probe_rows": start.probe_rows, "note": start.note,
+                           "starting": start.starting})
         return start
 
     def unit(self, unit: dict, n: int) -> UnitCheckpoints:

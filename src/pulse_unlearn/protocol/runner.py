@@ -63,7 +63,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         for unit in plan.units_of(scenario):
             _record(r, evaluation_rows(unit, start.preds, start.sets.requests, 0, cfg.scoring, r.stop.label))
             done = r.checkpoints.unit(unit, len(start.sets.requests))
-            work = _UnitWork(r, unit, start.sets, done)
+            work = _UnitWork(r, unit, start, done)
             for k in range(1, len(start.sets.requests) + 1):
                 _record(r, done.operation(k, partial(work.unlearn_and_evaluate, k)), flush=work.computed)
             done.done()
@@ -147,7 +147,10 @@ def _evaluate_start(r: _Run, scenario: str) -> Start:
                   for name, ids in (("forget", sets.forget), ("retain", sets.retain))}
     evaluate = r.evaluator(scenario, sets, encoder)
     preds = {name: probed[name] if name in probed else scorer(model) for name, scorer in evaluate.scorers.items()}
-    return Start(sets, preds, probe_rows, note)
+    starting = None
+    if r.cfg.unlearn.eval_every is not None:  # what each operation's targets are relative to
+        starting = Trajectory.starting_points(evaluate, r.cfg, sets.requests, model)
+    return Start(sets, preds, probe_rows, note, starting)
 
 
 def _record_start(r: _Run, scenario: str, start: Start) -> None:
@@ -165,8 +168,10 @@ class _UnitWork:
     """One unit's operations that are not read back: the model is loaded (and rebuilt from the
     adapters of the operations an interrupted run finished) only when the first is computed."""
 
-    def __init__(self, r: _Run, unit: dict, sets: Sets, done: UnitCheckpoints):
-        self.r, self.unit, self.sets, self.done, self.model, self.computed = r, unit, sets, done, None, False
+    def __init__(self, r: _Run, unit: dict, start: Start, done: UnitCheckpoints):
+        self.r, self.unit, self.start, self.done, self.model, self.computed = r, unit, start, done, None, False
+        self.sets = sets = start.sets
+        self.previous: dict | None = None  # the last operation's predictions, when computed here
         self.forget = [r.src.facts_of(request) for request in sets.requests]
         self.retain = r.src.facts_of(sets.retain)
         if done.finished:
@@ -179,6 +184,17 @@ class _UnitWork:
         self.r.trackers.log({_tag(row, f"op{row['operation']}", row["split"], row["modality"], "accuracy"):
                              row["accuracy"] for row in rows}, rows[0]["step"])
 
+    def _evaluate(self, evaluate: Evaluator, oplog) -> dict:
+        """Every split on the operation's model. An operation that took no optimizer step (its
+        stopping rule was met at step 0) merged an adapter whose B matrices are still zero, so
+        the model is the previous operation's, weight for weight: its predictions are reused."""
+        if not oplog.losses and self.previous is not None:
+            preds = self.previous
+        else:
+            preds = evaluate(self.model)
+        self.previous = preds
+        return preds
+
     def unlearn_and_evaluate(self, k: int) -> dict:
         """Operation k: unlearn request k, evaluate every split, and the operation's record."""
         r, unit, cfg = self.r, self.unit, self.r.cfg
@@ -190,12 +206,12 @@ class _UnitWork:
         trajectory = None
         if cfg.unlearn.eval_every is not None:
             trajectory = Trajectory.of_operation(evaluate, cfg, unit, k, self.sets.requests[k - 1],
-                                                 on_point=lambda rows: self._point(trajectory, rows))
+                                                 self.start.starting[k - 1], on_point=lambda rows: self._point(trajectory, rows))
         self.model, oplog = unlearn(self.model, evaluate.encoder, self.method, self.forget[k - 1], self.retain,
                                     unit["update"], cfg.unlearn,
                                     desc=f"{unit['scenario']}/{unit['method']}/{unit['update']} op {k}",
                                     on_adapter=lambda peft: self.done.save_adapter(k, peft), monitor=trajectory)
-        preds = evaluate(self.model)
+        preds = self._evaluate(evaluate, oplog)
         collapse = answer_collapse(preds)
         losses = oplog.losses
         reason = trajectory.reason(oplog.diverged) if trajectory else DIVERGED if oplog.diverged else BUDGET_SPENT

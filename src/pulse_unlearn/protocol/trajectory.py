@@ -8,6 +8,11 @@ keeps a seeded draw of at most that many items per split, the same at every chec
 split the run's config does not evaluate (cloze items under a forward-pass scoring) is left
 out. The
 rows go to ``trajectory.csv``; the rule (``evaluation/stopping.py``) reads its split's rows.
+
+Targets are relative to the scenario's *starting model* (``starting_accuracy``: its accuracy on
+the same items, scored once per scenario by ``starting_points``), not to the operation's step 0:
+a sequential request gets the target a one-shot run would give it, and a request that earlier
+operations already forgot meets it at step 0 instead of chasing a fraction of what is left.
 """
 
 from __future__ import annotations
@@ -25,17 +30,19 @@ class Trajectory:
     """The monitor of one operation (``methods.unlearn``'s ``monitor``): scores, records, decides."""
 
     def __init__(self, scorers: dict, rule: StopRule, label: dict, scoring: str,
-                 on_point: Callable[[list[dict]], None] | None = None):
+                 on_point: Callable[[list[dict]], None] | None = None, starting: dict | None = None):
+        """``starting``: (split, modality) -> the starting model's accuracy on the same items;
+        without it (a trajectory on its own) the rule is relative to the first checkpoint."""
         self.scorers, self.rule, self.label, self.scoring, self.on_point = scorers, rule, label, scoring, on_point
+        self.starting = starting
         self.rows: list[dict] = []
         self.start: dict[str, tuple[float, float]] | None = None
         self.met = False
 
-    @classmethod
-    def of_operation(cls, evaluate: Evaluator, cfg, unit: dict, operation: int, request: tuple[str, ...],
-                     on_point: Callable[[list[dict]], None] | None = None) -> Trajectory:
-        """Operation ``operation`` of ``unit``, unlearning ``request``: its splits' scorers, made
-        once per split and items (``Evaluator.scorer``), and the run's stopping rule."""
+    @staticmethod
+    def scorers_of(evaluate: Evaluator, cfg, request: tuple[str, ...]) -> dict:
+        """The scorers of an operation unlearning ``request``: the declared splits and the rule's,
+        made once per split and items (``Evaluator.scorer``)."""
         rule = StopRule.of(cfg.unlearn)
         names = list(cfg.trajectory.splits)
         if rule.split and rule.split not in names:
@@ -54,13 +61,41 @@ class Trajectory:
                 items = [q for q in items if q.qid in keep]
             if items:
                 scorers[name] = evaluate.scorer(name, items)
-        return cls(scorers, rule, {**unit, "operation": operation}, cfg.scoring, on_point)
+        return scorers
+
+    @classmethod
+    def of_operation(cls, evaluate: Evaluator, cfg, unit: dict, operation: int, request: tuple[str, ...],
+                     starting: list[dict] | None = None,
+                     on_point: Callable[[list[dict]], None] | None = None) -> Trajectory:
+        """Operation ``operation`` of ``unit``, unlearning ``request``, under the run's stopping rule;
+        ``starting``: that request's ``starting_points`` rows."""
+        starting = None if starting is None else {(r["split"], r["modality"]): r["accuracy"] for r in starting}
+        return cls(cls.scorers_of(evaluate, cfg, request), StopRule.of(cfg.unlearn), {**unit, "operation": operation},
+                   cfg.scoring, on_point, starting)
+
+    @classmethod
+    def starting_points(cls, evaluate: Evaluator, cfg, requests, model) -> list[list[dict]]:
+        """Per request, the starting model scored on its operation's trajectory items: split,
+        modality and accuracy rows (a split shared by every request is scored once)."""
+        scored: dict[int, list] = {}
+        out = []
+        for request in requests:
+            preds = {}
+            for name, scorer in cls.scorers_of(evaluate, cfg, request).items():
+                if id(scorer) not in scored:
+                    scored[id(scorer)] = scorer(model)
+                preds[name] = scored[id(scorer)]
+            out.append([{k: row[k] for k in ("split", "modality", "accuracy")} for row in point_rows(preds)])
+        return out
 
     def __call__(self, model, step: int, examples: int) -> bool:
         """Checkpoint ``step``: score every split, keep the rows, and whether the rule is met."""
         preds = {name: scorer(model) for name, scorer in self.scorers.items()}
         rows = [{**self.label, "step": step, "examples": examples, **row, "scoring": self.scoring}
                 for row in point_rows(preds)]
+        if self.starting is not None:
+            for row in rows:
+                row["starting_accuracy"] = self.starting.get((row["split"], row["modality"]), "")
         self.rows += rows
         if self.on_point is not None:
             self.on_point(rows)
@@ -68,7 +103,9 @@ class Trajectory:
             return False
         now = {r["modality"]: (r["accuracy"], r["chance"]) for r in rows if r["split"] == self.rule.split}
         if self.start is None:
-            self.start = now
+            self.start = now if self.starting is None else {
+                m: (self.starting[self.rule.split, m], chance) for m, (_, chance) in now.items()
+                if (self.rule.split, m) in self.starting}
         self.met = self.rule.met(self.start, now)
         return self.met
 
