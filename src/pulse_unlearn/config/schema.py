@@ -260,6 +260,33 @@ def _check_method_params(value: dict[str, dict[str, Any]]) -> dict[str, dict[str
     return checked
 
 
+def _check_attacks(value: list) -> list[dict[str, Any]]:
+    """Each attack entry: a mapping with a registered ``name`` and that attack's declared
+    parameters (``Attack.Params``), each attack listed once (several settings go in its parameters)."""
+    from ..evaluation.attacks import ATTACKS  # imports torch: only when a config is validated
+
+    checked, seen = [], set()
+    for i, spec in enumerate(value):
+        if not isinstance(spec, dict):
+            raise key_error(f"attacks.{i}", "must be a mapping with the attack's name and parameters")
+        name = spec.get("name")
+        if name not in ATTACKS:
+            raise key_error(f"attacks.{i}.name", f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))}")
+        if name in seen:
+            raise key_error(f"attacks.{i}.name", f"{name} is listed twice; give it several settings in one entry")
+        seen.add(name)
+        schema = ATTACKS[name].Params
+        params = {k: v for k, v in spec.items() if k != "name"}
+        try:
+            checked.append({"name": name, **schema.model_validate(params).model_dump(exclude_unset=True)})
+        except ValidationError as e:
+            prefix = f"attacks.{i}"
+            key, message = one_error(e, prefix, [f"{prefix}.{p}" for p in schema.model_fields],
+                                     takes=f"{name} takes {describe_params(schema)}")
+            raise key_error(key, message.replace("unknown key", "unknown parameter", 1)) from None
+    return checked
+
+
 class RunConfig(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = "run"  # also the run folder's name
     seed: Seed = 0
@@ -281,6 +308,11 @@ class RunConfig(Strict):
     # write (TensorBoard's event files, MLflow's store, W&B's run files); null: <run folder>/trackers
     log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
     tracker_dir: Annotated[str, Field(min_length=1)] | None = None
+    # Recovery attacks and residual-knowledge probes (evaluation/attacks): each {name: ..., its
+    # parameters}, run on the model after each unit's last operation and on the starting model
+    # (the baseline); attacks_every_operation: after every operation (the sequential scenario).
+    attacks: list[dict[str, Any]] = Field(default_factory=list)
+    attacks_every_operation: bool = False
 
     @field_validator("log_with")
     @classmethod
@@ -294,6 +326,11 @@ class RunConfig(Strict):
     @classmethod
     def _method_params(cls, value):
         return _check_method_params(value)
+
+    @field_validator("attacks")
+    @classmethod
+    def _attacks(cls, value):
+        return _check_attacks(value)
 
     @model_validator(mode="after")
     def _split_sizes(self):

@@ -2,7 +2,7 @@
 
     resume/key                                   fingerprint of config, data, models, versions, device
     resume/<scenario>/start.json                 step 0: the sets, the starting model's predictions (and probe,
-                                                 and its trajectory points per request)
+                                                 its trajectory points per request, the attacks' baseline)
     resume/<scenario>/<method>--<update>/op-<k>.json     operation k's summary, prediction and operation rows
     resume/<scenario>/<method>--<update>/op-<k>.adapter/ its LoRA adapter (peft layout), until the unit is done
 
@@ -55,6 +55,7 @@ class Start:
     probe_rows: list[dict] | None = None
     note: str | None = None
     starting: list[list[dict]] | None = None
+    attacks: list[dict] = field(default_factory=list)  # the attacks' baseline rows (``evaluation/attacks``)
 
 
 def _preds_to_json(preds: dict[str, list]) -> dict:
@@ -91,11 +92,11 @@ class Checkpoints:
             self.log(f"[{scenario}] step 0: read back from the interrupted run")
             sets = Sets(requests=tuple(tuple(r) for r in obj["requests"]), retain=tuple(obj["retain"]))
             return Start(sets, _preds_from_json(obj["preds"]), obj.get("probe_rows"), obj.get("note"),
-                         obj.get("starting"))
+                         obj.get("starting"), obj.get("attacks", []))
         start = compute()
         self._write(path, {"requests": [list(r) for r in start.sets.requests], "retain": list(start.sets.retain),
                            "preds": _preds_to_json(start.preds), "probe_rows": start.probe_rows, "note": start.note,
-                           "starting": start.starting})
+                           "starting": start.starting, "attacks": start.attacks})
         return start
 
     def unit(self, unit: dict, n: int) -> UnitCheckpoints:

@@ -29,6 +29,8 @@ from .. import distributed
 from ..config import RunConfig
 from ..data.batches import Encoder
 from ..data.sources import Sources, load_sources
+from ..evaluation.attacks import COLUMNS as ATTACK_COLUMNS
+from ..evaluation.attacks import attacked, baseline_rows, with_recovery
 from ..evaluation.collapse import answer_collapse
 from ..evaluation.evaluator import Evaluator
 from ..evaluation.matched import COLUMNS as MATCHED_COLUMNS
@@ -61,7 +63,8 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         start = r.checkpoints.start(scenario, partial(_evaluate_start, r, scenario))
         _record_start(r, scenario, start)
         for unit in plan.units_of(scenario):
-            _record(r, evaluation_rows(unit, start.preds, start.sets.requests, 0, cfg.scoring, r.stop.label))
+            _record(r, {**evaluation_rows(unit, start.preds, start.sets.requests, 0, cfg.scoring, r.stop.label),
+                        "attacks": [{**unit, "operation": 0, **row} for row in start.attacks]})
             done = r.checkpoints.unit(unit, len(start.sets.requests))
             work = _UnitWork(r, unit, start, done)
             for k in range(1, len(start.sets.requests) + 1):
@@ -117,7 +120,8 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     store = RunStore(out, config, config_hash, write=distributed.is_main(),
                      columns={"summary.csv": summary_columns(), "predictions.csv": prediction_columns(),
-                              "trajectory.csv": trajectory_columns(), "matched.csv": MATCHED_COLUMNS})
+                              "trajectory.csv": trajectory_columns(), "matched.csv": MATCHED_COLUMNS,
+                              "attacks.csv": ATTACK_COLUMNS})
     plan.start_models = scenarios.start_models(plan, src, models, finetune)
     fingerprints = {"config": config_hash, "data": file_fingerprint(src.files)}
     for label, path in {**models, **plan.start_models}.items():
@@ -150,7 +154,8 @@ def _evaluate_start(r: _Run, scenario: str) -> Start:
     starting = None
     if r.cfg.unlearn.eval_every is not None:  # what each operation's targets are relative to
         starting = Trajectory.starting_points(evaluate, r.cfg, sets.requests, model)
-    return Start(sets, preds, probe_rows, note, starting)
+    attacks = baseline_rows(attacked(r.cfg.attacks, model, evaluate, preds, r.log))  # each attack's baseline
+    return Start(sets, preds, probe_rows, note, starting, attacks)
 
 
 def _record_start(r: _Run, scenario: str, start: Start) -> None:
@@ -229,8 +234,12 @@ class _UnitWork:
               f"({reason})"
               + (f"  (diverged at step {oplog.diverged_at}: loss {losses[-1]})" if oplog.diverged else "")
               + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})" if collapse.collapsed else ""))
+        attacks = []
+        if k == len(self.sets.requests) or cfg.attacks_every_operation:
+            rows = attacked(cfg.attacks, self.model, evaluate, preds, r.log)
+            attacks = [{**unit, "operation": k, **row} for row in with_recovery(rows, self.start.attacks)]
         record = {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring, r.stop.label),
-                  "operation": operation, "trajectory": trajectory.rows if trajectory else []}
+                  "operation": operation, "trajectory": trajectory.rows if trajectory else [], "attacks": attacks}
         _track_operation(r, {**record, "losses": losses})
         return record
 
@@ -254,6 +263,7 @@ def _record(r: _Run, record: dict, flush: bool = False) -> None:
     r.store.predictions += record["predictions"]
     if record.get("operation"):
         r.store.operations.append(record["operation"])
+    r.store.attacks += record.get("attacks", [])
     if record.get("trajectory"):
         r.store.trajectory += record["trajectory"]
         r.store.matched += matched_rows(record["trajectory"], r.cfg.trajectory.compare)

@@ -15,6 +15,10 @@
     matched.csv        from the trajectories: each unit's retain and general accuracy where its forget
                        accuracy first reached the comparison target (trajectory.compare), and the area
                        under the forget-vs-accuracy curve (``evaluation/matched.py``)
+    attacks.csv        with attacks: per unit, operation (0: the starting model, each attack's baseline),
+                       attack, setting, split and modality: n, the metric's value, the same model without
+                       the attack (unlearned), the starting model under it (start) and the recovery
+                       (``evaluation/attacks``)
     probe.csv          the pretrained scenario's probe: per celebrity (id, population) accuracy, known or not
     sets.json          who is forgotten and retained, per scenario (and the sequential requests): original
                        IDs and the scenario's population
@@ -103,6 +107,7 @@ class RunStore:
         self.operations: list[dict] = []
         self.trajectory: list[dict] = []
         self.matched: list[dict] = []
+        self.attacks: list[dict] = []
         self.extra: dict[str, object] = {}
         if not write:
             return
@@ -133,6 +138,8 @@ class RunStore:
         if self.trajectory:
             self.write_trajectory()
             self.write_csv("matched.csv", self.matched, self.columns["matched.csv"])
+        if self.attacks:
+            self.write_csv("attacks.csv", self.attacks, self.columns["attacks.csv"])
 
     def write_trajectory(self, pending: list[dict] = ()) -> None:
         """``trajectory.csv``: the finished operations' rows and ``pending``, those of the operation

@@ -1,0 +1,199 @@
+"""Recovery attacks and residual-knowledge probes: is forgotten knowledge removed, or hidden?
+
+An attack is a registered component with declared parameters (``Attack.Params``: types and
+ranges, checked when the config is loaded) and declared scored splits. It runs on the model
+after an operation (the last of every unit; every one with ``attacks_every_operation``) and on
+the scenario's starting model, its baseline. An attack changes the *inputs* (``InputAttack``:
+each item of a split rewritten; the changed items are encoded once and scored on every model)
+or the *model* (``ModelAttack``: a changed copy, the unit's model untouched), or reads the
+model's predictions (``consistency``) or losses (``mia``) directly.
+
+Each attack gives ``Outcome``s (a setting, e.g. ``bits=4``, a split and predictions, or ready
+metric rows), which become ``attacks.csv``'s rows per modality (``attack_rows``):
+
+- ``value``: the attacked model's accuracy (or the attack's metric);
+- ``unlearned``: the same model without the attack, on the same people and modality;
+- ``start``: the starting model under the same attack (its plain-quantisation or plain-
+  transform loss is thereby separated from what the attack brings back);
+- ``recovery = (value - unlearned) / (start - unlearned)``: 0 = nothing came back, 1 = back to
+  where the starting model is under the same attack; empty where start and unlearned are
+  within ``MIN_GAP`` of each other (nothing was forgotten, so nothing can be recovered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ...config.messages import describe_params, one_error
+from ...records import MODALITIES
+from ...registry import Registry
+from ..splits import SPLITS, SplitContext
+
+ATTACKS: Registry[type] = Registry("attack", "pulse_unlearn.attacks")
+COLUMNS = ("scenario", "method", "update", "operation", "attack", "setting", "split", "modality", "n", "metric",
+           "value", "unlearned", "start", "recovery")
+MIN_GAP = 1e-6  # |start - unlearned| at or below this: recovery is not defined
+
+
+class AttackParams(BaseModel):
+    """An attack's parameters, each declared with its type and range; ``splits`` the scored splits."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One setting of an attack on one split: the predictions it gave (``preds``), or metric rows
+    it computed itself (``rows``: modality, n, metric, value; no recovery)."""
+
+    setting: str
+    split: str
+    preds: list | None = None
+    rows: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AttackContext:
+    """What an attack sees besides the model: the scenario's evaluator (its encoder, config, data
+    and sets; ``Evaluator.scorer`` encodes a set of items once per run) and the model's plain
+    predictions on every split."""
+
+    evaluator: object
+    plain: dict[str, list]
+
+    @property
+    def split_context(self) -> SplitContext:
+        e = self.evaluator
+        return SplitContext(e.cfg, e.src, e.sets)
+
+
+class Attack:
+    name: ClassVar[str]
+    Params: ClassVar[type[AttackParams]] = AttackParams
+    splits: ClassVar[tuple[str, ...]] = ("forget",)  # the scored splits
+
+    def __init__(self, **params):
+        try:
+            self.params = self.Params(**params)
+        except ValidationError as e:
+            key, message = one_error(e, candidates=list(self.Params.model_fields),
+                                     takes=f"it takes {describe_params(self.Params)}")
+            raise ValueError(f"attack {self.name}: {key}: {message.replace('unknown key', 'unknown parameter')}") \
+                from None
+
+    def __getattr__(self, key: str):  # parameters read as attributes: self.bits
+        params = self.__dict__.get("params")
+        if params is not None and key in type(params).model_fields:
+            return getattr(params, key)
+        raise AttributeError(key)
+
+    def does_not_apply(self, ctx: AttackContext) -> str | None:
+        """Why the attack cannot run on this scenario's data (None: it can)."""
+        return None
+
+    def __call__(self, model, ctx: AttackContext) -> list[Outcome]:
+        raise NotImplementedError
+
+
+class InputAttack(Attack):
+    """Each declared split's items rewritten per setting (``change``), scored on the model."""
+
+    def settings(self) -> list[str]:
+        raise NotImplementedError
+
+    def change(self, items: list, setting: str, ctx: AttackContext) -> list:
+        """The items to score instead (``qid`` made unique per setting); items without a changed
+        form may be left out."""
+        raise NotImplementedError
+
+    def __call__(self, model, ctx: AttackContext) -> list[Outcome]:
+        out = []
+        for setting in self.settings():
+            for split in self.splits:
+                items = self.change(SPLITS[split].items(ctx.split_context), setting, ctx)
+                if items:
+                    out.append(Outcome(setting, split, ctx.evaluator.scorer(split, items)(model)))
+        return out
+
+
+def make_attack(spec: dict) -> Attack:
+    """An attack from its config entry: ``{name: ..., <its parameters>}``."""
+    params = dict(spec)
+    name = params.pop("name", None)
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))}")
+    return ATTACKS[name](**params)
+
+
+def recovery(value: float, unlearned: float, start: float) -> float | None:
+    """(value - unlearned) / (start - unlearned); None where start and unlearned (nearly) agree."""
+    gap = start - unlearned
+    return None if abs(gap) <= MIN_GAP else (value - unlearned) / gap
+
+
+def _accuracy(preds: list) -> float:
+    return sum(p.value for p in preds) / len(preds)
+
+
+def _by_modality(preds: list) -> dict[str, list]:
+    """Per modality present, and ``all`` where there are both."""
+    out = {m: ps for m in MODALITIES if (ps := [p for p in preds if p.modality == m])}
+    return {**out, "all": list(preds)} if len(out) > 1 else out
+
+
+def outcome_rows(attack: str, outcomes: list[Outcome], plain: dict[str, list]) -> list[dict]:
+    """``attacks.csv``'s rows of one attacked model, without ``start`` and ``recovery``: per
+    outcome and modality, n, the accuracy and the plain accuracy on the same people and modality."""
+    rows = []
+    for o in outcomes:
+        if o.preds is None:
+            rows += [{"attack": attack, "setting": o.setting, "split": o.split, "unlearned": "", **r}
+                     for r in o.rows]
+            continue
+        for modality, ps in _by_modality(o.preds).items():
+            people, modalities = {p.subject for p in ps}, {p.modality for p in ps}
+            same = [p for p in plain.get(o.split, ()) if p.subject in people and p.modality in modalities]
+            rows.append({"attack": attack, "setting": o.setting, "split": o.split, "modality": modality,
+                         "n": len(ps), "metric": "accuracy", "value": round(_accuracy(ps), 6),
+                         "unlearned": round(_accuracy(same), 6) if same else ""})
+    return rows
+
+
+ROW_KEY = ("attack", "setting", "split", "modality", "metric")
+
+
+def with_recovery(rows: list[dict], baseline: list[dict]) -> list[dict]:
+    """``rows`` with ``start`` (the baseline row of the same attack, setting, split, modality and
+    metric) and ``recovery`` where both are defined."""
+    start = {tuple(r[k] for k in ROW_KEY): r["value"] for r in baseline}
+    out = []
+    for r in rows:
+        s = start.get(tuple(r[k] for k in ROW_KEY), "")
+        rec = None if "" in (s, r["unlearned"]) else recovery(r["value"], r["unlearned"], s)
+        out.append({**r, "start": s, "recovery": "" if rec is None else round(rec, 6)})
+    return out
+
+
+def attacked(specs: list[dict], model, evaluator, plain: dict[str, list], log=print) -> list[dict]:
+    """Every configured attack on ``model`` (left as it is), given its plain predictions: the rows
+    of ``outcome_rows``. An attack that does not apply to the data says why and gives none."""
+    rows = []
+    for spec in specs:
+        attack, ctx = make_attack(spec), AttackContext(evaluator, plain)
+        why = attack.does_not_apply(ctx)
+        if why:
+            log(f"attack {attack.name} does not apply: {why}")
+            continue
+        rows += outcome_rows(attack.name, attack(model, ctx), plain)
+    return rows
+
+
+def baseline_rows(rows: list[dict]) -> list[dict]:
+    """The starting model's rows: it is its own ``start``; recovery is not defined."""
+    return [{**r, "start": r["value"], "recovery": ""} for r in rows]
+
+
+from . import consistency, images  # noqa: E402,F401  (the built-in attacks register themselves)

@@ -1,0 +1,206 @@
+"""Recovery attacks: the arithmetic by hand, consistency counts on hand-built predictions, image
+transforms reaching the processor, config checks, and attacks.csv in a real (tiny) run, resumed
+after SIGKILL byte for byte."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from processes import run_killed_once
+
+from pulse_unlearn.cli import main
+from pulse_unlearn.evaluation.attacks import (MIN_GAP, Outcome, baseline_rows, make_attack, outcome_rows,
+                                              recovery, with_recovery)
+from pulse_unlearn.evaluation.attacks.consistency import pair_counts, pairs_of
+from pulse_unlearn.evaluation.attacks.images import TRANSFORMS, transform_image
+from pulse_unlearn.evaluation.predictions import Prediction
+
+
+def _pred(qid, right, modality=None):
+    subject, mod, _ = qid.rsplit("/", 2)
+    return Prediction(qid, subject, modality or mod, "A", "A" if right else "B", {"A": 0.0, "B": 0.0})
+
+
+def test_recovery_by_hand():
+    # unlearned 0.3, start 0.8 under the same attack, attacked 0.55: half the way back
+    assert recovery(0.55, 0.3, 0.8) == pytest.approx(0.5)
+    assert recovery(0.3, 0.3, 0.8) == 0.0 and recovery(0.8, 0.3, 0.8) == 1.0
+    assert recovery(0.2, 0.3, 0.8) == pytest.approx(-0.2)  # the attack made it worse
+    assert recovery(0.5, 0.3, 0.3 + MIN_GAP / 2) is None  # nothing was forgotten: not defined
+
+
+def test_rows_carry_unlearned_start_and_recovery():
+    plain = {"forget": [_pred("p1/multimodal/0", False), _pred("p1/multimodal/1", False),
+                        _pred("p1/text/0", True), _pred("p2/multimodal/0", True)]}
+    attacked = [_pred("p1/multimodal/0", True), _pred("p1/multimodal/1", False)]  # p1's image questions only
+    rows = outcome_rows("image_transforms", [Outcome("transform=blur:2", "forget", attacked)], plain)
+    # plain on the same people and modality: p1's two multimodal questions, both wrong
+    assert [(r["modality"], r["n"], r["value"], r["unlearned"]) for r in rows] == [("multimodal", 2, 0.5, 0.0)]
+    base = baseline_rows([{**rows[0], "value": 1.0, "unlearned": 1.0}])
+    assert base[0]["start"] == 1.0 and base[0]["recovery"] == ""
+    (row,) = with_recovery(rows, base)
+    assert row["start"] == 1.0 and row["recovery"] == 0.5  # (0.5 - 0) / (1 - 0)
+
+
+def test_consistency_counts_by_hand():
+    preds = [_pred("a/multimodal/0", True), _pred("a/text/0", True),  # both right
+             _pred("a/multimodal/1", False), _pred("a/text/1", True),  # image wrong, text right
+             _pred("a/multimodal/2", False), _pred("a/text/2", False),  # both wrong
+             _pred("b/multimodal/0", True), _pred("b/text/0", False),  # image right, text wrong
+             _pred("c/multimodal/0", True)]  # c: no text question, and lists of unequal length
+    pairs = pairs_of(preds)
+    assert pair_counts(pairs) == {"both_right": 1, "both_wrong": 1, "image_wrong_text_right": 1,
+                                  "image_right_text_wrong": 1}
+    assert len(pairs) == 4
+
+
+def _png(seed=0, size=32):
+    rng = np.random.default_rng(seed)
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_every_transform_changes_the_image_and_keeps_its_size():
+    png = _png()
+    for name in TRANSFORMS:
+        out = transform_image(png, name, 2, seed=1)
+        assert Image.open(io.BytesIO(out)).size == (32, 32)
+        assert out != png, name
+        assert transform_image(png, name, 2, seed=1) == out  # deterministic
+    # blur smooths: neighbouring pixels differ less
+    def roughness(b):
+        a = np.asarray(Image.open(io.BytesIO(b)), dtype=float)
+        return np.abs(np.diff(a, axis=1)).mean()
+    assert roughness(transform_image(png, "blur", 3)) < 0.5 * roughness(png)
+    # noise std 0.04 x severity in [0, 1] units (clipped at the ends: a little less)
+    grey = io.BytesIO()
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(grey, format="PNG")
+    noisy = np.asarray(Image.open(io.BytesIO(transform_image(grey.getvalue(), "noise", 2, seed=3))), dtype=float)
+    assert (noisy / 255).std() == pytest.approx(0.08, rel=0.1)
+
+
+def test_the_processor_receives_the_transformed_pixels(tiny_models):
+    from dataclasses import replace
+
+    from pulse_unlearn.data.encoder import Encoder
+    from pulse_unlearn.models.load import load_processor
+    from pulse_unlearn.records import Example, Question
+
+    processor = load_processor(tiny_models["finetuned"])
+    q = Question("p/multimodal/0", "p", "multimodal", "Who?", {"A": "x", "B": "y"}, "A", _png(5))
+    attack = make_attack({"name": "image_transforms", "transforms": ["rotation"], "severities": [3]})
+    (changed,) = attack.change([q, replace(q, qid="p/text/0", modality="text", image=None)],
+                               "transform=rotation:3", None)
+    assert changed.qid == "p/multimodal/0/rotation:3"
+    enc = Encoder(processor).encode([Example(changed.question, "x", changed.image)], add_eos=False)
+    expected = processor.image_processor(Image.open(io.BytesIO(transform_image(q.image, "rotation", 3))),
+                                         return_tensors="pt")["pixel_values"]
+    plain = processor.image_processor(Image.open(io.BytesIO(q.image)), return_tensors="pt")["pixel_values"]
+    got = enc.images.select([0])["pixel_values"]
+    assert got.shape == expected.shape and (got - expected).abs().max() < 1e-6
+    assert (got - plain).abs().max() > 0.1
+
+
+def pulse(*args) -> int:
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return main(list(map(str, args)))
+
+
+@pytest.mark.parametrize("entry, says", [
+    ("{name: quantise}", "attacks.0.name: unknown attack 'quantise'"),
+    ("{name: image_transforms, severities: [0]}", "attacks.0.severities.0: must be >= 1"),
+    ("{name: image_transforms, transforms: [blur, blur]}", "attacks.0.transforms: lists a value more than once"),
+    ("{name: image_transforms, bits: 4}", "attacks.0.bits: unknown parameter"),
+    ("[consistency]", "attacks.0: must be a mapping"),
+])
+def test_a_bad_attack_entry_is_one_line_and_nothing_is_written(tmp_path, capsys, entry, says):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: bad\nattacks:\n  - {entry}\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+CONFIG = """name: att
+model: {source: world, preset: tiny}
+splits: {finetune_people: 10, forget: 4, requests: 2, probe_threshold: 0.4, pretrained_forget: 3, pretrained_retain: 3}
+grid:
+  - {scenarios: [sequential], methods: [ga], updates: [llm]}
+unlearn: {lr: 3.0e-3, batch_size: 8, lora: {rank: 8, alpha: 16}}
+scoring: likelihood
+attacks:
+  - {name: consistency}
+  - {name: image_transforms, transforms: [blur], severities: [2]}
+"""
+
+
+def rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory, tiny_models):
+    path = tmp_path_factory.mktemp("cfg") / "att.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture(scope="module")
+def whole(config, cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    assert pulse("run", config, "--out", out, "--cache", cache) == 0
+    return out
+
+
+def test_attacks_run_after_the_last_operation_and_on_the_starting_model(whole):
+    att = rows(whole / "attacks.csv")
+    # the sequential unit after its 2nd (last) operation, its one-shot baseline after its 1st;
+    # operation 0 is the starting model, each attack's baseline
+    assert {(r["scenario"], r["operation"]) for r in att} == {("finetuned", "0"), ("finetuned", "1"),
+                                                             ("sequential", "0"), ("sequential", "2")}
+    assert {r["attack"] for r in att} == {"consistency", "image_transforms"}
+    summary = rows(whole / "summary.csv")
+    for r in att:
+        if r["attack"] == "image_transforms" and r["operation"] != "0":
+            # unlearned = the summary's forget multimodal accuracy after the same operation
+            (plain,) = [s for s in summary if (s["scenario"], s["step"], s["split"], s["request"], s["modality"])
+                        == (r["scenario"], r["operation"], "forget", "all", "multimodal")]
+            assert float(r["unlearned"]) == pytest.approx(float(plain["accuracy"]), abs=1e-6)
+            base = next(b for b in att if b["operation"] == "0" and b["scenario"] == r["scenario"]
+                        and (b["attack"], b["setting"], b["modality"]) == (r["attack"], r["setting"], r["modality"]))
+            assert r["start"] == base["value"]
+            value, un, start = float(r["value"]), float(r["unlearned"]), float(r["start"])
+            if abs(start - un) > MIN_GAP:
+                assert float(r["recovery"]) == pytest.approx((value - un) / (start - un), abs=1e-5)
+        if r["attack"] == "consistency":
+            assert r["modality"] == "pair" and r["recovery"] == ""
+    shares = {}
+    for r in att:
+        if r["attack"] == "consistency":
+            shares.setdefault((r["scenario"], r["operation"], r["split"]), 0.0)
+            shares[r["scenario"], r["operation"], r["split"]] += float(r["value"])
+    assert all(s == pytest.approx(1.0, abs=1e-5) for s in shares.values())
+
+
+def test_sigkill_after_the_first_unit_resumes_attacks_byte_identically(whole, config, cache, tmp_path):
+    out = tmp_path / "killed"
+
+    def first_unit_attacked(path):
+        try:
+            return any(r["operation"] == "1" for r in rows(path))
+        except OSError:
+            return False
+
+    run_killed_once(out / "attacks.csv", ["run", str(config), "--out", str(out), "--cache", str(cache)],
+                    until=first_unit_attacked)
+    assert pulse("run", config, "--out", out, "--cache", cache) == 0
+    for name in ("attacks.csv", "summary.csv", "predictions.csv"):
+        assert (out / name).read_bytes() == (whole / name).read_bytes(), name
