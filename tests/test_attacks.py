@@ -204,3 +204,56 @@ def test_sigkill_after_the_first_unit_resumes_attacks_byte_identically(whole, co
     assert pulse("run", config, "--out", out, "--cache", cache) == 0
     for name in ("attacks.csv", "summary.csv", "predictions.csv"):
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def _frame(recoveries: dict[str, float], align=(0.1, 0.3)):
+    import pandas as pd
+
+    rows = []
+    for op in (0, 1):
+        for attack, rec in recoveries.items():
+            rows.append({"scenario": "finetuned", "method": "ga", "update": "llm", "operation": op, "attack": attack,
+                         "setting": "", "split": "forget", "modality": "all", "n": 10, "metric": "accuracy",
+                         "value": 0.8 if op == 0 else 0.25 + rec * 0.55, "unlearned": 0.8 if op == 0 else 0.25,
+                         "start": 0.8, "recovery": "" if op == 0 else rec})
+        rows.append({"scenario": "finetuned", "method": "ga", "update": "llm", "operation": op,
+                     "attack": "consistency", "setting": "", "split": "forget", "modality": "pair", "n": 10,
+                     "metric": "image_wrong_text_right", "value": align[op], "unlearned": "", "start": "",
+                     "recovery": ""})
+    return pd.DataFrame(rows)
+
+
+def test_the_residual_finding_follows_its_thresholds():
+    from pulse_unlearn.report.attacks import pool_attacks, residual_findings
+
+    hidden = residual_findings(pool_attacks(_frame({"relearn": 0.6, "quantize": 0.1})))
+    assert "hidden: relearn brings back 60% of what was forgotten (25.0% -> 58.0%" in hidden
+    assert "broken alignment" in hidden  # 10% -> 30% of the forget pairs: +20 points >= 10
+    removed = residual_findings(pool_attacks(_frame({"relearn": 0.15, "quantize": -0.2}, align=(0.1, 0.15))))
+    assert "removed: no attack brings back more than 15% (most: relearn)" in removed
+    assert "broken alignment" not in removed
+    assert "unclear: relearn brings back 30%" in residual_findings(pool_attacks(_frame({"relearn": 0.3})))
+
+
+def test_compare_pools_attacks_over_runs():
+    import pandas as pd
+
+    from pulse_unlearn.report.attacks import pool_attacks
+
+    a, b = _frame({"relearn": 0.6}).assign(run=0), _frame({"relearn": 0.2}).assign(run=1)
+    pooled = pool_attacks(pd.concat([a, b]))
+    row = pooled[(pooled.attack == "relearn") & (pooled.operation == 1)].iloc[0]
+    assert row.runs == 2 and row.recovery == pytest.approx(0.4)
+    assert row.recovery_std == pytest.approx(pd.Series([0.6, 0.2]).std())
+
+
+def test_the_report_has_the_residual_knowledge_section(whole, tmp_path):
+    from pulse_unlearn import load_run
+    from pulse_unlearn.report.build import build_report, findings_text
+
+    html = build_report(whole, tmp_path / "report").read_text()
+    assert "residual knowledge (recovery attacks)" in html and "Residual knowledge (hidden" in html
+    assert (tmp_path / "report" / "recovery.png").is_file() or "rec " not in html
+    assert "# Residual knowledge" in findings_text(whole)
+    run = load_run(whole)
+    assert run.attacks is not None and set(run.attacks.attack) == {"consistency", "image_transforms"}

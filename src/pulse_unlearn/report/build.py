@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import PulseError
 from ..runs.atomic import atomic_write
 from . import plots as P
+from .attacks import attack_tables, pool_attacks, recovery_plot, residual_findings
 from .findings import Summary, stopping_note
 from .html import page
 from .matched import combined, matched_tables, pool_matched
@@ -38,14 +39,20 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
            runs_md: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     matched = pool_matched(runs)
+    attacks = pool_attacks(combined(runs, "attacks"))
     stopping = stopping_table([(r.name, op) for r in runs for op in r.operations])
     tables = (scenario_tables(s) + open_task_tables(s) + (matched_tables(matched, s.stop) if matched else [])
-              + ([stopping] if stopping else []))
+              + ([stopping] if stopping else []) + attack_tables(attacks))
     rule = stopping_note(s)
     atomic_write(out / "tables.md", f"# {title}\n\n{subtitle}\n\n" + (f"{rule}\n\n" if rule else "") + runs_md
                  + to_markdown(tables) + _divergence_md(runs))
     atomic_write(out / "tables.tex", to_latex(tables))
     figures = P.all_plots(s, combined(runs, "trajectory"), combined(runs, "matched"))
+    recovered = recovery_plot(attacks)
+    if recovered is not None:
+        figures.append(P.Plot("recovery", "Recovery attacks", "Recovery of the forget split's accuracy under each "
+                              "attack after each unit's last attacked operation (dashed: hidden at or above, dotted: "
+                              "removed at or below).", recovered))
     embedded = []
     try:
         for p in figures:
@@ -60,7 +67,8 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     finally:
         P.close(figures)
     report = out / "report.html"
-    atomic_write(report, page(title, subtitle, tables, embedded, both_findings(s, matched), runs, runs_table, rule))
+    atomic_write(report, page(title, subtitle, tables, embedded, _joined(both_findings(s, matched), residual_findings(attacks)),
+                              runs, runs_table, rule))
     return report
 
 
@@ -68,7 +76,12 @@ def findings_text(run_dir: Path) -> str:
     """The paper's findings for a run folder as the report states them: at the run's budget and,
     where the run has ``matched.csv``, at matched forgetting (for ``pulse demo`` to print)."""
     run = read_run(Path(run_dir))
-    return both_findings(Summary(run.rows), pool_matched([run]))
+    return _joined(both_findings(Summary(run.rows), pool_matched([run])),
+                   residual_findings(pool_attacks(combined([run], "attacks"))))
+
+
+def _joined(*blocks: str) -> str:
+    return "\n".join(b.rstrip("\n") for b in blocks if b)
 
 
 def _scoring(rows: list[dict]) -> str:

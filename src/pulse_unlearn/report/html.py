@@ -62,7 +62,8 @@ def findings_html(text: str) -> str:
         if not body:
             items.append(f"<li>{_e(line.strip())}</li>")
             continue
-        cls = "ok" if verdict.startswith("reproduced") else "no" if verdict.startswith("not reproduced") else "unclear"
+        cls = ("ok" if verdict.startswith(("reproduced", "removed")) else
+               "no" if verdict.startswith(("not reproduced", "hidden")) else "unclear")
         items.append(f"<li><code>{_e(body)}</code> <span class='verdict {cls}'>{_e(verdict)}</span></li>")
     close()
     return "".join(out)

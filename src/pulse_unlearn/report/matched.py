@@ -199,7 +199,7 @@ def matched_tables(m: Matched, stops: dict[tuple, str] | None = None) -> list[Ta
 
 
 def combined(runs: list[RunFiles], attr: str):
-    """The runs' ``trajectory`` or ``matched`` frames (``attr``) as one, with a ``run`` column (the
+    """The runs' ``trajectory``, ``matched`` or ``attacks`` frames (``attr``) as one, with a ``run`` column (the
     run's index) and each method labelled with its variant as in ``pool``; None when none has one."""
     import pandas as pd
 

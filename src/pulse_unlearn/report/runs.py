@@ -2,7 +2,8 @@
 
 A report needs only ``summary.csv``; ``config.yaml``, ``environment.json`` and
 ``operations.csv`` add the config, versions, hashes, divergence and stopping rules when they are
-there, ``trajectory.csv`` and ``matched.csv`` the comparison at matched forgetting.
+there, ``trajectory.csv`` and ``matched.csv`` the comparison at matched forgetting, ``attacks.csv``
+the residual-knowledge section.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class RunFiles:
     summary_sha256: str = ""
     trajectory: pd.DataFrame | None = None  # trajectory.csv, where the run evaluated checkpoints
     matched: pd.DataFrame | None = None  # matched.csv: the costs at matched forgetting
+    attacks: pd.DataFrame | None = None  # attacks.csv: the recovery attacks
 
     @property
     def name(self) -> str:
@@ -100,6 +102,7 @@ def read_run(folder: Path) -> RunFiles:
     run.matched = read_table(folder / "matched.csv", MATCHED_COLUMNS)
     if run.matched is not None:
         _check_matched(folder / "matched.csv", run.matched)
+    run.attacks = read_table(folder / "attacks.csv", ATTACK_COLUMNS)
     return run
 
 
@@ -112,15 +115,18 @@ def _check_matched(path: Path, frame: pd.DataFrame) -> None:
         raise PulseError(f"{path}: a row with reached=1 needs step, examples, accuracy and cost")
 
 
-TEXT = ("scenario", "method", "update", "split", "modality", "target_modality", "scoring")
+TEXT = ("scenario", "method", "update", "split", "modality", "target_modality", "scoring", "attack", "setting",
+        "metric")
 TRAJECTORY_COLUMNS = ("scenario", "method", "update", "operation", "step", "examples", "split", "modality",
                       "accuracy")
+ATTACK_COLUMNS = ("scenario", "method", "update", "operation", "attack", "setting", "split", "modality", "n",
+                  "metric", "value")
 MATCHED_COLUMNS = ("scenario", "method", "update", "operation", "target_modality", "target", "reached", "step",
                    "examples", "split", "modality", "start", "accuracy", "cost", "auc", "budget_steps")
 
 
 def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame | None:
-    """``trajectory.csv`` or ``matched.csv`` as a DataFrame (identifiers as text, empty cells
+    """``trajectory.csv``, ``matched.csv`` or ``attacks.csv`` as a DataFrame (identifiers as text, empty cells
     missing, the other required columns numbers), or None when the run has none."""
     import pandas as pd
 
