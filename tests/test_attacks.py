@@ -34,6 +34,12 @@ def test_recovery_by_hand():
     assert recovery(0.5, 0.3, 0.3 + MIN_GAP / 2) is None  # nothing was forgotten: not defined
 
 
+def test_splits_and_scenarios_are_declared_per_attack():
+    assert make_attack({"name": "image_transforms"}).scored == ("forget",)
+    assert make_attack({"name": "image_transforms", "splits": ["retain"]}).scored == ("retain",)
+    assert make_attack({"name": "consistency", "scenarios": ["pretrained"]}).params.scenarios == ["pretrained"]
+
+
 def test_rows_carry_unlearned_start_and_recovery():
     plain = {"forget": [_pred("p1/multimodal/0", False), _pred("p1/multimodal/1", False),
                         _pred("p1/text/0", True), _pred("p2/multimodal/0", True)]}
@@ -118,6 +124,8 @@ def pulse(*args) -> int:
     ("{name: image_transforms, transforms: [blur, blur]}", "attacks.0.transforms: lists a value more than once"),
     ("{name: image_transforms, bits: 4}", "attacks.0.bits: unknown parameter"),
     ("[consistency]", "attacks.0: must be a mapping"),
+    ("{name: consistency, scenarios: [finetune]}", "attacks.0.scenarios: unknown scenario 'finetune'"),
+    ("{name: image_transforms, splits: [forgett]}", "attacks.0.splits: unknown split 'forgett'"),
 ])
 def test_a_bad_attack_entry_is_one_line_and_nothing_is_written(tmp_path, capsys, entry, says):
     path = tmp_path / "bad.yaml"

@@ -154,7 +154,7 @@ def _evaluate_start(r: _Run, scenario: str) -> Start:
     starting = None
     if r.cfg.unlearn.eval_every is not None:  # what each operation's targets are relative to
         starting = Trajectory.starting_points(evaluate, r.cfg, sets.requests, model)
-    attacks = baseline_rows(attacked(r.cfg.attacks, model, evaluate, preds, r.log))  # each attack's baseline
+    attacks = baseline_rows(attacked(r.cfg.attacks, model, evaluate, preds, scenario, r.log))  # each attack's baseline
     return Start(sets, preds, probe_rows, note, starting, attacks)
 
 
@@ -236,7 +236,7 @@ class _UnitWork:
               + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})" if collapse.collapsed else ""))
         attacks = []
         if k == len(self.sets.requests) or cfg.attacks_every_operation:
-            rows = attacked(cfg.attacks, self.model, evaluate, preds, r.log)
+            rows = attacked(cfg.attacks, self.model, evaluate, preds, unit["scenario"], r.log)
             attacks = [{**unit, "operation": k, **row} for row in with_recovery(rows, self.start.attacks)]
         record = {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring, r.stop.label),
                   "operation": operation, "trajectory": trajectory.rows if trajectory else [], "attacks": attacks}

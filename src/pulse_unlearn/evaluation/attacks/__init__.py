@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ...config.messages import describe_params, one_error
 from ...records import MODALITIES
@@ -39,9 +39,32 @@ MIN_GAP = 1e-6  # |start - unlearned| at or below this: recovery is not defined
 
 
 class AttackParams(BaseModel):
-    """An attack's parameters, each declared with its type and range; ``splits`` the scored splits."""
+    """An attack's parameters, each declared with its type and range. Every attack also takes
+    ``splits`` (the scored splits; unset: the attack's own ``Attack.splits``) and ``scenarios``
+    (the scenarios it runs in; unset: all)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    splits: list[str] | None = None
+    scenarios: list[str] | None = None
+
+    @field_validator("splits")
+    @classmethod
+    def _known_splits(cls, value):
+        for v in value or ():
+            if v not in SPLITS:
+                raise ValueError(f"unknown split {v!r}; choose from {', '.join(SPLITS)}")
+        return value
+
+    @field_validator("scenarios")
+    @classmethod
+    def _known_scenarios(cls, value):
+        from ...config.schema import SCENARIOS
+
+        for v in value or ():
+            if v not in SCENARIOS:
+                raise ValueError(f"unknown scenario {v!r}; choose from {', '.join(SCENARIOS)}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -73,7 +96,7 @@ class AttackContext:
 class Attack:
     name: ClassVar[str]
     Params: ClassVar[type[AttackParams]] = AttackParams
-    splits: ClassVar[tuple[str, ...]] = ("forget",)  # the scored splits
+    splits: ClassVar[tuple[str, ...]] = ("forget",)  # the scored splits, unless the config names others
 
     def __init__(self, **params):
         try:
@@ -89,6 +112,11 @@ class Attack:
         if params is not None and key in type(params).model_fields:
             return getattr(params, key)
         raise AttributeError(key)
+
+    @property
+    def scored(self) -> tuple[str, ...]:
+        """The splits this attack scores: the config's ``splits``, else the attack's own."""
+        return tuple(self.params.splits) if self.params.splits else type(self).splits
 
     def does_not_apply(self, ctx: AttackContext) -> str | None:
         """Why the attack cannot run on this scenario's data (None: it can)."""
@@ -112,7 +140,7 @@ class InputAttack(Attack):
     def __call__(self, model, ctx: AttackContext) -> list[Outcome]:
         out = []
         for setting in self.settings():
-            for split in self.splits:
+            for split in self.scored:
                 items = self.change(SPLITS[split].items(ctx.split_context), setting, ctx)
                 if items:
                     out.append(Outcome(setting, split, ctx.evaluator.scorer(split, items)(model)))
@@ -177,12 +205,15 @@ def with_recovery(rows: list[dict], baseline: list[dict]) -> list[dict]:
     return out
 
 
-def attacked(specs: list[dict], model, evaluator, plain: dict[str, list], log=print) -> list[dict]:
-    """Every configured attack on ``model`` (left as it is), given its plain predictions: the rows
-    of ``outcome_rows``. An attack that does not apply to the data says why and gives none."""
+def attacked(specs: list[dict], model, evaluator, plain: dict[str, list], scenario: str, log=print) -> list[dict]:
+    """Every configured attack of ``scenario`` on ``model`` (left as it is), given its plain
+    predictions: the rows of ``outcome_rows``. An attack that does not apply to the data says why
+    and gives none."""
     rows = []
     for spec in specs:
         attack, ctx = make_attack(spec), AttackContext(evaluator, plain)
+        if attack.params.scenarios is not None and scenario not in attack.params.scenarios:
+            continue
         why = attack.does_not_apply(ctx)
         if why:
             log(f"attack {attack.name} does not apply: {why}")

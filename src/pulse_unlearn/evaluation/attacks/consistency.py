@@ -52,7 +52,7 @@ class Consistency(Attack):
 
     def __call__(self, model, ctx: AttackContext) -> list[Outcome]:
         out = []
-        for split in self.splits:
+        for split in self.scored:
             pairs = pairs_of(ctx.plain.get(split, []))
             if not pairs:
                 continue
