@@ -56,7 +56,7 @@ def _python(plugin: Path, *args: str, **kw) -> subprocess.CompletedProcess:
 
 def test_the_doc_blocks_make_a_plugin(plugin):
     assert sorted(p.name for p in (plugin / "pulse_plugin_example").glob("*.py")) == [
-        "__init__.py", "methods.py", "metrics.py", "probes.py", "splits.py"]
+        "__init__.py", "attacks.py", "methods.py", "metrics.py", "probes.py", "splits.py"]
     assert "[pulse_unlearn.methods]\nscaled_ga = pulse_plugin_example.methods:ScaledGA" in _entry_points()
 
 
@@ -94,6 +94,31 @@ print(r.qid, r.options, r.answer)
     done = _python(plugin, "-c", code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "q/reversed {'A': 'z', 'B': 'y', 'C': 'x'} C"
+
+
+def test_the_plugin_attack_greys_images_and_checks_its_parameters(plugin):
+    code = """
+import io
+from PIL import Image
+from pulse_unlearn.evaluation.attacks import ATTACKS, make_attack
+from pulse_unlearn.records import Question
+buf = io.BytesIO(); Image.new("RGB", (4, 4), (200, 20, 20)).save(buf, format="PNG")
+q = Question("p/multimodal/0", "p", "multimodal", "?", {"A": "x", "B": "y"}, "A", buf.getvalue())
+t = Question("p/text/0", "p", "text", "?", {"A": "x", "B": "y"}, "A")
+a = make_attack({"name": "grey", "strengths": [1.0]})
+(r,) = a.change([q, t], "strength=1", None)
+px = Image.open(io.BytesIO(r.image)).getpixel((0, 0))
+print(a.settings(), r.qid, px[0] == px[1] == px[2])
+try:
+    make_attack({"name": "grey", "strengths": [2.0]})
+except ValueError as e:
+    print(e)
+"""
+    done = _python(plugin, "-c", code)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()
+    assert first == "['strength=1'] p/multimodal/0/strength=1 True"
+    assert second == "attack grey: strengths.0: must be <= 1 (got 2.0)"
 
 
 def test_the_model_family_example_lists_lora_targets(tiny_models):
