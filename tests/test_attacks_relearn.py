@@ -7,6 +7,7 @@ import contextlib
 import copy
 import csv
 import io
+import json
 
 import pytest
 import torch
@@ -51,6 +52,24 @@ def test_retain_facts_cut_to_the_count_in_draw_order():
     order = list(dict.fromkeys(people))
     assert got == src.facts_of(order)[:4]
     assert len(retain_facts(src, ["r1", "r2", "r3"], 100, 0, 0)) == 9  # no more than there are
+    assert retain_facts(_Src({**facts, "r4": []}), ["r4", "r2"], 2, 0, 0) == facts["r2"][:2]  # r4 has none
+
+
+def test_relearn_does_not_apply_without_facts_to_train_on():
+    from types import SimpleNamespace
+
+    def ctx(forget, retain, facts):
+        e = SimpleNamespace(sets=SimpleNamespace(forget=forget, retain=retain), src=_Src(facts),
+                            cfg=SimpleNamespace(seed=0))
+        return AttackContext(e, {})
+
+    has = {pid: [Example(f"{pid}?", "x")] for pid in "abcd"}
+    relearn, benign = make_attack({"name": "relearn"}), make_attack({"name": "relearn_retain"})
+    assert relearn.does_not_apply(ctx(("a", "b"), ("c",), has)) is None
+    assert "2 or more forget people" in relearn.does_not_apply(ctx(("a",), ("c",), has))
+    assert "no training facts" in relearn.does_not_apply(ctx(("a", "b"), ("c",), {"c": has["c"]}))
+    assert benign.does_not_apply(ctx(("a", "b"), ("c", "d"), has)) is None
+    assert "no retain person" in benign.does_not_apply(ctx(("a", "b"), ("c", "d"), {"a": has["a"], "b": has["b"]}))
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +208,15 @@ def test_a_tiny_run_writes_relearn_rows_with_recovery(tmp_path, cache, tiny_mode
     assert {(r["attack"], r["setting"]) for r in att} == {("relearn", "share=0.2,steps=5"),
                                                          ("relearn_retain", "share=0.5,steps=5")}
     preds = _rows(out / "predictions.csv")
+    sets = json.loads((out / "sets.json").read_text())
     for r in att:
+        # unlearned: the plain accuracy on exactly the held-out people (run seed 0, attack seed 0)
+        forget = [f"fictitious:{pid}" for request in sets[r["scenario"]]["forget_requests"] for pid in request]
+        held = split_people(forget, 0.2 if r["attack"] == "relearn" else 0.5, 0, 0)[1]
+        same = [int(p["correct"]) for p in preds if (p["scenario"], p["step"], p["split"]) == (
+            r["scenario"], r["operation"], "forget") and f"fictitious:{p['subject']}" in held
+            and r["modality"] in ("all", p["modality"])]
+        assert len(same) == int(r["n"]) and float(r["unlearned"]) == pytest.approx(sum(same) / len(same), abs=1e-6)
         assert r["split"] == "forget" and r["metric"] == "accuracy"
         # 1 of 4 forget people trained on (relearn), 2 of 4 (relearn_retain): the others scored
         people = 3 if r["attack"] == "relearn" else 2
@@ -204,7 +231,6 @@ def test_a_tiny_run_writes_relearn_rows_with_recovery(tmp_path, cache, tiny_mode
         value, un, start = float(r["value"]), float(r["unlearned"]), float(r["start"])
         if abs(start - un) > MIN_GAP:
             assert float(r["recovery"]) == pytest.approx((value - un) / (start - un), abs=1e-5)
-    assert preds  # the run's plain predictions were written alongside
 
 
 @pytest.mark.parametrize("entry, says", [

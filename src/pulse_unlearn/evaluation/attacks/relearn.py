@@ -58,13 +58,13 @@ def split_people(forget, share: float, seed: int, attack_seed: int) -> tuple[lis
 
 def retain_facts(src, retain, count: int, seed: int, attack_seed: int) -> list:
     """``count`` training facts of retain people, people in seeded draw order, each person's
-    facts in their order (fewer when the retain people have fewer)."""
+    facts in their order (fewer when the retain people have fewer; people without facts skipped)."""
     order = choose(retain, len(retain), seed, "relearn_retain", attack_seed)
     out = []
     for pid in order:
         if len(out) >= count:
             break
-        out += src.facts_of([pid])
+        out += src.facts.get(pid) or []
     return out[:count]
 
 
@@ -117,6 +117,9 @@ class Relearn(Attack):
     def does_not_apply(self, ctx: AttackContext) -> str | None:
         if len(ctx.evaluator.sets.forget) < 2:
             return "needs 2 or more forget people (some to train on, the others scored)"
+        missing = [pid for pid in self.people(ctx)[0] if not ctx.evaluator.src.facts.get(pid)]
+        if missing:
+            return f"no training facts for the forget person {missing[0]} drawn to train on"
         return None
 
     def __call__(self, model, ctx: AttackContext) -> list[Outcome]:
@@ -131,6 +134,12 @@ class Relearn(Attack):
 @ATTACKS.register
 class RelearnRetain(Relearn):
     name = "relearn_retain"
+
+    def does_not_apply(self, ctx: AttackContext) -> str | None:
+        why = super().does_not_apply(ctx)
+        if why is None and not any(ctx.evaluator.src.facts.get(pid) for pid in ctx.evaluator.sets.retain):
+            return "no retain person has training facts"
+        return why
 
     def examples(self, ctx: AttackContext, trained: list[str]) -> list:
         e = ctx.evaluator
