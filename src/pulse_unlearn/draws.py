@@ -12,15 +12,17 @@ import numpy as np
 
 from .errors import PulseError
 
-SALTS = {"finetune": 1, "forget": 2, "requests": 3, "pretrained": 4, "demo": 5, "trajectory": 6}
+SALTS = {"finetune": 1, "forget": 2, "requests": 3, "pretrained": 4, "demo": 5, "trajectory": 6, "relearn": 7,
+         "relearn_retain": 8}
 
 
-def choose(ids: Sequence[str], n: int, seed: int, salt: str) -> list[str]:
-    """``n`` of ``ids`` drawn without replacement, in draw order."""
+def choose(ids: Sequence[str], n: int, seed: int, salt: str, *more: int) -> list[str]:
+    """``n`` of ``ids`` drawn without replacement, in draw order; ``more``: further seed parts
+    (an attack's own seed), none for the run's draws."""
     pool = sorted(ids)
     if n > len(pool):
         raise PulseError(f"asked for {n} people but only {len(pool)} are available")
-    rng = np.random.default_rng([seed, SALTS[salt]])
+    rng = np.random.default_rng([seed, SALTS[salt], *more])
     return [pool[i] for i in rng.permutation(len(pool))[:n]]
 
 
