@@ -126,6 +126,7 @@ def pulse(*args) -> int:
     ("[consistency]", "attacks.0: must be a mapping"),
     ("{name: consistency, scenarios: [finetune]}", "attacks.0.scenarios: unknown scenario 'finetune'"),
     ("{name: image_transforms, splits: [forgett]}", "attacks.0.splits: unknown split 'forgett'"),
+    ("{name: mia, splits: [retain]}", "attacks.0.splits: mia scores forget_facts only"),
 ])
 def test_a_bad_attack_entry_is_one_line_and_nothing_is_written(tmp_path, capsys, entry, says):
     path = tmp_path / "bad.yaml"

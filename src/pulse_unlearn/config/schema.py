@@ -275,6 +275,8 @@ def _check_attacks(value: list) -> list[dict[str, Any]]:
         if name in seen:
             raise key_error(f"attacks.{i}.name", f"{name} is listed twice; give it several settings in one entry")
         seen.add(name)
+        if ATTACKS[name].fixed_splits and "splits" in spec:
+            raise key_error(f"attacks.{i}.splits", f"{name} scores {', '.join(ATTACKS[name].splits)} only")
         schema = ATTACKS[name].Params
         params = {k: v for k, v in spec.items() if k != "name"}
         try:

@@ -97,6 +97,7 @@ class Attack:
     name: ClassVar[str]
     Params: ClassVar[type[AttackParams]] = AttackParams
     splits: ClassVar[tuple[str, ...]] = ("forget",)  # the scored splits, unless the config names others
+    fixed_splits: ClassVar[bool] = False  # True: it scores its own splits only (the config may not name others)
 
     def __init__(self, **params):
         try:

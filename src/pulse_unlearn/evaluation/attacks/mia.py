@@ -189,6 +189,7 @@ class Mia(Attack):
     name = "mia"
     Params = MiaParams
     splits: ClassVar[tuple[str, ...]] = ("forget_facts",)
+    fixed_splits = True
 
     def does_not_apply(self, ctx: AttackContext) -> str | None:
         sets = ctx.evaluator.sets

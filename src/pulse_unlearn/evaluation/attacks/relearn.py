@@ -102,6 +102,7 @@ class Relearn(Attack):
     name = "relearn"
     Params = RelearnParams
     splits: ClassVar[tuple[str, ...]] = ("forget",)
+    fixed_splits = True
 
     @property
     def setting(self) -> str:
