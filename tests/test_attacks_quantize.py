@@ -7,12 +7,14 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from pulse_unlearn.cli import main
 from pulse_unlearn.errors import PulseError
+from pulse_unlearn.evaluation.attacks import AttackContext, make_attack
 from pulse_unlearn.models import quantize as q
 
 EPS = 1e-6
@@ -124,6 +126,35 @@ def test_auto_is_bitsandbytes_where_it_runs_else_torchao(monkeypatch):
         q.resolve("auto", "cpu")
     with pytest.raises(PulseError, match="bits must be 4 or 8"):
         q.quantized_copy(torch.nn.Linear(4, 4), 3)
+
+
+def _ctx(scorers):
+    cfg = SimpleNamespace(model=SimpleNamespace(device="cpu"))
+    return AttackContext(SimpleNamespace(cfg=cfg, scorers=scorers), {})
+
+
+def test_the_attack_scores_forget_and_retain_on_a_quantized_copy(model, monkeypatch):
+    seen = []
+
+    def scorer(split):
+        return lambda m: seen.append((split, m)) or [split]
+
+    scorers = {name: scorer(name) for name in ("forget", "retain", "general")}
+    attack = make_attack({"name": "quantize", "bits": [8, 4], "library": "torchao"})
+    assert attack.does_not_apply(_ctx(scorers)) is None
+    out = attack(model, _ctx(scorers))
+    assert [(o.setting, o.split, o.preds) for o in out] == [
+        ("bits=8 (torchao int8 weights, symmetric, per row)", "forget", ["forget"]),
+        ("bits=8 (torchao int8 weights, symmetric, per row)", "retain", ["retain"]),
+        ("bits=4 (torchao int4 weights, symmetric, group 64)", "forget", ["forget"]),
+        ("bits=4 (torchao int4 weights, symmetric, group 64)", "retain", ["retain"])]
+    # torchao keeps the Linear and swaps its weight for a quantized tensor; lm_head is kept as it is
+    assert all(m is not model and type(m.lm_head.weight) is torch.nn.Parameter for _, m in seen)
+    assert all(type(m.get_submodule("model.multi_modal_projector.linear_1").weight) is not torch.nn.Parameter
+               for _, m in seen)
+    monkeypatch.setattr(q, "_unavailable", lambda library, device: "ImportError: no module named torchao")
+    why = attack.does_not_apply(_ctx(scorers))
+    assert why == "quantization library torchao cannot run on cpu: ImportError: no module named torchao"
 
 
 @pytest.mark.parametrize("entry, says", [

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from contextlib import contextmanager
 from functools import cache
 
 import torch
@@ -111,21 +112,32 @@ def _torchao_linear(linear: nn.Linear, bits: int, device: torch.device):
 BUILDERS = {"bitsandbytes": _bnb_linear, "torchao": _torchao_linear}
 
 
-def _import(library: str) -> None:
-    if library == "torchao":  # it logs its optional CUDA kernels that a CPU build lacks
-        log = logging.getLogger("torchao")
-        level, log.level = log.level, logging.ERROR
-        try:
-            import torchao  # noqa: F401
-        finally:
+@contextmanager
+def quiet():
+    """The libraries' expected notices held back: torchao's optional CUDA kernels a CPU build
+    lacks, LLM.int8's cast of float32 inputs to float16 (logged at every 8-bit matmul)."""
+    logs = [logging.getLogger(name) for name in LIBRARIES]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for log, level in zip(logs, levels):
             log.setLevel(level)
-    else:
-        import bitsandbytes  # noqa: F401
+
+
+def _import(library: str) -> None:
+    with quiet():
+        if library == "torchao":
+            import torchao  # noqa: F401
+        else:
+            import bitsandbytes  # noqa: F401
 
 
 @cache
 def _unavailable(library: str, device: str) -> str | None:
-    with torch.no_grad():
+    with torch.no_grad(), quiet():
         try:
             _import(library)
             for bits in (4, 8):

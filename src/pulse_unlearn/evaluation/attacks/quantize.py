@@ -21,7 +21,8 @@ import torch
 from pydantic import Field, field_validator
 
 from ...models.load import resolve_device
-from ...models.quantize import LIBRARIES, quantized_copy, resolve, unavailable
+from ...errors import PulseError
+from ...models.quantize import LIBRARIES, quantized_copy, quiet, resolve
 from . import ATTACKS, Attack, AttackContext, AttackParams, Outcome
 
 
@@ -45,14 +46,11 @@ class Quantize(Attack):
 
     def does_not_apply(self, ctx: AttackContext) -> str | None:
         """Where the asked-for library (or, with ``auto``, every library) cannot run on the model's device."""
-        device = resolve_device(ctx.evaluator.cfg.model.device)
-        if self.library == "auto":
-            reasons = {name: unavailable(name, device) for name in LIBRARIES}
-            if all(reasons.values()):
-                return "no quantization library runs here: " + "; ".join(f"{k}: {v}" for k, v in reasons.items())
-            return None
-        why = unavailable(self.library, device)
-        return f"{self.library} cannot run on {device}: {why}" if why else None
+        try:
+            resolve(self.library, resolve_device(ctx.evaluator.cfg.model.device))
+        except PulseError as e:
+            return str(e)
+        return None
 
     def __call__(self, model, ctx: AttackContext) -> list[Outcome]:
         resolve(self.library, next(model.parameters()).device)  # a clear error before any copy is made
@@ -60,8 +58,9 @@ class Quantize(Attack):
         for bits in self.bits:
             clone, label = quantized_copy(model, bits, self.library)
             try:
-                out += [Outcome(f"bits={bits} ({label})", split, ctx.evaluator.scorers[split](clone))
-                        for split in self.splits if split in ctx.evaluator.scorers]
+                with quiet():
+                    out += [Outcome(f"bits={bits} ({label})", split, ctx.evaluator.scorers[split](clone))
+                            for split in self.splits if split in ctx.evaluator.scorers]
             finally:
                 del clone
                 gc.collect()
