@@ -82,8 +82,8 @@ def _bnb_linear(linear: nn.Linear, bits: int, device: torch.device):
         new = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias,
                                   has_fp16_weights=cfg.llm_int8_has_fp16_weight,
                                   threshold=cfg.llm_int8_threshold, device="meta")
-        new.weight = bnb.nn.Int8Params(w.to("cpu") if w.device.type != "cpu" else w, requires_grad=False,
-                                       has_fp16_weights=cfg.llm_int8_has_fp16_weight)
+        # Int8Params quantizes when moved from the CPU to a device, as transformers loads it
+        new.weight = bnb.nn.Int8Params(w.to("cpu"), requires_grad=False, has_fp16_weights=cfg.llm_int8_has_fp16_weight)
     if bias:  # a copy: bitsandbytes casts the bias's data in place in its forward
         new.bias = nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
     return new.to(device)
