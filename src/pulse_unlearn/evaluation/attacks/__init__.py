@@ -228,4 +228,4 @@ def baseline_rows(rows: list[dict]) -> list[dict]:
     return [{**r, "start": r["value"], "recovery": ""} for r in rows]
 
 
-from . import consistency, images, mia, relearn  # noqa: E402,F401  (the built-in attacks register themselves)
+from . import consistency, images, mia, quantize, relearn  # noqa: E402,F401  (the built-in attacks register themselves)
