@@ -165,8 +165,10 @@ def test_an_operation_met_at_step_0_reuses_the_previous_evaluation(cache, tiny_m
     score = Evaluator.__call__
     monkeypatch.setattr(Evaluator, "__call__", lambda self, model: calls.append(1) or score(self, model))
     path = tmp_path / "zero.yaml"
-    path.write_text(CONFIG.replace("forget: 4, requests: 2", "forget: 3, requests: 3").replace("methods: [ga_klr]", "methods: [ga]")
-                    .replace("rule: kept, kept: 0.5", "rule: margin, margin: 1.0").replace("log_with: [tensorboard]", ""))
+    path.write_text(CONFIG.replace("forget: 4, requests: 2", "forget: 3, requests: 3")
+                    .replace("methods: [ga_klr]", "methods: [ga]")
+                    .replace("rule: kept, kept: 0.5", "rule: margin, margin: 1.0")
+                    .replace("log_with: [tensorboard]", ""))
     assert pulse("run", path, "--out", tmp_path / "run", "--cache", cache) == 0
     ops = rows(tmp_path / "run" / "operations.csv")  # the sequential unit and its one-shot baseline
     assert [(o["scenario"], o["steps"], o["reason"]) for o in ops] == \

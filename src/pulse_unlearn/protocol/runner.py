@@ -211,7 +211,8 @@ class _UnitWork:
         trajectory = None
         if cfg.unlearn.eval_every is not None:
             trajectory = Trajectory.of_operation(evaluate, cfg, unit, k, self.sets.requests[k - 1],
-                                                 self.start.starting[k - 1], on_point=lambda rows: self._point(trajectory, rows))
+                                                 self.start.starting[k - 1],
+                                                 on_point=lambda rows: self._point(trajectory, rows))
         self.model, oplog = unlearn(self.model, evaluate.encoder, self.method, self.forget[k - 1], self.retain,
                                     unit["update"], cfg.unlearn,
                                     desc=f"{unit['scenario']}/{unit['method']}/{unit['update']} op {k}",

@@ -119,8 +119,11 @@ def _unit_finding(unit: pd.DataFrame, start: pd.DataFrame) -> str:
             verdict = f"removed: no attack brings back more than {max(value, 0):.0%} (most: {name})"
         else:
             verdict = f"unclear: {name} brings back {value:.0%}"
-    split = unit[(unit.attack == "consistency") & (unit.split == "forget") & (unit.metric == "image_wrong_text_right")]
-    base = start[(start.attack == "consistency") & (start.split == "forget") & (start.metric == "image_wrong_text_right")]
+    def misaligned(rows):
+        pick = (rows.attack == "consistency") & (rows.split == "forget")
+        return rows[pick & (rows.metric == "image_wrong_text_right")]
+
+    split, base = misaligned(unit), misaligned(start)
     if len(split) and len(base) and split.value.iloc[0] - base.value.iloc[0] >= ALIGNMENT:
         verdict += (f"; broken alignment: forget facts answered by name but not with the image "
                     f"{100 * base.value.iloc[0]:.0f}% -> {100 * split.value.iloc[0]:.0f}% of pairs")

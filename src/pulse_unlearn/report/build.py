@@ -67,7 +67,8 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     finally:
         P.close(figures)
     report = out / "report.html"
-    atomic_write(report, page(title, subtitle, tables, embedded, _joined(both_findings(s, matched), residual_findings(attacks)),
+    findings_block = _joined(both_findings(s, matched), residual_findings(attacks))
+    atomic_write(report, page(title, subtitle, tables, embedded, findings_block,
                               runs, runs_table, rule))
     return report
 

@@ -57,7 +57,8 @@ class Consistency(Attack):
             if not pairs:
                 continue
             counts = pair_counts(pairs)
-            rows = [{"modality": "pair", "n": len(pairs), "metric": share, "value": round(counts[share] / len(pairs), 6)}
+            rows = [{"modality": "pair", "n": len(pairs), "metric": share,
+                     "value": round(counts[share] / len(pairs), 6)}
                     for share in SHARES]
             out.append(Outcome("", split, rows=rows))
         return out
