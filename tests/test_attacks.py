@@ -127,6 +127,20 @@ def pulse(*args) -> int:
     ("{name: consistency, scenarios: [finetune]}", "attacks.0.scenarios: unknown scenario 'finetune'"),
     ("{name: image_transforms, splits: [forgett]}", "attacks.0.splits: unknown split 'forgett'"),
     ("{name: mia, splits: [retain]}", "attacks.0.splits: mia scores forget_facts only"),
+    ("{name: mia, k: 0}", "attacks.0.k: must be > 0"),
+    ("{name: mia, k: 1.5}", "attacks.0.k: must be <= 1"),
+    ("{name: mia, scores: [loss, loss]}", "attacks.0.scores: lists a value more than once"),
+    ("{name: mia, scores: [ppl]}", "attacks.0.scores.0:"),
+    ("{name: mia, max_items: 0}", "attacks.0.max_items: must be >= 1"),
+    ("{name: quantize, bits: [3]}", "attacks.0.bits.0:"),
+    ("{name: quantize, bits: [4, 4]}", "attacks.0.bits: lists a value more than once"),
+    ("{name: quantize, bits: []}", "attacks.0.bits:"),
+    ("{name: quantize, library: gptq}", "attacks.0.library:"),
+    ("{name: relearn, share: 1.0}", "attacks.0.share: must be < 1"),
+    ("{name: relearn, share: 0}", "attacks.0.share: must be > 0"),
+    ("{name: relearn_retain, steps: 0}", "attacks.0.steps: must be >= 1"),
+    ("{name: relearn, lr: -1.0}", "attacks.0.lr: must be > 0"),
+    ("{name: relearn, rank: 4}", "attacks.0.rank: unknown parameter"),
 ])
 def test_a_bad_attack_entry_is_one_line_and_nothing_is_written(tmp_path, capsys, entry, says):
     path = tmp_path / "bad.yaml"

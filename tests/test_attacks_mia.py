@@ -101,22 +101,6 @@ def pulse(*args) -> int:
         return main(list(map(str, args)))
 
 
-@pytest.mark.parametrize("entry, says", [
-    ("{name: mia, k: 0}", "attacks.0.k: must be > 0"),
-    ("{name: mia, k: 1.5}", "attacks.0.k: must be <= 1"),
-    ("{name: mia, scores: [loss, loss]}", "attacks.0.scores: lists a value more than once"),
-    ("{name: mia, scores: [ppl]}", "attacks.0.scores.0:"),
-    ("{name: mia, max_items: 0}", "attacks.0.max_items: must be >= 1"),
-])
-def test_a_bad_mia_entry_is_one_line_exit_2(tmp_path, capsys, entry, says):
-    path = tmp_path / "bad.yaml"
-    path.write_text(f"name: bad\nattacks:\n  - {entry}\n")
-    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert says in err and len(err.splitlines()) == 1, err
-    assert not (tmp_path / "out").exists()
-
-
 # 6 of the tiny world's 10 fictitious people fine-tuned on: 4 never-trained non-members
 CONFIG = """name: mia
 model: {source: world, preset: tiny}

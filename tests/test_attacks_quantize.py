@@ -157,21 +157,6 @@ def test_the_attack_scores_forget_and_retain_on_a_quantized_copy(model, monkeypa
     assert why == "quantization library torchao cannot run on cpu: ImportError: no module named torchao"
 
 
-@pytest.mark.parametrize("entry, says", [
-    ("{name: quantize, bits: [3]}", "attacks.0.bits.0:"),
-    ("{name: quantize, bits: [4, 4]}", "attacks.0.bits: lists a value more than once"),
-    ("{name: quantize, bits: []}", "attacks.0.bits:"),
-    ("{name: quantize, library: gptq}", "attacks.0.library:"),
-])
-def test_a_bad_quantize_entry_is_one_line_and_exit_2(tmp_path, capsys, entry, says):
-    path = tmp_path / "bad.yaml"
-    path.write_text(f"name: bad\nattacks:\n  - {entry}\n")
-    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert says in err and len(err.splitlines()) == 1, err
-    assert not (tmp_path / "out").exists()
-
-
 CONFIG = """name: quant
 model: {source: world, preset: tiny}
 splits: {finetune_people: 10, forget: 4, requests: 2, probe_threshold: 0.4, pretrained_forget: 3, pretrained_retain: 3}

@@ -232,18 +232,3 @@ def test_a_tiny_run_writes_relearn_rows_with_recovery(tmp_path, cache, tiny_mode
         if abs(start - un) > MIN_GAP:
             assert float(r["recovery"]) == pytest.approx((value - un) / (start - un), abs=1e-5)
 
-
-@pytest.mark.parametrize("entry, says", [
-    ("{name: relearn, share: 1.0}", "attacks.0.share: must be < 1"),
-    ("{name: relearn, share: 0}", "attacks.0.share: must be > 0"),
-    ("{name: relearn_retain, steps: 0}", "attacks.0.steps: must be >= 1"),
-    ("{name: relearn, lr: -1.0}", "attacks.0.lr: must be > 0"),
-    ("{name: relearn, rank: 4}", "attacks.0.rank: unknown parameter"),
-])
-def test_a_bad_relearn_entry_is_one_line_exit_2(tmp_path, capsys, entry, says):
-    path = tmp_path / "bad.yaml"
-    path.write_text(f"name: bad\nattacks:\n  - {entry}\n")
-    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert says in err and len(err.splitlines()) == 1, err
-    assert not (tmp_path / "out").exists()

@@ -12,10 +12,11 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .messages import describe_params, one_error, shown, unknown_key
+from .messages import shown, unknown_key
+from .params import ParamsError, checked_params
 
 SCENARIOS = ("finetuned", "pretrained", "sequential")
 UPDATES = ("llm", "projector_llm")
@@ -249,14 +250,10 @@ def _check_method_params(value: dict[str, dict[str, Any]]) -> dict[str, dict[str
         if name not in METHODS:
             raise key_error(f"method_params.{name}", unknown_key(f"method_params.{name}", [
                 f"method_params.{m}" for m in sorted(METHODS)]).replace("unknown key", "unknown method", 1))
-        schema = METHODS[name].Params
         try:
-            checked[name] = schema.model_validate(params).model_dump(exclude_unset=True)
-        except ValidationError as e:
-            prefix = f"method_params.{name}"
-            key, message = one_error(e, prefix, [f"{prefix}.{p}" for p in schema.model_fields],
-                                     takes=f"{name} takes {describe_params(schema)}")
-            raise key_error(key, message.replace("unknown key", "unknown parameter", 1)) from None
+            checked[name] = checked_params(METHODS[name].Params, params, f"method_params.{name}", name)
+        except ParamsError as e:
+            raise key_error(e.key, e.message) from None
     return checked
 
 
@@ -277,15 +274,11 @@ def _check_attacks(value: list) -> list[dict[str, Any]]:
         seen.add(name)
         if ATTACKS[name].fixed_splits and "splits" in spec:
             raise key_error(f"attacks.{i}.splits", f"{name} scores {', '.join(ATTACKS[name].splits)} only")
-        schema = ATTACKS[name].Params
         params = {k: v for k, v in spec.items() if k != "name"}
         try:
-            checked.append({"name": name, **schema.model_validate(params).model_dump(exclude_unset=True)})
-        except ValidationError as e:
-            prefix = f"attacks.{i}"
-            key, message = one_error(e, prefix, [f"{prefix}.{p}" for p in schema.model_fields],
-                                     takes=f"{name} takes {describe_params(schema)}")
-            raise key_error(key, message.replace("unknown key", "unknown parameter", 1)) from None
+            checked.append({"name": name, **checked_params(ATTACKS[name].Params, params, f"attacks.{i}", name)})
+        except ParamsError as e:
+            raise key_error(e.key, e.message) from None
     return checked
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..config.messages import describe_params, one_error
+from ..config.params import Parametrized
 from ..registry import Registry
 from . import losses
 
@@ -44,26 +44,12 @@ class MethodParams(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
-class Method:
+class Method(Parametrized):
+    kind: ClassVar[str] = "method"
     name: ClassVar[str]
     needs_retain: ClassVar[bool] = False
     forget_answer: ClassVar[str | None] = None  # replaces every forget answer when set
     Params: ClassVar[type[MethodParams]] = MethodParams  # a method with parameters declares its own
-
-    def __init__(self, **params):
-        try:
-            self.params = self.Params(**params)
-        except ValidationError as e:
-            key, message = one_error(e, candidates=list(self.Params.model_fields),
-                                     takes=f"it takes {describe_params(self.Params)}")
-            raise ValueError(f"method {self.name}: {key}: {message.replace('unknown key', 'unknown parameter')}") \
-                from None
-
-    def __getattr__(self, key: str):  # parameters read as attributes: self.beta
-        params = self.__dict__.get("params")
-        if params is not None and key in type(params).model_fields:
-            return getattr(params, key)
-        raise AttributeError(key)
 
     def forget_loss(self, step: Step) -> torch.Tensor:
         """The term on the forget batch."""

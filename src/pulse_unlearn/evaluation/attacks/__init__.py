@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from ...config.messages import describe_params, one_error
+from ...config.params import Distinct, Parametrized  # noqa: F401  (Distinct: for the attacks' list parameters)
 from ...records import MODALITIES
 from ...registry import Registry
 from ..splits import SPLITS, SplitContext
@@ -93,26 +93,12 @@ class AttackContext:
         return SplitContext(e.cfg, e.src, e.sets)
 
 
-class Attack:
+class Attack(Parametrized):
+    kind: ClassVar[str] = "attack"
     name: ClassVar[str]
     Params: ClassVar[type[AttackParams]] = AttackParams
     splits: ClassVar[tuple[str, ...]] = ("forget",)  # the scored splits, unless the config names others
     fixed_splits: ClassVar[bool] = False  # True: it scores its own splits only (the config may not name others)
-
-    def __init__(self, **params):
-        try:
-            self.params = self.Params(**params)
-        except ValidationError as e:
-            key, message = one_error(e, candidates=list(self.Params.model_fields),
-                                     takes=f"it takes {describe_params(self.Params)}")
-            raise ValueError(f"attack {self.name}: {key}: {message.replace('unknown key', 'unknown parameter')}") \
-                from None
-
-    def __getattr__(self, key: str):  # parameters read as attributes: self.bits
-        params = self.__dict__.get("params")
-        if params is not None and key in type(params).model_fields:
-            return getattr(params, key)
-        raise AttributeError(key)
 
     @property
     def scored(self) -> tuple[str, ...]:

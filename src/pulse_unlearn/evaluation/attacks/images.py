@@ -24,9 +24,9 @@ from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from PIL import Image, ImageFilter
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from . import ATTACKS, AttackParams, InputAttack
+from . import ATTACKS, AttackParams, Distinct, InputAttack
 
 TRANSFORMS = ("blur", "crop", "rotation", "noise", "jpeg", "colour")
 Severity = Annotated[int, Field(ge=1, le=5)]
@@ -69,15 +69,10 @@ def transform_image(png: bytes, transform: str, severity: int, seed: int = 0) ->
 
 
 class ImageTransformParams(AttackParams):
-    transforms: list[Literal[TRANSFORMS]] = Field(default_factory=lambda: list(TRANSFORMS), min_length=1)
-    severities: list[Severity] = Field(default_factory=lambda: [2], min_length=1)
+    transforms: Annotated[list[Literal[TRANSFORMS]], Distinct] = Field(default_factory=lambda: list(TRANSFORMS),
+                                                                       min_length=1)
+    severities: Annotated[list[Severity], Distinct] = Field(default_factory=lambda: [2], min_length=1)
 
-    @field_validator("transforms", "severities")
-    @classmethod
-    def _once(cls, value):
-        if len(set(value)) != len(value):
-            raise ValueError("lists a value more than once")
-        return value
 
 
 @ATTACKS.register

@@ -33,17 +33,17 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ...data.batches import IGNORE, batch_indices, collate
 from ...draws import finetune_people
 from ...records import MODALITIES, split_key
 from ..facts import FactItem, fact_items
-from . import ATTACKS, Attack, AttackContext, AttackParams, Outcome
+from . import ATTACKS, Attack, AttackContext, AttackParams, Distinct, Outcome
 
 SCORES = ("loss", "zlib", "mink")
 SAMPLE_SALT = 101  # the seeded draw of the samples (draws.SALTS holds the sets' salts)
@@ -96,16 +96,10 @@ def auc(members, nonmembers) -> float:
 
 
 class MiaParams(AttackParams):
-    scores: list[Literal[SCORES]] = Field(default_factory=lambda: list(SCORES), min_length=1)
+    scores: Annotated[list[Literal[SCORES]], Distinct] = Field(default_factory=lambda: list(SCORES), min_length=1)
     k: float = Field(0.2, gt=0, le=1)  # Min-K%: the share of lowest token log-probs averaged
     max_items: int = Field(250, ge=1, le=100_000)  # facts per side and modality
 
-    @field_validator("scores")
-    @classmethod
-    def _once(cls, value):
-        if len(set(value)) != len(value):
-            raise ValueError("lists a value more than once")
-        return value
 
 
 def trained_people(ctx: AttackContext) -> set[str]:

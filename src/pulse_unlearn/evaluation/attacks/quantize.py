@@ -15,27 +15,21 @@ and get the same string.
 from __future__ import annotations
 
 import gc
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from ...models.load import resolve_device
 from ...errors import PulseError
 from ...models.quantize import LIBRARIES, quantized_copy, quiet, resolve
-from . import ATTACKS, Attack, AttackContext, AttackParams, Outcome
+from . import ATTACKS, Attack, AttackContext, AttackParams, Distinct, Outcome
 
 
 class QuantizeParams(AttackParams):
-    bits: list[Literal[4, 8]] = Field(default_factory=lambda: [4, 8], min_length=1)
+    bits: Annotated[list[Literal[4, 8]], Distinct] = Field(default_factory=lambda: [4, 8], min_length=1)
     library: Literal[("auto", *LIBRARIES)] = "auto"
 
-    @field_validator("bits")
-    @classmethod
-    def _once(cls, value):
-        if len(set(value)) != len(value):
-            raise ValueError("lists a value more than once")
-        return value
 
 
 @ATTACKS.register
