@@ -161,6 +161,7 @@ scoring: likelihood
 attacks:
   - {name: consistency}
   - {name: image_transforms, transforms: [blur], severities: [2]}
+attacks_every_operation: true
 """
 
 
@@ -183,12 +184,13 @@ def whole(config, cache, tmp_path_factory):
     return out
 
 
-def test_attacks_run_after_the_last_operation_and_on_the_starting_model(whole):
+def test_attacks_run_after_every_operation_and_on_the_starting_model(whole):
     att = rows(whole / "attacks.csv")
-    # the sequential unit after its 2nd (last) operation, its one-shot baseline after its 1st;
-    # operation 0 is the starting model, each attack's baseline
+    # attacks_every_operation: the sequential unit after both operations, its one-shot baseline
+    # after its one; operation 0 is the starting model, each attack's baseline
     assert {(r["scenario"], r["operation"]) for r in att} == {("finetuned", "0"), ("finetuned", "1"),
-                                                             ("sequential", "0"), ("sequential", "2")}
+                                                             ("sequential", "0"), ("sequential", "1"),
+                                                             ("sequential", "2")}
     assert {r["attack"] for r in att} == {"consistency", "image_transforms"}
     summary = rows(whole / "summary.csv")
     for r in att:
@@ -218,7 +220,7 @@ def test_sigkill_after_the_first_unit_resumes_attacks_byte_identically(whole, co
 
     def first_unit_attacked(path):
         try:
-            return any(r["operation"] == "1" for r in rows(path))
+            return any(r["operation"] == "1" and r["scenario"] == "finetuned" for r in rows(path))
         except OSError:
             return False
 
