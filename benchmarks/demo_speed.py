@@ -1,8 +1,8 @@
 """Wall time of `pulse demo`: cold (empty cache: world, base pre-training, fine-tuning, protocol)
-and warm (world and models cached: the protocol alone, with its trajectories). Targets: cold <= 15 min,
-warm <= 6 min.
+and warm (world and models cached: the protocol alone, with its trajectories); then, warm,
+`pulse demo --attacks` (the recovery attacks too). Targets: cold <= 15 min, warm <= 6 min (both).
 
-    python benchmarks/demo_speed.py [--preset default]
+    python benchmarks/demo_speed.py [--preset default] [--no-attacks]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def timed(args: list[str], env: dict) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="default")
+    ap.add_argument("--no-attacks", action="store_true", help="skip the warm `pulse demo --attacks` run")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="pulse-demo-speed-"))
     env = {**os.environ, "PULSE_QUIET": "1"}
@@ -32,7 +33,11 @@ def main() -> None:
     cold = timed(cmd + ["--out", str(tmp / "cold")], env)
     warm = timed(cmd + ["--out", str(tmp / "warm")], env)
     print(f"pulse demo --preset {args.preset}: cold {cold / 60:.1f} min (target 15), "
-          f"warm {warm / 60:.1f} min (target 6); ratio cold/warm {cold / warm:.2f}; runs in {tmp}")
+          f"warm {warm / 60:.1f} min (target 6); ratio cold/warm {cold / warm:.2f}; runs in {tmp}", flush=True)
+    if not args.no_attacks:
+        attacked = timed(cmd + ["--attacks", "--out", str(tmp / "attacks")], env)
+        print(f"pulse demo --preset {args.preset} --attacks, warm: {attacked / 60:.1f} min (target 6); "
+              f"{attacked / warm:.2f} x the warm demo")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ def test_recovery_by_hand():
     assert recovery(0.3, 0.3, 0.8) == 0.0 and recovery(0.8, 0.3, 0.8) == 1.0
     assert recovery(0.2, 0.3, 0.8) == pytest.approx(-0.2)  # the attack made it worse
     assert recovery(0.5, 0.3, 0.3 + MIN_GAP / 2) is None  # nothing was forgotten: not defined
+    assert recovery(0.2, 0.5, 0.3) is None  # unlearned above the start under the attack: nothing to recover
 
 
 def test_splits_and_scenarios_are_declared_per_attack():
@@ -203,7 +204,7 @@ def test_attacks_run_after_every_operation_and_on_the_starting_model(whole):
                         and (b["attack"], b["setting"], b["modality"]) == (r["attack"], r["setting"], r["modality"]))
             assert r["start"] == base["value"]
             value, un, start = float(r["value"]), float(r["unlearned"]), float(r["start"])
-            if abs(start - un) > MIN_GAP:
+            if start - un > MIN_GAP:
                 assert float(r["recovery"]) == pytest.approx((value - un) / (start - un), abs=1e-5)
         if r["attack"] == "consistency":
             assert r["modality"] == "pair" and r["recovery"] == ""
@@ -282,3 +283,15 @@ def test_the_report_has_the_residual_knowledge_section(whole, tmp_path):
     assert "# Residual knowledge" in findings_text(whole)
     run = load_run(whole)
     assert run.attacks is not None and set(run.attacks.attack) == {"consistency", "image_transforms"}
+
+
+def test_the_demo_attacks_validate_in_the_demo_config():
+    import json
+
+    from pulse_unlearn.config import load_config, shipped_configs
+    from pulse_unlearn.config.shipped import demo_attacks
+
+    cfg = load_config(shipped_configs()["demo"], [f"attacks={json.dumps(demo_attacks())}"])
+    assert [a["name"] for a in cfg.attacks] == ["relearn", "quantize", "image_transforms", "consistency"]
+    assert all(a["scenarios"] == ["finetuned", "pretrained"] for a in cfg.attacks)
+    assert load_config(shipped_configs()["demo"]).attacks == []  # plain `pulse demo` runs none

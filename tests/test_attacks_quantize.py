@@ -191,7 +191,7 @@ def test_a_tiny_run_writes_quantize_rows_with_recovery(tiny_models, cache, tmp_p
                     and (b["split"], b["modality"]) == (r["split"], r["modality"]))
         assert r["start"] == base["value"]
         value, un, start = float(r["value"]), float(r["unlearned"]), float(r["start"])
-        if abs(start - un) > 1e-6:
+        if start - un > 1e-6:
             assert float(r["recovery"]) == pytest.approx((value - un) / (start - un), abs=1e-5)
         else:
             assert r["recovery"] == ""

@@ -229,6 +229,6 @@ def test_a_tiny_run_writes_relearn_rows_with_recovery(tmp_path, cache, tiny_mode
             assert r["recovery"] == ""
             continue
         value, un, start = float(r["value"]), float(r["unlearned"]), float(r["start"])
-        if abs(start - un) > MIN_GAP:
+        if start - un > MIN_GAP:
             assert float(r["recovery"]) == pytest.approx((value - un) / (start - un), abs=1e-5)
 

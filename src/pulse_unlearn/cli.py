@@ -6,6 +6,7 @@ left half-written (outputs are written to a temporary name and renamed).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -74,11 +75,14 @@ def demo(
     out: Optional[Path] = typer.Option(None, help="run folder (default: runs/demo, or runs/demo-tiny)"),
     cache: Optional[Path] = typer.Option(None, help="cache folder"),
     world_seed: int = typer.Option(0, help="the embedded world's seed (its people, images and models)"),
+    attacks: bool = typer.Option(False, "--attacks", help="also run the recovery attacks of configs/attacks/demo.yaml "
+                                 "(relearn, 4-bit quantization, blurred images, consistency)"),
 ) -> None:
     """The whole PULSE protocol on the embedded world: three scenarios x {ga, ga_klr, npo}, plus the
     projector + LLM ablation; prints the main table and the paper's findings next to ours (at the
     run's budget and, with trajectories, at matched forgetting)."""
     from .config import load_config, shipped_configs
+    from .config.shipped import demo_attacks
     from .pipeline import run_experiment
     from .progress import RunLog
     from .report.build import build_report, findings_text
@@ -87,6 +91,8 @@ def demo(
     if preset not in ("default", "tiny"):
         raise PulseError(f"unknown demo preset {preset!r}; choose default or tiny")
     overrides = [f"model.world_seed={world_seed}"] if world_seed else []
+    if attacks:
+        overrides.append(f"attacks={json.dumps(demo_attacks())}")
     cfg = load_config(shipped_configs()["demo" if preset == "default" else "demo_tiny"], overrides)
     folder = out or Path("runs") / cfg.name
     store = run_experiment(cfg, folder, cache_dir(cache), log=RunLog(folder, say))

@@ -18,6 +18,14 @@ def shipped_configs() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
 
 
+def demo_attacks() -> list[dict]:
+    """The attacks ``pulse demo --attacks`` adds (``configs/attacks/demo.yaml``)."""
+    import yaml
+
+    path = Path(str(files("pulse_unlearn") / "configs")) / "attacks" / "demo.yaml"
+    return yaml.safe_load(path.read_text())["attacks"]
+
+
 def first_comment(path: Path) -> str:
     """The file's first comment line, which says what the config is for."""
     for line in Path(path).read_text().splitlines():

@@ -16,8 +16,8 @@ metric rows), which become ``attacks.csv``'s rows per modality (``attack_rows``)
 - ``start``: the starting model under the same attack (its plain-quantisation or plain-
   transform loss is thereby separated from what the attack brings back);
 - ``recovery = (value - unlearned) / (start - unlearned)``: 0 = nothing came back, 1 = back to
-  where the starting model is under the same attack; empty where start and unlearned are
-  within ``MIN_GAP`` of each other (nothing was forgotten, so nothing can be recovered).
+  where the starting model is under the same attack; empty unless start exceeds unlearned by
+  more than ``MIN_GAP`` (nothing was forgotten, so nothing can be recovered).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ..splits import SPLITS, SplitContext
 ATTACKS: Registry[type] = Registry("attack", "pulse_unlearn.attacks")
 COLUMNS = ("scenario", "method", "update", "operation", "attack", "setting", "split", "modality", "n", "metric",
            "value", "unlearned", "start", "recovery")
-MIN_GAP = 1e-6  # |start - unlearned| at or below this: recovery is not defined
+MIN_GAP = 1e-6  # start - unlearned at or below this: recovery is not defined
 
 
 class AttackParams(BaseModel):
@@ -144,9 +144,10 @@ def make_attack(spec: dict) -> Attack:
 
 
 def recovery(value: float, unlearned: float, start: float) -> float | None:
-    """(value - unlearned) / (start - unlearned); None where start and unlearned (nearly) agree."""
+    """(value - unlearned) / (start - unlearned); None unless the starting model (under the same
+    attack) is above the unlearned one: there is nothing forgotten to recover."""
     gap = start - unlearned
-    return None if abs(gap) <= MIN_GAP else (value - unlearned) / gap
+    return None if gap <= MIN_GAP else (value - unlearned) / gap
 
 
 def _accuracy(preds: list) -> float:
