@@ -208,8 +208,14 @@ def _quiet_libraries() -> None:
     """Our own progress bars and log lines say what happens; silence the libraries' chatter."""
     import warnings
 
+    import logging
+
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    # peft imports torchao where it is installed (the quantize extra): its CUDA-kernel notices and
+    # torch's deprecation notes about its enums are not ours to show
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         from transformers.utils import logging as hf_logging
 
