@@ -1,7 +1,11 @@
-"""Running ``pulse`` in a child process, to kill it mid-run as a crash would."""
+"""Running ``pulse`` for tests: in a child process, to kill it mid-run as a crash would, or in this one
+(``pulse``), and reading the CSV files it writes (``rows``)."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import os
 import signal
 import subprocess
@@ -27,3 +31,17 @@ def run_killed_once(path_to_wait_for: Path, args: list[str], poll: float = 0.02,
         time.sleep(poll)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+def pulse(*args) -> int:
+    """``pulse ARGS`` in this process, its output swallowed; the exit status."""
+    from pulse_unlearn.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return main(list(map(str, args)))
+
+
+def rows(path) -> list[dict]:
+    """A CSV file's rows as dicts of text."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))

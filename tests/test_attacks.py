@@ -4,14 +4,12 @@ after SIGKILL byte for byte."""
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import io
 
 import numpy as np
 import pytest
 from PIL import Image
-from processes import run_killed_once
+from processes import pulse, rows, run_killed_once
 
 from pulse_unlearn.cli import main
 from pulse_unlearn.evaluation.attacks import (MIN_GAP, Outcome, baseline_rows, make_attack, outcome_rows,
@@ -114,11 +112,6 @@ def test_the_processor_receives_the_transformed_pixels(tiny_models):
     assert (got - plain).abs().max() > 0.1
 
 
-def pulse(*args) -> int:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return main(list(map(str, args)))
-
-
 @pytest.mark.parametrize("entry, says", [
     ("{name: quantise}", "attacks.0.name: unknown attack 'quantise'"),
     ("{name: image_transforms, severities: [0]}", "attacks.0.severities.0: must be >= 1"),
@@ -164,11 +157,6 @@ attacks:
   - {name: image_transforms, transforms: [blur], severities: [2]}
 attacks_every_operation: true
 """
-
-
-def rows(path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")

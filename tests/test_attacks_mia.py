@@ -3,16 +3,15 @@ people, when it does not apply, config checks, and its rows in a real (tiny) run
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import zlib
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from pulse_unlearn.cli import main
+from processes import pulse
+
 from pulse_unlearn.data.batches import IGNORE
 from pulse_unlearn.evaluation.attacks import AttackContext, make_attack
 from pulse_unlearn.evaluation.attacks.mia import (answer_token_logprobs, auc, loss_score, mink_score, never_trained,
@@ -94,11 +93,6 @@ def test_does_not_apply_without_never_trained_people():
     assert attack.does_not_apply(_ctx(4, [0, 1], [2, 3], 6)) is None
     assert "no never-trained" in attack.does_not_apply(_ctx(6, [0, 1], [2, 3, 4, 5], 6))
     assert "celebrity" in attack.does_not_apply(_ctx(4, [0, 1], [2, 3], 6, population="celebrity"))
-
-
-def pulse(*args) -> int:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return main(list(map(str, args)))
 
 
 # 6 of the tiny world's 10 fictitious people fine-tuned on: 4 never-trained non-members

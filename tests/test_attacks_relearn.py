@@ -3,16 +3,15 @@ handed back bit for bit, the loss falling, and attacks.csv rows in a real (tiny)
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
-import io
 import json
 
 import pytest
 import torch
 
-from pulse_unlearn.cli import main
+from processes import pulse
+
 from pulse_unlearn.evaluation.attacks import MIN_GAP, AttackContext, make_attack
 from pulse_unlearn.evaluation.attacks import relearn as relearn_module
 from pulse_unlearn.evaluation.attacks.relearn import retain_facts, split_people
@@ -185,11 +184,6 @@ attacks:
   - {name: relearn, steps: 5}
   - {name: relearn_retain, steps: 5, share: 0.5}
 """
-
-
-def pulse(*args) -> int:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return main(list(map(str, args)))
 
 
 def _rows(path) -> list[dict]:

@@ -9,7 +9,7 @@ import io
 
 import pytest
 import torch
-from processes import run_killed_once
+from processes import pulse, run_killed_once
 
 from pulse_unlearn.cli import main
 from pulse_unlearn.methods.registry import METHODS, Method, register
@@ -26,11 +26,6 @@ grid:
 unlearn: {lr: 3.0e-3, epochs: 1, batch_size: 16, lora: {rank: 8, alpha: 16}}
 scoring: likelihood
 """
-
-
-def pulse(*args) -> int:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return main(list(map(str, args)))
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,10 @@ at its own target on its training facts."""
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 
 import pytest
-from processes import run_killed_once
+from processes import pulse, rows, run_killed_once
 
-from pulse_unlearn.cli import main
 
 CONFIG = """name: traj
 model: {source: world, preset: tiny}
@@ -25,16 +21,6 @@ trajectory: {splits: [forget, retain, general], subset: 8}
 scoring: likelihood
 log_with: [tensorboard]
 """
-
-
-def pulse(*args) -> int:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return main(list(map(str, args)))
-
-
-def rows(path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
