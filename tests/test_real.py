@@ -726,3 +726,40 @@ def test_unsupported_processor_is_a_clear_error(checkpoint):
     proc.chat_template = proc.chat_template.replace("<image>", "")
     with pytest.raises(PulseError, match=r"^LlavaProcessor: the chat template gives 0 image tokens for one image"):
         Encoder(proc).encode([Example("Who?", "Bala.", png((1, 1, 1)))])
+
+
+# --- every attack on a llava-hf checkpoint ------------------------------------------------------
+
+ALL_ATTACKS = """attacks:
+  - {name: relearn, steps: 2, share: 0.5}
+  - {name: relearn_retain, steps: 2}
+  - {name: quantize, bits: [4, 8], splits: [forget]}
+  - {name: image_transforms, transforms: [blur, rotation], severities: [1]}
+  - {name: consistency}
+  - {name: mia, max_items: 10}
+"""
+
+
+def test_every_attack_runs_on_a_checkpoint_and_resumes(tmp_path, checkpoint, bench, mmbench, parity_config):
+    """The real path (scoring=mllmu: answers generated): each attack gives attacks.csv rows or says in
+    one line why it does not apply; the same command again replays them from resume/ byte for byte."""
+    import pandas as pd
+
+    config = tmp_path / "attacks.yaml"
+    config.write_text(parity_config.read_text() + ALL_ATTACKS)
+    args = ("scenario=finetuned", "method=ga", "update=llm", f"model.finetuned={checkpoint}")
+    out, _, log = _run(config, tmp_path, checkpoint, bench, mmbench, *args)
+    frame = pd.read_csv(out / "attacks.csv")
+    skipped = {line.split()[1] for line in log.splitlines() if "does not apply" in line}
+    assert set(frame["attack"]) | skipped == {"relearn", "relearn_retain", "quantize", "image_transforms",
+                                              "consistency", "mia"}
+    assert {"relearn", "quantize", "image_transforms", "consistency"} <= set(frame["attack"])
+    assert set(frame["operation"]) == {0, 1} and set(frame["scenario"]) == {"finetuned"}
+    quantized = frame[frame["attack"] == "quantize"]["setting"]
+    assert any(s.startswith("bits=4 (") for s in quantized) and any(s.startswith("bits=8 (") for s in quantized)
+    accuracy = frame[frame["metric"] == "accuracy"]["value"]
+    assert accuracy.between(0, 1).all()
+    before = (out / "attacks.csv").read_bytes()
+    _, _, again = _run(config, tmp_path, checkpoint, bench, mmbench, *args)
+    assert "read back" in again and (out / "attacks.csv").read_bytes().splitlines() == before.splitlines()
+    assert (out / "attacks.csv").read_bytes() == before
