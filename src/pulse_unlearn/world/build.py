@@ -4,7 +4,9 @@ People go out as MLLMU-Bench parquet (``Full_Set`` = fictitious people, ``Retain
 celebrities, ``Test_Set`` = transformed images, ``ft_Data`` = fine-tuning QA in
 ``metadata``), the general benchmark as an MMBench dev TSV, so the one loader in
 ``pulse_unlearn.data`` reads the world and the real data alike. Two world-only files sit
-beside them: the pre-training corpus and ``world.json`` (config, celebrity mentions).
+beside them: the pre-training corpus and ``world.json`` (config, celebrity mentions); the
+MLLMU-Bench folder also holds ``paraphrases.jsonl``, new wordings of its multiple-choice questions
+(``rewordings.py``, for the ``paraphrase`` attack).
 
 Everything comes from one seed: the same config writes the same bytes.
 """
@@ -21,9 +23,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..records import Example, mc_prompt
-from . import people, portraits, scenes
+from . import people, portraits, rewordings, scenes
 
-WORLD_VERSION = 5  # bump when the generator's output changes, so caches rebuild
+WORLD_VERSION = 6  # bump when the generator's output changes, so caches rebuild
 
 
 class WorldConfig(BaseModel):
@@ -175,6 +177,9 @@ def _build_world(cfg: WorldConfig, out: Path, step) -> Path:
         cfg.skill_mc_share, cfg.drills_per_mention)
     _write([{"prompt": ex.prompt, "answer": ex.answer, "image": ex.image, "source": ex.source, "subject": subj}
             for ex, subj in corpus], corpus_schema, out / "corpus" / "pretrain.parquet")
+
+    rewordings.write_rewordings(celebs, fictitious, np.random.default_rng([cfg.seed, 3]),
+                                bench / rewordings.FILE_NAME)
 
     step()
     meta = {"config": cfg.model_dump(), "fingerprint": cfg.fingerprint(), "version": WORLD_VERSION,

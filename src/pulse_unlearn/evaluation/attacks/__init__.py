@@ -23,6 +23,7 @@ metric rows), which become ``attacks.csv``'s rows per modality (``attack_rows``)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -109,6 +110,12 @@ class Attack(Parametrized):
         """Why the attack cannot run on this scenario's data (None: it can)."""
         return None
 
+    def inputs(self, src) -> list[Path]:
+        """The attack's own input files (none by default), each checked against the data (``Sources``):
+        a problem is a ``PulseError``. Called once when the run starts, before anything is written;
+        the files join the data's fingerprint, so a changed file is never read back from a resumed run."""
+        return []
+
     def __call__(self, model, ctx: AttackContext) -> list[Outcome]:
         raise NotImplementedError
 
@@ -141,6 +148,11 @@ def make_attack(spec: dict) -> Attack:
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))}")
     return ATTACKS[name](**params)
+
+
+def attack_inputs(specs: list[dict], src) -> list[Path]:
+    """Every configured attack's own input files, checked against the data (``Attack.inputs``)."""
+    return [path for spec in specs for path in make_attack(spec).inputs(src)]
 
 
 def recovery(value: float, unlearned: float, start: float) -> float | None:
@@ -215,4 +227,4 @@ def baseline_rows(rows: list[dict]) -> list[dict]:
     return [{**r, "start": r["value"], "recovery": ""} for r in rows]
 
 
-from . import consistency, images, mia, quantize, relearn  # noqa: E402,F401  (the built-in attacks register themselves)
+from . import consistency, images, mia, paraphrase, quantize, relearn  # noqa: E402,F401  (the built-in attacks register themselves)
