@@ -25,6 +25,7 @@ class Sources:
     general: list[Question]
     files: list[Path]  # the data files read (fingerprinted by the run)
     test_images: dict[str, tuple[bytes, ...]] = field(default_factory=dict)  # Test_Set, by person key
+    mllmu: Path | None = None  # the MLLMU-Bench folder (its side files: the world's neighbours.jsonl)
 
     def facts_of(self, ids) -> list[Example]:
         missing = [pid for pid in ids if not self.facts.get(pid)]
@@ -61,4 +62,4 @@ def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> S
     tests = load_test_images(mllmu) if (Path(mllmu) / "Test_Set").is_dir() else {}
     tests = {subject_key("fictitious", pid): images for pid, images in tests.items()}
     files = sorted(Path(mllmu).glob("*/*.parquet")) + [Path(mmbench)]
-    return Sources(fictitious, celebrities, facts, general, files, tests)
+    return Sources(fictitious, celebrities, facts, general, files, tests, Path(mllmu))

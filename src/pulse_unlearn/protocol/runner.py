@@ -30,7 +30,7 @@ from ..config import RunConfig
 from ..data.batches import Encoder
 from ..data.sources import Sources, load_sources
 from ..evaluation.attacks import COLUMNS as ATTACK_COLUMNS
-from ..evaluation.attacks import attacked, baseline_rows, with_recovery
+from ..evaluation.attacks import attacked, baseline_rows, check_attacks, with_recovery
 from ..evaluation.collapse import answer_collapse
 from ..evaluation.evaluator import Evaluator
 from ..evaluation.matched import COLUMNS as MATCHED_COLUMNS
@@ -57,6 +57,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     the chosen people's Full_Set IDs). Inputs are checked before anything is written."""
     src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed)
     plan = scenarios.plan(cfg, src, Path(mllmu))
+    check_attacks(cfg.attacks, src)
     r = _open(cfg, out, src, plan, models, finetune, log)
     for scenario in plan.scenarios:
         t0 = time.time()

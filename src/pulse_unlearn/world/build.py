@@ -3,8 +3,9 @@
 People go out as MLLMU-Bench parquet (``Full_Set`` = fictitious people, ``Retain_Set`` =
 celebrities, ``Test_Set`` = transformed images, ``ft_Data`` = fine-tuning QA in
 ``metadata``), the general benchmark as an MMBench dev TSV, so the one loader in
-``pulse_unlearn.data`` reads the world and the real data alike. Two world-only files sit
-beside them: the pre-training corpus and ``world.json`` (config, celebrity mentions).
+``pulse_unlearn.data`` reads the world and the real data alike. World-only files sit
+beside them: the pre-training corpus, ``world.json`` (config, celebrity mentions) and
+``MLLMU-Bench/neighbours.jsonl`` (questions through colleagues, ``neighbours.py``).
 
 Everything comes from one seed: the same config writes the same bytes.
 """
@@ -21,9 +22,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..records import Example, mc_prompt
-from . import people, portraits, scenes
+from . import neighbours, people, portraits, scenes
 
-WORLD_VERSION = 5  # bump when the generator's output changes, so caches rebuild
+WORLD_VERSION = 7  # bump when the generator's output changes, so caches rebuild
 
 
 class WorldConfig(BaseModel):
@@ -163,6 +164,8 @@ def _build_world(cfg: WorldConfig, out: Path, step) -> Path:
         ft_rows.append({"image": {"bytes": images[p.id], "path": f"Full_Set/{p.id}.png"}, "ID": p.id,
                         "Directory": "ft_Data", "biography": people.biography(p), "metadata": json.dumps(metadata)})
     _write(ft_rows, ft_schema, bench / "ft_Data" / SUBSET_FILE)
+    neighbours.write_rows(neighbours.neighbour_rows(celebs, fictitious, np.random.default_rng([cfg.seed, 4])),
+                          bench / neighbours.FILE)
 
     step()
     bench_rng = np.random.default_rng([cfg.seed, 1])

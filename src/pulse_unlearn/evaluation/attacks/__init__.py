@@ -6,7 +6,9 @@ after an operation (the last of every unit; every one with ``attacks_every_opera
 the scenario's starting model, its baseline. An attack changes the *inputs* (``InputAttack``:
 each item of a split rewritten; the changed items are encoded once and scored on every model)
 or the *model* (``ModelAttack``: a changed copy, the unit's model untouched), or reads the
-model's predictions (``consistency``) or losses (``mia``) directly.
+model's predictions (``consistency``) or losses (``mia``) directly. An attack that reads an
+input of its own (``neighbours``: a file of questions) checks it against the run's data when the
+run starts, before anything is written (``Attack.check``).
 
 Each attack gives ``Outcome``s (a setting, e.g. ``bits=4``, a split and predictions, or ready
 metric rows), which become ``attacks.csv``'s rows per modality (``attack_rows``):
@@ -105,6 +107,10 @@ class Attack(Parametrized):
         """The splits this attack scores: the config's ``splits``, else the attack's own."""
         return tuple(self.params.splits) if self.params.splits else type(self).splits
 
+    def check(self, src) -> None:
+        """Raise a ``PulseError`` (one line) when the attack's own input (a file it reads) does not
+        fit the run's data (``Sources``): called when the run starts, before anything is written."""
+
     def does_not_apply(self, ctx: AttackContext) -> str | None:
         """Why the attack cannot run on this scenario's data (None: it can)."""
         return None
@@ -141,6 +147,12 @@ def make_attack(spec: dict) -> Attack:
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))}")
     return ATTACKS[name](**params)
+
+
+def check_attacks(specs: list[dict], src) -> None:
+    """Every configured attack's ``check`` against the run's data."""
+    for spec in specs:
+        make_attack(spec).check(src)
 
 
 def recovery(value: float, unlearned: float, start: float) -> float | None:
@@ -215,4 +227,4 @@ def baseline_rows(rows: list[dict]) -> list[dict]:
     return [{**r, "start": r["value"], "recovery": ""} for r in rows]
 
 
-from . import consistency, images, mia, quantize, relearn  # noqa: E402,F401  (the built-in attacks register themselves)
+from . import consistency, images, mia, neighbours, quantize, relearn  # noqa: E402,F401  (the built-in attacks register themselves)
