@@ -3,10 +3,11 @@
 People go out as MLLMU-Bench parquet (``Full_Set`` = fictitious people, ``Retain_Set`` =
 celebrities, ``Test_Set`` = transformed images, ``ft_Data`` = fine-tuning QA in
 ``metadata``), the general benchmark as an MMBench dev TSV, so the one loader in
-``pulse_unlearn.data`` reads the world and the real data alike. Two world-only files sit
+``pulse_unlearn.data`` reads the world and the real data alike. World-only files sit
 beside them: the pre-training corpus and ``world.json`` (config, celebrity mentions); the
 MLLMU-Bench folder also holds ``paraphrases.jsonl``, new wordings of its multiple-choice questions
-(``rewordings.py``, for the ``paraphrase`` attack).
+(``rewordings.py``, for the ``paraphrase`` attack), and ``neighbours.jsonl``, questions that reach
+a person through a colleague (``neighbours.py``, for the ``neighbours`` attack).
 
 Everything comes from one seed: the same config writes the same bytes.
 """
@@ -23,9 +24,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..records import Example, mc_prompt
-from . import people, portraits, rewordings, scenes
+from . import neighbours, people, portraits, rewordings, scenes
 
-WORLD_VERSION = 6  # bump when the generator's output changes, so caches rebuild
+WORLD_VERSION = 8  # bump when the generator's output changes, so caches rebuild
 
 
 class WorldConfig(BaseModel):
@@ -128,6 +129,14 @@ def build_world(cfg: WorldConfig, out: Path, progress: bool = False) -> Path:
         return _build_world(cfg, Path(out), pbar.update)
 
 
+def _write_attack_files(cfg: WorldConfig, celebs, fictitious, bench: Path) -> None:
+    """The attacks' side files, each from its own seeded stream, so no other file depends on them."""
+    rewordings.write_rewordings(celebs, fictitious, np.random.default_rng([cfg.seed, 3]),
+                                bench / rewordings.FILE_NAME)
+    neighbours.write_rows(neighbours.neighbour_rows(celebs, fictitious, np.random.default_rng([cfg.seed, 4])),
+                          bench / neighbours.FILE)
+
+
 def _build_world(cfg: WorldConfig, out: Path, step) -> Path:
     rng = np.random.default_rng(cfg.seed)
     profile_schema, test_schema, ft_schema, corpus_schema = _schemas()
@@ -178,8 +187,7 @@ def _build_world(cfg: WorldConfig, out: Path, step) -> Path:
     _write([{"prompt": ex.prompt, "answer": ex.answer, "image": ex.image, "source": ex.source, "subject": subj}
             for ex, subj in corpus], corpus_schema, out / "corpus" / "pretrain.parquet")
 
-    rewordings.write_rewordings(celebs, fictitious, np.random.default_rng([cfg.seed, 3]),
-                                bench / rewordings.FILE_NAME)
+    _write_attack_files(cfg, celebs, fictitious, bench)
 
     step()
     meta = {"config": cfg.model_dump(), "fingerprint": cfg.fingerprint(), "version": WORLD_VERSION,

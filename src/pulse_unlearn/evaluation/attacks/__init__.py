@@ -5,8 +5,11 @@ ranges, checked when the config is loaded) and declared scored splits. It runs o
 after an operation (the last of every unit; every one with ``attacks_every_operation``) and on
 the scenario's starting model, its baseline. An attack changes the *inputs* (``InputAttack``:
 each item of a split rewritten; the changed items are encoded once and scored on every model)
-or the *model* (``ModelAttack``: a changed copy, the unit's model untouched), or reads the
-model's predictions (``consistency``) or losses (``mia``) directly.
+or the *model* (``quantize``, ``relearn``: a changed copy, or an adapter removed afterwards; the
+unit's model is left as it was), or reads the model's predictions (``consistency``) or losses
+(``mia``) directly. An attack that reads an
+input of its own (``paraphrase``, ``neighbours``: a file) checks it against the run's data when the
+run starts, before anything is written, and the file joins the data's fingerprint (``Attack.inputs``).
 
 Each attack gives ``Outcome``s (a setting, e.g. ``bits=4``, a split and predictions, or ready
 metric rows), which become ``attacks.csv``'s rows per modality (``attack_rows``):
@@ -227,4 +230,4 @@ def baseline_rows(rows: list[dict]) -> list[dict]:
     return [{**r, "start": r["value"], "recovery": ""} for r in rows]
 
 
-from . import consistency, images, mia, paraphrase, quantize, relearn  # noqa: E402,F401  (the built-in attacks register themselves)
+from . import consistency, images, mia, neighbours, paraphrase, quantize, relearn  # noqa: E402,F401  (the built-in attacks register themselves)
