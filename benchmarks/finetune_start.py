@@ -42,8 +42,8 @@ def build(args) -> tuple[Path, Path, Path]:
     if args.set:
         mcfg = type(mcfg)(**apply_overrides(mcfg.model_dump(), args.set))
     world = ensure_world(wcfg, args.cache, log=print)
-    base = build_base(world, wcfg.fingerprint(), mcfg, args.cache / "models")
-    ft = build_finetuned(world, wcfg.fingerprint(), mcfg, args.cache / "models")
+    base = build_base(world, wcfg.training_fingerprint(), mcfg, args.cache / "models")
+    ft = build_finetuned(world, wcfg.training_fingerprint(), mcfg, args.cache / "models")
     meta = json.loads((ft / "pulse_model.json").read_text())
     print(f"fine-tuned model {ft.name}: fine-tuned in {meta['seconds']:.1f} s, final loss {meta['final_loss']:.3f}")
     return world, base, ft

@@ -43,8 +43,8 @@ def main() -> None:
     wcfg, mcfg = world_config("default"), models_config("default")
     world = ensure_world(wcfg, args.cache, log=lambda *_: None)
     quiet = dict(log=lambda *_: None)
-    base_dir = build_base(world, wcfg.fingerprint(), mcfg, args.cache / "models", **quiet)
-    ft_dir = build_finetuned(world, wcfg.fingerprint(), mcfg, args.cache / "models", **quiet)
+    base_dir = build_base(world, wcfg.training_fingerprint(), mcfg, args.cache / "models", **quiet)
+    ft_dir = build_finetuned(world, wcfg.training_fingerprint(), mcfg, args.cache / "models", **quiet)
     ft_people = set(finetune_examples(world, mcfg)[0])
     questions = load_mmbench(world / "MMBench" / "mmbench_dev_en.tsv")
     questions += [q for p in load_people(world / "MLLMU-Bench", "Retain_Set") for q in p.questions]

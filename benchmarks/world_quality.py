@@ -74,7 +74,7 @@ def main() -> None:
     world = ensure_world(wcfg, cache, log=lambda *_: None)
     t_world = time.time() - t0
     t0 = time.time()
-    base_dir = build_base(world, wcfg.fingerprint(), mcfg, cache / "models")
+    base_dir = build_base(world, wcfg.training_fingerprint(), mcfg, cache / "models")
     t_base = time.time() - t0
     print(f"world build {t_world:.1f} s, base pre-training {t_base:.1f} s (world + base {t_world + t_base:.1f} s; "
           "target 300 s)", flush=True)
@@ -109,7 +109,7 @@ def evaluate_base(model, enc, celebs, mentions, bench, fictitious) -> None:
 
 def ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench) -> None:
     t0 = time.time()
-    ft_dir = build_finetuned(world, wcfg.fingerprint(), mcfg, cache / "models")
+    ft_dir = build_finetuned(world, wcfg.training_fingerprint(), mcfg, cache / "models")
     print(f"\nfine-tuning {time.time() - t0:.1f} s (target 60 s)")
     model, processor = load_model(ft_dir)
     enc = Encoder(processor)

@@ -83,7 +83,9 @@ def _one_process_run(tiny_models, cache, tmp_path, lr: str = "3.0e-3") -> tuple[
         "grid: [{scenarios: [finetuned], methods: [ga_klr], updates: [projector_llm]}]\n"
         f"unlearn: {{lr: {lr}, epochs: 1, batch_size: 16, lora: {{rank: 4, alpha: 8}}}}\n"
         "scoring: logits\n"
-        "eval_batch_size: 64\n")
+        "eval_batch_size: 64\n"
+        "attacks: [{name: consistency}, {name: image_transforms, transforms: [blur], severities: [1]},"
+        " {name: quantize, bits: [8]}, {name: relearn, steps: 2, share: 0.4}]\n")
     args = ["run", str(config), f"model.finetuned={tiny_models['finetuned']}", "--cache", str(cache)]
     one = tmp_path / "one"
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -109,6 +111,13 @@ def test_two_processes_match_one(tiny_models, cache, tmp_path):
     # Data-parallel unlearning: each of the 2 processes took every 2nd batch of the same order.
     steps1, steps2 = int(_rows(one, "operations.csv")[0]["steps"]), int(_rows(two, "operations.csv")[0]["steps"])
     assert steps2 == steps1 // 2
+    # Attacks under 2 processes, on the starting model (operation 0): the same rows as one process's,
+    # relearning included (each process trains its own copy on every batch).
+    a1, a2 = _rows(one, "attacks.csv"), _rows(two, "attacks.csv")
+    start = lambda rows: [r for r in rows if r["operation"] == "0"]  # noqa: E731
+    assert start(a1) and start(a1) == start(a2)
+    assert {r["attack"] for r in a2} == {"consistency", "image_transforms", "quantize", "relearn"}
+    assert {r["operation"] for r in a2} == {"0", "1"}
     assert not list(two.glob(".*"))  # one writer: no stray temporary files
 
 
@@ -170,6 +179,7 @@ def test_fsdp_unlearning_matches_one_process(tiny_models, cache, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _rows(one, "summary.csv") == _rows(two, "summary.csv")  # steps 0 and 1, every split and modality
     assert _rows(one, "predictions.csv") == _rows(two, "predictions.csv")
+    assert _rows(one, "attacks.csv") == _rows(two, "attacks.csv")  # the attacks on the gathered model too
     op1, op2 = _rows(one, "operations.csv")[0], _rows(two, "operations.csv")[0]
     assert op1["steps"] == op2["steps"]  # every process ran every batch
     for key in ("first_loss", "last_loss"):

@@ -118,3 +118,17 @@ def test_corpus_multiple_choice_copies_follow_the_config(share):
     assert sources.count("skill_mc") == round(30 * share)
     drills = sum(s.startswith("drill_") for s in sources)
     assert drills == sum(p.mentions for p in celebs)
+
+
+def test_models_are_keyed_by_what_they_learn_not_by_the_worlds_side_files(monkeypatch):
+    """A new world version (e.g. an attack's side file) leaves the models' key alone; a new
+    training version or another config changes it."""
+    from pulse_unlearn.world import build
+
+    cfg = build.WorldConfig()
+    world, training = cfg.fingerprint(), cfg.training_fingerprint()
+    monkeypatch.setattr(build, "WORLD_VERSION", build.WORLD_VERSION + 1)
+    assert cfg.fingerprint() != world and cfg.training_fingerprint() == training
+    monkeypatch.setattr(build, "TRAINING_VERSION", build.TRAINING_VERSION + 1)
+    assert cfg.training_fingerprint() != training
+    assert build.WorldConfig(seed=1).training_fingerprint() != cfg.training_fingerprint()

@@ -152,11 +152,12 @@ class Training:
     finish: Callable
 
 
-def wrap_for_training(model, optimizer) -> Training:
-    """One process: the model itself. Several: DDP through accelerate, or FSDP2 when launched
+def wrap_for_training(model, optimizer, local: bool = False) -> Training:
+    """One process, or ``local``: the model itself (no collectives; with ``local`` every process
+    trains its own whole copy alike). Several: DDP through accelerate, or FSDP2 when launched
     with an FSDP config (``model`` must then be a peft model: only its adapter trains)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if world_size() == 1:
+    if local or world_size() == 1:
         return Training(model, optimizer, lambda loss: loss.backward(),
                         lambda norm: torch.nn.utils.clip_grad_norm_(params, norm), lambda: model)
     from accelerate import Accelerator, DistributedDataParallelKwargs

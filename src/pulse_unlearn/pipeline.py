@@ -52,9 +52,9 @@ def ensure_models(preset: str, cache: Path, finetuned: bool = True, log=print, s
 
     wcfg, mcfg = world_config(preset, seed=seed), models_config(preset, seed=seed)
     world = ensure_world(wcfg, cache, log=log)
-    paths = {"world": world, "base": build_base(world, wcfg.fingerprint(), mcfg, Path(cache) / "models", log)}
+    paths = {"world": world, "base": build_base(world, wcfg.training_fingerprint(), mcfg, Path(cache) / "models", log)}
     if finetuned:
-        paths["finetuned"] = build_finetuned(world, wcfg.fingerprint(), mcfg, Path(cache) / "models", log)
+        paths["finetuned"] = build_finetuned(world, wcfg.training_fingerprint(), mcfg, Path(cache) / "models", log)
     return paths
 
 
@@ -140,7 +140,7 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
         def finetune(ids, facts=None):
             wcfg = world_config(cfg.model.preset, seed=cfg.model.world_seed)
             mcfg = models_config(cfg.model.preset, seed=cfg.model.world_seed)
-            return distributed.main_first(lambda: build_finetuned(world, wcfg.fingerprint(), mcfg,
+            return distributed.main_first(lambda: build_finetuned(world, wcfg.training_fingerprint(), mcfg,
                                                                   Path(cache) / "models", log, people=ids))
 
         mllmu = data_mllmu or world / "MLLMU-Bench"

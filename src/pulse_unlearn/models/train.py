@@ -106,8 +106,11 @@ def _batches(enc: EncodedSet, cfg: TrainConfig, gen: torch.Generator, subset: Se
         yield from batch_indices(enc, cfg.batch_size, gen, subset)
 
 
-def train(model, encoder: Encoder, examples: Sequence[Example], cfg: TrainConfig, desc: str = "train") -> list[float]:
-    """Train ``model`` in place on ``examples``; returns the loss of every step."""
+def train(model, encoder: Encoder, examples: Sequence[Example], cfg: TrainConfig, desc: str = "train",
+          local: bool = False) -> list[float]:
+    """Train ``model`` in place on ``examples``; returns the loss of every step. Several processes
+    train data-parallel, unless ``local``: then each trains on every batch by itself, with no
+    collectives (a few steps on a model every process holds whole, e.g. a recovery attack's)."""
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     enc = encoder.encode(examples)
@@ -119,7 +122,8 @@ def train(model, encoder: Encoder, examples: Sequence[Example], cfg: TrainConfig
     stream = _batches(enc, cfg, gen, first) if stage_steps else _batches(enc, cfg, gen, None)
     device = next(model.parameters()).device
     # Several processes: DDP around the model; each step, process r takes the r-th of the next N batches.
-    training = distributed.wrap_for_training(model, opt)
+    training = distributed.wrap_for_training(model, opt, local)
+    procs, rank = (1, 0) if local else (distributed.world_size(), distributed.rank())
     trained, opt = training.model, training.optimizer
     model.train()
     losses = []
@@ -127,7 +131,7 @@ def train(model, encoder: Encoder, examples: Sequence[Example], cfg: TrainConfig
         for step in range(cfg.steps):
             if step == stage_steps and stage_steps:
                 stream = _batches(enc, cfg, gen, None)
-            idx = [next(stream) for _ in range(distributed.world_size())][distributed.rank()]
+            idx = [next(stream) for _ in range(procs)][rank]
             batch = pack(enc, idx, pad, cfg.pack_len) if cfg.pack_len else collate(enc, idx, pad)
             if "pixel_values" in batch:
                 batch["pixel_values"] = augment(batch["pixel_values"], cfg, gen)

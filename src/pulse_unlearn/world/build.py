@@ -27,6 +27,10 @@ from ..records import Example, mc_prompt
 from . import neighbours, people, portraits, rewordings, scenes
 
 WORLD_VERSION = 8  # bump when the generator's output changes, so caches rebuild
+# Bump when what the world's models learn from changes (the people, the corpus, ft_Data, the
+# wordings the tokenizer sees): they are cached under ``training_fingerprint``, so a file the
+# models never read (an attack's side file) changes the world without retraining them.
+TRAINING_VERSION = 5
 
 
 class WorldConfig(BaseModel):
@@ -50,7 +54,14 @@ class WorldConfig(BaseModel):
     image_size: int = 32
 
     def fingerprint(self) -> str:
-        blob = json.dumps({"v": WORLD_VERSION, **self.model_dump()}, sort_keys=True)
+        return self._hash(WORLD_VERSION)
+
+    def training_fingerprint(self) -> str:
+        """What the world's models are keyed by: the config and ``TRAINING_VERSION``."""
+        return self._hash(TRAINING_VERSION)
+
+    def _hash(self, version: int) -> str:
+        blob = json.dumps({"v": version, **self.model_dump()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

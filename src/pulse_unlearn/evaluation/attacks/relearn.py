@@ -87,7 +87,9 @@ def relearned(model, ctx: AttackContext, examples: list, scored: list, params: R
         torch.manual_seed(seed)  # peft draws the adapter's A matrices from the global RNG
         peft_model = attach_lora(model, e.cfg.unlearn.lora, lora_targets(model, "llm"))
         try:
-            losses = train(peft_model, e.encoder, examples, cfg, desc="relearn")
+            # Every process trains its own copy on every batch: the same adapter everywhere, as
+            # in one process, and no sharding of a model the sharded scorers then read.
+            losses = train(peft_model, e.encoder, examples, cfg, desc="relearn", local=True)
             preds = e.scorer("forget", scored)(peft_model)
         finally:
             base = peft_model.unload()
