@@ -280,6 +280,7 @@ def test_the_demo_attacks_validate_in_the_demo_config():
     from pulse_unlearn.config.shipped import demo_attacks
 
     cfg = load_config(shipped_configs()["demo"], [f"attacks={json.dumps(demo_attacks())}"])
-    assert [a["name"] for a in cfg.attacks] == ["relearn", "quantize", "image_transforms", "consistency"]
+    assert [a["name"] for a in cfg.attacks] == ["relearn", "quantize", "image_transforms", "paraphrase",
+                                                "neighbours", "consistency"]
     assert all(a["scenarios"] == ["finetuned", "pretrained"] for a in cfg.attacks)
     assert load_config(shipped_configs()["demo"]).attacks == []  # plain `pulse demo` runs none

@@ -737,6 +737,7 @@ ALL_ATTACKS = """attacks:
   - {name: image_transforms, transforms: [blur, rotation], severities: [1]}
   - {name: consistency}
   - {name: mia, max_items: 10}
+  - {name: neighbours}
 """
 
 
@@ -745,15 +746,24 @@ def test_every_attack_runs_on_a_checkpoint_and_resumes(tmp_path, checkpoint, ben
     one line why it does not apply; the same command again replays them from resume/ byte for byte."""
     import pandas as pd
 
+    import json
+
+    from pulse_unlearn.records import subject_key
+
+    rewordings = tmp_path / "rewordings.jsonl"  # a user's file: every Full_Set question in other words
+    rewordings.write_text("".join(json.dumps({"id": q.qid.replace(q.subject, subject_key("fictitious", p.id), 1),
+                                              "question": "Asked differently: " + q.question}) + "\n"
+                                  for p in load_people(bench, "Full_Set") for q in p.questions))
     config = tmp_path / "attacks.yaml"
-    config.write_text(parity_config.read_text() + ALL_ATTACKS)
+    config.write_text(parity_config.read_text() + ALL_ATTACKS + f"  - {{name: paraphrase, file: '{rewordings}'}}\n")
     args = ("scenario=finetuned", "method=ga", "update=llm", f"model.finetuned={checkpoint}")
     out, _, log = _run(config, tmp_path, checkpoint, bench, mmbench, *args)
     frame = pd.read_csv(out / "attacks.csv")
     skipped = {line.split()[1] for line in log.splitlines() if "does not apply" in line}
     assert set(frame["attack"]) | skipped == {"relearn", "relearn_retain", "quantize", "image_transforms",
-                                              "consistency", "mia"}
-    assert {"relearn", "quantize", "image_transforms", "consistency"} <= set(frame["attack"])
+                                              "consistency", "mia", "neighbours", "paraphrase"}
+    assert {"relearn", "quantize", "image_transforms", "consistency", "paraphrase"} <= set(frame["attack"])
+    assert "neighbours" in skipped  # real MLLMU-Bench has no relations
     assert set(frame["operation"]) == {0, 1} and set(frame["scenario"]) == {"finetuned"}
     quantized = frame[frame["attack"] == "quantize"]["setting"]
     assert any(s.startswith("bits=4 (") for s in quantized) and any(s.startswith("bits=8 (") for s in quantized)

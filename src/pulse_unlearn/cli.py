@@ -76,7 +76,7 @@ def demo(
     cache: Optional[Path] = typer.Option(None, help="cache folder"),
     world_seed: int = typer.Option(0, help="the embedded world's seed (its people, images and models)"),
     attacks: bool = typer.Option(False, "--attacks", help="also run the recovery attacks of configs/attacks/demo.yaml "
-                                 "(relearn, 4-bit quantization, blurred images, consistency)"),
+                                 "(relearn, 4-bit quantization, blurred images, paraphrases, neighbours, consistency)"),
 ) -> None:
     """The whole PULSE protocol on the embedded world: three scenarios x {ga, ga_klr, npo}, plus the
     projector + LLM ablation; prints the main table and the paper's findings next to ours (at the
