@@ -29,7 +29,6 @@ fine-tuned ones) are kept: the description still names the person without them.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -40,6 +39,7 @@ from ...errors import PulseError
 from ...records import LETTERS, Question
 from ...world.neighbours import FILE
 from . import ATTACKS, Attack, AttackContext, AttackParams, Outcome
+from .files import json_lines, side_file
 
 KEYS = ("id", "subject", "via", "question", "options", "answer")
 
@@ -78,20 +78,11 @@ def _row_problem(row, people) -> str | None:
 def read_rows(path: Path, people) -> list[dict]:
     """The file's rows, each checked against ``people`` (subject keys); any problem is one
     ``PulseError`` line naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise PulseError(f"{path}: neighbours file not found")
     rows, ids = [], set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PulseError(f"{path}:{n}: not JSON ({e.msg})") from None
+    for where, row in json_lines(path, "neighbours", "neighbours"):
         problem = _row_problem(row, people) or (f"id {row['id']!r} repeats" if row["id"] in ids else None)
         if problem:
-            raise PulseError(f"{path}:{n}: {problem}")
+            raise PulseError(f"{where}: {problem}")
         ids.add(row["id"])
         rows.append(row)
     return rows
@@ -129,10 +120,7 @@ class Neighbours(Attack):
 
     def path(self, src) -> Path | None:
         """The rows' file: ``file``, else the world's next to the data (None where there is none)."""
-        if self.file is not None:
-            return Path(self.file)
-        world = Path(src.mllmu) / FILE if getattr(src, "mllmu", None) is not None else None
-        return world if world is not None and world.is_file() else None
+        return side_file(self.file, src, FILE)
 
     def inputs(self, src) -> list[Path]:
         path = self.path(src)

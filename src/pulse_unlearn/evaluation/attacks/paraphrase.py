@@ -26,7 +26,6 @@ naming the file and line.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -37,6 +36,7 @@ from ...errors import PulseError
 from ...world.rewordings import FILE_NAME
 from ..splits import SPLITS
 from . import ATTACKS, AttackContext, AttackParams, InputAttack
+from .files import json_lines, side_file
 
 KEYS = ("id", "question")
 
@@ -45,12 +45,8 @@ class ParaphraseParams(AttackParams):
     file: str | None = Field(None, min_length=1)  # a JSONL of rewordings; unset: the data's paraphrases.jsonl
 
 
-def _row(line: str, where: str) -> tuple[str, str]:
-    """(id, text) of one line, or a PulseError saying what is wrong with it."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise PulseError(f"{where}: not JSON ({e.msg} at column {e.colno})") from None
+def _row(row, where: str) -> tuple[str, str]:
+    """(id, text) of one line's value, or a PulseError saying what is wrong with it."""
     if not isinstance(row, dict):
         raise PulseError(f'{where}: must be an object {{"id": ..., "question": ...}}')
     missing, extra = [k for k in KEYS if k not in row], sorted(set(row) - set(KEYS))
@@ -69,25 +65,17 @@ def _row(line: str, where: str) -> tuple[str, str]:
 def read_rewordings(path: Path, qids) -> dict[str, str]:
     """The file's rewordings by question id, each id one of ``qids`` (the data's multiple-choice
     questions) and given once; any problem is one ``PulseError`` line naming the file and line."""
-    path, known = Path(path), set(qids)
-    if not path.is_file():
-        raise PulseError(f"{path}: rewordings file not found (attack paraphrase, file)")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise PulseError(f"{path}: cannot read the rewordings ({type(e).__name__})") from None
+    known = set(qids)
     out: dict[str, str] = {}
-    first: dict[str, int] = {}
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        qid, text = _row(line, f"{path}:{n}")
+    first: dict[str, str] = {}
+    for where, value in json_lines(path, "rewordings", "paraphrase"):
+        qid, text = _row(value, where)
         if qid in first:
-            raise PulseError(f"{path}:{n}: id {qid!r} is given twice (first on line {first[qid]})")
+            raise PulseError(f"{where}: id {qid!r} is given twice (first on line {first[qid].rsplit(':', 1)[1]})")
         if qid not in known:
-            raise PulseError(f"{path}:{n}: id {qid!r} matches no multiple-choice question of the data "
+            raise PulseError(f"{where}: id {qid!r} matches no multiple-choice question of the data "
                              f"(ids read <population>:<ID>/<modality>/<index>, e.g. fictitious:0/text/1)")
-        out[qid], first[qid] = text, n
+        out[qid], first[qid] = text, where
     if not out:
         raise PulseError(f"{path}: holds no rewordings")
     return out
@@ -101,10 +89,7 @@ class Paraphrase(InputAttack):
 
     def path(self, src) -> Path | None:
         """The rewordings file: ``file``, else the data's own where it has one."""
-        if self.file is not None:
-            return Path(self.file)
-        own = Path(src.mllmu) / FILE_NAME if src.mllmu is not None else None
-        return own if own is not None and own.is_file() else None
+        return side_file(self.file, src, FILE_NAME)
 
     def rewordings(self, src) -> dict[str, str]:
         """The checked rewordings by question id (none without a file)."""
