@@ -123,7 +123,8 @@ def _conflict_coef(dot: torch.Tensor, retain_sq_norm: torch.Tensor) -> torch.Ten
 
 def project_conflict(g_f: torch.Tensor, g_r: torch.Tensor) -> torch.Tensor:
     """g' = g_f - (g_f . g_r / ||g_r||^2) g_r if g_f . g_r < 0, else g_f: a conflicting forget
-    gradient loses its component against the retain gradient (then g' . g_r = 0)."""
+    gradient loses its component against the retain gradient (then g' . g_r = 0). Both are
+    gradients of losses being minimised, so dot < 0 means a step along -g_f raises L_retain."""
     coef = _conflict_coef((g_f.float() * g_r.float()).sum(), g_r.float().pow(2).sum())
     return (g_f.float() - coef * g_r.float()).to(g_f.dtype)
 
