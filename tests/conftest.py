@@ -64,3 +64,55 @@ def tiny_run(tiny_demo):
     with open(out / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     return load_config(DEMO_TINY), out, rows
+
+
+def _config(tmp_path_factory, name: str, text: str) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def watched_config(tmp_path_factory, tiny_models):
+    from shared_runs import WATCHED
+
+    return _config(tmp_path_factory, "watched", WATCHED)
+
+
+@pytest.fixture(scope="session")
+def watched(watched_config, cache, tmp_path_factory):
+    """``shared_runs.WATCHED``, run whole."""
+    from processes import pulse
+
+    out = tmp_path_factory.mktemp("runs") / "watched"
+    assert pulse("run", watched_config, "--out", out, "--cache", cache) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def watched_killed(watched_config, cache, tmp_path_factory):
+    """``shared_runs.WATCHED`` SIGKILLed in the middle of the sequential unit's operation 2 (the
+    one-shot unit and operation 1, their attacks included, are finished), then the same command
+    again: (its folder, attacks.csv's rows as the killed run left them)."""
+    from processes import pulse, rows, run_killed_once
+    from shared_runs import op2_under_way
+
+    out = tmp_path_factory.mktemp("runs") / "killed"
+    run_killed_once(out / "trajectory.csv", ["run", str(watched_config), "--out", str(out), "--cache", str(cache)],
+                    until=op2_under_way)
+    assert not (out / "resume" / "sequential" / "ga_klr--llm" / "op-2.json").exists()
+    at_kill = rows(out / "attacks.csv")
+    assert pulse("run", watched_config, "--out", out, "--cache", cache) == 0
+    return out, at_kill
+
+
+@pytest.fixture(scope="session")
+def attacked_run(tiny_models, cache, tmp_path_factory):
+    """``shared_runs.ATTACKED``, run whole (it fine-tunes its own starting model on 6 people)."""
+    from processes import pulse
+    from shared_runs import ATTACKED
+
+    config = _config(tmp_path_factory, "attacked", ATTACKED)
+    out = tmp_path_factory.mktemp("runs") / "attacked"
+    assert pulse("run", config, "--out", out, "--cache", cache) == 0
+    return out

@@ -9,7 +9,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from processes import pulse, rows, run_killed_once
+from processes import rows
 
 from pulse_unlearn.cli import main
 from pulse_unlearn.evaluation.attacks import (MIN_GAP, Outcome, baseline_rows, make_attack, outcome_rows,
@@ -145,43 +145,16 @@ def test_a_bad_attack_entry_is_one_line_and_nothing_is_written(tmp_path, capsys,
     assert not (tmp_path / "out").exists()
 
 
-CONFIG = """name: att
-model: {source: world, preset: tiny}
-splits: {finetune_people: 10, forget: 4, requests: 2, probe_threshold: 0.4, pretrained_forget: 3, pretrained_retain: 3}
-grid:
-  - {scenarios: [sequential], methods: [ga], updates: [llm]}
-unlearn: {lr: 3.0e-3, batch_size: 8, lora: {rank: 8, alpha: 16}}
-scoring: likelihood
-attacks:
-  - {name: consistency}
-  - {name: image_transforms, transforms: [blur], severities: [2]}
-attacks_every_operation: true
-"""
-
-
-@pytest.fixture(scope="module")
-def config(tmp_path_factory, tiny_models):
-    path = tmp_path_factory.mktemp("cfg") / "att.yaml"
-    path.write_text(CONFIG)
-    return path
-
-
-@pytest.fixture(scope="module")
-def whole(config, cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "whole"
-    assert pulse("run", config, "--out", out, "--cache", cache) == 0
-    return out
-
-
-def test_attacks_run_after_every_operation_and_on_the_starting_model(whole):
-    att = rows(whole / "attacks.csv")
+def test_attacks_run_after_every_operation_and_on_the_starting_model(watched):
+    """shared_runs.WATCHED: consistency and image_transforms after every operation."""
+    att = rows(watched / "attacks.csv")
     # attacks_every_operation: the sequential unit after both operations, its one-shot baseline
     # after its one; operation 0 is the starting model, each attack's baseline
     assert {(r["scenario"], r["operation"]) for r in att} == {("finetuned", "0"), ("finetuned", "1"),
                                                              ("sequential", "0"), ("sequential", "1"),
                                                              ("sequential", "2")}
     assert {r["attack"] for r in att} == {"consistency", "image_transforms"}
-    summary = rows(whole / "summary.csv")
+    summary = rows(watched / "summary.csv")
     for r in att:
         if r["attack"] == "image_transforms" and r["operation"] != "0":
             # unlearned = the summary's forget multimodal accuracy after the same operation
@@ -204,20 +177,19 @@ def test_attacks_run_after_every_operation_and_on_the_starting_model(whole):
     assert all(s == pytest.approx(1.0, abs=1e-5) for s in shares.values())
 
 
-def test_sigkill_after_the_first_unit_resumes_attacks_byte_identically(whole, config, cache, tmp_path):
-    out = tmp_path / "killed"
+def test_an_attack_that_does_not_apply_says_so_once_per_run(watched):
+    """mia has no never-trained people here: said once, not at each of the five attacked models."""
+    said = [line for line in (watched / "run.log").read_text().splitlines() if "does not apply" in line]
+    assert len(said) == 1 and "attack mia does not apply: every fictitious person" in said[0], said
 
-    def first_unit_attacked(path):
-        try:
-            return any(r["operation"] == "1" and r["scenario"] == "finetuned" for r in rows(path))
-        except OSError:
-            return False
 
-    run_killed_once(out / "attacks.csv", ["run", str(config), "--out", str(out), "--cache", str(cache)],
-                    until=first_unit_attacked)
-    assert pulse("run", config, "--out", out, "--cache", cache) == 0
+def test_sigkill_after_the_first_unit_resumes_attacks_byte_identically(watched, watched_killed):
+    out, at_kill = watched_killed
+    # killed after the one-shot unit (and the sequential unit's operation 1) wrote its attack rows
+    assert {(r["scenario"], r["operation"]) for r in at_kill} == {("finetuned", "0"), ("finetuned", "1"),
+                                                                 ("sequential", "0"), ("sequential", "1")}
     for name in ("attacks.csv", "summary.csv", "predictions.csv"):
-        assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+        assert (out / name).read_bytes() == (watched / name).read_bytes(), name
 
 
 def _frame(recoveries: dict[str, float], align=(0.1, 0.3)):
@@ -261,15 +233,15 @@ def test_compare_pools_attacks_over_runs():
     assert row.recovery_std == pytest.approx(pd.Series([0.6, 0.2]).std())
 
 
-def test_the_report_has_the_residual_knowledge_section(whole, tmp_path):
+def test_the_report_has_the_residual_knowledge_section(watched, tmp_path):
     from pulse_unlearn import load_run
     from pulse_unlearn.report.build import build_report, findings_text
 
-    html = build_report(whole, tmp_path / "report").read_text()
+    html = build_report(watched, tmp_path / "report").read_text()
     assert "residual knowledge (recovery attacks)" in html and "Residual knowledge (hidden" in html
     assert (tmp_path / "report" / "recovery.png").is_file() or "rec " not in html
-    assert "# Residual knowledge" in findings_text(whole)
-    run = load_run(whole)
+    assert "# Residual knowledge" in findings_text(watched)
+    run = load_run(watched)
     assert run.attacks is not None and set(run.attacks.attack) == {"consistency", "image_transforms"}
 
 

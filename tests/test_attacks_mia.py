@@ -3,14 +3,13 @@ people, when it does not apply, config checks, and its rows in a real (tiny) run
 
 from __future__ import annotations
 
-import csv
 import zlib
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from processes import pulse
+from processes import rows
 
 from pulse_unlearn.data.batches import IGNORE
 from pulse_unlearn.evaluation.attacks import AttackContext, make_attack
@@ -95,32 +94,33 @@ def test_does_not_apply_without_never_trained_people():
     assert "celebrity" in attack.does_not_apply(_ctx(4, [0, 1], [2, 3], 6, population="celebrity"))
 
 
-# 6 of the tiny world's 10 fictitious people fine-tuned on: 4 never-trained non-members
-CONFIG = """name: mia
-model: {source: world, preset: tiny}
-splits: {finetune_people: 6, forget: 3, requests: 1, probe_threshold: 0.4, pretrained_forget: 3, pretrained_retain: 3}
-grid:
-  - {scenarios: [finetuned], methods: [ga], updates: [llm]}
-unlearn: {lr: 3.0e-3, batch_size: 8, lora: {rank: 8, alpha: 16}}
-scoring: likelihood
-attacks:
-  - {name: mia, max_items: 40}
-"""
+def test_a_reason_not_to_apply_is_said_once_per_run():
+    """The runner hands every ``attacked`` call of a run the same ``said``: each attack's reason
+    is logged once, not after every operation; another reason is logged too."""
+    from pulse_unlearn.evaluation.attacks import attacked
+
+    lines, said = [], set()
+    everyone = _ctx(6, [0, 1], [2, 3, 4, 5], 6).evaluator
+    for _ in range(3):
+        assert attacked([{"name": "mia"}], None, everyone, {}, "finetuned", lines.append, said) == []
+    famous = _ctx(4, [0, 1], [2, 3], 6, population="celebrity").evaluator
+    for _ in range(2):
+        assert attacked([{"name": "mia"}], None, famous, {}, "pretrained", lines.append, said) == []
+    assert len(lines) == 2 and "no never-trained" in lines[0] and "celebrity" in lines[1], lines
+    attacked([{"name": "mia"}], None, everyone, {}, "finetuned", lines.append)  # no ``said``: says it
+    assert len(lines) == 3 and lines[2] == lines[0]
 
 
 @pytest.fixture(scope="module")
-def attack_rows(tmp_path_factory, tiny_models, cache):
-    path = tmp_path_factory.mktemp("cfg") / "mia.yaml"
-    path.write_text(CONFIG)
-    out = tmp_path_factory.mktemp("runs") / "mia"
-    assert pulse("run", path, "--out", out, "--cache", cache) == 0
-    with open(out / "attacks.csv", newline="") as f:
-        return list(csv.DictReader(f))
+def attack_rows(attacked_run):
+    """shared_runs.ATTACKED: fine-tuned on 6 of the tiny world's 10 fictitious people, so 4 are
+    never-trained non-members; mia on the one-shot (finetuned) unit only."""
+    return rows(attacked_run / "attacks.csv")
 
 
 def test_auc_rows_before_and_after_unlearning(attack_rows):
     rows = [r for r in attack_rows if r["attack"] == "mia"]
-    assert {r["operation"] for r in rows} == {"0", "1"}
+    assert {(r["scenario"], r["operation"]) for r in rows} == {("finetuned", "0"), ("finetuned", "1")}
     assert {r["setting"] for r in rows} == {"score=loss", "score=zlib", "score=mink"}
     assert {(r["split"], r["metric"]) for r in rows} == {("forget_facts", "auc")}
     assert {r["modality"] for r in rows} == {"multimodal", "text", "all"}

@@ -4,15 +4,12 @@ label naming what ran, and quantize rows in attacks.csv of a tiny run."""
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 from types import SimpleNamespace
 
 import pytest
 import torch
+from processes import rows
 
-from pulse_unlearn.cli import main
 from pulse_unlearn.errors import PulseError
 from pulse_unlearn.evaluation.attacks import AttackContext, make_attack
 from pulse_unlearn.models import quantize as q
@@ -157,31 +154,15 @@ def test_the_attack_scores_forget_and_retain_on_a_quantized_copy(model, monkeypa
     assert why == "quantization library torchao cannot run on cpu: ImportError: no module named torchao"
 
 
-CONFIG = """name: quant
-model: {source: world, preset: tiny}
-splits: {finetune_people: 10, forget: 4, requests: 2, probe_threshold: 0.4, pretrained_forget: 3, pretrained_retain: 3}
-grid:
-  - {scenarios: [sequential], methods: [ga], updates: [llm]}
-unlearn: {lr: 3.0e-3, batch_size: 8, lora: {rank: 8, alpha: 16}}
-scoring: likelihood
-attacks:
-  - {name: quantize, bits: [4]}
-"""
-
-
-def test_a_tiny_run_writes_quantize_rows_with_recovery(tiny_models, cache, tmp_path):
-    config = tmp_path / "quant.yaml"
-    config.write_text(CONFIG)
-    out = tmp_path / "run"
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        assert main(["run", str(config), "--out", str(out), "--cache", str(cache)]) == 0
-    with open(out / "attacks.csv", newline="") as f:
-        att = list(csv.DictReader(f))
+def test_a_tiny_run_writes_quantize_rows_with_recovery(attacked_run):
+    """shared_runs.ATTACKED: quantize with its other attacks, after each unit's last operation."""
+    every = rows(attacked_run / "attacks.csv")
+    assert {r["attack"] for r in every} == {"quantize", "relearn", "relearn_retain", "mia"}
+    att = [r for r in every if r["attack"] == "quantize"]
     library = q.resolve("auto", "cpu")
-    assert {r["attack"] for r in att} == {"quantize"}
     assert {r["setting"] for r in att} == {f"bits=4 ({q.label(library, 4)})"}
     assert {(r["scenario"], r["operation"]) for r in att} == {("finetuned", "0"), ("finetuned", "1"),
-                                                             ("sequential", "0"), ("sequential", "2")}
+                                                             ("sequential", "0"), ("sequential", "3")}
     assert {r["split"] for r in att} == {"forget", "retain"}
     for r in att:
         if r["operation"] == "0":

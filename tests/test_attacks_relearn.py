@@ -4,13 +4,11 @@ handed back bit for bit, the loss falling, and attacks.csv rows in a real (tiny)
 from __future__ import annotations
 
 import copy
-import csv
 import json
 
 import pytest
 import torch
-
-from processes import pulse
+from processes import rows
 
 from pulse_unlearn.evaluation.attacks import MIN_GAP, AttackContext, make_attack
 from pulse_unlearn.evaluation.attacks import relearn as relearn_module
@@ -173,35 +171,15 @@ def test_relearning_lowers_the_training_loss(world, unlearned, monkeypatch):
 
 # --- a tiny run ---
 
-CONFIG = """name: rel
-model: {source: world, preset: tiny}
-splits: {finetune_people: 10, forget: 4, requests: 2, probe_threshold: 0.4, pretrained_forget: 3, pretrained_retain: 3}
-grid:
-  - {scenarios: [sequential], methods: [ga], updates: [llm]}
-unlearn: {lr: 3.0e-3, batch_size: 8, lora: {rank: 8, alpha: 16}}
-scoring: likelihood
-attacks:
-  - {name: relearn, steps: 5}
-  - {name: relearn_retain, steps: 5, share: 0.5}
-"""
-
-
-def _rows(path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def test_a_tiny_run_writes_relearn_rows_with_recovery(tmp_path, cache, tiny_models):
-    config = tmp_path / "rel.yaml"
-    config.write_text(CONFIG)
-    out = tmp_path / "out"
-    assert pulse("run", config, "--out", out, "--cache", cache) == 0
-    att = _rows(out / "attacks.csv")
+def test_a_tiny_run_writes_relearn_rows_with_recovery(attacked_run):
+    """shared_runs.ATTACKED: the relearning attacks with the others, after each unit's last operation."""
+    out = attacked_run
+    att = [r for r in rows(out / "attacks.csv") if r["attack"] in ("relearn", "relearn_retain")]
     assert {(r["scenario"], r["operation"]) for r in att} == {("finetuned", "0"), ("finetuned", "1"),
-                                                             ("sequential", "0"), ("sequential", "2")}
+                                                             ("sequential", "0"), ("sequential", "3")}
     assert {(r["attack"], r["setting"]) for r in att} == {("relearn", "share=0.2,steps=5"),
                                                          ("relearn_retain", "share=0.5,steps=5")}
-    preds = _rows(out / "predictions.csv")
+    preds = rows(out / "predictions.csv")
     sets = json.loads((out / "sets.json").read_text())
     for r in att:
         # unlearned: the plain accuracy on exactly the held-out people (run seed 0, attack seed 0)
@@ -212,8 +190,9 @@ def test_a_tiny_run_writes_relearn_rows_with_recovery(tmp_path, cache, tiny_mode
             and r["modality"] in ("all", p["modality"])]
         assert len(same) == int(r["n"]) and float(r["unlearned"]) == pytest.approx(sum(same) / len(same), abs=1e-6)
         assert r["split"] == "forget" and r["metric"] == "accuracy"
-        # 1 of 4 forget people trained on (relearn), 2 of 4 (relearn_retain): the others scored
-        people = 3 if r["attack"] == "relearn" else 2
+        # 1 of 3 forget people trained on (relearn: 0.2 x 3 rounds to 1), 2 of 3 (relearn_retain:
+        # 1.5 rounds up): the others scored
+        people = 2 if r["attack"] == "relearn" else 1
         per_person = {"all": 10, "multimodal": 5, "text": 5}[r["modality"]]
         assert int(r["n"]) == people * per_person, r
         base = next(b for b in att if b["operation"] == "0" and b["scenario"] == r["scenario"]

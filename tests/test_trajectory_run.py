@@ -1,40 +1,19 @@
 """Trajectories in a real (tiny) run: rows at exactly the declared checkpoints, the stopping
 rule's record, a run killed in the middle of an operation's trajectory resuming byte for byte,
 and the trackers receiving the points (TensorBoard, offline). One run, stopping each request
-at its own target on its training facts."""
+at its own target on its training facts (``shared_runs.WATCHED``, shared with tests/test_attacks.py)."""
 
 from __future__ import annotations
 
-
 import pytest
-from processes import pulse, rows, run_killed_once
-
-
-CONFIG = """name: traj
-model: {source: world, preset: tiny}
-splits: {finetune_people: 10, forget: 4, requests: 2, probe_threshold: 0.4, pretrained_forget: 3, pretrained_retain: 3}
-grid:
-  - {scenarios: [sequential], methods: [ga_klr], updates: [llm]}
-unlearn: {lr: 3.0e-3, batch_size: 8, eval_every: 2, lora: {rank: 8, alpha: 16},
-          stop: target, max_epochs: 2, target: {sees: training, rule: kept, kept: 0.5, modality: both}}
-trajectory: {splits: [forget, retain, general], subset: 8}
-scoring: likelihood
-log_with: [tensorboard]
-"""
+from processes import pulse, rows
+from shared_runs import WATCHED
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory, tiny_models):
-    path = tmp_path_factory.mktemp("cfg") / "traj.yaml"
-    path.write_text(CONFIG)
-    return path
-
-
-@pytest.fixture(scope="module")
-def whole(config, cache, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "whole"
-    assert pulse("run", config, "--out", out, "--cache", cache) == 0
-    return out
+def whole(watched):
+    """shared_runs.WATCHED, run whole (its attacks are tests/test_attacks.py's)."""
+    return watched
 
 
 def test_checkpoints_are_exactly_the_declared_steps(whole):
@@ -77,19 +56,8 @@ def test_the_end_of_an_operation_is_its_last_checkpoint(whole):
         assert first[0]["accuracy"] == start[0]["accuracy"]
 
 
-def test_sigkill_mid_trajectory_resumes_byte_identically(whole, config, cache, tmp_path):
-    out = tmp_path / "killed"
-
-    def op2_under_way(path):  # operation 2 has a checkpoint past step 0, and no record yet
-        try:
-            return any(r["operation"] == "2" and r["step"] != "0" for r in rows(path))
-        except OSError:
-            return False
-
-    run_killed_once(out / "trajectory.csv", ["run", str(config), "--out", str(out), "--cache", str(cache)],
-                    until=op2_under_way)
-    assert not (out / "resume" / "sequential" / "ga_klr--llm" / "op-2.json").exists()
-    assert pulse("run", config, "--out", out, "--cache", cache) == 0
+def test_sigkill_mid_trajectory_resumes_byte_identically(whole, watched_killed):
+    out, _ = watched_killed  # killed while operation 2 had a checkpoint past step 0 and no record
     for name in ("trajectory.csv", "matched.csv", "summary.csv", "predictions.csv"):
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
 
@@ -97,7 +65,7 @@ def test_sigkill_mid_trajectory_resumes_byte_identically(whole, config, cache, t
 def test_tensorboard_holds_the_trajectory_points(whole):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    (events,) = (whole / "trackers" / "tensorboard" / "traj").glob("events.out.tfevents.*")  # the scalars' file
+    (events,) = (whole / "trackers" / "tensorboard" / "watched").glob("events.out.tfevents.*")  # the scalars' file
     acc = EventAccumulator(str(events)).Reload()
     traj = [r for r in rows(whole / "trajectory.csv") if r["scenario"] == "sequential" and r["operation"] == "2"
             and r["split"] == "forget" and r["modality"] == "all"]
@@ -151,10 +119,10 @@ def test_an_operation_met_at_step_0_reuses_the_previous_evaluation(cache, tiny_m
     score = Evaluator.__call__
     monkeypatch.setattr(Evaluator, "__call__", lambda self, model: calls.append(1) or score(self, model))
     path = tmp_path / "zero.yaml"
-    path.write_text(CONFIG.replace("forget: 4, requests: 2", "forget: 3, requests: 3")
+    path.write_text(WATCHED.replace("forget: 4, requests: 2", "forget: 3, requests: 3")
                     .replace("methods: [ga_klr]", "methods: [ga]")
                     .replace("rule: kept, kept: 0.5", "rule: margin, margin: 1.0")
-                    .replace("log_with: [tensorboard]", ""))
+                    .replace("log_with: [tensorboard]", "").split("attacks:")[0])
     assert pulse("run", path, "--out", tmp_path / "run", "--cache", cache) == 0
     ops = rows(tmp_path / "run" / "operations.csv")  # the sequential unit and its one-shot baseline
     assert [(o["scenario"], o["steps"], o["reason"]) for o in ops] == \

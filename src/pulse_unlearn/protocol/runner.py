@@ -93,6 +93,7 @@ class _Run:
     sets_record: dict[str, dict] = field(default_factory=dict)
     shared_scorers: dict = field(default_factory=dict)
     evaluators: dict[str, Evaluator] = field(default_factory=dict)
+    attacks_said: set = field(default_factory=set)  # (attack, reason) already logged as not applying
 
     def evaluator(self, scenario: str, sets: Sets, encoder: Encoder | None = None) -> Evaluator:
         """The scenario's splits, encoded once (a resumed step 0 builds them on first use)."""
@@ -155,7 +156,8 @@ def _evaluate_start(r: _Run, scenario: str) -> Start:
     starting = None
     if r.cfg.unlearn.eval_every is not None:  # what each operation's targets are relative to
         starting = Trajectory.starting_points(evaluate, r.cfg, sets.requests, model)
-    attacks = baseline_rows(attacked(r.cfg.attacks, model, evaluate, preds, scenario, r.log))  # each attack's baseline
+    # each attack's baseline
+    attacks = baseline_rows(attacked(r.cfg.attacks, model, evaluate, preds, scenario, r.log, r.attacks_said))
     return Start(sets, preds, probe_rows, note, starting, attacks)
 
 
@@ -238,7 +240,7 @@ class _UnitWork:
               + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})" if collapse.collapsed else ""))
         attacks = []
         if k == len(self.sets.requests) or cfg.attacks_every_operation:
-            rows = attacked(cfg.attacks, self.model, evaluate, preds, unit["scenario"], r.log)
+            rows = attacked(cfg.attacks, self.model, evaluate, preds, unit["scenario"], r.log, r.attacks_said)
             attacks = [{**unit, "operation": k, **row} for row in with_recovery(rows, self.start.attacks)]
         record = {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring, r.stop.label),
                   "operation": operation, "trajectory": trajectory.rows if trajectory else [], "attacks": attacks}

@@ -208,18 +208,22 @@ def with_recovery(rows: list[dict], baseline: list[dict]) -> list[dict]:
     return out
 
 
-def attacked(specs: list[dict], model, evaluator, plain: dict[str, list], scenario: str, log=print) -> list[dict]:
+def attacked(specs: list[dict], model, evaluator, plain: dict[str, list], scenario: str, log=print,
+             said: set | None = None) -> list[dict]:
     """Every configured attack of ``scenario`` on ``model`` (left as it is), given its plain
-    predictions: the rows of ``outcome_rows``. An attack that does not apply to the data says why
-    and gives none."""
-    rows = []
+    predictions: the rows of ``outcome_rows``. An attack that does not apply to the data gives
+    none and says why, once per (attack, reason) in ``said`` (the runner keeps one per run: the
+    reason does not change from one operation to the next)."""
+    rows, said = [], set() if said is None else said
     for spec in specs:
         attack, ctx = make_attack(spec), AttackContext(evaluator, plain)
         if attack.params.scenarios is not None and scenario not in attack.params.scenarios:
             continue
         why = attack.does_not_apply(ctx)
         if why:
-            log(f"attack {attack.name} does not apply: {why}")
+            if (attack.name, why) not in said:
+                said.add((attack.name, why))
+                log(f"attack {attack.name} does not apply: {why}")
             continue
         rows += outcome_rows(attack.name, attack(model, ctx), plain)
     return rows
