@@ -107,9 +107,9 @@ def _attack(name, model, evaluator, monkeypatch, **params):
     seen = []
     real = relearn_module.train
 
-    def spy(m, encoder, examples, cfg, desc="train"):
+    def spy(m, encoder, examples, cfg, desc="train", **kwargs):
         seen.append(list(examples))
-        return real(m, encoder, examples, cfg, desc)
+        return real(m, encoder, examples, cfg, desc, **kwargs)
 
     monkeypatch.setattr(relearn_module, "train", spy)
     attack = make_attack({"name": name, **params})
