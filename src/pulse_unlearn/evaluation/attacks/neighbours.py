@@ -46,7 +46,7 @@ KEYS = ("id", "subject", "via", "question", "options", "answer")
 
 class NeighboursParams(AttackParams):
     splits: list[Literal["forget", "retain"]] | None = None
-    file: str | None = None  # JSON lines; None: the world's neighbours.jsonl next to the data, if present
+    file: str | None = Field(None, min_length=1)  # JSON lines; None: the world's neighbours.jsonl next to the data, if present
     per_person: int = Field(3, ge=1, le=1000)  # questions per scored person at most
 
 
