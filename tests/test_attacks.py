@@ -192,16 +192,18 @@ def test_sigkill_after_the_first_unit_resumes_attacks_byte_identically(watched, 
         assert (out / name).read_bytes() == (watched / name).read_bytes(), name
 
 
-def _frame(recoveries: dict[str, float], align=(0.1, 0.3)):
+def _frame(recoveries: dict[str, float], align=(0.1, 0.3), start: dict[str, float] | None = None):
+    """Operation 0 and 1 of one unit: each attack's starting value (default 80%), unlearned 25%."""
     import pandas as pd
 
     rows = []
     for op in (0, 1):
         for attack, rec in recoveries.items():
+            s = (start or {}).get(attack, 0.8)
             rows.append({"scenario": "finetuned", "method": "ga", "update": "llm", "operation": op, "attack": attack,
                          "setting": "", "split": "forget", "modality": "all", "n": 10, "metric": "accuracy",
-                         "value": 0.8 if op == 0 else 0.25 + rec * 0.55, "unlearned": 0.8 if op == 0 else 0.25,
-                         "start": 0.8, "recovery": "" if op == 0 else rec})
+                         "value": s if op == 0 else 0.25 + rec * (s - 0.25), "unlearned": s if op == 0 else 0.25,
+                         "start": s, "recovery": "" if op == 0 else rec})
         rows.append({"scenario": "finetuned", "method": "ga", "update": "llm", "operation": op,
                      "attack": "consistency", "setting": "", "split": "forget", "modality": "pair", "n": 10,
                      "metric": "image_wrong_text_right", "value": align[op], "unlearned": "", "start": "",
@@ -219,6 +221,12 @@ def test_the_residual_finding_follows_its_thresholds():
     assert "removed: no attack brings back more than 15% (most: relearn)" in removed
     assert "broken alignment" not in removed
     assert "unclear: relearn brings back 30%" in residual_findings(pool_attacks(_frame({"relearn": 0.3})))
+    # an attack whose questions the starting model barely knows (start 33%, unlearned 25%: 8 points
+    # forgotten) does not count, whatever its ratio; the finding says so
+    small = residual_findings(pool_attacks(_frame({"relearn": 0.1, "neighbours": 1.0}, start={"neighbours": 0.33})))
+    assert "removed: no attack brings back more than 10% (most: relearn)" in small
+    assert "not counted (the starting model under it is less than 10 points above the unlearned model): " \
+           "neighbours (8.0 points)" in small
 
 
 def test_compare_pools_attacks_over_runs():

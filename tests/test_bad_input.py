@@ -145,6 +145,8 @@ CASES = [
     ("not-a-model-folder", lambda c: (c.root / "finetuned" / "config.json").unlink(), [], "no config.json",
      "finetuned"),
     ("run-folder-of-another-config", _other_config, [], "holds a run of another config", "out"),
+    ("rmu-layer-beyond-the-model", None, ["method=rmu", "method_params.rmu.layer=4"],
+     "method_params.rmu.layer: must be below the model's 4 decoder layers (counted from 0; got 4)", "base"),
 ]
 
 
@@ -222,6 +224,12 @@ OUT_OF_RANGE = [
     ("splits.forget=4", "splits.requests", "splits.forget=4 does not split into splits.requests=5 equal requests"),
     ("log_with=[neptune]", "log_with.0", "must be 'tensorboard', 'wandb' or 'mlflow' (got 'neptune')"),
     ("log_with=[wandb, tensorboard, wandb]", "log_with", "lists 'wandb' more than once"),
+    ("unlearn.projection=pcgrad", "unlearn.projection", "must be 'none' or 'gru' (got 'pcgrad')"),
+    ("unlearn.gru_gamma=0", "unlearn.gru_gamma", "must be > 0 (got 0)"),
+    ("unlearn.adapters=many", "unlearn.adapters", "must be 'merge', 'stack' or 'orthogonal' (got 'many')"),
+    ("unlearn.orthogonal_weight=-1", "unlearn.orthogonal_weight", "must be >= 0 (got -1)"),
+    ("method_params.rmu.layer=-1", "method_params.rmu.layer", "must be >= 0 (got -1)"),
+    ("method_params.mmunlearner.threshold=0", "method_params.mmunlearner.threshold", "must be > 0 (got 0)"),
 ]
 
 

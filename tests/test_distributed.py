@@ -71,17 +71,19 @@ needs_launcher = pytest.mark.skipif(not ACCELERATE.exists() and not shutil.which
                                     reason="accelerate CLI not found")
 
 
-def _one_process_run(tiny_models, cache, tmp_path, lr: str = "3.0e-3") -> tuple[list[str], Path]:
+def _one_process_run(tiny_models, cache, tmp_path, lr: str = "3.0e-3", gru: bool = True) -> tuple[list[str], Path]:
     """The tiny world's finetuned scenario, ga_klr (its KL term runs the adapter-disabled reference)
-    with LoRA on projector + LLM, run by this process; returns its arguments and run folder."""
+    with LoRA on projector + LLM and GRU's projection (three backward passes a step, each
+    all-reduced under DDP), run by this process; returns its arguments and run folder."""
     config = tmp_path / "dp.yaml"
+    gru = ", projection: gru" if gru else ""
     config.write_text(
         "name: dp\n"
         "model: {source: world, preset: tiny}\n"
         "splits: {finetune_people: 6, forget: 3, requests: 1}\n"
         "data: {mmbench_subset: 12}\n"
         "grid: [{scenarios: [finetuned], methods: [ga_klr], updates: [projector_llm]}]\n"
-        f"unlearn: {{lr: {lr}, epochs: 1, batch_size: 16, lora: {{rank: 4, alpha: 8}}}}\n"
+        f"unlearn: {{lr: {lr}, epochs: 1, batch_size: 16, lora: {{rank: 4, alpha: 8}}{gru}}}\n"
         "scoring: logits\n"
         "eval_batch_size: 64\n"
         "attacks: [{name: consistency}, {name: image_transforms, transforms: [blur], severities: [1]},"
@@ -172,7 +174,7 @@ def test_fsdp_unlearning_matches_one_process(tiny_models, cache, tmp_path):
     model: the same accuracies and predictions after unlearning, losses equal to float rounding.
     A gentle rate: at 3e-3, 8 steps of gradient ascent amplify the last-bit difference of the
     clipping norm (summed over shards) enough to tip one near-tie general question."""
-    args, one = _one_process_run(tiny_models, cache, tmp_path, lr="5.0e-4")
+    args, one = _one_process_run(tiny_models, cache, tmp_path, lr="5.0e-4", gru=False)
     two = tmp_path / "two"
     proc = _launch(["-m", "pulse_unlearn.cli", *args, "--out", str(two)], _env(), 900,
                    retry_cleanup=lambda: shutil.rmtree(two, ignore_errors=True), mode=FSDP)

@@ -89,7 +89,15 @@ class UnlearnConfig(Strict):
     ``target`` evaluates every ``eval_every`` and stops at the first checkpoint that meets
     ``target``, with ``max_epochs`` as the budget. Either way a NaN/inf loss stops the operation.
     ``eval_every``: optimizer steps (an integer) or a fraction of an epoch (a float, e.g. 0.25);
-    unset, no trajectory is recorded."""
+    unset, no trajectory is recorded.
+
+    Continual-unlearning options, for any method: ``projection: gru`` (GRU, arXiv 2503.09117)
+    removes from the forget gradient its component along the retain direction when the two
+    conflict, the retain direction an average (weight ``gru_gamma`` on the newest step) of
+    retain-NLL gradients. ``adapters``: ``merge`` merges each operation's adapter into the
+    weights; ``stack`` keeps the unit's earlier adapters unmerged, active and frozen beside the
+    new one; ``orthogonal`` stacks them and adds O-LoRA's penalty
+    ``orthogonal_weight * sum_i ||A_i A_t^T||^2`` against them (O3, arXiv 2407.10223)."""
 
     lr: Rate = 5e-4
     epochs: Count = 1  # stop=fixed: the budget
@@ -102,6 +110,10 @@ class UnlearnConfig(Strict):
     max_epochs: Count = 5  # stop=target: the budget
     eval_every: int | float | None = None  # int >= 1: optimizer steps; float > 0: a fraction of an epoch
     target: StopTarget = Field(default_factory=StopTarget)
+    projection: Literal["none", "gru"] = "none"
+    gru_gamma: Annotated[float, Field(gt=0, le=1)] = 0.8  # weight of the newest retain gradient
+    adapters: Literal["merge", "stack", "orthogonal"] = "merge"
+    orthogonal_weight: Annotated[float, Field(ge=0)] = 0.5  # O-LoRA's lambda_1
 
     @field_validator("eval_every", mode="before")
     @classmethod

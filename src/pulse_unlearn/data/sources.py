@@ -25,7 +25,8 @@ class Sources:
     general: list[Question]
     files: list[Path]  # the data files read (fingerprinted by the run)
     test_images: dict[str, tuple[bytes, ...]] = field(default_factory=dict)  # Test_Set, by person key
-    mllmu: Path | None = None  # the MLLMU-Bench folder (where its optional side files sit: the world's paraphrases.jsonl, neighbours.jsonl)
+    # the MLLMU-Bench folder, where its optional side files sit (the world's paraphrases.jsonl, neighbours.jsonl)
+    mllmu: Path | None = None
 
     def facts_of(self, ids) -> list[Example]:
         missing = [pid for pid in ids if not self.facts.get(pid)]

@@ -1,6 +1,6 @@
 """Loss helpers: pure functions of logits and answer-only labels (-100 = not scored), and the
 math of the continual-unlearning methods (RMU, saliency masks, gradient projection, O-LoRA's
-orthogonality penalty) on plain tensors, not yet wired into the training loop.
+orthogonality penalty) on plain tensors; ``unlearn.py`` and ``gradients.py`` wire them in.
 
 Logits at position t predict the token at t+1, so labels are shifted left by one here (and in
 ``logprobs.py``).
@@ -66,6 +66,15 @@ def representation_mse(hidden: torch.Tensor, target: torch.Tensor, mask: torch.T
     return (sq * m).sum() / m.sum().clamp(min=1)
 
 
+def predicting_positions(labels: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: the positions whose next token is an answer token (labels[:, t+1] scored), i.e.
+    the hidden states the answer is read from: the last prompt token and every answer token but
+    the last. The same positions the NLL above scores."""
+    mask = torch.zeros_like(labels, dtype=torch.bool)
+    mask[:, :-1] = labels[:, 1:] != IGNORE
+    return mask
+
+
 def rmu_control(dim: int, scale: float, seed: int) -> torch.Tensor:
     """RMU's target c*u: u has i.i.d. uniform [0, 1) entries (seeded), normalised to unit L2 norm,
     c = ``scale`` (WMDP's steering coefficient); so ||c*u|| = c and every entry is >= 0."""
@@ -127,6 +136,21 @@ def project_conflict(g_f: torch.Tensor, g_r: torch.Tensor) -> torch.Tensor:
     gradients of losses being minimised, so dot < 0 means a step along -g_f raises L_retain."""
     coef = _conflict_coef((g_f.float() * g_r.float()).sum(), g_r.float().pow(2).sum())
     return (g_f.float() - coef * g_r.float()).to(g_f.dtype)
+
+
+def retain_ema(previous: list[torch.Tensor | None] | None, grads: list[torch.Tensor | None],
+               gamma: float) -> list[torch.Tensor | None]:
+    """The retain direction GRU projects against, smoothed over steps as GRU's released trainer
+    does: r_t = gamma * g_r,t + (1 - gamma) * r_{t-1}, r_0 = 0 (so r_1 = gamma * g_r,1; gamma
+    weights the newest gradient). A None entry counts as zero."""
+    previous = previous if previous is not None else [None] * len(grads)
+    out = []
+    for prev, g in zip(previous, grads, strict=True):
+        new = None if g is None else gamma * g.detach().float()
+        if prev is not None:
+            new = (1 - gamma) * prev if new is None else new + (1 - gamma) * prev
+        out.append(new)
+    return out
 
 
 def project_grads(forget_grads: list[torch.Tensor | None],

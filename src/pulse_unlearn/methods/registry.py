@@ -1,8 +1,9 @@
 """Unlearning methods: one small class each, defining only its loss.
 
 A method sees a ``Step``: the paired forget and retain batches (answer-only labels), the
-model's forward pass, and ``reference`` (the same model with its unlearning adapter
-disabled, i.e. the model as it was at the start of this operation; no copy is made).
+model's forward pass, ``reference`` (the same model with its unlearning adapter disabled,
+i.e. the model as it was at the start of this operation; no copy is made) and ``hidden`` (the
+language model's hidden states, for losses on representations such as RMU's).
 Class attributes tell the runner what to prepare: a retain batch, and whether forget
 answers are replaced (IDK). A method's parameters are a nested ``Params`` model (types and
 ranges), which ``method_params`` in a config is checked against when the config is loaded;
@@ -31,6 +32,9 @@ class Step:
     retain: dict | None
     forward: Callable[[dict], torch.Tensor]  # batch (labels removed) -> logits, with grad
     reference: Callable[[dict], torch.Tensor]  # same, adapter disabled, no grad
+    # (batch, index, reference) -> the language model's hidden_states[index] (B, T, d): 0 is the
+    # embeddings, i the output of decoder layer i-1; reference=True: adapter disabled, no grad
+    hidden: Callable[[dict, int, bool], torch.Tensor] | None = None
 
 
 def _split(batch: dict) -> tuple[dict, torch.Tensor]:
@@ -50,6 +54,18 @@ class Method(Parametrized):
     needs_retain: ClassVar[bool] = False
     forget_answer: ClassVar[str | None] = None  # replaces every forget answer when set
     Params: ClassVar[type[MethodParams]] = MethodParams  # a method with parameters declares its own
+
+    def lora_layers(self) -> tuple[int, ...] | None:
+        """The language model's decoder layers (0-based) the adapter is put on; None: all of them."""
+        return None
+
+    def saliency(self) -> tuple[float, int] | None:
+        """(threshold, batches) when only salient adapter entries may move (``gradients.py``), else None."""
+        return None
+
+    def check(self, decoder_layers: int) -> str | None:
+        """Why the parameters do not fit a model with this many decoder layers, or None."""
+        return None
 
     def forget_loss(self, step: Step) -> torch.Tensor:
         """The term on the forget batch."""
@@ -71,6 +87,12 @@ class Method(Parametrized):
     def nll_of(step: Step, batch: dict) -> torch.Tensor:
         inputs, labels = _split(batch)
         return losses.nll(step.forward(inputs), labels)
+
+    @staticmethod
+    def hidden_of(step: Step, batch: dict, index: int, reference: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden_states[index] of ``batch`` and the positions that predict its answer tokens."""
+        inputs, labels = _split(batch)
+        return step.hidden(inputs, index, reference), losses.predicting_positions(labels)
 
     @staticmethod
     def seq_logp(step: Step, batch: dict, reference: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,3 +232,65 @@ class IDK(Method):
 
     def retain_loss(self, step):
         return self.alpha * self.nll_of(step, step.retain)
+
+
+@register
+class RMU(Method):
+    """RMU (representation misdirection, Li et al. 2024): at the output of decoder layer ``layer``
+    (0-based), over the positions that predict answer tokens,
+    L = mean (1/d)||h_f - c u||^2 + alpha * mean (1/d)||h_r - h_ref||^2,
+    u a seeded random unit vector (``seed``), c = ``steering``, h_ref the starting model's. The
+    adapter sits on ``layer`` and the ``update_layers - 1`` layers below it (WMDP updates l-2..l);
+    layers above get no gradient from a loss at ``layer``. The defaults suit the embedded world's
+    model (hidden 128, entries of order 1); WMDP's for 7B models: steering 6.5, alpha 1200."""
+
+    name = "rmu"
+    needs_retain = True
+
+    class Params(MethodParams):
+        layer: int = Field(1, ge=0)  # 0-based decoder layer whose output is steered
+        update_layers: int = Field(3, ge=1)  # the adapter's layers: layer and those just below it
+        steering: float = Field(20.0, gt=0)  # c = ||c u||
+        alpha: float = Field(100.0, ge=0)  # weight of the retain term
+        seed: int = Field(0, ge=0, le=2**32 - 1)  # draws u
+
+    def lora_layers(self):
+        return tuple(range(max(0, self.layer - self.update_layers + 1), self.layer + 1))
+
+    def check(self, decoder_layers):
+        if self.layer >= decoder_layers:
+            return (f"method_params.rmu.layer: must be below the model's {decoder_layers} decoder layers "
+                    f"(counted from 0; got {self.layer})")
+        return None
+
+    def forget_loss(self, step):
+        hidden, mask = self.hidden_of(step, step.forget, self.layer + 1)
+        control = losses.rmu_control(hidden.shape[-1], self.steering, self.seed).to(hidden.device)
+        return losses.representation_mse(hidden, control.expand_as(hidden), mask)
+
+    def retain_loss(self, step):
+        hidden, mask = self.hidden_of(step, step.retain, self.layer + 1)
+        ref, _ = self.hidden_of(step, step.retain, self.layer + 1, reference=True)
+        return self.alpha * losses.representation_mse(hidden, ref.detach(), mask)
+
+
+@register
+class MMUnlearner(GradDiff):
+    """MMUnlearner-style saliency (arXiv 2502.11051): L = -NLL(forget) + alpha * NLL(retain), but only
+    the adapter entries whose saliency s = E[g_f^2] / E[g_r^2] >= ``threshold`` move; the
+    expectations over ``batches`` (forget, retain) batch pairs of NLL gradients at the start of the
+    operation (``gradients.py``). The retain set holds the retain people's multimodal and
+    text-only facts, the preserve set that paper uses. A fresh LoRA adapter has B = 0, so every A
+    gradient is 0 there: the mask selects among the B entries, and A stays as drawn."""
+
+    name = "mmunlearner"
+
+    class Params(MethodParams):
+        alpha: float = Field(1.0, ge=0)  # weight of the retain NLL
+        threshold: float = Field(1.0, gt=0)  # s >= threshold moves
+        batches: int = Field(4, ge=1)  # batch pairs the saliency is averaged over
+
+    gamma = 1.0  # GradDiff's ascent weight
+
+    def saliency(self):
+        return self.threshold, self.batches

@@ -1,4 +1,4 @@
-"""One unlearning operation: attach a fresh LoRA adapter, run the method, merge.
+"""One unlearning operation: attach a fresh LoRA adapter, run the method, merge (or stack).
 
 Which parameters move is the *update strategy*:
 - ``llm``: LoRA on the language model's linear layers;
@@ -11,6 +11,18 @@ following operation (sequential unlearning) starts from the result and gets a fr
 whose disabled state is that result. Under several processes the model is wrapped in DDP
 (each process takes every N-th batch) or sharded by FSDP2 (every process takes every batch; the
 reference pass then runs through the sharded model too), see ``distributed``.
+
+Per-request adapters (``unlearn.adapters``): ``merge`` as above; ``stack`` keeps each earlier
+operation's adapter unmerged, active and frozen beside the new one (``stacked``: their state
+dicts, in order), the model never changing under them; the reference is then the model with the
+earlier adapters and without the new one, and what is returned for evaluation is a merged copy
+(the caller's model is handed back unchanged by ``unload``); ``orthogonal`` is ``stack`` plus
+O-LoRA's penalty against the earlier adapters' A matrices, added to the forget term.
+
+Continual-unlearning options (``gradients.py``): a method's saliency mask is computed on the
+plain model before training; ``unlearn.projection: gru`` adds a retain-NLL backward pass per
+step and projects the forget gradient. Under FSDP, whose gradients are shards, neither these
+nor stacked adapters are available (``unsupported_under_fsdp``).
 
 Stopping: the budget is ``unlearn.epochs`` epochs over the forget set (``max_epochs`` under
 ``stop: target``; steps = epochs x batches). With a ``monitor``, the model is evaluated at step 0,
@@ -28,6 +40,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -37,6 +50,8 @@ from ..data.batches import Encoder, batch_indices, collate
 from ..models.lora import attach_lora, lora_targets
 from ..progress import bar
 from ..records import Example
+from . import losses
+from .gradients import GradientEdit, a_matrices, orthogonality, saliency_masks
 from .registry import Method, Step
 
 # monitor(model, step, examples) -> stop?  Called at checkpoints, the model in eval mode.
@@ -59,25 +74,43 @@ class OperationLog:
         return self.diverged_at is not None
 
 
+def unsupported_under_fsdp(method: Method, cfg: UnlearnConfig) -> str | None:
+    """What of this operation FSDP cannot run (its gradients and A matrices are shards), or None."""
+    used = [what for what, on in (("a saliency mask", method.saliency() is not None),
+                                  ("unlearn.projection: gru", cfg.projection != "none"),
+                                  (f"unlearn.adapters: {cfg.adapters}", cfg.adapters != "merge")) if on]
+    return f"method {method.name}: {', '.join(used)} needs whole gradients; launch with DDP" if used else None
+
+
 def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example],
-            update: str, cfg: UnlearnConfig, desc: str = "unlearning", on_adapter=None, monitor: Monitor | None = None):
+            update: str, cfg: UnlearnConfig, desc: str = "unlearning", on_adapter=None, monitor: Monitor | None = None,
+            stacked: Sequence[dict] = ()):
     """Run one operation on ``model`` (a plain transformers model); returns (merged model, log).
     ``on_adapter(peft_model)``, when given, sees the trained adapter before it is merged (the
     runner saves it, so that a resumed run re-applies it instead of training again).
-    ``monitor``, when given, sees the model at each checkpoint (``cfg.eval_every``) and may stop it."""
+    ``monitor``, when given, sees the model at each checkpoint (``cfg.eval_every``) and may stop it.
+    ``stacked``: the unit's earlier adapters (peft state dicts) under ``adapters: stack|orthogonal``."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    f_enc, r_enc = _encode(encoder, method, forget, retain)
-    peft_model = attach_lora(model, cfg.lora, lora_targets(model, update))
+    project = cfg.projection != "none"
+    f_enc, r_enc = _encode(encoder, method, forget, retain, retain_too=project)
+    peft_model = attach_lora(model, cfg.lora, lora_targets(model, update, method.lora_layers()))
+    earlier = _stack(peft_model, stacked) if cfg.adapters != "merge" else []
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in peft_model.parameters() if p.requires_grad]
     device = next(peft_model.parameters()).device
+    pad = encoder.tokenizer.pad_token_id
+    # before wrapping: every process computes the mask alike on the plain model
+    mask = _saliency_mask(method, peft_model, params, f_enc, r_enc, cfg, pad, device)
     # Several processes: DDP or FSDP2 (accelerate) around the model.
     training = distributed.wrap_for_training(peft_model, torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0))
+    edit = GradientEdit(params, cfg.projection, cfg.gru_gamma, mask) if project or mask else None
+    penalty = orthogonality(peft_model, [a_matrices(s) for s in stacked]) \
+        if cfg.adapters == "orthogonal" and stacked else None
     epochs = cfg.budget_epochs
     order = distributed.my_batches([b for _ in range(epochs) for b in batch_indices(f_enc, cfg.batch_size, gen)])
-    batches = _batch_pairs(f_enc, r_enc, order, cfg.batch_size, gen, encoder.tokenizer.pad_token_id, device)
+    batches = _batch_pairs(f_enc, r_enc, order, cfg.batch_size, gen, pad, device)
     every = cfg.every_steps(max(1, len(order) // epochs)) if monitor is not None else None
 
     def checkpoint(step: int, examples: int) -> bool:
@@ -85,8 +118,10 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
         peft_model.train()
         return stop
 
+    forget_term = method.forget_loss if penalty is None else partial(_penalised, method, penalty, cfg.orthogonal_weight)
     log = _train(method, training, peft_model, batches, len(order), cfg.max_grad_norm, desc,
-                 checkpoint if every else None, every)
+                 checkpoint if every else None, every, forget_term=forget_term, edit=edit,
+                 without_new=partial(_without_new_adapter, peft_model, bool(earlier)))
     peft_model.eval()
     if cfg.gradient_checkpointing:
         peft_model.gradient_checkpointing_disable()
@@ -95,7 +130,70 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
         peft_model.base_model.model.eval()
     if on_adapter is not None:
         on_adapter(peft_model)
+    if cfg.adapters != "merge":
+        merged = copy.deepcopy(peft_model).merge_and_unload()  # every adapter, earlier ones included
+        peft_model.unload()  # the caller's model, as it came in
+        return merged, log
     return peft_model.merge_and_unload(), log
+
+
+def _stack(peft_model, states: Sequence[dict]) -> list[str]:
+    """The unit's earlier adapters beside the new one (``default``): loaded in order under names of
+    their own, all active, the earlier ones frozen. Returns their names."""
+    from peft import set_peft_model_state_dict
+
+    names = [f"earlier{i}" for i in range(1, len(states) + 1)]
+    with torch.random.fork_rng():  # peft draws each added adapter before it is overwritten: the
+        for name, state in zip(names, states, strict=True):  # training's random stream stays merge's
+            peft_model.add_adapter(name, copy.deepcopy(peft_model.peft_config["default"]))
+            loaded = set_peft_model_state_dict(peft_model, state, adapter_name=name)
+            if loaded.unexpected_keys:
+                raise RuntimeError(f"a stacked adapter does not fit the model: {loaded.unexpected_keys[0]}")
+    if names:
+        peft_model.base_model.set_adapter(["default", *names])
+        for key, p in peft_model.named_parameters():
+            if any(f".{name}." in key for name in names):
+                p.requires_grad_(False)
+    return names
+
+
+@contextlib.contextmanager
+def _without_new_adapter(peft_model, stacked: bool):
+    """The model as it was at the start of the operation: without adapters (merge), or with the
+    earlier adapters only (stack: the new adapter's scaling is 0 for the duration)."""
+    if not stacked:
+        with peft_model.disable_adapter():
+            yield
+        return
+    from peft.tuners.lora import LoraLayer
+
+    layers = [m for m in peft_model.modules() if isinstance(m, LoraLayer) and "default" in m.scaling]
+    scales = [m.scaling["default"] for m in layers]
+    for m in layers:
+        m.scaling["default"] = 0.0
+    try:
+        yield
+    finally:
+        for m, scale in zip(layers, scales, strict=True):
+            m.scaling["default"] = scale
+
+
+def _saliency_mask(method: Method, peft_model, params, f_enc, r_enc, cfg: UnlearnConfig, pad, device):
+    """The method's saliency mask over ``params`` (None if it has none), from its first ``batches``
+    batch pairs of a draw of its own (seed + 1: the training order stays the same)."""
+    if method.saliency() is None:
+        return None
+    threshold, n = method.saliency()
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    pairs = _batch_pairs(f_enc, r_enc, batch_indices(f_enc, cfg.batch_size, gen)[:n], cfg.batch_size, gen, pad,
+                         device)
+    mask, _ = saliency_masks(params, pairs, lambda b: _nll(peft_model, b), threshold)
+    return mask
+
+
+def _penalised(method: Method, penalty, weight: float, step: Step) -> torch.Tensor:
+    """The forget term plus O-LoRA's weighted orthogonality penalty."""
+    return method.forget_loss(step) + weight * penalty()
 
 
 MERGED_COPY_BYTES = 1 << 30
@@ -112,14 +210,21 @@ def _evaluation_model(peft_model):
     return copy.deepcopy(peft_model).merge_and_unload()
 
 
-def _encode(encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example]):
-    """The forget set (with the method's own answer, if it has one) and, when the method uses
-    it, the retain set, encoded."""
+def _nll(model, batch: dict) -> torch.Tensor:
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    return losses.nll(model(**inputs).logits, batch["labels"])
+
+
+def _encode(encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example],
+            retain_too: bool = False):
+    """The forget set (with the method's own answer, if it has one) and, when the method (or
+    ``retain_too``: the projection) uses it, the retain set, encoded."""
     if method.forget_answer is not None:
         forget = [Example(ex.prompt, method.forget_answer, ex.image, ex.source) for ex in forget]
     f_enc = encoder.encode(forget)
-    r_enc = encoder.encode(retain) if method.needs_retain else None
-    if method.needs_retain and not len(r_enc):
+    wanted = method.needs_retain or retain_too
+    r_enc = encoder.encode(retain) if wanted else None
+    if wanted and not len(r_enc):
         raise ValueError(f"method {method.name} needs retain data")
     return f_enc, r_enc
 
@@ -140,19 +245,15 @@ def _batch_pairs(f_enc, r_enc, order, batch_size: int, gen: torch.Generator, pad
 
 
 def _train(method: Method, training, peft_model, batches, steps: int, max_grad_norm: float, desc: str,
-           checkpoint: Callable[[int, int], bool] | None = None, every: int | None = None) -> OperationLog:
+           checkpoint: Callable[[int, int], bool] | None = None, every: int | None = None,
+           forget_term=None, edit: GradientEdit | None = None, without_new=None) -> OperationLog:
     """The training loop: one optimizer step per (forget, retain) batch pair, the forget term's
-    backward pass before the retain term's; stops at the first NaN/inf loss, or when
-    ``checkpoint(step, examples)`` (called at step 0, every ``every`` steps and after the last)
-    returns True."""
+    backward pass before the retain term's (with GRU, a retain-NLL pass in between that only
+    sets the direction); stops at the first NaN/inf loss, or when ``checkpoint(step, examples)``
+    (called at step 0, every ``every`` steps and after the last) returns True."""
     opt = training.optimizer
-
-    def forward(batch):
-        return training.model(**batch).logits
-
-    def reference(batch):  # FSDP2 shards peft_model in place: this pass gathers its weights as the other does
-        with torch.no_grad(), peft_model.disable_adapter():
-            return peft_model(**batch).logits
+    passes = _Passes(training, peft_model, without_new or peft_model.disable_adapter)
+    forget_term = forget_term or method.forget_loss
 
     log = OperationLog()
 
@@ -170,12 +271,11 @@ def _train(method: Method, training, peft_model, batches, steps: int, max_grad_n
         batches = ()
     with bar(steps, desc) as pbar:
         for forget, retain in batches:
-            step = Step(forget=forget, retain=retain, forward=forward, reference=reference)
+            step = Step(forget=forget, retain=retain, forward=passes.forward, reference=passes.reference,
+                        hidden=passes.hidden)
             log.tokens += sum(b["input_ids"].numel() for b in (step.forget, step.retain) if b is not None)
             opt.zero_grad(set_to_none=True)
-            loss = _backward(method.forget_loss, step, training.backward)
-            if math.isfinite(loss) and method.needs_retain:
-                loss += _backward(method.retain_loss, step, training.backward)
+            loss = _gradients(method, step, forget_term, training.backward, edit, passes.retain_nll)
             log.losses.append(loss)
             if not math.isfinite(loss):
                 log.diverged_at = len(log.losses) - 1
@@ -193,6 +293,46 @@ def _train(method: Method, training, peft_model, batches, steps: int, max_grad_n
         at_checkpoint()
     log.seconds = time.perf_counter() - t0 - log.monitor_seconds
     return log
+
+
+class _Passes:
+    """The forward passes a step's losses use: with grad through the (wrapped) model; and the
+    reference, the model at the start of the operation (``without_new``), with no grad."""
+
+    def __init__(self, training, peft_model, without_new):
+        self.training, self.peft_model, self.without_new = training, peft_model, without_new
+
+    def forward(self, batch):
+        return self.training.model(**batch).logits
+
+    def reference(self, batch):  # FSDP2 shards peft_model in place: this pass gathers its weights as the other does
+        with torch.no_grad(), self.without_new():
+            return self.peft_model(**batch).logits
+
+    def hidden(self, batch, index, from_reference=False):
+        if from_reference:
+            with torch.no_grad(), self.without_new():
+                return self.peft_model(**batch, output_hidden_states=True).hidden_states[index]
+        return self.training.model(**batch, output_hidden_states=True).hidden_states[index]
+
+    def retain_nll(self, step):
+        return _nll(self.training.model, step.retain)
+
+
+def _gradients(method: Method, step: Step, forget_term, backward, edit: GradientEdit | None, retain_nll) -> float:
+    """One step's backward passes, the loss they add up to (NaN/inf stops them): the forget term;
+    with GRU the retain NLL, which only sets the direction; the method's retain term; the edits."""
+    loss = _backward(forget_term, step, backward)
+    if math.isfinite(loss) and edit is not None and edit.project:
+        edit.forget_done()
+        direction = _backward(retain_nll, step, backward)
+        edit.retain_direction_done()
+        loss = loss if math.isfinite(direction) else direction
+    if math.isfinite(loss) and method.needs_retain:
+        loss += _backward(method.retain_loss, step, backward)
+    if math.isfinite(loss) and edit is not None:
+        edit.finish()
+    return loss
 
 
 def _backward(term, step: Step, backward=None) -> float:

@@ -61,6 +61,16 @@ def check_files(path: str | Path, trust_remote_code: bool = False) -> None:
                          "turn it on only for code you trust")
 
 
+def decoder_layers(path: str | Path) -> int | None:
+    """The language model's number of decoder layers from a local folder's config.json
+    (LLaVA-style configs hold it in ``text_config``); None when it does not say."""
+    config = _json_or_empty(Path(path) / "config.json")
+    for part in (config.get("text_config") or {}, config):
+        if isinstance(part, dict) and isinstance(part.get("num_hidden_layers"), int):
+            return part["num_hidden_layers"]
+    return None
+
+
 def _json_or_empty(path: Path) -> dict:
     import json
 

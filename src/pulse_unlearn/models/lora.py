@@ -10,7 +10,8 @@ new A matrices from torch's global RNG: the callers seed it right before attachi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Collection, Sequence
 
 import torch
 
@@ -25,9 +26,10 @@ VISION_PARTS = ("vision_tower", "vision_model", "visual", "vision_encoder", "ima
 HEAD_PARTS = ("lm_head", "embed_out", "score", "classifier")
 
 
-def lora_targets(model, update: str) -> list[str]:
+def lora_targets(model, update: str, layers: Collection[int] | None = None) -> list[str]:
     """Full names of the Linear layers LoRA adapts for ``update``, found in ``model``'s module tree:
-    the language model's linears (``llm``), plus the projector's (``projector_llm``)."""
+    the language model's linears (``llm``), plus the projector's (``projector_llm``). ``layers``:
+    only the language model's decoder layers with these (0-based) indices."""
     if update not in UPDATES:
         raise PulseError(f"unknown update strategy {update!r}; choose one of {', '.join(UPDATES)}")
     llm, projector = [], []
@@ -39,7 +41,7 @@ def lora_targets(model, update: str) -> list[str]:
             projector.append(name)
         elif parts & set(VISION_PARTS) or parts & set(HEAD_PARTS):
             continue
-        else:
+        elif layers is None or _layer_index(name) in layers:
             llm.append(name)
     arch = type(model).__name__
     if not llm:
@@ -52,6 +54,12 @@ def lora_targets(model, update: str) -> list[str]:
     return llm
 
 
+def _layer_index(name: str) -> int | None:
+    """The decoder layer a module belongs to: the number after ``layers.`` (or ``h.``, GPT-style)."""
+    found = re.search(r"\.(?:layers|h)\.(\d+)\.", f".{name}.")
+    return int(found.group(1)) if found else None
+
+
 def attach_lora(model, recipe: LoraRecipe, targets: str | Sequence[str]):
     """``model`` wrapped by peft with a fresh adapter of ``recipe``'s shape on ``targets``
     (module names, or one regex that peft matches against each full name)."""
@@ -60,3 +68,11 @@ def attach_lora(model, recipe: LoraRecipe, targets: str | Sequence[str]):
     return get_peft_model(model, LoraConfig(
         r=recipe.rank, lora_alpha=recipe.alpha, lora_dropout=recipe.dropout,
         target_modules=targets if isinstance(targets, str) else list(targets)))
+
+
+def adapter_state(peft_model, name: str = "default") -> dict[str, torch.Tensor]:
+    """One adapter's tensors as peft saves them (keys without the adapter's name), detached copies:
+    what a stacked adapter is rebuilt from."""
+    from peft import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model, adapter_name=name).items()}

@@ -153,11 +153,19 @@ class UnitCheckpoints:
         return record
 
     def save_adapter(self, k: int, peft_model) -> None:
-        """Operation k's trained adapter, before it is merged (peft's layout, safetensors)."""
+        """Operation k's trained adapter (peft's ``default``; stacked earlier ones have files of
+        their own), before it is merged (peft's layout, safetensors)."""
         if not self.owner.write:
             return
         with atomic_folder(self.adapter(k)) as tmp:
-            peft_model.save_pretrained(tmp, safe_serialization=True)
+            peft_model.save_pretrained(tmp, safe_serialization=True, selected_adapters=["default"])
+
+    def adapter_states(self) -> list[dict]:
+        """The saved adapters of the finished operations as state dicts, in order (stacked adapters
+        are rebuilt from them, not merged)."""
+        from safetensors.torch import load_file
+
+        return [load_file(str(path / "adapter_model.safetensors")) for path in self.adapters()]
 
     def done(self) -> None:
         """A finished unit's records are all a resume needs: drop its adapters (a 13B model's

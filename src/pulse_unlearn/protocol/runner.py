@@ -37,9 +37,11 @@ from ..evaluation.matched import COLUMNS as MATCHED_COLUMNS
 from ..evaluation.matched import matched_rows
 from ..evaluation.stopping import BUDGET_SPENT, DIVERGED, StopRule
 from ..evaluation.summary import evaluation_rows, prediction_columns, summary_columns, trajectory_columns
+from ..errors import PulseError
 from ..methods.registry import make_method
-from ..methods.unlearn import unlearn
-from ..models.load import load_model, load_processor, resolve_device, resolve_dtype
+from ..methods.unlearn import unlearn, unsupported_under_fsdp
+from ..models.lora import adapter_state
+from ..models.load import decoder_layers, load_model, load_processor, resolve_device, resolve_dtype
 from ..records import Example
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
 from ..runs.trackers import Trackers, check_available
@@ -118,6 +120,7 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
     for path in models.values():
         if path is not None:
             load_processor(path, cfg.model.trust_remote_code)
+    _check_methods(cfg, [p for p in models.values() if p is not None])
     config = cfg.model_dump(mode="json")
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     store = RunStore(out, config, config_hash, write=distributed.is_main(),
@@ -137,6 +140,18 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
     checkpoints = Checkpoints(store.folder / "resume", key, log, write=distributed.is_main())
     trackers = Trackers.open(cfg.log_with, Path(cfg.tracker_dir or store.folder / "trackers"), cfg.name, config)
     return _Run(cfg, src, plan, store, checkpoints, log, StopRule.of(cfg.unlearn), trackers)
+
+
+def _check_methods(cfg: RunConfig, models: list[Path]) -> None:
+    """Each method's parameters against the models' depth, and what FSDP cannot run."""
+    for name in dict.fromkeys(m for _, m, _ in cfg.units()):
+        method = make_method(name, **cfg.method_params.get(name, {}))
+        if distributed.fsdp() and (reason := unsupported_under_fsdp(method, cfg.unlearn)):
+            raise PulseError(reason)
+        for path in models:
+            layers = decoder_layers(path)
+            if layers is not None and (reason := method.check(layers)):
+                raise PulseError(f"{path}: {reason}")
 
 
 def _evaluate_start(r: _Run, scenario: str) -> Start:
@@ -192,16 +207,21 @@ class _UnitWork:
         self.r.trackers.log({_tag(row, f"op{row['operation']}", row["split"], row["modality"], "accuracy"):
                              row["accuracy"] for row in rows}, rows[0]["step"])
 
-    def _evaluate(self, evaluate: Evaluator, oplog) -> dict:
+    def _evaluate(self, evaluate: Evaluator, oplog, model) -> dict:
         """Every split on the operation's model. An operation that took no optimizer step (its
         stopping rule was met at step 0) merged an adapter whose B matrices are still zero, so
         the model is the previous operation's, weight for weight: its predictions are reused."""
         if not oplog.losses and self.previous is not None:
             preds = self.previous
         else:
-            preds = evaluate(self.model)
+            preds = evaluate(model)
         self.previous = preds
         return preds
+
+    def _adapter_done(self, k: int, peft_model) -> None:
+        self.done.save_adapter(k, peft_model)
+        if self.stacked is not None:
+            self.stacked.append(adapter_state(peft_model))
 
     def unlearn_and_evaluate(self, k: int) -> dict:
         """Operation k: unlearn request k, evaluate every split, and the operation's record."""
@@ -209,18 +229,25 @@ class _UnitWork:
         evaluate = r.evaluator(unit["scenario"], self.sets)
         if self.model is None:
             self.method = make_method(unit["method"], **cfg.method_params.get(unit["method"], {}))
-            self.model = apply_adapters(r.load(r.plan.start_models[unit["scenario"]])[0], self.done.adapters())
+            start = r.load(r.plan.start_models[unit["scenario"]])[0]
+            if cfg.unlearn.adapters == "merge":  # the operations' adapters merged in, one after the other
+                self.model, self.stacked = apply_adapters(start, self.done.adapters()), None
+            else:  # stacked: the starting model never changes; the adapters are rebuilt beside it
+                self.model, self.stacked = start, self.done.adapter_states()
         self.computed, t1 = True, time.time()
         trajectory = None
         if cfg.unlearn.eval_every is not None:
             trajectory = Trajectory.of_operation(evaluate, cfg, unit, k, self.sets.requests[k - 1],
                                                  self.start.starting[k - 1],
                                                  on_point=lambda rows: self._point(trajectory, rows))
-        self.model, oplog = unlearn(self.model, evaluate.encoder, self.method, self.forget[k - 1], self.retain,
-                                    unit["update"], cfg.unlearn,
-                                    desc=f"{unit['scenario']}/{unit['method']}/{unit['update']} op {k}",
-                                    on_adapter=lambda peft: self.done.save_adapter(k, peft), monitor=trajectory)
-        preds = self._evaluate(evaluate, oplog)
+        model, oplog = unlearn(self.model, evaluate.encoder, self.method, self.forget[k - 1], self.retain,
+                               unit["update"], cfg.unlearn,
+                               desc=f"{unit['scenario']}/{unit['method']}/{unit['update']} op {k}",
+                               on_adapter=lambda peft: self._adapter_done(k, peft), monitor=trajectory,
+                               stacked=list(self.stacked or ()))
+        if self.stacked is None:
+            self.model = model  # merged: the next operation starts from it
+        preds = self._evaluate(evaluate, oplog, model)
         collapse = answer_collapse(preds)
         losses = oplog.losses
         reason = trajectory.reason(oplog.diverged) if trajectory else DIVERGED if oplog.diverged else BUDGET_SPENT
@@ -240,7 +267,7 @@ class _UnitWork:
               + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})" if collapse.collapsed else ""))
         attacks = []
         if k == len(self.sets.requests) or cfg.attacks_every_operation:
-            rows = attacked(cfg.attacks, self.model, evaluate, preds, unit["scenario"], r.log, r.attacks_said)
+            rows = attacked(cfg.attacks, model, evaluate, preds, unit["scenario"], r.log, r.attacks_said)
             attacks = [{**unit, "operation": k, **row} for row in with_recovery(rows, self.start.attacks)]
         record = {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring, r.stop.label),
                   "operation": operation, "trajectory": trajectory.rows if trajectory else [], "attacks": attacks}

@@ -8,6 +8,11 @@ unit, read after its last attacked operation from the recoveries on the forget s
 - *removed*: no attack brings back more than ``REMOVED``;
 - *unclear*: in between, or no recovery is defined (nothing was forgotten, or no attack scored).
 
+Only attacks under which the starting model stands at least ``MIN_FORGOTTEN`` above the unlearned
+model count: with a smaller gap a recovery is a ratio of noise (the world's neighbours questions,
+which its starting model answers barely above chance, gave "100%" from 2.4 points); the finding
+names the attacks it left out.
+
 ``consistency`` adds *broken alignment* where the forget pairs answered by name but not with the
 image grew by at least ``ALIGNMENT`` (absolute share) from the starting model: the knowledge is
 reached by name, the image no longer leads to it. ``pulse compare`` pools the runs (mean ± std).
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
 HIDDEN = 0.5
 REMOVED = 0.2
 ALIGNMENT = 0.10
+MIN_FORGOTTEN = 0.10  # start - unlearned (accuracy) below this: the attack's recovery is not counted
 KEY = ("scenario", "method", "update", "operation", "attack", "setting", "split", "modality", "metric")
 
 
@@ -103,14 +109,20 @@ def attack_tables(pooled: pd.DataFrame | None) -> list[Table]:
     return tables
 
 
+def _name(row) -> str:
+    return f"{row.attack}" + (f" {row.setting}" if isinstance(row.setting, str) and row.setting else "")
+
+
 def _unit_finding(unit: pd.DataFrame, start: pd.DataFrame) -> str:
-    recs = [(r, r.recovery) for r in unit.itertuples()
-            if r.split == "forget" and r.metric == "accuracy" and r.recovery == r.recovery]
+    defined = [r for r in unit.itertuples()
+               if r.split == "forget" and r.metric == "accuracy" and r.recovery == r.recovery]
+    recs = [(r, r.recovery) for r in defined if r.start - r.unlearned >= MIN_FORGOTTEN]
+    small = [r for r in defined if r.start - r.unlearned < MIN_FORGOTTEN]
     if not recs:
         verdict = "unclear (no recovery is defined on the forget split)"
     else:
         best, value = max(recs, key=lambda x: x[1])
-        name = f"{best.attack}" + (f" {best.setting}" if isinstance(best.setting, str) and best.setting else "")
+        name = _name(best)
         if value >= HIDDEN:
             verdict = (f"hidden: {name} brings back {value:.0%} of what was forgotten "
                        f"({100 * best.unlearned:.1f}% -> {100 * best.value:.1f}%; the starting model under it "
@@ -119,6 +131,11 @@ def _unit_finding(unit: pd.DataFrame, start: pd.DataFrame) -> str:
             verdict = f"removed: no attack brings back more than {max(value, 0):.0%} (most: {name})"
         else:
             verdict = f"unclear: {name} brings back {value:.0%}"
+    if small:
+        verdict += "; not counted (the starting model under it is less than " + f"{100 * MIN_FORGOTTEN:.0f}" + \
+            " points above the unlearned model): " + ", ".join(
+                f"{_name(r)} ({100 * (r.start - r.unlearned):.1f} points)" for r in small)
+
     def misaligned(rows):
         pick = (rows.attack == "consistency") & (rows.split == "forget")
         return rows[pick & (rows.metric == "image_wrong_text_right")]

@@ -46,7 +46,8 @@ KEYS = ("id", "subject", "via", "question", "options", "answer")
 
 class NeighboursParams(AttackParams):
     splits: list[Literal["forget", "retain"]] | None = None
-    file: str | None = Field(None, min_length=1)  # JSON lines; None: the world's neighbours.jsonl next to the data, if present
+    # JSON lines; None: the world's neighbours.jsonl next to the data, if present
+    file: str | None = Field(None, min_length=1)
     per_person: int = Field(3, ge=1, le=1000)  # questions per scored person at most
 
 
