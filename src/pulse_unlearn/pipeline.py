@@ -3,11 +3,15 @@
 The cache holds ``world-<fingerprint>/`` folders and ``models/`` with the base and
 fine-tuned checkpoints keyed by world + training config; each is written under a
 temporary name and renamed (``runs/atomic.py``), so an interrupted build is rebuilt, never
-half-used.
+half-used; and built under the cache's lock (``cache_lock``), so two processes sharing a
+cache (two experiments, or test workers) never build the same thing at once: the second finds
+it cached.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import re
@@ -29,8 +33,30 @@ def cache_folder(cache: Path | None = None) -> Path:
     return Path(os.environ.get("PULSE_CACHE") or Path.home() / ".cache" / "pulse-unlearn")
 
 
+@functools.cache
+def _lock(path: str):
+    from filelock import FileLock
+
+    return FileLock(path)  # one object per path: re-entered by nested builds in this process
+
+
+@contextlib.contextmanager
+def cache_lock(cache: Path):
+    """Held while building into ``cache`` (a lock file in it), across processes."""
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    with _lock(str(Path(cache).resolve() / ".lock")):
+        yield
+
+
 def ensure_world(cfg: WorldConfig, cache: Path, out: Path | None = None, log=print) -> Path:
     """The world for ``cfg``: built into ``out`` (or the cache) unless already there."""
+    if out is None:
+        with cache_lock(cache):
+            return _ensure_world(cfg, cache, None, log)
+    return _ensure_world(cfg, cache, out, log)
+
+
+def _ensure_world(cfg: WorldConfig, cache: Path, out: Path | None, log) -> Path:
     target = Path(out) if out else Path(cache) / f"world-{cfg.fingerprint()}"
     meta = target / "world.json"
     if meta.exists() and json.loads(meta.read_text()).get("fingerprint") == cfg.fingerprint():
@@ -51,10 +77,12 @@ def ensure_models(preset: str, cache: Path, finetuned: bool = True, log=print, s
     from .models.world_models import build_base, build_finetuned, models_config
 
     wcfg, mcfg = world_config(preset, seed=seed), models_config(preset, seed=seed)
-    world = ensure_world(wcfg, cache, log=log)
-    paths = {"world": world, "base": build_base(world, wcfg.training_fingerprint(), mcfg, Path(cache) / "models", log)}
-    if finetuned:
-        paths["finetuned"] = build_finetuned(world, wcfg.training_fingerprint(), mcfg, Path(cache) / "models", log)
+    with cache_lock(cache):
+        world = ensure_world(wcfg, cache, log=log)
+        models = Path(cache) / "models"
+        paths = {"world": world, "base": build_base(world, wcfg.training_fingerprint(), mcfg, models, log)}
+        if finetuned:
+            paths["finetuned"] = build_finetuned(world, wcfg.training_fingerprint(), mcfg, models, log)
     return paths
 
 
@@ -140,8 +168,12 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
         def finetune(ids, facts=None):
             wcfg = world_config(cfg.model.preset, seed=cfg.model.world_seed)
             mcfg = models_config(cfg.model.preset, seed=cfg.model.world_seed)
-            return distributed.main_first(lambda: build_finetuned(world, wcfg.training_fingerprint(), mcfg,
-                                                                  Path(cache) / "models", log, people=ids))
+            def build():
+                with cache_lock(cache):
+                    return build_finetuned(world, wcfg.training_fingerprint(), mcfg, Path(cache) / "models", log,
+                                           people=ids)
+
+            return distributed.main_first(build)
 
         mllmu = data_mllmu or world / "MLLMU-Bench"
         mmbench = data_mmbench or world / "MMBench" / "mmbench_dev_en.tsv"
@@ -152,7 +184,7 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
         def finetune(ids, facts):
             from .models.finetune import finetune_checkpoint
 
-            m = cfg.model
+            m = cfg.model  # every process trains (data-parallel): no lock, which only the first could take
             return finetune_checkpoint(m.base, facts, cfg.finetune, Path(cache) / "models", m.dtype, m.device,
                                        m.trust_remote_code, cfg.unlearn.gradient_checkpointing, log)
     return run(cfg, out, models, Path(mllmu), Path(mmbench), finetune=finetune, log=log)

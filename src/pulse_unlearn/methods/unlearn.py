@@ -252,7 +252,7 @@ def _train(method: Method, training, peft_model, batches, steps: int, max_grad_n
     sets the direction); stops at the first NaN/inf loss, or when ``checkpoint(step, examples)``
     (called at step 0, every ``every`` steps and after the last) returns True."""
     opt = training.optimizer
-    passes = _Passes(training, peft_model, without_new or peft_model.disable_adapter)
+    passes = _Passes(training, peft_model, without_new or (lambda: peft_model.disable_adapter()))
     forget_term = forget_term or method.forget_loss
 
     log = OperationLog()
