@@ -110,6 +110,18 @@ def test_quantized_weights_are_within_half_a_step_and_the_original_is_unchanged(
     assert all(type(m) is not torch.nn.Linear or m.weight.dtype == torch.float32 for m in model.modules())
 
 
+def test_nf4_by_hand_decodes_whole_blocks_as_bitsandbytes_does():
+    """The probe's reference decoding (two codes a byte, high nibble first, level x block absmax)
+    agrees with bitsandbytes on rows of whole blocks; it is within NF4's half gap of the weights."""
+    pytest.importorskip("bitsandbytes")
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(q.BLOCK, 2 * q.BLOCK)
+    module = q._bnb_linear(lin, 4, torch.device("cpu"))
+    by_hand = q._nf4_by_hand(module.weight)
+    assert torch.equal(by_hand, q.dequantized(module))
+    assert ((by_hand - lin.weight.detach()).abs() <= _nf4_bound(lin.weight.detach(), module) + EPS).all()
+
+
 def test_auto_is_bitsandbytes_where_it_runs_else_torchao(monkeypatch):
     expected = "bitsandbytes" if q.unavailable("bitsandbytes", "cpu") is None else "torchao"
     assert q.resolve("auto", "cpu") == expected

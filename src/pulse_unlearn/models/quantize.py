@@ -7,7 +7,10 @@ scheme that ran, e.g. ``bitsandbytes nf4, block 64``. Two libraries, one interfa
   64 consecutive weights, w_q = absmax x code[i] with code the 16 NF4 levels in [-1, 1] and i the
   nearest level to w / absmax; 8 bits = LLM.int8's weights, per output row,
   w_q = round(w_fp16 x 127 / absmax_row) x absmax_row / 127 (outlier input features are then
-  multiplied in 16 bits against these same int8 weights, threshold 6). Its CPU backend runs here.
+  multiplied in 16 bits against these same int8 weights, threshold 6). Its CPU backend runs here,
+  kept on its reference 4-bit path: on CPUs with AVX-512 BF16 bitsandbytes would repack the weights
+  at the first forward pass for a fast kernel that needs every layer's output features to be a
+  multiple of 32 (the tiny models' are not) and rounds differently, so results would depend on the CPU.
 - ``torchao`` (``TorchAoConfig``), where bitsandbytes does not run: symmetric integer weights,
   w_q = clamp(round(w / s), -2^(b-1), 2^(b-1) - 1) x s with s = absmax / ((2^b - 1) / 2): 4 bits
   per group of 64 input features (NF4's block size; a shorter row is one group), 8 bits per
@@ -77,6 +80,7 @@ def _bnb_linear(linear: nn.Linear, bits: int, device: torch.device):
                                        compress_statistics=cfg.bnb_4bit_use_double_quant,
                                        quant_type=cfg.bnb_4bit_quant_type,
                                        quant_storage=cfg.bnb_4bit_quant_storage, module=new)
+        new.support_avx512bf16_for_cpu = False  # the reference path on every CPU (module doc)
     else:
         cfg = BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=LLM_INT8_THRESHOLD)
         new = bnb.nn.Linear8bitLt(linear.in_features, linear.out_features, bias,
@@ -145,6 +149,11 @@ def _unavailable(library: str, device: str) -> str | None:
                 q = BUILDERS[library](lin, bits, torch.device(device))
                 if not torch.isfinite(q(torch.randn(2, BLOCK, device=device))).all():
                     return f"its {bits}-bit layer gave non-finite outputs on {device}"
+            if library == "bitsandbytes":  # rows shorter than a block: seen decoded wrongly on an AVX-512 CPU
+                short = BUILDERS[library](nn.Linear(BLOCK // 2, BLOCK).to(device), 4, torch.device(device))
+                if not torch.equal(dequantized(short), _nf4_by_hand(short.weight)):
+                    return (f"its 4-bit weights of rows of {BLOCK // 2} decode differently from NF4's definition "
+                            f"on {device}")
         except Exception as e:  # an import error, or no kernel for this device: the reason is reported
             first = (str(e).strip().splitlines() or [""])[0]
             return f"{type(e).__name__}: {first}"[:300]
@@ -197,6 +206,16 @@ def quantized_copy(model, bits: int, library: str = "auto"):
         clone.set_submodule(name, BUILDERS[library](linear, bits, device))
     clone.requires_grad_(False)
     return clone.eval(), label(library, bits)
+
+
+def _nf4_by_hand(weight) -> torch.Tensor:
+    """A bitsandbytes 4-bit weight decoded from its definition: two codes per byte (the first in
+    the high nibble), each the NF4 level times its block's absmax."""
+    state, n = weight.quant_state, int(torch.Size(weight.quant_state.shape).numel())
+    packed = weight.data.view(torch.uint8).flatten()
+    codes = torch.stack([packed >> 4, packed & 0xF], 1).flatten()[:n].long()
+    scales = state.absmax.float().repeat_interleave(state.blocksize)[:n]
+    return (state.code.float()[codes] * scales).reshape(state.shape)
 
 
 def dequantized(module) -> torch.Tensor:
