@@ -13,14 +13,39 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PULSE_QUIET", "1")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # set in each process of `pytest -n N` (make test)
+# One thread, and the AVX2 code paths of torch, MKL and oneDNN even on an AVX-512 CPU: float
+# results (hence the tiny models trained from scratch, and tests/golden's recorded run) depend on
+# the thread count and the instruction set. Set before torch is imported; inherited by the
+# processes tests start. With `pytest -n N`, one thread per worker also keeps N workers from
+# oversubscribing N cores.
+os.environ["OMP_NUM_THREADS"] = "1"
+for _key in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "DNNL_MAX_CPU_ISA"):
+    os.environ.setdefault(_key, "avx2" if _key == "ATEN_CPU_CAPABILITY" else "AVX2")
+
+# Session fixtures that run something costly, and the group of the tests using them: under
+# `pytest -n N --dist loadgroup` a group's tests share one worker, so each runs once.
+COSTLY = ("tiny_demo", "tiny_run", "watched", "watched_killed", "attacked_run")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = [name for name in COSTLY if name in getattr(item, "fixturenames", ())]
+        if used:
+            group = "watched" if used[0].startswith("watched") else "tiny_demo" if used[0] == "tiny_run" else used[0]
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
 def cache(tmp_path_factory):
-    """A fresh cache per session; ``PULSE_TEST_CACHE=DIR`` reuses one across sessions (quicker
-    iterations: the tiny world and models are built once)."""
+    """A fresh cache per test run, shared by its workers; ``PULSE_TEST_CACHE=DIR`` reuses one
+    across runs (quicker iterations: the tiny world and models are built once)."""
     if os.environ.get("PULSE_TEST_CACHE"):
         return Path(os.environ["PULSE_TEST_CACHE"])
+    if WORKER:  # every worker's base temp folder sits in the run's own
+        path = tmp_path_factory.getbasetemp().parent / "pulse-cache"
+        path.mkdir(exist_ok=True)
+        return path
     return tmp_path_factory.mktemp("pulse-cache")
 
 
@@ -29,7 +54,7 @@ def tiny_world(cache):
     from pulse_unlearn.pipeline import ensure_world
     from pulse_unlearn.world.build import world_config
 
-    return ensure_world(world_config("tiny"), cache, log=lambda *_: None)
+    return ensure_world(world_config("tiny"), cache, log=lambda *_: None)  # under the cache's lock
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,12 @@
 """The tiny demo's numbers are those of the recorded run in ``tests/golden/demo_tiny``.
 
-Recorded before the evaluation layer was redesigned, so a refactor that changes any number,
-any prediction or any operation's steps and losses fails here. Only the wall time of an
-operation (``seconds``) is left out, and columns added since the recording (``population``,
-written by the runner since people are kept apart by population) are compared on the recorded
-columns only.
+Recorded before the evaluation layer was redesigned (and again, by that same code, once the
+suite pinned one thread and the AVX2 code paths: tests/conftest.py), so a refactor that changes
+any number, any prediction or any operation's steps fails here. Only the wall time of an
+operation (``seconds``) is left out; the losses, printed to 6 decimals, may differ in the last
+one between CPUs (seen: 1e-6 between two AMD EPYC models with every accuracy and prediction
+equal), so they are compared to a relative 1e-5; and columns added since the recording
+(``population``, ``stop``, ...) are compared on the recorded columns only.
 """
 
 from __future__ import annotations
@@ -28,6 +30,19 @@ def _project(rows: list[dict], columns: list[str]) -> list[tuple]:
     return [tuple(r[c] for c in columns) for r in rows]
 
 
+LOSSES = ("first_loss", "last_loss")
+
+
+def _same(columns: list[str], recorded: tuple, got: tuple) -> bool:
+    for c, a, b in zip(columns, recorded, got):
+        if c in LOSSES and a and b:
+            if float(b) != pytest.approx(float(a), rel=1e-5, abs=1e-6):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
 @pytest.mark.parametrize("name", ["summary.csv", "predictions.csv", "operations.csv"])
 def test_tiny_demo_matches_the_recorded_run(tiny_demo, name):
     out, _ = tiny_demo
@@ -36,6 +51,7 @@ def test_tiny_demo_matches_the_recorded_run(tiny_demo, name):
     columns = [c for c in golden[0] if c != "seconds"]
     assert set(columns) <= set(got[0]), f"{name}: recorded columns missing: {set(columns) - set(got[0])}"
     assert len(got) == len(golden)
-    mismatch = [(i, g, o) for i, (g, o) in enumerate(zip(_project(golden, columns), _project(got, columns))) if g != o]
+    mismatch = [(i, g, o) for i, (g, o) in enumerate(zip(_project(golden, columns), _project(got, columns)))
+                if not _same(columns, g, o)]
     assert not mismatch, f"{name}: {len(mismatch)} rows differ, first: row {mismatch[0][0]}: " \
                          f"{dict(zip(columns, mismatch[0][1]))} != {dict(zip(columns, mismatch[0][2]))}"
