@@ -28,24 +28,33 @@ from pathlib import Path
 
 import yaml
 
-METHODS = ["ga", "ga_klr", "npo", "grad_diff", "npo_rt", "simnpo", "idk", "rmu", "mmunlearner"]
-# variant -> (unlearn options, the methods it runs by default)
+METHODS = ["ga", "ga_klr", "npo", "grad_diff", "npo_rt", "simnpo", "idk", "rmu", "mmunlearner", "npo_replay"]
+# variant -> (unlearn options, method_params, the methods it runs by default). "ours" is
+# npo_replay with orthogonal adapters; the ours-* variants each take one part away from it (the
+# plain variant's npo_replay is ours without orthogonal adapters, its npo ours without both KLs).
 VARIANTS = {
-    "plain": ({}, METHODS),
-    "gru": ({"projection": "gru"}, ["ga", "npo", "ga_klr"]),
-    "stack": ({"adapters": "stack"}, ["npo", "ga_klr"]),
-    "orthogonal": ({"adapters": "orthogonal"}, ["npo", "ga_klr"]),
+    "plain": ({}, {}, METHODS),
+    "gru": ({"projection": "gru"}, {}, ["ga", "npo", "ga_klr"]),
+    "stack": ({"adapters": "stack"}, {}, ["npo", "ga_klr"]),
+    "orthogonal": ({"adapters": "orthogonal"}, {}, ["npo", "ga_klr"]),
+    "ours": ({"adapters": "orthogonal"}, {}, ["npo_replay"]),
+    "ours-no-replay": ({"adapters": "orthogonal"}, {"npo_replay": {"rho": 0.0}}, ["npo_replay"]),
+    "ours-no-retain-kl": ({"adapters": "orthogonal"}, {"npo_replay": {"alpha": 0.0}}, ["npo_replay"]),
+    "ours-no-stop": ({"adapters": "orthogonal", "stop": "fixed", "epochs": 5, "eval_every": None}, {},
+                     ["npo_replay"]),
 }
-ATTACKS = [{"name": "relearn", "steps": 20, "splits": ["forget"]},
+REPLAY = {"tiny": 8, "default": 60}  # general items held out of evaluation in every variant (npo_replay's replay)
+ATTACKS = [{"name": "relearn", "steps": 20},
            {"name": "quantize", "bits": [4], "splits": ["forget"]}]
 
 
 def config(preset: str, seed: int, variant: str, methods: list[str]) -> dict:
-    options, _ = VARIANTS[variant]
+    options, params, _ = VARIANTS[variant]
     if preset == "tiny":
         splits = {"finetune_people": 10, "forget": 4, "requests": 2, "probe_threshold": 0.4,
                   "pretrained_forget": 3, "pretrained_retain": 3}
         unlearn = {"lr": 3e-3, "batch_size": 8, "lora": {"rank": 8, "alpha": 16}}
+        options = {k: v for k, v in options.items() if k != "epochs"}
         attacks = [{**a, "steps": 3} if a["name"] == "relearn" else a for a in ATTACKS]
     else:
         splits = {"finetune_people": 100, "forget": 50, "requests": 5, "probe_threshold": 0.8,
@@ -57,7 +66,8 @@ def config(preset: str, seed: int, variant: str, methods: list[str]) -> dict:
     return {"name": f"sequential-{variant}-seed{seed}", "seed": seed,
             "model": {"source": "world", "preset": preset, "world_seed": seed}, "splits": splits,
             "grid": [{"scenarios": ["sequential"], "methods": methods, "updates": ["llm"]}],
-            "unlearn": {**unlearn, **options}, "scoring": "likelihood",
+            "data": {"replay": REPLAY[preset]}, "method_params": params,
+            "unlearn": {k: v for k, v in {**unlearn, **options}.items() if v is not None}, "scoring": "likelihood",
             "trajectory": {"splits": ["forget", "retain", "general"], "subset": 50}, "attacks": attacks}
 
 
@@ -155,7 +165,7 @@ def main() -> None:
     for seed in args.seeds:
         rows = []
         for variant in args.variants:
-            methods = [m for m in VARIANTS[variant][1] if not args.methods or m in args.methods]
+            methods = [m for m in VARIANTS[variant][2] if not args.methods or m in args.methods]
             if not methods:
                 continue
             cfg = config(args.preset, seed, variant, methods)

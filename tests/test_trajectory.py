@@ -76,11 +76,12 @@ def _loop(losses, monitor, every):
     ``losses[i]`` (a NaN makes it diverge there)."""
     weight = torch.nn.Parameter(torch.zeros(1))
     script = iter(losses)
-    method = SimpleNamespace(forget_loss=lambda step: weight.sum() + next(script), needs_retain=False)
+    method = SimpleNamespace(forget_loss=lambda step: weight.sum() + next(script), needs_retain=False,
+                             needs_replay=False)
     training = SimpleNamespace(optimizer=torch.optim.SGD([weight], lr=0.1), backward=None, clip=lambda n: None,
                                model=None)
     model = SimpleNamespace(train=lambda: None, eval=lambda: None)
-    batches = [({"input_ids": torch.zeros(4, 3, dtype=torch.long)}, None) for _ in losses]
+    batches = [({"input_ids": torch.zeros(4, 3, dtype=torch.long)}, None, None) for _ in losses]
     checkpoint = (lambda step, examples: monitor(model, step, examples)) if monitor else None
     return _train(method, training, model, batches, len(losses), 1.0, "test", checkpoint, every)
 

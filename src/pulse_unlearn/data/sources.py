@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PulseError
-from ..records import Example, OpenQuestion, Person, Question, split_key, subject_key
+from ..records import Example, OpenQuestion, Person, Question, mc_prompt, split_key, subject_key
 from .mllmu import check_layout, load_facts, load_people, load_test_images
 from .mmbench import load_mmbench
 
@@ -25,6 +25,9 @@ class Sources:
     general: list[Question]
     files: list[Path]  # the data files read (fingerprinted by the run)
     test_images: dict[str, tuple[bytes, ...]] = field(default_factory=dict)  # Test_Set, by person key
+    # general-benchmark items held out of ``general`` (``data.replay``): training data for methods
+    # that keep general skills by replay, never evaluated
+    replay: list[Question] = field(default_factory=list)
     # the MLLMU-Bench folder, where its optional side files sit (the world's paraphrases.jsonl, neighbours.jsonl)
     mllmu: Path | None = None
 
@@ -34,6 +37,11 @@ class Sources:
             population, pid = split_key(missing[0])
             raise PulseError(f"no unlearning data (ft_Data or Generation_Task) for {population} person {pid}")
         return [ex for pid in ids for ex in self.facts[pid]]
+
+    def replay_examples(self) -> list[Example]:
+        """The replay items as training examples: the evaluation's multiple-choice wording, the
+        correct letter as the answer."""
+        return [Example(mc_prompt(q.question, q.options), q.answer, q.image, "replay") for q in self.replay]
 
     @property
     def people(self) -> dict[str, Person]:
@@ -48,7 +56,9 @@ class Sources:
         return [q for pid in ids for q in people[pid].open_questions if q.task == task]
 
 
-def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> Sources:
+def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int, replay: int = 0) -> Sources:
+    """Everything a run reads. ``replay`` general-benchmark items are drawn out first (seeded),
+    then ``subset`` of the rest is what the general split evaluates."""
     fictitious = {p.key: p for p in load_people(mllmu, "Full_Set")}
     celebrities = {p.key: p for p in load_people(mllmu, "Retain_Set")}
     facts = {key: list(p.facts) for key, p in {**fictitious, **celebrities}.items()}
@@ -57,10 +67,23 @@ def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int) -> S
     facts.update({subject_key("fictitious", pid): exs for pid, exs in ft.items()})
     check_layout(mllmu, [p.id for p in fictitious.values()], list(ft))
     general = load_mmbench(mmbench)
+    general, held = hold_out(general, replay, seed)
     if subset is not None and subset < len(general):
         keep = sorted(np.random.default_rng([seed, 9]).choice(len(general), subset, replace=False))
         general = [general[i] for i in keep]
     tests = load_test_images(mllmu) if (Path(mllmu) / "Test_Set").is_dir() else {}
     tests = {subject_key("fictitious", pid): images for pid, images in tests.items()}
     files = sorted(Path(mllmu).glob("*/*.parquet")) + [Path(mmbench)]
-    return Sources(fictitious, celebrities, facts, general, files, tests, Path(mllmu))
+    return Sources(fictitious, celebrities, facts, general, files, tests, held, Path(mllmu))
+
+
+def hold_out(general: list[Question], n: int, seed: int) -> tuple[list[Question], list[Question]]:
+    """(the rest, ``n`` items drawn out), both in file order; its own salt, so the evaluated
+    subset drawn from the rest does not depend on anything but ``n``."""
+    if n == 0:
+        return general, []
+    if n >= len(general):
+        raise PulseError(f"data.replay: {n} items would leave none of the general benchmark's {len(general)} "
+                         f"to evaluate")
+    drawn = set(np.random.default_rng([seed, 10]).choice(len(general), n, replace=False).tolist())
+    return ([q for i, q in enumerate(general) if i not in drawn], [q for i, q in enumerate(general) if i in drawn])

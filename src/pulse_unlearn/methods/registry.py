@@ -4,8 +4,8 @@ A method sees a ``Step``: the paired forget and retain batches (answer-only labe
 model's forward pass, ``reference`` (the same model with its unlearning adapter disabled,
 i.e. the model as it was at the start of this operation; no copy is made) and ``hidden`` (the
 language model's hidden states, for losses on representations such as RMU's).
-Class attributes tell the runner what to prepare: a retain batch, and whether forget
-answers are replaced (IDK). A method's parameters are a nested ``Params`` model (types and
+Class attributes tell the runner what to prepare: a retain batch, a replay batch (general
+data held out of evaluation, ``data.replay``), and whether forget answers are replaced (IDK). A method's parameters are a nested ``Params`` model (types and
 ranges), which ``method_params`` in a config is checked against when the config is loaded;
 they read as attributes (``self.beta``).
 """
@@ -35,6 +35,7 @@ class Step:
     # (batch, index, reference) -> the language model's hidden_states[index] (B, T, d): 0 is the
     # embeddings, i the output of decoder layer i-1; reference=True: adapter disabled, no grad
     hidden: Callable[[dict, int, bool], torch.Tensor] | None = None
+    replay: dict | None = None  # a batch of general replay data (methods with ``needs_replay``)
 
 
 def _split(batch: dict) -> tuple[dict, torch.Tensor]:
@@ -52,6 +53,7 @@ class Method(Parametrized):
     kind: ClassVar[str] = "method"
     name: ClassVar[str]
     needs_retain: ClassVar[bool] = False
+    needs_replay: ClassVar[bool] = False
     forget_answer: ClassVar[str | None] = None  # replaces every forget answer when set
     Params: ClassVar[type[MethodParams]] = MethodParams  # a method with parameters declares its own
 
@@ -75,12 +77,15 @@ class Method(Parametrized):
         """The term on the retain batch (methods with ``needs_retain``), else None."""
         return None
 
+    def replay_loss(self, step: Step) -> torch.Tensor | None:
+        """The term on the replay batch (methods with ``needs_replay``), else None."""
+        return None
+
     def loss(self, step: Step) -> torch.Tensor:
-        """L = forget term + retain term. The runner back-propagates the two terms one after
-        the other (same gradient), so only one batch's activations are held at a time."""
-        retain = self.retain_loss(step)
-        forget = self.forget_loss(step)
-        return forget if retain is None else forget + retain
+        """L = forget term + retain term + replay term. The runner back-propagates the terms one
+        after the other (same gradient), so only one batch's activations are held at a time."""
+        terms = [t for t in (self.forget_loss(step), self.retain_loss(step), self.replay_loss(step)) if t is not None]
+        return sum(terms[1:], terms[0])
 
     # helpers shared by the losses below
     @staticmethod
@@ -93,6 +98,12 @@ class Method(Parametrized):
         """hidden_states[index] of ``batch`` and the positions that predict its answer tokens."""
         inputs, labels = _split(batch)
         return step.hidden(inputs, index, reference), losses.predicting_positions(labels)
+
+    @staticmethod
+    def kl_of(step: Step, batch: dict) -> torch.Tensor:
+        """KL(p_ref || p_theta) over ``batch``'s answer tokens."""
+        inputs, labels = _split(batch)
+        return losses.kl_on_answers(step.reference(inputs), step.forward(inputs), labels)
 
     @staticmethod
     def seq_logp(step: Step, batch: dict, reference: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,8 +174,7 @@ class GAKLR(Method):
         return losses.gradient_ascent(self.nll_of(step, step.forget))
 
     def retain_loss(self, step):
-        inputs, labels = _split(step.retain)
-        return self.alpha * losses.kl_on_answers(step.reference(inputs), step.forward(inputs), labels)
+        return self.alpha * self.kl_of(step, step.retain)
 
 
 @register
@@ -294,3 +304,30 @@ class MMUnlearner(GradDiff):
 
     def saliency(self):
         return self.threshold, self.batches
+
+
+@register
+class NPOReplay(NPO):
+    """pulse-unlearn's method for sequential requests: NPO on forget, anchored twice,
+    L = NPO_beta(forget) + alpha * KL(p_ref || p_theta)[retain] + rho * KL(p_ref || p_theta)[replay],
+    the KLs over answer tokens, p_ref the model at the start of the operation, ``replay`` general
+    items held out of evaluation (``data.replay``). Why each part: NPO's forget term flattens once a
+    request's answers are unlikely (GA's grows without bound, and on the world one GA request takes
+    the later requests' facts with it); KL keeps the retain distribution where NLL would sharpen it;
+    the replay KL keeps general skills that no person's facts exercise. Run it with
+    ``unlearn.adapters: orthogonal`` and ``stop: target`` (each request in a subspace of its own,
+    trained only until its facts are gone): README, "A method for sequential requests"."""
+
+    name = "npo_replay"
+    needs_retain = True
+    needs_replay = True
+
+    class Params(NPO.Params):
+        alpha: float = Field(1.0, ge=0)  # weight of the retain KL
+        rho: float = Field(1.0, ge=0)  # weight of the replay KL
+
+    def retain_loss(self, step):
+        return self.alpha * self.kl_of(step, step.retain)
+
+    def replay_loss(self, step):
+        return self.rho * self.kl_of(step, step.replay)

@@ -84,16 +84,18 @@ def unsupported_under_fsdp(method: Method, cfg: UnlearnConfig) -> str | None:
 
 def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example],
             update: str, cfg: UnlearnConfig, desc: str = "unlearning", on_adapter=None, monitor: Monitor | None = None,
-            stacked: Sequence[dict] = ()):
+            stacked: Sequence[dict] = (), replay: Sequence[Example] = ()):
     """Run one operation on ``model`` (a plain transformers model); returns (merged model, log).
     ``on_adapter(peft_model)``, when given, sees the trained adapter before it is merged (the
     runner saves it, so that a resumed run re-applies it instead of training again).
     ``monitor``, when given, sees the model at each checkpoint (``cfg.eval_every``) and may stop it.
-    ``stacked``: the unit's earlier adapters (peft state dicts) under ``adapters: stack|orthogonal``."""
+    ``stacked``: the unit's earlier adapters (peft state dicts) under ``adapters: stack|orthogonal``.
+    ``replay``: general data for methods with ``needs_replay`` (batches drawn from a stream of
+    their own, seed + 2, so that the forget and retain batches are the same with or without it)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     project = cfg.projection != "none"
-    f_enc, r_enc = _encode(encoder, method, forget, retain, retain_too=project)
+    f_enc, r_enc, p_enc = _encode(encoder, method, forget, retain, replay, retain_too=project)
     peft_model = attach_lora(model, cfg.lora, lora_targets(model, update, method.lora_layers()))
     earlier = _stack(peft_model, stacked) if cfg.adapters != "merge" else []
     if cfg.gradient_checkpointing:
@@ -110,7 +112,8 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
         if cfg.adapters == "orthogonal" and stacked else None
     epochs = cfg.budget_epochs
     order = distributed.my_batches([b for _ in range(epochs) for b in batch_indices(f_enc, cfg.batch_size, gen)])
-    batches = _batch_pairs(f_enc, r_enc, order, cfg.batch_size, gen, pad, device)
+    batches = _batch_pairs(f_enc, r_enc, order, cfg.batch_size, gen, pad, device,
+                           p_enc, torch.Generator().manual_seed(cfg.seed + 2))
     every = cfg.every_steps(max(1, len(order) // epochs)) if monitor is not None else None
 
     def checkpoint(step: int, examples: int) -> bool:
@@ -185,8 +188,8 @@ def _saliency_mask(method: Method, peft_model, params, f_enc, r_enc, cfg: Unlear
         return None
     threshold, n = method.saliency()
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    pairs = _batch_pairs(f_enc, r_enc, batch_indices(f_enc, cfg.batch_size, gen)[:n], cfg.batch_size, gen, pad,
-                         device)
+    pairs = ((f, r) for f, r, _ in _batch_pairs(f_enc, r_enc, batch_indices(f_enc, cfg.batch_size, gen)[:n],
+                                                cfg.batch_size, gen, pad, device))
     mask, _ = saliency_masks(params, pairs, lambda b: _nll(peft_model, b), threshold)
     return mask
 
@@ -216,9 +219,10 @@ def _nll(model, batch: dict) -> torch.Tensor:
 
 
 def _encode(encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example],
-            retain_too: bool = False):
+            replay: Sequence[Example] = (), retain_too: bool = False):
     """The forget set (with the method's own answer, if it has one) and, when the method (or
-    ``retain_too``: the projection) uses it, the retain set, encoded."""
+    ``retain_too``: the projection) uses it, the retain set, and the replay set when the method
+    uses one, encoded."""
     if method.forget_answer is not None:
         forget = [Example(ex.prompt, method.forget_answer, ex.image, ex.source) for ex in forget]
     f_enc = encoder.encode(forget)
@@ -226,14 +230,19 @@ def _encode(encoder: Encoder, method: Method, forget: Sequence[Example], retain:
     r_enc = encoder.encode(retain) if wanted else None
     if wanted and not len(r_enc):
         raise ValueError(f"method {method.name} needs retain data")
-    return f_enc, r_enc
+    if method.needs_replay and not replay:
+        raise ValueError(f"method {method.name} needs replay data (data.replay)")
+    return f_enc, r_enc, encoder.encode(replay) if method.needs_replay else None
 
 
-def _batch_pairs(f_enc, r_enc, order, batch_size: int, gen: torch.Generator, pad: int, device):
-    """Each forget batch of ``order`` with the next retain batch (None without a retain set), on
-    ``device``. Lazy: the retain batches are drawn from ``gen`` one step at a time, after the
-    forget order, as the loop asks for them."""
+def _batch_pairs(f_enc, r_enc, order, batch_size: int, gen: torch.Generator, pad: int, device,
+                 p_enc=None, replay_gen: torch.Generator | None = None):
+    """Each forget batch of ``order`` with the next retain batch and the next replay batch (None
+    without a retain or replay set), on ``device``. Lazy: the retain batches are drawn from
+    ``gen`` one step at a time, after the forget order, as the loop asks for them; the replay
+    batches from ``replay_gen``."""
     retain_stream = _cycle(r_enc, batch_size, gen) if r_enc is not None else None
+    replay_stream = _cycle(p_enc, batch_size, replay_gen) if p_enc is not None else None
 
     def to_device(batch):
         return {k: v.to(device) for k, v in batch.items()}
@@ -241,15 +250,16 @@ def _batch_pairs(f_enc, r_enc, order, batch_size: int, gen: torch.Generator, pad
     for idx in order:
         forget = to_device(collate(f_enc, idx, pad))
         retain = to_device(collate(r_enc, next(retain_stream), pad)) if retain_stream else None
-        yield forget, retain
+        replay = to_device(collate(p_enc, next(replay_stream), pad)) if replay_stream else None
+        yield forget, retain, replay
 
 
 def _train(method: Method, training, peft_model, batches, steps: int, max_grad_norm: float, desc: str,
            checkpoint: Callable[[int, int], bool] | None = None, every: int | None = None,
            forget_term=None, edit: GradientEdit | None = None, without_new=None) -> OperationLog:
-    """The training loop: one optimizer step per (forget, retain) batch pair, the forget term's
-    backward pass before the retain term's (with GRU, a retain-NLL pass in between that only
-    sets the direction); stops at the first NaN/inf loss, or when ``checkpoint(step, examples)``
+    """The training loop: one optimizer step per (forget, retain, replay) batch triple, the forget
+    term's backward pass before the retain term's and the replay term's (with GRU, a retain-NLL
+    pass after the forget term's that only sets the direction); stops at the first NaN/inf loss, or when ``checkpoint(step, examples)``
     (called at step 0, every ``every`` steps and after the last) returns True."""
     opt = training.optimizer
     passes = _Passes(training, peft_model, without_new or (lambda: peft_model.disable_adapter()))
@@ -270,10 +280,10 @@ def _train(method: Method, training, peft_model, batches, steps: int, max_grad_n
         log.stopped_early = steps > 0
         batches = ()
     with bar(steps, desc) as pbar:
-        for forget, retain in batches:
+        for forget, retain, replay in batches:
             step = Step(forget=forget, retain=retain, forward=passes.forward, reference=passes.reference,
-                        hidden=passes.hidden)
-            log.tokens += sum(b["input_ids"].numel() for b in (step.forget, step.retain) if b is not None)
+                        hidden=passes.hidden, replay=replay)
+            log.tokens += sum(b["input_ids"].numel() for b in (forget, retain, replay) if b is not None)
             opt.zero_grad(set_to_none=True)
             loss = _gradients(method, step, forget_term, training.backward, edit, passes.retain_nll)
             log.losses.append(loss)
@@ -321,7 +331,8 @@ class _Passes:
 
 def _gradients(method: Method, step: Step, forget_term, backward, edit: GradientEdit | None, retain_nll) -> float:
     """One step's backward passes, the loss they add up to (NaN/inf stops them): the forget term;
-    with GRU the retain NLL, which only sets the direction; the method's retain term; the edits."""
+    with GRU the retain NLL, which only sets the direction; the method's retain and replay terms;
+    the edits."""
     loss = _backward(forget_term, step, backward)
     if math.isfinite(loss) and edit is not None and edit.project:
         edit.forget_done()
@@ -330,6 +341,8 @@ def _gradients(method: Method, step: Step, forget_term, backward, edit: Gradient
         loss = loss if math.isfinite(direction) else direction
     if math.isfinite(loss) and method.needs_retain:
         loss += _backward(method.retain_loss, step, backward)
+    if math.isfinite(loss) and method.needs_replay:
+        loss += _backward(method.replay_loss, step, backward)
     if math.isfinite(loss) and edit is not None:
         edit.finish()
     return loss

@@ -57,7 +57,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     """Run every unit of ``cfg`` into ``out``. ``models`` holds ``base`` and optionally
     ``finetuned``; ``finetune(ids, facts)`` makes the fine-tuned model when it is missing (``ids``:
     the chosen people's Full_Set IDs). Inputs are checked before anything is written."""
-    src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed)
+    src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed, cfg.data.replay)
     src.files += attack_inputs(cfg.attacks, src)  # checked here: before anything is written
     plan = scenarios.plan(cfg, src, Path(mllmu))
     r = _open(cfg, out, src, plan, models, finetune, log)
@@ -143,11 +143,14 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
 
 
 def _check_methods(cfg: RunConfig, models: list[Path]) -> None:
-    """Each method's parameters against the models' depth, and what FSDP cannot run."""
+    """Each method's parameters against the models' depth, its data, and what FSDP cannot run."""
     for name in dict.fromkeys(m for _, m, _ in cfg.units()):
         method = make_method(name, **cfg.method_params.get(name, {}))
         if distributed.fsdp() and (reason := unsupported_under_fsdp(method, cfg.unlearn)):
             raise PulseError(reason)
+        if method.needs_replay and cfg.data.replay == 0:
+            raise PulseError(f"method {name} needs general replay data: set data.replay to the number of "
+                             f"general-benchmark items to hold out of evaluation for it (e.g. 60)")
         for path in models:
             layers = decoder_layers(path)
             if layers is not None and (reason := method.check(layers)):
@@ -197,6 +200,7 @@ class _UnitWork:
         self.previous: dict | None = None  # the last operation's predictions, when computed here
         self.forget = [r.src.facts_of(request) for request in sets.requests]
         self.retain = r.src.facts_of(sets.retain)
+        self.replay = r.src.replay_examples()
         if done.finished:
             r.log(f"[{unit['scenario']}] {unit['method']}/{unit['update']}: {len(done.finished)} of "
                   f"{len(sets.requests)} operation(s) read back from the interrupted run")
@@ -244,7 +248,7 @@ class _UnitWork:
                                unit["update"], cfg.unlearn,
                                desc=f"{unit['scenario']}/{unit['method']}/{unit['update']} op {k}",
                                on_adapter=lambda peft: self._adapter_done(k, peft), monitor=trajectory,
-                               stacked=list(self.stacked or ()))
+                               stacked=list(self.stacked or ()), replay=self.replay)
         if self.stacked is None:
             self.model = model  # merged: the next operation starts from it
         preds = self._evaluate(evaluate, oplog, model)
