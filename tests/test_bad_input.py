@@ -147,8 +147,8 @@ CASES = [
     ("run-folder-of-another-config", _other_config, [], "holds a run of another config", "out"),
     ("rmu-layer-beyond-the-model", None, ["method=rmu", "method_params.rmu.layer=4"],
      "method_params.rmu.layer: must be below the model's 4 decoder layers (counted from 0; got 4)", "base"),
-    ("replay-method-without-replay-data", None, ["method=npo_replay"],
-     "method npo_replay needs general replay data: set data.replay", "data.replay"),
+    ("replay-method-without-replay-data", None, ["method=simnpo_replay"],
+     "method simnpo_replay needs general replay data: set data.replay", "data.replay"),
     ("replay-leaves-nothing-to-evaluate", None, ["method=npo_replay", "data.replay=40"],
      "40 items would leave none of the general benchmark's 40 to evaluate", "data.replay"),
 ]

@@ -1,5 +1,5 @@
 """The continual-unlearning methods through ``pulse run`` on the tiny world: rmu, mmunlearner and
-npo_replay (with general items held out for its replay) in each scenario, with GRU's projection and orthogonal adapters on; and the same run SIGKILLed after
+simnpo_replay (with general items held out for its replay) in each scenario, with GRU's projection and orthogonal adapters on; and the same run SIGKILLed after
 the last unit's first sequential operation, then resumed, byte for byte (the second operation
 then rebuilds the first one's stacked adapter, and its orthogonality penalty, from the saved file)."""
 
@@ -12,7 +12,7 @@ CONTINUAL = """name: continual
 model: {source: world, preset: tiny}
 splits: {finetune_people: 10, forget: 4, requests: 2, probe_threshold: 0.4, pretrained_forget: 3, pretrained_retain: 3}
 grid:
-  - {scenarios: [finetuned, pretrained, sequential], methods: [rmu, mmunlearner, npo_replay], updates: [llm]}
+  - {scenarios: [finetuned, pretrained, sequential], methods: [rmu, mmunlearner, simnpo_replay], updates: [llm]}
 unlearn: {lr: 3.0e-3, batch_size: 8, lora: {rank: 8, alpha: 16}, projection: gru, adapters: orthogonal}
 method_params: {rmu: {layer: 2}, mmunlearner: {batches: 2}}
 data: {replay: 8}
@@ -38,7 +38,7 @@ def whole(config, cache, tmp_path_factory):
 def test_every_new_method_runs_in_each_scenario(whole):
     ops = rows(whole / "operations.csv")
     assert {(o["scenario"], o["method"]) for o in ops} == {
-        (s, m) for s in ("finetuned", "pretrained", "sequential") for m in ("rmu", "mmunlearner", "npo_replay")}
+        (s, m) for s in ("finetuned", "pretrained", "sequential") for m in ("rmu", "mmunlearner", "simnpo_replay")}
     assert all(o["diverged_at"] == "" and int(o["steps"]) > 0 for o in ops)
     summary = rows(whole / "summary.csv")
     last = [r for r in summary if r["scenario"] == "sequential" and r["step"] == "2" and r["split"] == "forget"]
@@ -51,9 +51,9 @@ def test_every_new_method_runs_in_each_scenario(whole):
 
 def test_sigkill_after_an_orthogonal_operation_resumes_byte_identically(whole, config, cache, tmp_path):
     out = tmp_path / "killed"
-    first = out / "resume" / "sequential" / "npo_replay--llm" / "op-1.json"
+    first = out / "resume" / "sequential" / "simnpo_replay--llm" / "op-1.json"
     run_killed_once(first, ["run", str(config), "--out", str(out), "--cache", str(cache)])
-    assert not (out / "resume" / "sequential" / "npo_replay--llm" / "op-2.json").exists()
+    assert not (out / "resume" / "sequential" / "simnpo_replay--llm" / "op-2.json").exists()
     assert pulse("run", config, "--out", out, "--cache", cache) == 0
     for name in FILES:
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name

@@ -1,6 +1,7 @@
-"""npo_replay (NPO with KL anchors on retain and on held-out general items) and the held-out
-replay data: its loss against a hand computation, the draw that holds items out of evaluation,
-and replay batches that leave the forget and retain batches as they were."""
+"""simnpo_replay and npo_replay (SimNPO's or NPO's forget term with KL anchors on retain and on
+held-out general items) and their replay data: the losses against hand computations, the draw
+that holds items out of evaluation, and replay batches that leave the forget and retain batches
+as they were."""
 
 from __future__ import annotations
 
@@ -60,11 +61,27 @@ def test_npo_replay_loss_by_hand():
         make_method("npo_replay", rho=0.0).forget_loss(_step()).item() + kl_retain, abs=1e-6)
 
 
-def test_the_three_terms_backward_one_by_one_give_the_joint_gradient():
+def test_simnpo_replay_loss_by_hand():
+    beta, delta, alpha, rho = 2.0, 0.5, 0.5, 4.0
+    avg_nll = -(math.log(0.5) + math.log(0.2)) / 2  # the forget answer's two tokens, length-normalised
+    simnpo = -2 / beta * math.log(1 / (1 + math.exp(-beta * (avg_nll - delta))))
+    kl_retain = kl(REF[1][1], CUR[1][1])
+    kl_replay = (kl(REF[2][0], CUR[2][0]) + kl(REF[2][1], CUR[2][1])) / 2
+    method = make_method("simnpo_replay", beta=beta, delta=delta, alpha=alpha, rho=rho)
+    assert method.forget_loss(_step()).item() == pytest.approx(simnpo, abs=1e-6)
+    assert method.loss(_step()).item() == pytest.approx(simnpo + alpha * kl_retain + rho * kl_replay, abs=1e-6)
+    # the anchors are KLs where simnpo's retain term is an NLL
+    nll_retain = -math.log(0.7)
+    assert make_method("simnpo", beta=beta, delta=delta, alpha=alpha).loss(_step()).item() == pytest.approx(
+        simnpo + alpha * nll_retain, abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["npo_replay", "simnpo_replay"])
+def test_the_three_terms_backward_one_by_one_give_the_joint_gradient(name):
     from pulse_unlearn.methods.unlearn import _backward
 
     w = torch.tensor(1.3, requires_grad=True)
-    method = make_method("npo_replay", rho=2.0)
+    method = make_method(name, rho=2.0)
     method.loss(_step(w)).backward()
     joint, w.grad = w.grad.clone(), None
     total = sum(_backward(t, _step(w)) for t in (method.forget_loss, method.retain_loss, method.replay_loss))

@@ -306,28 +306,47 @@ class MMUnlearner(GradDiff):
         return self.threshold, self.batches
 
 
-@register
-class NPOReplay(NPO):
-    """pulse-unlearn's method for sequential requests: NPO on forget, anchored twice,
-    L = NPO_beta(forget) + alpha * KL(p_ref || p_theta)[retain] + rho * KL(p_ref || p_theta)[replay],
-    the KLs over answer tokens, p_ref the model at the start of the operation, ``replay`` general
-    items held out of evaluation (``data.replay``). Why each part: NPO's forget term flattens once a
-    request's answers are unlikely (GA's grows without bound, and on the world one GA request takes
-    the later requests' facts with it); KL keeps the retain distribution where NLL would sharpen it;
-    the replay KL keeps general skills that no person's facts exercise. Run it with
-    ``unlearn.adapters: orthogonal`` and ``stop: target`` (each request in a subspace of its own,
-    trained only until its facts are gone): README, "A method for sequential requests"."""
+class Anchored(Method):
+    """Two anchors on the model at the start of the operation, for a forget term of a subclass:
+    alpha * KL(p_ref || p_theta)[retain] + rho * KL(p_ref || p_theta)[replay], over answer tokens,
+    ``replay`` general items held out of evaluation (``data.replay``). KL, not NLL, on retain:
+    NLL trains the retain answers further, KL holds the distribution where it was; the replay KL
+    keeps general skills that no person's facts exercise."""
 
-    name = "npo_replay"
     needs_retain = True
     needs_replay = True
-
-    class Params(NPO.Params):
-        alpha: float = Field(1.0, ge=0)  # weight of the retain KL
-        rho: float = Field(1.0, ge=0)  # weight of the replay KL
 
     def retain_loss(self, step):
         return self.alpha * self.kl_of(step, step.retain)
 
     def replay_loss(self, step):
         return self.rho * self.kl_of(step, step.replay)
+
+
+@register
+class SimNPOReplay(Anchored, SimNPO):
+    """pulse-unlearn's method for sequential requests: SimNPO's forget term, anchored twice,
+    L = -(2/beta) mean log sigmoid(beta (avg NLL(forget) - delta))
+        + alpha * KL(p_ref || p_theta)[retain] + rho * KL(p_ref || p_theta)[replay].
+    The forget term is length-normalised and saturates once a request's answers are unlikely, so
+    one request's gradient does not outweigh the anchors (NPO's sums log-ratios over an answer's
+    tokens; on the world a request under NPO or GA takes the pending requests and the retain
+    people with it). Run it with ``unlearn.adapters: orthogonal`` (each request in a subspace of
+    its own): README, "A method for sequential requests"."""
+
+    name = "simnpo_replay"
+
+    class Params(SimNPO.Params):
+        rho: float = Field(1.0, ge=0)  # weight of the replay KL; alpha: the retain KL's
+
+
+@register
+class NPOReplay(Anchored, NPO):
+    """The same anchors on NPO's forget term (the forget-term ablation of ``simnpo_replay``):
+    L = NPO_beta(forget) + alpha * KL(p_ref || p_theta)[retain] + rho * KL(p_ref || p_theta)[replay]."""
+
+    name = "npo_replay"
+
+    class Params(NPO.Params):
+        alpha: float = Field(1.0, ge=0)  # weight of the retain KL
+        rho: float = Field(1.0, ge=0)  # weight of the replay KL
