@@ -205,7 +205,7 @@ class DataSource(Strict):
     mmbench: Path | None = Field(None, strict=False)
     mmbench_subset: Count | None = None  # a seeded subset of the general benchmark, for quick runs
     # general-benchmark items held out of evaluation (seeded, before the subset) as replay data for
-    # methods that keep general skills by replay (``npo_replay``); 0: none held out
+    # methods that keep general skills by replay (``simnpo_replay``, ``npo_replay``); 0: none held out
     replay: Annotated[int, Field(ge=0, le=100_000)] = 0
     # MMBench's circular evaluation: each question asked once per rotation of its options, right
     # only if every rotation is right (the published MMBench numbers use it).
