@@ -5,9 +5,10 @@ model's forward pass, ``reference`` (the same model with its unlearning adapter 
 i.e. the model as it was at the start of this operation; no copy is made) and ``hidden`` (the
 language model's hidden states, for losses on representations such as RMU's).
 Class attributes tell the runner what to prepare: a retain batch, a replay batch (general
-data held out of evaluation, ``data.replay``), and whether forget answers are replaced (IDK). A method's parameters are a nested ``Params`` model (types and
-ranges), which ``method_params`` in a config is checked against when the config is loaded;
-they read as attributes (``self.beta``).
+data held out of evaluation, ``data.replay``), and whether forget answers are replaced (IDK).
+A method's parameters are a nested ``Params`` model (types and ranges), which
+``method_params`` in a config is checked against when the config is loaded; they read as
+attributes (``self.beta``).
 """
 
 from __future__ import annotations

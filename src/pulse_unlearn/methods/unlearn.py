@@ -259,8 +259,9 @@ def _train(method: Method, training, peft_model, batches, steps: int, max_grad_n
            forget_term=None, edit: GradientEdit | None = None, without_new=None) -> OperationLog:
     """The training loop: one optimizer step per (forget, retain, replay) batch triple, the forget
     term's backward pass before the retain term's and the replay term's (with GRU, a retain-NLL
-    pass after the forget term's that only sets the direction); stops at the first NaN/inf loss, or when ``checkpoint(step, examples)``
-    (called at step 0, every ``every`` steps and after the last) returns True."""
+    pass after the forget term's that only sets the direction); stops at the first NaN/inf loss,
+    or when ``checkpoint(step, examples)`` (called at step 0, every ``every`` steps and after the
+    last) returns True."""
     opt = training.optimizer
     passes = _Passes(training, peft_model, without_new or (lambda: peft_model.disable_adapter()))
     forget_term = forget_term or method.forget_loss
