@@ -10,10 +10,10 @@ epochs), with ``relearn`` (20 steps) and ``quantize`` (4 bits) after each unit's
 Variants: ``plain`` (every method, merged adapters), ``gru`` (GRU's projection), ``stack`` and
 ``orthogonal`` (per-request adapters), ``ours`` (simnpo_replay with orthogonal adapters) and its
 ablation, each changing one part: ``ours-npo-forget`` (NPO's forget term: npo_replay),
-``ours-no-replay`` (rho 0), ``ours-no-retain-kl`` (alpha 0), ``ours-merge`` (merged adapters);
-plain simnpo is ours with an NLL on retain, no replay and merged adapters. Every variant holds
-the same 60 general items out of evaluation (``data.replay``), so general accuracy is on the
-same 240 questions throughout.
+``ours-no-replay`` (rho 0: simnpo with orthogonal adapters), ``ours-retain-kl`` (a KL on retain
+for the NLL), ``ours-no-retain`` (alpha 0), ``ours-merge`` (merged adapters); plain simnpo is
+ours with no replay and merged adapters. Every variant holds the same 60 general items out of
+evaluation (``data.replay``), so general accuracy is on the same 240 questions throughout.
 
     python benchmarks/sequential.py [--preset default|tiny] [--seeds 0 1] [--variants plain gru ...]
                                     [--methods ga npo ...] [--cache DIR] [--out DIR]
@@ -48,7 +48,8 @@ VARIANTS = {
     "ours": (ORTHOGONAL, {}, ["simnpo_replay"]),
     "ours-npo-forget": (ORTHOGONAL, {}, ["npo_replay"]),  # NPO's forget term for SimNPO's
     "ours-no-replay": (ORTHOGONAL, {"simnpo_replay": {"rho": 0.0}}, ["simnpo_replay"]),
-    "ours-no-retain-kl": (ORTHOGONAL, {"simnpo_replay": {"alpha": 0.0}}, ["simnpo_replay"]),
+    "ours-retain-kl": (ORTHOGONAL, {"simnpo_replay": {"retain": "kl"}}, ["simnpo_replay"]),
+    "ours-no-retain": (ORTHOGONAL, {"simnpo_replay": {"alpha": 0.0}}, ["simnpo_replay"]),
     "ours-merge": ({}, {}, ["simnpo_replay"]),  # adapters merged, as every plain method's
 }
 REPLAY = {"tiny": 8, "default": 60}  # general items held out of evaluation in every variant (npo_replay's replay)

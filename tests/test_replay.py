@@ -1,7 +1,7 @@
-"""simnpo_replay and npo_replay (SimNPO's or NPO's forget term with KL anchors on retain and on
-held-out general items) and their replay data: the losses against hand computations, the draw
-that holds items out of evaluation, and replay batches that leave the forget and retain batches
-as they were."""
+"""simnpo_replay and npo_replay (SimNPO's or NPO's forget term, anchored by an NLL or a KL on
+retain and a KL on held-out general items) and their replay data: the losses against hand
+computations, the draw that holds items out of evaluation, and replay batches that leave the
+forget and retain batches as they were."""
 
 from __future__ import annotations
 
@@ -45,43 +45,53 @@ def _step(weight=None):
                 reference=lambda b: pick(REF, b).detach())
 
 
-def test_npo_replay_loss_by_hand():
+KL_RETAIN = kl(REF[1][1], CUR[1][1])  # position 1 predicts the retain answer token
+NLL_RETAIN = -math.log(0.7)
+KL_REPLAY = (kl(REF[2][0], CUR[2][0]) + kl(REF[2][1], CUR[2][1])) / 2
+
+
+@pytest.mark.parametrize(("retain", "retain_term"), [("nll", NLL_RETAIN), ("kl", KL_RETAIN)])
+def test_npo_replay_loss_by_hand(retain, retain_term):
     beta, alpha, rho = 0.5, 2.0, 3.0
     # forget: position 0 predicts token 0, position 1 token 1
     logp, ref_logp = math.log(0.5) + math.log(0.2), math.log(0.25) + math.log(0.5)
     npo = 2 / beta * math.log(1 + math.exp(beta * (logp - ref_logp)))
-    kl_retain = kl(REF[1][1], CUR[1][1])  # position 1 predicts the answer token
-    kl_replay = (kl(REF[2][0], CUR[2][0]) + kl(REF[2][1], CUR[2][1])) / 2
-    method = make_method("npo_replay", beta=beta, alpha=alpha, rho=rho)
+    method = make_method("npo_replay", beta=beta, alpha=alpha, rho=rho, retain=retain)
     assert method.forget_loss(_step()).item() == pytest.approx(npo, abs=1e-6)
-    assert method.retain_loss(_step()).item() == pytest.approx(alpha * kl_retain, abs=1e-6)
-    assert method.replay_loss(_step()).item() == pytest.approx(rho * kl_replay, abs=1e-6)
-    assert method.loss(_step()).item() == pytest.approx(npo + alpha * kl_retain + rho * kl_replay, abs=1e-6)
-    assert make_method("npo_replay", rho=0.0).loss(_step()).item() == pytest.approx(
-        make_method("npo_replay", rho=0.0).forget_loss(_step()).item() + kl_retain, abs=1e-6)
+    assert method.retain_loss(_step()).item() == pytest.approx(alpha * retain_term, abs=1e-6)
+    assert method.replay_loss(_step()).item() == pytest.approx(rho * KL_REPLAY, abs=1e-6)
+    assert method.loss(_step()).item() == pytest.approx(npo + alpha * retain_term + rho * KL_REPLAY, abs=1e-6)
+    assert make_method("npo_replay", beta=beta, rho=0.0, retain=retain).loss(_step()).item() == pytest.approx(
+        npo + retain_term, abs=1e-6)
 
 
-def test_simnpo_replay_loss_by_hand():
+@pytest.mark.parametrize(("retain", "retain_term"), [("nll", NLL_RETAIN), ("kl", KL_RETAIN)])
+def test_simnpo_replay_loss_by_hand(retain, retain_term):
     beta, delta, alpha, rho = 2.0, 0.5, 0.5, 4.0
     avg_nll = -(math.log(0.5) + math.log(0.2)) / 2  # the forget answer's two tokens, length-normalised
     simnpo = -2 / beta * math.log(1 / (1 + math.exp(-beta * (avg_nll - delta))))
-    kl_retain = kl(REF[1][1], CUR[1][1])
-    kl_replay = (kl(REF[2][0], CUR[2][0]) + kl(REF[2][1], CUR[2][1])) / 2
-    method = make_method("simnpo_replay", beta=beta, delta=delta, alpha=alpha, rho=rho)
+    method = make_method("simnpo_replay", beta=beta, delta=delta, alpha=alpha, rho=rho, retain=retain)
     assert method.forget_loss(_step()).item() == pytest.approx(simnpo, abs=1e-6)
-    assert method.loss(_step()).item() == pytest.approx(simnpo + alpha * kl_retain + rho * kl_replay, abs=1e-6)
-    # the anchors are KLs where simnpo's retain term is an NLL
-    nll_retain = -math.log(0.7)
-    assert make_method("simnpo", beta=beta, delta=delta, alpha=alpha).loss(_step()).item() == pytest.approx(
-        simnpo + alpha * nll_retain, abs=1e-6)
+    assert method.loss(_step()).item() == pytest.approx(simnpo + alpha * retain_term + rho * KL_REPLAY, abs=1e-6)
 
 
+def test_simnpo_replay_defaults_to_the_retain_nll_and_is_simnpo_plus_the_replay_kl():
+    assert make_method("simnpo_replay").retain == "nll"
+    beta, delta, alpha = 2.0, 0.5, 0.5
+    simnpo = make_method("simnpo", beta=beta, delta=delta, alpha=alpha).loss(_step()).item()
+    ours = make_method("simnpo_replay", beta=beta, delta=delta, alpha=alpha, rho=3.0).loss(_step()).item()
+    assert ours == pytest.approx(simnpo + 3.0 * KL_REPLAY, abs=1e-6)
+    with pytest.raises(ValueError, match="retain: must be 'nll' or 'kl'"):
+        make_method("simnpo_replay", retain="mse")
+
+
+@pytest.mark.parametrize("retain", ["nll", "kl"])
 @pytest.mark.parametrize("name", ["npo_replay", "simnpo_replay"])
-def test_the_three_terms_backward_one_by_one_give_the_joint_gradient(name):
+def test_the_three_terms_backward_one_by_one_give_the_joint_gradient(name, retain):
     from pulse_unlearn.methods.unlearn import _backward
 
     w = torch.tensor(1.3, requires_grad=True)
-    method = make_method(name, rho=2.0)
+    method = make_method(name, rho=2.0, retain=retain)
     method.loss(_step(w)).backward()
     joint, w.grad = w.grad.clone(), None
     total = sum(_backward(t, _step(w)) for t in (method.forget_loss, method.retain_loss, method.replay_loss))

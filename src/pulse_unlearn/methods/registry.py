@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -308,27 +308,35 @@ class MMUnlearner(GradDiff):
 
 
 class Anchored(Method):
-    """Two anchors on the model at the start of the operation, for a forget term of a subclass:
-    alpha * KL(p_ref || p_theta)[retain] + rho * KL(p_ref || p_theta)[replay], over answer tokens,
-    ``replay`` general items held out of evaluation (``data.replay``). KL, not NLL, on retain:
-    NLL trains the retain answers further, KL holds the distribution where it was; the replay KL
-    keeps general skills that no person's facts exercise."""
+    """Two anchors for a forget term of a subclass:
+    alpha * R[retain] + rho * KL(p_ref || p_theta)[replay], over answer tokens, ``replay`` general
+    items held out of evaluation (``data.replay``), p_ref the model at the start of the operation.
+    R is NLL (``retain: nll``: trains the retain answers further, which lets the forget term go
+    further too) or KL(p_ref || p_theta) (``retain: kl``: holds the retain distribution where it
+    was). The replay KL keeps general skills that no person's facts exercise."""
 
     needs_retain = True
     needs_replay = True
 
     def retain_loss(self, step):
-        return self.alpha * self.kl_of(step, step.retain)
+        term = self.nll_of(step, step.retain) if self.retain == "nll" else self.kl_of(step, step.retain)
+        return self.alpha * term
 
     def replay_loss(self, step):
         return self.rho * self.kl_of(step, step.replay)
+
+
+class AnchorParams(MethodParams):
+    alpha: float = Field(1.0, ge=0)  # weight of the retain term
+    retain: Literal["nll", "kl"] = "nll"  # the retain term: NLL or KL to the starting model
+    rho: float = Field(1.0, ge=0)  # weight of the replay KL
 
 
 @register
 class SimNPOReplay(Anchored, SimNPO):
     """pulse-unlearn's method for sequential requests: SimNPO's forget term, anchored twice,
     L = -(2/beta) mean log sigmoid(beta (avg NLL(forget) - delta))
-        + alpha * KL(p_ref || p_theta)[retain] + rho * KL(p_ref || p_theta)[replay].
+        + alpha * NLL(retain) + rho * KL(p_ref || p_theta)[replay].
     The forget term is length-normalised and saturates once a request's answers are unlikely, so
     one request's gradient does not outweigh the anchors (NPO's sums log-ratios over an answer's
     tokens; on the world a request under NPO or GA takes the pending requests and the retain
@@ -337,17 +345,16 @@ class SimNPOReplay(Anchored, SimNPO):
 
     name = "simnpo_replay"
 
-    class Params(SimNPO.Params):
-        rho: float = Field(1.0, ge=0)  # weight of the replay KL; alpha: the retain KL's
+    class Params(AnchorParams, SimNPO.Params):
+        pass
 
 
 @register
 class NPOReplay(Anchored, NPO):
     """The same anchors on NPO's forget term (the forget-term ablation of ``simnpo_replay``):
-    L = NPO_beta(forget) + alpha * KL(p_ref || p_theta)[retain] + rho * KL(p_ref || p_theta)[replay]."""
+    L = NPO_beta(forget) + alpha * R[retain] + rho * KL(p_ref || p_theta)[replay]."""
 
     name = "npo_replay"
 
-    class Params(NPO.Params):
-        alpha: float = Field(1.0, ge=0)  # weight of the retain KL
-        rho: float = Field(1.0, ge=0)  # weight of the replay KL
+    class Params(AnchorParams, NPO.Params):
+        pass
