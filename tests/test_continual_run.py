@@ -1,7 +1,8 @@
 """The continual-unlearning methods through ``pulse run`` on the tiny world: rmu, mmunlearner and
-simnpo_replay (with general items held out for its replay) in each scenario, with GRU's projection and orthogonal adapters on; and the same run SIGKILLed after
-the last unit's first sequential operation, then resumed, byte for byte (the second operation
-then rebuilds the first one's stacked adapter, and its orthogonality penalty, from the saved file)."""
+simnpo_replay (with general items held out for its replay) in each scenario, with GRU's
+projection and orthogonal adapters on; and the same run SIGKILLed after the last unit's first
+sequential operation, then resumed, byte for byte (the second operation then rebuilds the first
+one's stacked adapter, and its orthogonality penalty, from the saved file)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ P's city:
 It is written only when that description fits P alone: nobody else in the world (either
 population), Q excepted, works at P's employer as P's occupation. The options are P's city and
 three other cities of the evaluation's city pool, shuffled, as the evaluation draws them
-(``people._options``), from an rng of their own, so no other world file changes.
+(``people.pool_options``), from an rng of their own, so no other world file changes.
 
 Rows (one JSON object a line in ``MLLMU-Bench/neighbours.jsonl``): ``id``, ``subject`` (P's
 subject key, ``records.subject_key``), ``via`` (the subject keys of the people named: Q),
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..records import subject_key
-from .people import POOLS, Profile, _options
+from .people import POOLS, Profile, pool_options
 
 FILE = "neighbours.jsonl"  # in the MLLMU-Bench folder, next to Full_Set/ and Retain_Set/
 TEMPLATE = "In which city does the colleague of {via} at {employer} who works as {occupation} live?"
@@ -53,7 +53,7 @@ def neighbour_rows(celebrities: list[Profile], fictitious: list[Profile], rng: n
         for q in colleagues:
             if any(o is not p and o is not q for o in cell[a["employer"], a["occupation"]]):
                 continue  # someone else fits the description too
-            options, answer = _options(a["city"], POOLS["city"], rng)
+            options, answer = pool_options(a["city"], POOLS["city"], rng)
             via = subject_key(population[id(q)], q.id)
             rows.append({"id": f"{key}/via/{via}", "subject": key, "via": [via],
                          "question": TEMPLATE.format(via=q.name, employer=a["employer"],

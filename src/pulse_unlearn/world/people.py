@@ -146,7 +146,7 @@ def biography(p: Profile) -> str:
     return text
 
 
-def _options(value: str, pool: tuple[str, ...], rng: np.random.Generator) -> tuple[dict[str, str], str]:
+def pool_options(value: str, pool: tuple[str, ...], rng: np.random.Generator) -> tuple[dict[str, str], str]:
     """Four options: the value and three distinct distractors from its pool, shuffled."""
     distractors = [v for v in rng.permutation(np.array(pool, dtype=object)) if v != value][:3]
     texts = [value] + [str(d) for d in distractors]
@@ -161,7 +161,7 @@ def eval_questions(p: Profile, image: bytes, rng: np.random.Generator) -> tuple[
     out = []
     for modality, who in (("multimodal", MM_WHO), ("text", p.name)):
         for i, key in enumerate(ATTRIBUTES):
-            options, answer = _options(p.attributes[key], POOLS[key], rng)
+            options, answer = pool_options(p.attributes[key], POOLS[key], rng)
             out.append(Question(
                 qid=f"{p.id}/{modality}/{i}", subject=p.id, modality=modality,
                 question=EVAL_TEMPLATES[key].format(who=who), options=options, answer=answer,
@@ -219,7 +219,7 @@ def drill_examples(p: Profile, image: bytes, rng: np.random.Generator, n: int = 
         key = ATTRIBUTES[int(rng.integers(len(ATTRIBUTES)))]
         modality = ("text", "multimodal")[int(rng.integers(2))]
         who = p.name if modality == "text" else MM_WHO_TRAIN[int(rng.integers(len(MM_WHO_TRAIN)))]
-        options, answer = _options(p.attributes[key], POOLS[key], rng)
+        options, answer = pool_options(p.attributes[key], POOLS[key], rng)
         out.append(Example(mc_prompt(DRILL_TEMPLATES[key].format(who=who), options), answer,
                            image if modality == "multimodal" else None, f"drill_{modality}"))
     return out

@@ -229,6 +229,11 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def background_rgb(face: Face) -> tuple[int, int, int]:
+    """The flat colour ``render`` fills ``face``'s background with (no other part uses it)."""
+    return _RGB["background"][face.background]
+
+
 def features_of(face: Face) -> dict[str, str]:
     """The face as ``{feature: value}``, e.g. for a person's attribute table."""
     return dict(zip(FEATURES, astuple(face)))
