@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pulse_unlearn.world import events, portraits
+from pulse_unlearn.world import events, people, portraits
 from pulse_unlearn.world.portraits import png_bytes
 
 
@@ -93,32 +93,44 @@ def test_attendance_is_distinct_per_person_and_balanced_across_events(people, pe
         events.attendance(ids, evs, 0, np.random.default_rng(4))
 
 
-def test_event_questions_ask_for_the_attributes_by_image_or_by_name():
+@pytest.mark.parametrize("concept", ["person", "event"])
+def test_questions_ask_for_the_attributes_by_image_or_by_name(concept):
     rng = np.random.default_rng(5)
+    face = portraits.draw_faces(1, rng)[0]
     e = events.draw_events(3, rng)[1]
-    image = png_bytes(events.compose(portraits.draw_faces(1, rng)[0], e.kind))
-    mm = events.eval_questions(e, image, "007/E01", rng)
-    text = events.eval_questions(e, None, "E01", rng)
+    who = people.draw_profiles(0, 1, rng, 2, 2)[1][0] if concept == "person" else e
+    cid = who.id
+    image = png_bytes(events.compose(face, e.kind))
+    w = events.WORDINGS[concept]
+    mm = events.questions(concept, cid, who.name, who.attributes, image, "007_E01", rng)
+    text = events.questions(concept, cid, who.name, who.attributes, None, cid, rng)
     for qs, modality in ((mm, "multimodal"), (text, "text")):
-        assert [q.category for q in qs] == [f"event_{a}" for a in events.ATTRIBUTES]
-        for q, attr in zip(qs, events.ATTRIBUTES):
-            assert q.modality == modality and q.subject == e.id
-            assert q.options[q.answer] == e.attributes[attr]
+        assert [q.category for q in qs] == [f"{concept}_{a}" for a in w.pools]
+        for q, attr in zip(qs, w.pools):
+            assert q.modality == modality and q.subject == cid
+            assert q.options[q.answer] == who.attributes[attr]
             assert len(set(q.options.values())) == 4
-            assert all(v in events.POOLS[attr] for v in q.options.values())
-    assert all(q.image == image and events.MM_WHAT in q.question for q in mm)
-    assert all(q.image is None and e.name in q.question for q in text)
-    assert all(q.qid.startswith("007/E01/event/multimodal/") for q in mm)
+            assert all(v in w.pools[attr] for v in q.options.values())
+    assert all(q.image == image and w.in_image in q.question for q in mm)
+    assert all(q.image is None and who.name in q.question for q in text)
+    assert all(q.qid.startswith(f"007_E01/{concept}/multimodal/") for q in mm)
+    assert all(q.qid.startswith(f"{cid}/{concept}/text/") for q in text)
 
 
-def test_training_facts_answer_with_the_bare_values_in_wordings_evaluation_never_uses():
+@pytest.mark.parametrize("concept", ["person", "event"])
+def test_training_facts_answer_with_the_bare_values_in_wordings_evaluation_never_uses(concept):
     rng = np.random.default_rng(6)
     e = events.draw_events(2, rng)[0]
+    who = people.draw_profiles(0, 1, rng, 2, 2)[1][0] if concept == "person" else e
     image = png_bytes(events.render_scene(e.kind))
-    facts = [ex for v in range(3) for ex in events.fact_examples(e, image, rng, variant=v)]
-    values = set(e.attributes.values()) | {e.name}
-    assert all(ex.answer in values for ex in facts)
-    assert {ex.source for ex in facts} == {"event_caption", "event_fact_text", "event_fact_image"}
-    assert all((ex.image is None) == (ex.source == "event_fact_text") for ex in facts)
-    eval_wordings = {t.format(what=w) for t in events.EVAL_TEMPLATES.values() for w in (events.MM_WHAT, e.name)}
-    assert not {ex.prompt for ex in facts} & eval_wordings
+    w = events.WORDINGS[concept]
+    with_image = [ex for v in range(3) for ex in events.facts(concept, who.name, who.attributes, image, rng, v)]
+    by_name = [ex for v in range(3) for ex in events.facts(concept, who.name, who.attributes, None, rng, v)]
+    assert len(with_image) == 3 * (1 + len(w.pools)) and len(by_name) == 3 * len(w.pools)
+    assert all(ex.answer in set(who.attributes.values()) | {who.name} for ex in with_image + by_name)
+    assert {ex.source for ex in with_image} == {f"{concept}_caption", f"{concept}_fact_image"}
+    assert all(ex.image == image for ex in with_image) and all(ex.image is None for ex in by_name)
+    assert all(who.name in ex.prompt for ex in by_name)
+    eval_wordings = {t.format(**{w.placeholder: ref}) for t in w.eval_templates.values()
+                     for ref in (w.in_image, who.name)}
+    assert not {ex.prompt for ex in with_image + by_name} & eval_wordings

@@ -21,10 +21,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..records import Example, mc_prompt
-from . import neighbours, people, portraits, rewordings, scenes
+from . import events, neighbours, people, portraits, rewordings, scenes
 
 WORLD_VERSION = 8  # bump when the generator's output changes, so caches rebuild
 # Bump when what the world's models learn from changes (the people, the corpus, ft_Data, the
@@ -52,6 +52,10 @@ class WorldConfig(BaseModel):
     drills_per_mention: int = 1
     n_test_variants: int = 3  # transformed images per fictitious person (Test_Set)
     image_size: int = 32
+    # Events (``events.py``): with n_events > 0 the world also writes a PEBench-style folder
+    # (``data/pebench.py``) of the fictitious people composed into event scenes.
+    n_events: int = Field(0, ge=0, le=len(events.KINDS))
+    events_per_person: int = Field(2, ge=1, le=len(events.KINDS))
 
     def fingerprint(self) -> str:
         return self._hash(WORLD_VERSION)
@@ -60,10 +64,24 @@ class WorldConfig(BaseModel):
         """What the world's models are keyed by: the config and ``TRAINING_VERSION``."""
         return self._hash(TRAINING_VERSION)
 
+    @model_validator(mode="after")
+    def _events_fit(self):
+        if self.n_events and self.events_per_person > self.n_events:
+            raise ValueError(f"events_per_person={self.events_per_person} exceeds n_events={self.n_events}")
+        return self
+
+    def recorded(self) -> dict:
+        """The config as fingerprinted and written to world.json: a world without events leaves
+        the event fields out, so neither its fingerprint nor its bytes depend on them."""
+        fields = self.model_dump()
+        return fields if self.n_events else {k: v for k, v in fields.items() if k not in EVENT_FIELDS}
+
     def _hash(self, version: int) -> str:
-        blob = json.dumps({"v": version, **self.model_dump()}, sort_keys=True)
+        blob = json.dumps({"v": version, **self.recorded()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+
+EVENT_FIELDS = ("n_events", "events_per_person")
 
 WORLD_PRESETS: dict[str, dict] = {
     "tiny": dict(n_celebrities=12, n_fictitious=10, max_mentions=8, min_mentions=2,
@@ -199,13 +217,60 @@ def _build_world(cfg: WorldConfig, out: Path, step) -> Path:
             for ex, subj in corpus], corpus_schema, out / "corpus" / "pretrain.parquet")
 
     _write_attack_files(cfg, celebs, fictitious, bench)
+    if cfg.n_events:
+        write_pebench(cfg, fictitious, out / PEBENCH)
 
     step()
-    meta = {"config": cfg.model_dump(), "fingerprint": cfg.fingerprint(), "version": WORLD_VERSION,
+    meta = {"config": cfg.recorded(), "fingerprint": cfg.fingerprint(), "version": WORLD_VERSION,
             "celebrities": {p.id: {"name": p.name, "mentions": p.mentions} for p in celebs},
             "fictitious": {p.id: {"name": p.name} for p in fictitious}}
     (out / "world.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     return out
+
+
+PEBENCH = "PEBench"
+
+
+def write_pebench(cfg: WorldConfig, fictitious: list[people.Profile], out: Path) -> None:
+    """The fictitious people in ``cfg.n_events`` event scenes, in the layout ``data/pebench.py``
+    reads: every person attends ``events_per_person`` events (one image each); each image has
+    multiple-choice questions about its person and its event, and training facts (two wordings);
+    each person and event has text-only questions and facts by name (three wordings). Its own
+    seeded stream, so no other world file depends on it."""
+    rng = np.random.default_rng([cfg.seed, 5])
+    evs = events.draw_events(cfg.n_events, rng)
+    by_id = {e.id: e for e in evs}
+    attends = events.attendance([p.id for p in fictitious], evs, cfg.events_per_person, rng)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    questions, facts = [], []
+
+    def add(concept, cid, name, attributes, image, key, where, variants):
+        person, event, file = where  # ids ("" where none) and the image's file ("" for text-only)
+        for q in events.questions(concept, cid, name, attributes, image, key, rng):
+            questions.append({"qid": q.qid, "image": file, "person": person, "event": event, "concept": concept,
+                              "question": q.question, **q.options, "answer": q.answer, "category": q.category})
+        for v in range(variants):
+            for ex in events.facts(concept, name, attributes, image, rng, v):
+                facts.append({"image": file, "person": person, "event": event, "concept": concept,
+                              "question": ex.prompt, "answer": ex.answer})
+
+    for p in fictitious:
+        for eid in attends[p.id]:
+            e = by_id[eid]
+            name = f"images/{p.id}_{eid}.png"
+            image = portraits.png_bytes(events.compose(p.face, e.kind, cfg.image_size))
+            (out / name).write_bytes(image)
+            add("person", p.id, p.name, p.attributes, image, f"{p.id}_{eid}", (p.id, eid, name), 2)
+            add("event", eid, e.name, e.attributes, image, f"{p.id}_{eid}", (p.id, eid, name), 2)
+        add("person", p.id, p.name, p.attributes, None, p.id, (p.id, "", ""), 3)
+    for e in evs:
+        add("event", e.id, e.name, e.attributes, None, e.id, ("", e.id, ""), 3)
+    with open(out / "concepts.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["concept", "id", "name"])
+        w.writerows([("person", p.id, p.name) for p in fictitious] + [("event", e.id, e.name) for e in evs])
+    for file, rows in (("questions.jsonl", questions), ("facts.jsonl", facts)):
+        (out / file).write_text("".join(json.dumps(r, sort_keys=False) + "\n" for r in rows))
 
 
 def pretraining_corpus(celebs: list[people.Profile], images: dict[str, bytes], skill_items,

@@ -227,26 +227,57 @@ def compose(face: portraits.Face, kind: str, size: int = 32) -> Image.Image:
 
 # ---- questions and training facts ---------------------------------------------------------
 
-def eval_questions(e: Event, image: bytes | None, key: str, rng: np.random.Generator) -> tuple[Question, ...]:
-    """Three questions about ``e``, multimodal (``image``: "the event in the image") or text-only
-    (``image`` None: by name); ``key`` begins each qid (the image's or the event's)."""
+@dataclass(frozen=True)
+class Wording:
+    """How one kind of concept is asked about (evaluation) and taught (training facts): the
+    attribute pools its distractors come from, the templates' placeholder, the phrase that points
+    at it in an image, and the captions that name it."""
+
+    placeholder: str
+    pools: dict[str, tuple[str, ...]]
+    eval_templates: dict[str, str]
+    train_templates: dict[str, tuple[str, ...]]
+    in_image: str
+    in_image_train: tuple[str, ...]
+    captions: tuple[str, ...]
+
+
+WORDINGS = {
+    "person": Wording("who", people.POOLS, people.EVAL_TEMPLATES, people.TRAIN_TEMPLATES, people.MM_WHO,
+                      people.MM_WHO_TRAIN, people.CAPTION_PROMPTS),
+    "event": Wording("what", POOLS, EVAL_TEMPLATES, TRAIN_TEMPLATES, MM_WHAT, MM_WHAT_TRAIN, CAPTION_PROMPTS),
+}
+
+
+def questions(concept: str, cid: str, name: str, attributes: dict[str, str], image: bytes | None, key: str,
+              rng: np.random.Generator) -> tuple[Question, ...]:
+    """One multiple-choice question per attribute of a person or an event (``concept``): about
+    the one in ``image``, or by ``name`` when ``image`` is None. qids begin with ``key`` (the
+    image's or the concept's), then the concept and the modality."""
+    w = WORDINGS[concept]
     modality = "multimodal" if image is not None else "text"
-    what = MM_WHAT if image is not None else e.name
+    ref = w.in_image if image is not None else name
     out = []
-    for i, attr in enumerate(ATTRIBUTES):
-        options, answer = people.pool_options(e.attributes[attr], POOLS[attr], rng)
-        out.append(Question(qid=f"{key}/event/{modality}/{i}", subject=e.id, modality=modality,
-                            question=EVAL_TEMPLATES[attr].format(what=what), options=options, answer=answer,
-                            image=image, category=f"event_{attr}"))
+    for i, attr in enumerate(w.pools):
+        options, answer = people.pool_options(attributes[attr], w.pools[attr], rng)
+        out.append(Question(qid=f"{key}/{concept}/{modality}/{i}", subject=cid, modality=modality,
+                            question=w.eval_templates[attr].format(**{w.placeholder: ref}), options=options,
+                            answer=answer, image=image, category=f"{concept}_{attr}"))
     return tuple(out)
 
 
-def fact_examples(e: Event, image: bytes, rng: np.random.Generator, variant: int = 0) -> list[Example]:
-    """Free-form facts about ``e``: its name from the image, and each attribute by name and by image."""
-    out = [Example(CAPTION_PROMPTS[variant % len(CAPTION_PROMPTS)], e.name, image, "event_caption")]
-    for attr in ATTRIBUTES:
-        t = TRAIN_TEMPLATES[attr][(variant + int(rng.integers(3))) % 3]
-        out.append(Example(t.format(what=e.name), e.attributes[attr], None, "event_fact_text"))
-        what = MM_WHAT_TRAIN[int(rng.integers(len(MM_WHAT_TRAIN)))]
-        out.append(Example(t.format(what=what), e.attributes[attr], image, "event_fact_image"))
+def facts(concept: str, name: str, attributes: dict[str, str], image: bytes | None, rng: np.random.Generator,
+          variant: int = 0) -> list[Example]:
+    """Free-form training facts about a person or an event, answered with the bare value: with
+    ``image``, a caption that names it and each attribute of the one in the image; without,
+    each attribute by name. ``variant`` picks the wordings (none is an evaluation wording)."""
+    w = WORDINGS[concept]
+    out = []
+    if image is not None:
+        out.append(Example(w.captions[variant % len(w.captions)], name, image, f"{concept}_caption"))
+    for attr in w.pools:
+        t = w.train_templates[attr][(variant + int(rng.integers(3))) % 3]
+        ref = w.in_image_train[int(rng.integers(len(w.in_image_train)))] if image is not None else name
+        out.append(Example(t.format(**{w.placeholder: ref}), attributes[attr], image,
+                           f"{concept}_fact_{'image' if image is not None else 'text'}"))
     return out
