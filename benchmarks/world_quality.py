@@ -3,7 +3,8 @@
 Builds the world and the base and fine-tuned models (timed, cached), then prints
 multiple-choice accuracy under both scorings: the base model on celebrities split by how
 often they appear in pre-training, on the general benchmark and on the fictitious people
-(should be chance), and the fine-tuned model on its fictitious people.
+(should be chance), and the fine-tuned model on its fictitious people (and, in a world with
+events, on the PEBench-style questions about people in event images and about the events).
 
     python benchmarks/world_quality.py [--preset default] [--cache DIR]
 """
@@ -19,11 +20,12 @@ from pathlib import Path
 from pulse_unlearn.data.batches import Encoder
 from pulse_unlearn.data.mllmu import load_people
 from pulse_unlearn.data.mmbench import load_mmbench
+from pulse_unlearn.data.pebench import load_pebench
 from pulse_unlearn.evaluation.scorers import SCORINGS, accuracy, score
 from pulse_unlearn.models.load import load_model
 from pulse_unlearn.models.world_models import build_base, build_finetuned, finetune_examples, models_config
 from pulse_unlearn.pipeline import ensure_world
-from pulse_unlearn.world.build import world_config
+from pulse_unlearn.world.build import PEBENCH, world_config
 
 
 def line(label: str, model, encoder, questions) -> dict:
@@ -117,6 +119,11 @@ def ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench) -> N
     line("fictitious (fine-tuned on)", model, enc, [q for p in fictitious if p.id in ft_people for q in p.questions])
     line("celebrities, all", model, enc, [q for p in celebs for q in p.questions])
     line("general benchmark", model, enc, bench)
+    if (world / PEBENCH).is_dir():  # a world with events (--world-set n_events=12)
+        concepts = load_pebench(world / PEBENCH)
+        for concept in ("person", "event"):
+            line(f"{concept}s, PEBench-style questions", model, enc,
+                 [q for q in concepts.questions if q.subject.startswith(f"{concept}:")])
 
 
 if __name__ == "__main__":

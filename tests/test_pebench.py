@@ -70,10 +70,23 @@ def test_questions_are_about_the_concepts_of_their_image_and_agree_across_images
         by_subject[q.subject].add(q.modality)
     assert all(v == {"multimodal", "text"} for v in by_subject.values())
     # the facts teach the values the questions ask for, and name each concept
-    for key, facts in data.facts.items():
-        answers = {ex.answer for ex in facts}
+    for key in data.names:
+        answers = {f.example.answer for f in data.facts if f.about == key}
         assert {v for (s, _), v in truth.items() if s == key} <= answers
         assert data.names[key] in answers
+
+
+def test_a_model_learning_some_people_gets_their_facts_their_images_and_every_event_by_name(worlds):
+    data = load_pebench(worlds[0] / PEBENCH)
+    people = {"person:001", "person:004"}
+    chosen = data.facts_with(people)
+    expected = [f for f in data.facts if f.about in people or (f.image and data.shows[f.image][0] in people)
+                or (not f.image and f.about.startswith("event:"))]
+    assert chosen == [f.example for f in expected]
+    images = {f.image for f in expected if f.image}
+    assert len(images) == 4 and all(data.shows[i][0] in people for i in images)
+    assert {f.about for f in expected} >= {"event:E00", "event:E01", "event:E02", "event:E03"} | people
+    assert len(data.facts_with({f"person:{i:03d}" for i in range(10)})) == len(data.facts)
 
 
 def _copy(worlds, tmp_path) -> Path:
@@ -141,3 +154,20 @@ def test_event_sizes_out_of_range_are_refused():
     with pytest.raises(ValidationError, match="events_per_person=5 exceeds n_events=4"):
         world_config("tiny", n_events=4, events_per_person=5)
     assert world_config("tiny", events_per_person=5).n_events == 0  # no events: the field is not used
+
+
+def test_fine_tuning_learns_the_events_only_in_a_world_that_has_them(worlds):
+    from pulse_unlearn.data.pebench import concept_key
+    from pulse_unlearn.models.world_models import _world_texts, finetune_examples, models_config
+
+    with_events, without = worlds
+    cfg = models_config("tiny")
+    chosen, plain = finetune_examples(without, cfg)
+    chosen_too, examples = finetune_examples(with_events, cfg)
+    assert chosen == chosen_too and examples[:len(plain)] == plain
+    concepts = load_pebench(with_events / PEBENCH)
+    assert examples[len(plain):] == concepts.facts_with({concept_key("person", pid) for pid in chosen})
+    assert len(examples) > len(plain)
+    event_name = concepts.names["event:E00"]
+    assert any(event_name in t for t in _world_texts(with_events, ""))
+    assert not any(event_name in t for t in _world_texts(without, ""))

@@ -40,20 +40,35 @@ def concept_key(concept: str, cid: str) -> str:
     return f"{concept}:{cid}"
 
 
+@dataclass(frozen=True)
+class ConceptFact:
+    """One training fact: the concept it teaches, the example, and its image file ("" text-only)."""
+
+    about: str
+    example: Example
+    image: str
+
+
 @dataclass
 class ConceptData:
-    """A PEBench-style folder, read: names, questions and facts by concept key, and what each
-    image shows (``shows``: image file -> (person key, event key))."""
+    """A PEBench-style folder, read: names and questions by concept key, the training facts, and
+    what each image shows (``shows``: image file -> (person key, event key))."""
 
     names: dict[str, str]
     questions: list[Question]
-    facts: dict[str, list[Example]]
+    facts: list[ConceptFact]
     shows: dict[str, tuple[str, str]]
     question_image: dict[str, str] = field(default_factory=dict)  # qid -> image file ("" text-only)
     files: list[Path] = field(default_factory=list)
 
     def keys(self, concept: str) -> list[str]:
         return sorted(k for k in self.names if k.startswith(f"{concept}:"))
+
+    def facts_with(self, people: set[str]) -> list[Example]:
+        """The facts a model learning ``people`` (person keys) is trained on: those about them,
+        those of the images they are in, and every event's by name, in file order."""
+        return [f.example for f in self.facts
+                if f.about in people or (self.shows[f.image][0] in people if f.image else f.about.startswith("event:"))]
 
 
 def load_pebench(folder: Path) -> ConceptData:
@@ -80,12 +95,12 @@ def load_pebench(folder: Path) -> ConceptData:
                                   question=str(row["question"]), options=options, answer=row["answer"],
                                   image=image, category=str(row.get("category", ""))))
         question_image[qid] = row["image"]
-    facts: dict[str, list[Example]] = {}
+    facts = []
     path = folder / "facts.jsonl"
     for n, row in _jsonl(path, FACT_FIELDS):
         about, image = _concepts_of(row, names, f"{path}:{n}", folder, images, shows)
-        facts.setdefault(about, []).append(Example(str(row["question"]), str(row["answer"]), image,
-                                                   f"pebench_{row['concept']}"))
+        example = Example(str(row["question"]), str(row["answer"]), image, f"pebench_{row['concept']}")
+        facts.append(ConceptFact(about, example, row["image"] or ""))
     if not questions:
         raise PulseError(f"{folder / 'questions.jsonl'}: no questions")
     files = [folder / "concepts.csv", folder / "questions.jsonl", folder / "facts.jsonl"]

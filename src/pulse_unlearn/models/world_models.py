@@ -19,11 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..config.schema import Count, LoraRecipe
 from ..data.batches import Encoder
 from ..data.mllmu import load_facts, load_people
+from ..data.pebench import concept_key, load_pebench
 from ..records import Example
 from ..runs.atomic import atomic_folder
-from ..world.people import CAPTION_PROMPTS
+from ..world.build import PEBENCH
+from ..world.events import CAPTION_PROMPTS as EVENT_CAPTIONS
+from ..world.people import CAPTION_PROMPTS as PERSON_CAPTIONS
 from .tiny import TinyModelConfig, build_model, build_processor, train_tokenizer
 from .train import TrainConfig, train
+
+CAPTIONS = set(PERSON_CAPTIONS) | set(EVENT_CAPTIONS)  # image -> name: the caption stage
 
 # Bump a part's version when the code changes what its config produces.
 VERSIONS = {"base": 4, "finetuned": 5}  # 4/5: the shift augmentation pads edges instead of rolling
@@ -96,13 +101,22 @@ def read_corpus(world: Path) -> list[Example]:
 
 
 def finetune_examples(world: Path, cfg: WorldModelsConfig) -> tuple[list[str], list[Example]]:
-    """The seeded choice of fictitious people the fine-tuned model learns, and their ft_Data facts."""
+    """The seeded choice of fictitious people the fine-tuned model learns, and their facts."""
     from ..draws import finetune_people
 
     people = load_people(Path(world) / "MLLMU-Bench", "Full_Set")
-    facts = load_facts(Path(world) / "MLLMU-Bench")
     chosen = finetune_people([p.id for p in people], min(cfg.finetune_people, len(people)), cfg.seed)
-    return chosen, [ex for pid in chosen for ex in facts[pid]]
+    return chosen, facts_of(world, chosen)
+
+
+def facts_of(world: Path, people: list[str]) -> list[Example]:
+    """What a model learning ``people`` (Full_Set IDs) is fine-tuned on: their ft_Data facts and,
+    in a world with events, its PEBench-style facts about them, their images and the events."""
+    facts = load_facts(Path(world) / "MLLMU-Bench")
+    out = [ex for pid in people for ex in facts[pid]]
+    if (Path(world) / PEBENCH).is_dir():
+        out += load_pebench(Path(world) / PEBENCH).facts_with({concept_key("person", pid) for pid in people})
+    return out
 
 
 def _world_texts(world: Path, encoder_like_template: str) -> list[str]:
@@ -113,6 +127,10 @@ def _world_texts(world: Path, encoder_like_template: str) -> list[str]:
             texts.append(p.biography)
             texts += [q.question + " " + " ".join(q.options.values()) for q in p.questions]
     texts += [f"{ex.prompt} {ex.answer}" for exs in load_facts(Path(world) / "MLLMU-Bench").values() for ex in exs]
+    if (Path(world) / PEBENCH).is_dir():
+        concepts = load_pebench(Path(world) / PEBENCH)
+        texts += [f"{f.example.prompt} {f.example.answer}" for f in concepts.facts]
+        texts += [q.question + " " + " ".join(q.options.values()) for q in concepts.questions]
     return texts + [encoder_like_template]
 
 
@@ -154,7 +172,7 @@ def finetune(base: Path, examples: list[Example], cfg: WorldModelsConfig, out: P
         return out
     t0 = time.time()
     model, processor = load_model(base, dtype="float32", device="cpu")
-    examples = [Example(ex.prompt, ex.answer, ex.image, "caption" if ex.prompt in CAPTION_PROMPTS else ex.source)
+    examples = [Example(ex.prompt, ex.answer, ex.image, "caption" if ex.prompt in CAPTIONS else ex.source)
                 for ex in examples]
     torch.manual_seed(cfg.seed)  # LoRA's A matrices are drawn here: seed them, or reruns differ
     peft_model = attach_lora(model, cfg.lora, cfg.lora.target)
@@ -177,8 +195,8 @@ def build_finetuned(world: Path, world_fingerprint: str, cfg: WorldModelsConfig,
     """The base model fine-tuned on fictitious people (default: the seeded choice), cached."""
     chosen, examples = finetune_examples(world, cfg)
     if people is not None and sorted(people) != sorted(chosen):
-        facts = load_facts(Path(world) / "MLLMU-Bench")
-        chosen, examples = sorted(people), [ex for pid in sorted(people) for ex in facts[pid]]
+        chosen = sorted(people)
+        examples = facts_of(world, chosen)
     out = finetuned_dir(cache, cfg, world_fingerprint, chosen)
     if (out / "model.safetensors").exists():
         log(f"fine-tuned model: cached at {out}")
