@@ -90,7 +90,8 @@ def _src():
     return SimpleNamespace(people=people, test_images={"a": (b"profile-a", b"pose-a"), "b": (b"profile-b",)},
                            general=[_question("g0", "0", "text")],
                            questions_of=lambda ids: [q for pid in ids for q in qs[pid]],
-                           open_of=lambda ids, task: [])
+                           open_of=lambda ids, task: [], away_from=lambda items, forget: items,
+                           scope_of=lambda forget: [])
 
 
 def test_split_registry_builds_each_split_in_order_and_drops_empty_ones():

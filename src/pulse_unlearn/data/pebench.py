@@ -60,9 +60,19 @@ class ConceptData:
     shows: dict[str, tuple[str, str]]
     question_image: dict[str, str] = field(default_factory=dict)  # qid -> image file ("" text-only)
     files: list[Path] = field(default_factory=list)
+    by_bytes: dict[bytes, tuple[str, str]] = field(default_factory=dict)  # image bytes -> (person, event)
+    about: dict[str, list[Question]] = field(default_factory=dict)  # concept key -> its questions
+
+    def __post_init__(self):
+        for q in self.questions:
+            self.about.setdefault(q.subject, []).append(q)
 
     def keys(self, concept: str) -> list[str]:
         return sorted(k for k in self.names if k.startswith(f"{concept}:"))
+
+    def shown_with(self, image: bytes | None) -> tuple[str, ...]:
+        """The concepts an image shows (its person and its event); none for a text-only item."""
+        return self.by_bytes.get(image, ()) if image is not None else ()
 
     def facts_with(self, people: set[str]) -> list[Example]:
         """The facts a model learning ``people`` (person keys) is trained on: those about them,
@@ -105,7 +115,11 @@ def load_pebench(folder: Path) -> ConceptData:
         raise PulseError(f"{folder / 'questions.jsonl'}: no questions")
     files = [folder / "concepts.csv", folder / "questions.jsonl", folder / "facts.jsonl"]
     files += sorted(folder / name for name in images)
-    return ConceptData(names, questions, facts, shows, question_image, files)
+    by_bytes: dict[bytes, tuple[str, str]] = {}
+    for name, data in images.items():
+        if by_bytes.setdefault(data, shows[name]) != shows[name]:
+            raise PulseError(f"{folder / name}: the same image as another one that shows other concepts")
+    return ConceptData(names, questions, facts, shows, question_image, files, by_bytes)
 
 
 def _concepts(path: Path) -> dict[str, str]:

@@ -12,6 +12,7 @@ from ..errors import PulseError
 from ..records import Example, OpenQuestion, Person, Question, mc_prompt, split_key, subject_key
 from .mllmu import check_layout, load_facts, load_people, load_test_images
 from .mmbench import load_mmbench
+from .pebench import ConceptData, load_pebench
 
 
 @dataclass
@@ -30,6 +31,9 @@ class Sources:
     replay: list[Question] = field(default_factory=list)
     # the MLLMU-Bench folder, where its optional side files sit (the world's paraphrases.jsonl, neighbours.jsonl)
     mllmu: Path | None = None
+    # people and events shown together (a PEBench-style folder), by concept key (``person:007``,
+    # ``event:E02``); their questions and facts are looked up like a person's
+    concepts: ConceptData | None = None
 
     def facts_of(self, ids) -> list[Example]:
         missing = [pid for pid in ids if not self.facts.get(pid)]
@@ -48,17 +52,39 @@ class Sources:
         return {**self.fictitious, **self.celebrities}
 
     def questions_of(self, ids) -> list[Question]:
-        return [q for pid in ids for q in self.people[pid].questions]
+        people = self.people
+        return [q for pid in ids
+                for q in (people[pid].questions if pid in people else self.concepts.about.get(pid, []))]
 
     def open_of(self, ids, task: str) -> list[OpenQuestion]:
-        """The people's cloze (Mask_Task) or generation (Generation_Task) items."""
+        """The people's cloze (Mask_Task) or generation (Generation_Task) items (none for a concept)."""
         people = self.people
-        return [q for pid in ids for q in people[pid].open_questions if q.task == task]
+        return [q for pid in ids if pid in people for q in people[pid].open_questions if q.task == task]
+
+    def away_from(self, items: list, forget) -> list:
+        """``items`` (anything with an ``image``: questions, examples, facts) but those whose image
+        shows a ``forget`` concept: a concept retained is evaluated and trained on images of
+        retained concepts only."""
+        if self.concepts is None:
+            return items
+        gone = set(forget)
+        return [it for it in items if not gone & set(self.concepts.shown_with(it.image))]
+
+    def scope_of(self, forget) -> list[Question]:
+        """The questions about the other concept of the images that show a ``forget`` concept
+        (PEBench's cross-concept interference): none outside a concepts scenario."""
+        if self.concepts is None:
+            return []
+        gone = set(forget)
+        return [q for q in self.concepts.questions
+                if q.subject not in gone and gone & set(self.concepts.shown_with(q.image))]
 
 
-def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int, replay: int = 0) -> Sources:
+def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int, replay: int = 0,
+                 pebench: Path | None = None) -> Sources:
     """Everything a run reads. ``replay`` general-benchmark items are drawn out first (seeded),
-    then ``subset`` of the rest is what the general split evaluates."""
+    then ``subset`` of the rest is what the general split evaluates. ``pebench``: a PEBench-style
+    folder (people and events), whose facts join the people's under their concept keys."""
     fictitious = {p.key: p for p in load_people(mllmu, "Full_Set")}
     celebrities = {p.key: p for p in load_people(mllmu, "Retain_Set")}
     facts = {key: list(p.facts) for key, p in {**fictitious, **celebrities}.items()}
@@ -74,7 +100,12 @@ def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int, repl
     tests = load_test_images(mllmu) if (Path(mllmu) / "Test_Set").is_dir() else {}
     tests = {subject_key("fictitious", pid): images for pid, images in tests.items()}
     files = sorted(Path(mllmu).glob("*/*.parquet")) + [Path(mmbench)]
-    return Sources(fictitious, celebrities, facts, general, files, tests, held, Path(mllmu))
+    concepts = load_pebench(pebench) if pebench is not None else None
+    if concepts is not None:
+        for fact in concepts.facts:
+            facts.setdefault(fact.about, []).append(fact.example)
+        files += concepts.files
+    return Sources(fictitious, celebrities, facts, general, files, tests, held, Path(mllmu), concepts)
 
 
 def hold_out(general: list[Question], n: int, seed: int) -> tuple[list[Question], list[Question]]:

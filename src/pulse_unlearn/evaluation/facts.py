@@ -34,6 +34,10 @@ class FactItem:
     def modality(self) -> str:
         return "multimodal" if self.example.image is not None else "text"
 
+    @property
+    def image(self) -> bytes | None:
+        return self.example.image
+
 
 def fact_items(src, people) -> list[FactItem]:
     """The training facts of ``people`` (subject keys), in the order the data gives them."""

@@ -81,8 +81,12 @@ register_split(Split("forget_test",
                      lambda c: PROBES["test_images"]().change_inputs(c.src.questions_of(c.sets.forget), c),
                      per_request=True,
                      description="the forget people's multimodal questions with a Test_Set image (probe test_images)"))
-register_split(Split("retain", lambda c: c.src.questions_of(c.sets.retain),
-                     description="the retain people's multiple-choice questions"))
+register_split(Split("retain", lambda c: c.src.away_from(c.src.questions_of(c.sets.retain), c.sets.forget),
+                     description="the retain people's multiple-choice questions (in a concepts scenario, "
+                                 "the retained people's and events' on images that show no forget concept)"))
+register_split(Split("scope", lambda c: c.src.scope_of(c.sets.forget),
+                     description="concepts scenarios: the questions about the other concept of the images that "
+                                 "show a forget concept (cross-concept interference)"))
 register_split(Split("general", lambda c: c.src.general, about_people=False,
                      description="the general benchmark (MMBench layout)"))
 for _who in ("forget", "retain"):
@@ -100,7 +104,12 @@ def _facts_named(cfg, who: str) -> bool:
     return f"{who}_facts" in cfg.trajectory.splits
 
 
+def _facts_of(c: SplitContext, who: str) -> list:
+    items = fact_items(c.src, getattr(c.sets, who))
+    return items if who == "forget" else c.src.away_from(items, c.sets.forget)
+
+
 for _who in ("forget", "retain"):
-    register_split(Split(f"{_who}_facts", lambda c, who=_who: fact_items(c.src, getattr(c.sets, who)), task="facts",
+    register_split(Split(f"{_who}_facts", lambda c, who=_who: _facts_of(c, who), task="facts",
                          per_request=_who == "forget", enabled=lambda cfg, who=_who: _facts_named(cfg, who),
                          description=f"the {_who} people's training facts (answer-token accuracy)"))

@@ -199,7 +199,7 @@ class _UnitWork:
         self.sets = sets = start.sets
         self.previous: dict | None = None  # the last operation's predictions, when computed here
         self.forget = [r.src.facts_of(request) for request in sets.requests]
-        self.retain = r.src.facts_of(sets.retain)
+        self.retain = r.src.away_from(r.src.facts_of(sets.retain), sets.forget)
         self.replay = r.src.replay_examples()
         if done.finished:
             r.log(f"[{unit['scenario']}] {unit['method']}/{unit['update']}: {len(done.finished)} of "

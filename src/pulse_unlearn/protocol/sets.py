@@ -90,3 +90,23 @@ def pretrained_sets(known: Sequence[str], n_forget: int, n_retain: int, seed: in
         n_forget, n_retain = new_forget, total - new_forget
     drawn = choose(known, n_forget + n_retain, seed, "pretrained")
     return Sets(requests=(tuple(sorted(drawn[:n_forget])),), retain=tuple(sorted(drawn[n_forget:]))), note
+
+
+CONCEPT_KINDS = ("person", "event", "both")
+
+
+def concept_sets(kind: str, people: Sequence[str], events: Sequence[str], n_people: int, n_events: int,
+                 seed: int) -> Sets:
+    """The concepts scenario (PEBench): one request of ``n_people`` people (``kind`` person: their
+    events kept), ``n_events`` events (event: their people kept) or both; every other person and
+    event retained. The two draws have salts of their own, so ``both`` forgets exactly the
+    union of the other two kinds' requests."""
+    if kind not in CONCEPT_KINDS:
+        raise ValueError(f"unknown concept request kind {kind!r}; choose one of {', '.join(CONCEPT_KINDS)}")
+    forget = []
+    if kind in ("person", "both"):
+        forget += choose(people, n_people, seed, "concept_people")
+    if kind in ("event", "both"):
+        forget += choose(events, n_events, seed, "concept_events")
+    retain = sorted((set(people) | set(events)) - set(forget))
+    return Sets(requests=(tuple(sorted(forget)),), retain=tuple(retain))
