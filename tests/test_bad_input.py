@@ -236,6 +236,10 @@ OUT_OF_RANGE = [
     ("method_params.mmunlearner.threshold=0", "method_params.mmunlearner.threshold", "must be > 0 (got 0)"),
     ("data.replay=-1", "data.replay", "must be >= 0 (got -1)"),
     ("method_params.npo_replay.rho=-1", "method_params.npo_replay.rho", "must be >= 0 (got -1)"),
+    ("model.events=13", "model.events", "must be <= 12 (got 13)"),
+    ("splits.concept_people=0", "splits.concept_people", "must be >= 1 (got 0)"),
+    ("splits.concept_events=0", "splits.concept_events", "must be >= 1 (got 0)"),
+    ("method_params.simnpo_replay.retain=mse", "method_params.simnpo_replay.retain", "must be 'nll' or 'kl'"),
 ]
 
 

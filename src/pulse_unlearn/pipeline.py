@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from .runs.atomic import atomic_folder
-from .world.build import WorldConfig, build_world, world_config
+from .world.build import PEBENCH, WorldConfig, build_world, world_config
 
 
 # A dataset value that names no local file and reads ``owner/name`` is a hub dataset id.
@@ -72,11 +72,13 @@ def _ensure_world(cfg: WorldConfig, cache: Path, out: Path | None, log) -> Path:
     return target
 
 
-def ensure_models(preset: str, cache: Path, finetuned: bool = True, log=print, seed: int = 0) -> dict[str, Path]:
-    """World, base model and (optionally) fine-tuned model for a preset and world seed."""
+def ensure_models(preset: str, cache: Path, finetuned: bool = True, log=print, seed: int = 0,
+                  events: int = 0) -> dict[str, Path]:
+    """World, base model and (optionally) fine-tuned model for a preset, world seed and number of
+    events (a world with events is another world: its models are its own)."""
     from .models.world_models import build_base, build_finetuned, models_config
 
-    wcfg, mcfg = world_config(preset, seed=seed), models_config(preset, seed=seed)
+    wcfg, mcfg = world_config(preset, seed=seed, n_events=events), models_config(preset, seed=seed)
     with cache_lock(cache):
         world = ensure_world(wcfg, cache, log=log)
         models = Path(cache) / "models"
@@ -161,12 +163,12 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
     finetune = None
     if cfg.model.source == "world":
         paths = distributed.main_first(lambda: ensure_models(cfg.model.preset, cache, finetuned=False, log=log,
-                                                             seed=cfg.model.world_seed))
+                                                             seed=cfg.model.world_seed, events=cfg.model.events))
         world = paths["world"]
         models = {"base": paths["base"], "finetuned": Path(cfg.model.finetuned) if cfg.model.finetuned else None}
 
         def finetune(ids, facts=None):
-            wcfg = world_config(cfg.model.preset, seed=cfg.model.world_seed)
+            wcfg = world_config(cfg.model.preset, seed=cfg.model.world_seed, n_events=cfg.model.events)
             mcfg = models_config(cfg.model.preset, seed=cfg.model.world_seed)
             def build():
                 with cache_lock(cache):
@@ -177,9 +179,10 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
 
         mllmu = data_mllmu or world / "MLLMU-Bench"
         mmbench = data_mmbench or world / "MMBench" / "mmbench_dev_en.tsv"
+        pebench = cfg.data.pebench or (world / PEBENCH if cfg.model.events else None)
     else:
         models = {"base": cfg.model.base, "finetuned": cfg.model.finetuned}
-        mllmu, mmbench = data_mllmu, data_mmbench
+        mllmu, mmbench, pebench = data_mllmu, data_mmbench, cfg.data.pebench
 
         def finetune(ids, facts):
             from .models.finetune import finetune_checkpoint
@@ -187,4 +190,4 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
             m = cfg.model  # every process trains (data-parallel): no lock, which only the first could take
             return finetune_checkpoint(m.base, facts, cfg.finetune, Path(cache) / "models", m.dtype, m.device,
                                        m.trust_remote_code, cfg.unlearn.gradient_checkpointing, log)
-    return run(cfg, out, models, Path(mllmu), Path(mmbench), finetune=finetune, log=log)
+    return run(cfg, out, models, Path(mllmu), Path(mmbench), finetune=finetune, log=log, pebench=pebench)

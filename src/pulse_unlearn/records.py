@@ -20,6 +20,8 @@ MC_INSTRUCTION = "Answer with the option's letter from the given choices directl
 # Retain_Set's celebrities. The two number their people independently, so an ID alone may name both.
 Population = Literal["fictitious", "celebrity"]
 POPULATIONS: tuple[Population, ...] = ("fictitious", "celebrity")
+# The two kinds of concept a PEBench-style image shows (data/pebench.py); keyed ``person:ID``, ``event:ID``.
+CONCEPTS = ("person", "event")
 
 
 def subject_key(population: str, pid: str) -> str:
@@ -36,10 +38,11 @@ def subject_key(population: str, pid: str) -> str:
 
 def split_key(key: str) -> tuple[str, str]:
     """``(population, original ID)`` of a subject key, for the files a user reads. A qid begins with
-    its subject's key, so it splits the same way into (population, original qid). A subject that is
-    no person (an MMBench row index) has population ``""`` and stays as it is."""
+    its subject's key, so it splits the same way into (population, original qid). A concept's key
+    (``person:007``, ``event:E02``) splits into its kind and ID. A subject that is neither (an
+    MMBench row index) has population ``""`` and stays as it is."""
     population, sep, rest = key.partition(":")
-    return (population, rest) if sep and population in POPULATIONS else ("", key)
+    return (population, rest) if sep and population in POPULATIONS + CONCEPTS else ("", key)
 
 
 def mc_prompt(question: str, options: dict[str, str]) -> str:

@@ -18,7 +18,11 @@ from pydantic_core import PydanticCustomError
 from .messages import shown, unknown_key
 from .params import ParamsError, checked_params
 
-SCENARIOS = ("finetuned", "pretrained", "sequential")
+# The concepts scenarios (PEBench: people and events in one image) forget people, events or both;
+# ``concepts`` in a grid stands for the three.
+CONCEPT_SCENARIOS = ("concepts-person", "concepts-event", "concepts-both")
+SCENARIOS = ("finetuned", "pretrained", "sequential", *CONCEPT_SCENARIOS)
+MAX_EVENTS = 12  # the embedded world's event scenes (world/events.py)
 UPDATES = ("llm", "projector_llm")
 PRESETS = ("tiny", "default")  # the embedded world's presets (world/build.py, models/world_models.py)
 
@@ -191,6 +195,9 @@ class ModelSource(Strict):
     source: Literal["world", "path"] = "world"
     preset: Literal[PRESETS] = "default"  # the world preset (source=world)
     world_seed: Seed = 0  # the world's seed (source=world): its people, images, benchmark and models
+    # the world's events (source=world; the concepts scenarios need them): its fictitious people
+    # composed into that many event scenes, a PEBench-style folder; 0: none
+    events: Annotated[int, Field(ge=0, le=MAX_EVENTS)] = 0
     base: Annotated[str, Field(min_length=1)] | None = None  # source=path: the pre-trained model
     finetuned: Annotated[str, Field(min_length=1)] | None = None  # an already fine-tuned model (scenarios 1, 3)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU
@@ -203,6 +210,9 @@ class DataSource(Strict):
 
     mllmu: Path | None = Field(None, strict=False)
     mmbench: Path | None = Field(None, strict=False)
+    # a PEBench-style folder (data/pebench.py: people and events in one image) for the concepts
+    # scenarios; empty: the world's, with model.events > 0
+    pebench: Path | None = Field(None, strict=False)
     mmbench_subset: Count | None = None  # a seeded subset of the general benchmark, for quick runs
     # general-benchmark items held out of evaluation (seeded, before the subset) as replay data for
     # methods that keep general skills by replay (``simnpo_replay``, ``npo_replay``); 0: none held out
@@ -233,12 +243,26 @@ class SplitSizes(Strict):
     probe_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
     pretrained_forget: Count = 20
     pretrained_retain: Count = 25
+    concept_people: Count = 10  # people forgotten by concepts-person and concepts-both (their events kept)
+    concept_events: Count = 2  # events forgotten by concepts-event and concepts-both (their people kept)
 
 
 class GridBlock(Strict):
     scenarios: list[str] = Field(min_length=1)
     methods: list[str] = Field(min_length=1)
     updates: list[str] = Field(default_factory=lambda: ["llm"], min_length=1)
+
+    @field_validator("scenarios", mode="before")
+    @classmethod
+    def _concepts_shorthand(cls, values):
+        if not isinstance(values, list) or "concepts" not in values:
+            return values
+        out = []
+        for v in values:
+            for name in CONCEPT_SCENARIOS if v == "concepts" else [v]:
+                if name not in out:
+                    out.append(name)
+        return out
 
     @field_validator("scenarios", "methods", "updates")
     @classmethod
@@ -353,6 +377,10 @@ class RunConfig(Strict):
         if "sequential" in scenarios and s.forget % s.requests:
             raise key_error("splits.requests", f"splits.forget={s.forget} does not split into "
                             f"splits.requests={s.requests} equal requests")
+        if set(CONCEPT_SCENARIOS) & scenarios and self.data.pebench is None and not (
+                self.model.source == "world" and self.model.events):
+            raise key_error("model.events", "the concepts scenarios need people and events: set model.events "
+                            f"(1..{MAX_EVENTS}) for the world's, or data.pebench to a PEBench-style folder")
         return self
 
     def units(self) -> list[tuple[str, str, str]]:

@@ -28,9 +28,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import PulseError
-from ..records import LETTERS, Example, Question
-
-CONCEPTS = ("person", "event")
+from ..records import CONCEPTS, LETTERS, Example, Question
 QUESTION_FIELDS = ("qid", "image", "person", "event", "concept", "question", "A", "B", "answer")
 FACT_FIELDS = ("image", "person", "event", "concept", "question", "answer")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from .. import distributed
 from ..config import RunConfig
+from ..config.schema import CONCEPT_SCENARIOS
 from ..data.batches import Encoder
 from ..data.sources import Sources, load_sources
 from ..evaluation.attacks import COLUMNS as ATTACK_COLUMNS
@@ -53,11 +54,13 @@ from .trajectory import Trajectory
 
 
 def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, mmbench: Path,
-        finetune: Callable[[list[str], list[Example]], Path] | None = None, log=print) -> RunStore:
+        finetune: Callable[[list[str], list[Example]], Path] | None = None, log=print,
+        pebench: Path | None = None) -> RunStore:
     """Run every unit of ``cfg`` into ``out``. ``models`` holds ``base`` and optionally
     ``finetuned``; ``finetune(ids, facts)`` makes the fine-tuned model when it is missing (``ids``:
-    the chosen people's Full_Set IDs). Inputs are checked before anything is written."""
-    src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed, cfg.data.replay)
+    the chosen people's Full_Set IDs); ``pebench``: the people and events of the concepts
+    scenarios. Inputs are checked before anything is written."""
+    src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed, cfg.data.replay, pebench)
     src.files += attack_inputs(cfg.attacks, src)  # checked here: before anything is written
     plan = scenarios.plan(cfg, src, Path(mllmu))
     r = _open(cfg, out, src, plan, models, finetune, log)
@@ -186,7 +189,8 @@ def _record_start(r: _Run, scenario: str, start: Start) -> None:
             r.store.extra["pretrained_note"] = start.note
     r.sets_record[scenario] = scenarios.sets_record(start.sets)
     r.store.write_json("sets.json", r.sets_record)
-    r.log(f"[{scenario}] forget {len(start.sets.forget)} people in {len(start.sets.requests)} request(s), "
+    who = "people" if scenario not in CONCEPT_SCENARIOS else "concepts"
+    r.log(f"[{scenario}] forget {len(start.sets.forget)} {who} in {len(start.sets.requests)} request(s), "
           f"retain {len(start.sets.retain)}; start model evaluated")
 
 

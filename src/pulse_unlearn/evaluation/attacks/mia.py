@@ -41,7 +41,7 @@ from pydantic import Field
 
 from ...data.batches import IGNORE, batch_indices, collate
 from ...draws import finetune_people
-from ...records import MODALITIES, split_key
+from ...records import CONCEPTS, MODALITIES, split_key
 from ..facts import FactItem, fact_items
 from . import ATTACKS, Attack, AttackContext, AttackParams, Distinct, Outcome
 
@@ -188,6 +188,8 @@ class Mia(Attack):
     def does_not_apply(self, ctx: AttackContext) -> str | None:
         sets = ctx.evaluator.sets
         population = split_key(sets.forget[0])[0]
+        if population in CONCEPTS:
+            return "a concepts scenario: no never-trained people or events of its data to compare with"
         if population != "fictitious":
             return (f"the forget people are {population} people, all of them in the base model's training: "
                     "no never-trained people of their population to compare with")
