@@ -97,3 +97,17 @@ def test_sigkill_in_the_second_scenario_resumes_byte_identically(whole, config, 
     assert pulse("run", config, "--out", out, "--cache", cache) == 0
     for name in FILES:
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_the_report_shows_the_scope_and_the_interference_of_every_concepts_unit(whole, tmp_path):
+    from pulse_unlearn.report.build import build_report, findings_text
+
+    build_report(whole, tmp_path / "report")
+    tables = (tmp_path / "report" / "tables.md").read_text()
+    assert "## concepts: cross-concept interference" in tables
+    block = tables.split("## concepts: cross-concept interference")[1].split("## ")[0]
+    for scenario in ("concepts-person", "concepts-event", "concepts-both"):
+        assert f"| {scenario} | grad_diff | llm |" in block
+        assert f"## {scenario}: after unlearning" in tables
+    assert "scope mm" in tables.split("## concepts-person: after unlearning")[1].split("\n\n")[2]
+    assert "Cross-concept interference" in findings_text(whole)

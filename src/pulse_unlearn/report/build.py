@@ -17,6 +17,7 @@ from . import plots as P
 from .attacks import attack_tables, pool_attacks, recovery_plot, residual_findings
 from .findings import Summary, stopping_note
 from .html import page
+from .interference import interference_findings, interference_table
 from .matched import combined, matched_tables, pool_matched
 from .matched_findings import both_findings
 from .runs import RunFiles, read_run, pool, variants
@@ -41,8 +42,10 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     matched = pool_matched(runs)
     attacks = pool_attacks(combined(runs, "attacks"))
     stopping = stopping_table([(r.name, op) for r in runs for op in r.operations])
-    tables = (scenario_tables(s) + open_task_tables(s) + (matched_tables(matched, s.stop) if matched else [])
-              + ([stopping] if stopping else []) + attack_tables(attacks))
+    interference = interference_table(s)
+    tables = (scenario_tables(s) + ([interference] if interference else []) + open_task_tables(s)
+              + (matched_tables(matched, s.stop) if matched else []) + ([stopping] if stopping else [])
+              + attack_tables(attacks))
     rule = stopping_note(s)
     atomic_write(out / "tables.md", f"# {title}\n\n{subtitle}\n\n" + (f"{rule}\n\n" if rule else "") + runs_md
                  + to_markdown(tables) + _divergence_md(runs))
@@ -67,7 +70,7 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     finally:
         P.close(figures)
     report = out / "report.html"
-    findings_block = _joined(both_findings(s, matched), residual_findings(attacks))
+    findings_block = _joined(both_findings(s, matched), interference_findings(s), residual_findings(attacks))
     atomic_write(report, page(title, subtitle, tables, embedded, findings_block,
                               runs, runs_table, rule))
     return report
@@ -77,7 +80,8 @@ def findings_text(run_dir: Path) -> str:
     """The paper's findings for a run folder as the report states them: at the run's budget and,
     where the run has ``matched.csv``, at matched forgetting (for ``pulse demo`` to print)."""
     run = read_run(Path(run_dir))
-    return _joined(both_findings(Summary(run.rows), pool_matched([run])),
+    s = Summary(run.rows)
+    return _joined(both_findings(s, pool_matched([run])), interference_findings(s),
                    residual_findings(pool_attacks(combined([run], "attacks"))))
 
 

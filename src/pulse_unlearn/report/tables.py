@@ -15,11 +15,11 @@ from ..evaluation.splits import SPLITS
 from .findings import Summary
 
 # (split, modality, column title); ``forget_test`` (the forget people's multimodal questions with a
-# Test_Set image) only where the run has it
+# Test_Set image) and ``scope`` only where the run has them
 COLUMNS = (("forget", "multimodal", "forget mm"), ("forget", "text", "forget text"),
-           ("forget_test", "multimodal", "forget test mm"), ("retain", "multimodal", "retain mm"),
-           ("retain", "text", "retain text"), ("general", "all", "general"))
-OPTIONAL_SPLITS = ("forget_test",)
+           ("forget_test", "multimodal", "forget test mm"), ("scope", "multimodal", "scope mm"),
+           ("retain", "multimodal", "retain mm"), ("retain", "text", "retain text"), ("general", "all", "general"))
+OPTIONAL_SPLITS = ("forget_test", "scope")  # scope: the other concept of the forget images (concepts scenarios)
 SEQ_COLUMNS = (("forget", "multimodal", "done", "forget done mm"), ("forget", "text", "done", "forget done text"),
                ("forget", "all", "pending", "forget pending"), ("retain", "multimodal", "all", "retain mm"),
                ("retain", "text", "all", "retain text"), ("general", "all", "all", "general"))
