@@ -32,7 +32,8 @@ def test_interference_is_the_scope_drop_minus_the_retain_drop():
     text = interference_findings(s)
     assert "concepts-person, ga/llm: forget -60.0 points" in text
     assert "-30.0, concepts of other images -10.0: interference +20.0 points (the same images lose more)" in text
-    assert "interference -15.0 points (the same images lose no more)" in text
+    assert "the same images +5.0, concepts of other images -10.0: interference -15.0 points (the same images lose " \
+           "no more)" in text
     assert "PEBench" in text and "3.89%" in text
 
 

@@ -61,8 +61,8 @@ def interference_findings(s: Summary) -> str:
     for u in _units(s):
         d = drops(s, u)
         said = ("the same images lose more" if d["interference"] > 0 else "the same images lose no more")
-        lines.append(f"- {u[0]}, {u[1]}/{u[2]}: forget -{100 * d['forget']:.1f} points; the other concept of the "
-                     f"same images -{100 * d['scope']:.1f}, concepts of other images -{100 * d['retain']:.1f}: "
+        lines.append(f"- {u[0]}, {u[1]}/{u[2]}: forget {-100 * d['forget']:+.1f} points; the other concept of "
+                     f"the same images {-100 * d['scope']:+.1f}, concepts of other images {-100 * d['retain']:+.1f}: "
                      f"interference {100 * d['interference']:+.1f} points ({said})")
     if not lines:
         return ""

@@ -1,0 +1,90 @@
+"""People and events in one image (issue 16, PEBench): the concepts scenarios on the embedded world
+with 12 events, every kind of request, a few methods, under the demo's stopping rule.
+
+Prints what the fine-tuned model knows at the start (forget, scope and retain of each kind, both
+modalities), the report's cross-concept interference table (the drop of forget, scope and retain,
+multimodal; interference = drop(scope) - drop(retain), points) and its findings, beside PEBench's
+figures. ``--preset tiny`` is a smoke test of the script (4 events, one epoch), not a result.
+
+    python benchmarks/concepts.py [--preset default|tiny] [--world-seed 0] [--methods ga grad_diff ...]
+                                  [--cache DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+METHODS = ["ga", "grad_diff", "ga_klr", "npo", "simnpo"]
+
+
+def config(preset: str, seed: int, methods: list[str]) -> dict:
+    if preset == "tiny":
+        splits = {"finetune_people": 10, "concept_people": 3, "concept_events": 1}
+        unlearn = {"lr": 3e-3, "batch_size": 8, "lora": {"rank": 8, "alpha": 16}, "epochs": 1}
+        events = 4
+    else:
+        splits = {"finetune_people": 100, "concept_people": 10, "concept_events": 2}
+        unlearn = {"lr": 1.5e-3, "batch_size": 16, "lora": {"rank": 16, "alpha": 32}, "stop": "target",
+                   "max_epochs": 5, "eval_every": 0.34,
+                   "target": {"sees": "training", "rule": "kept", "kept": 0.2, "modality": "both"}}
+        events = 12
+    return {"name": f"concepts-seed{seed}", "seed": seed,
+            "model": {"source": "world", "preset": preset, "world_seed": seed, "events": events},
+            "splits": splits, "grid": [{"scenarios": ["concepts"], "methods": methods, "updates": ["llm"]}],
+            "unlearn": unlearn, "scoring": "likelihood"}
+
+
+def start_table(run: Path) -> None:
+    """Step 0 (the fine-tuned model) on each kind's splits, both modalities."""
+    with open(run / "summary.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["step"] == "0" and r["request"] == "all"]
+    print("\nthe fine-tuned model at the start (accuracy; n):")
+    for scenario in dict.fromkeys(r["scenario"] for r in rows):
+        first = next(r["method"] for r in rows if r["scenario"] == scenario)
+        cells = [f"{r['split']} {r['modality'][:4]} {float(r['accuracy']):.2f} ({r['n']})" for r in rows
+                 if r["scenario"] == scenario and r["method"] == first and r["modality"] != "all"]
+        print(f"  {scenario:<16} " + "  ".join(cells))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="default", choices=["default", "tiny"])
+    ap.add_argument("--world-seed", type=int, default=0)
+    ap.add_argument("--methods", nargs="+", default=METHODS)
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("runs/benchmark-concepts"))
+    args = ap.parse_args()
+    cfg = config(args.preset, args.world_seed, args.methods)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{cfg['name']}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    run = args.out / cfg["name"]
+    cmd = [sys.executable, "-m", "pulse_unlearn.cli", "run", str(path), "--out", str(run)]
+    if args.cache:
+        cmd += ["--cache", str(args.cache)]
+    t0 = time.time()
+    subprocess.run(cmd, check=True, env={**os.environ, "PULSE_QUIET": "1"}, stdout=subprocess.DEVNULL)
+    print(f"world seed {args.world_seed}, preset {args.preset}: {', '.join(args.methods)} in {time.time() - t0:.0f} s")
+    start_table(run)
+
+    from pulse_unlearn.report.build import findings_text
+    from pulse_unlearn.report.findings import Summary
+    from pulse_unlearn.report.interference import interference_table
+    from pulse_unlearn.report.runs import read_run
+    from pulse_unlearn.report.tables import to_markdown
+
+    table = interference_table(Summary(read_run(run).rows))
+    print("\n" + to_markdown([table]) if table else "\nno concepts units")
+    print(findings_text(run))
+
+
+if __name__ == "__main__":
+    main()
