@@ -230,7 +230,7 @@ def test_the_world_seed_reaches_the_world_and_its_models(tmp_path, monkeypatch):
 
     asked = []
 
-    def fake_models(preset, cache, finetuned=True, log=print, seed=0):
+    def fake_models(preset, cache, finetuned=True, log=print, seed=0, events=0):
         asked.append((preset, seed))
         raise PulseError("stop here")
 
