@@ -237,6 +237,7 @@ OUT_OF_RANGE = [
     ("data.replay=-1", "data.replay", "must be >= 0 (got -1)"),
     ("method_params.npo_replay.rho=-1", "method_params.npo_replay.rho", "must be >= 0 (got -1)"),
     ("model.events=13", "model.events", "must be <= 12 (got 13)"),
+    ("unlearn.balance=kinds", "unlearn.balance", "must be 'none' or 'concepts' (got 'kinds')"),
     ("splits.concept_people=0", "splits.concept_people", "must be >= 1 (got 0)"),
     ("splits.concept_events=0", "splits.concept_events", "must be >= 1 (got 0)"),
     ("method_params.simnpo_replay.retain=mse", "method_params.simnpo_replay.retain", "must be 'nll' or 'kl'"),

@@ -82,3 +82,31 @@ def test_people_scenarios_see_no_difference(src):
     assert _split(src, sets, "retain") == src.questions_of(sets.retain)
     facts = src.facts_of(sets.retain)
     assert src.away_from(facts, sets.forget) == facts
+
+
+def test_balanced_batches_give_every_group_the_same_share_of_each_batch():
+    import math
+    from collections import Counter
+    from types import SimpleNamespace
+
+    import torch
+
+    from pulse_unlearn.data.batches import balanced_batch_indices
+
+    # rows 0-5: people's text facts, 6-7: an event's text facts; 8-10: people's image facts, 11: the event's
+    groups = ["person"] * 6 + ["event"] * 2 + ["person"] * 3 + ["event"]
+    enc = SimpleNamespace(by_modality=lambda: {"text": list(range(8)), "multimodal": list(range(8, 12))})
+    batches = balanced_batch_indices(enc, groups, 4, torch.Generator().manual_seed(0))
+    text = [b for b in batches if b[0] < 8]
+    image = [b for b in batches if b[0] >= 8]
+    assert len(text) == math.ceil(6 / 2) and len(image) == math.ceil(3 / 2)
+    for b in batches:
+        assert Counter(groups[i] for i in b) == {"person": 2, "event": 2}
+        assert all((i < 8) == (b[0] < 8) for i in b)  # one modality per batch
+    people = Counter(i for b in text for i in b if groups[i] == "person")
+    assert set(people) == set(range(6)) and set(people.values()) == {1}  # the largest group: each row once
+    assert Counter(i for b in text for i in b if groups[i] == "event") == {6: 3, 7: 3}  # cycled
+    assert Counter(i for b in image for i in b if groups[i] == "event") == {11: 4}
+    assert batches == balanced_batch_indices(enc, groups, 4, torch.Generator().manual_seed(0))
+    one = balanced_batch_indices(enc, ["person"] * 12, 4, torch.Generator().manual_seed(0))
+    assert sorted(i for b in one for i in b) == list(range(12))  # one group: every row once

@@ -111,3 +111,23 @@ def test_the_report_shows_the_scope_and_the_interference_of_every_concepts_unit(
         assert f"## {scenario}: after unlearning" in tables
     assert "scope mm" in tables.split("## concepts-person: after unlearning")[1].split("\n\n")[2]
     assert "Cross-concept interference" in findings_text(whole)
+
+
+def test_balanced_batches_give_the_joint_request_one_step_per_share_of_its_largest_kind(config, cache, tmp_path,
+                                                                                       events_world):
+    """unlearn.balance=concepts on concepts-both: one epoch is as many batches as the largest kind
+    of each modality needs at batch_size / 2 rows a batch (the other kind cycled)."""
+    out = tmp_path / "balanced"
+    assert pulse("run", config, "scenario=concepts-both", "unlearn.balance=concepts", "--out", out,
+                 "--cache", cache) == 0
+    data = load_pebench(events_world / PEBENCH)
+    forget = json.loads((out / "sets.json").read_text())["concepts-both"]["forget_requests"][0]
+    counts: dict[tuple, int] = {}
+    for f in data.facts:
+        if f.about in forget:
+            key = (f.about.split(":")[0], f.example.image is not None)
+            counts[key] = counts.get(key, 0) + 1
+    per = 8 // 2  # the config's batch_size, two kinds
+    expected = sum(-(-max(counts[(k, image)] for k in ("person", "event")) // per) for image in (False, True))
+    (op,) = rows(out / "operations.csv")
+    assert int(op["steps"]) == expected

@@ -118,6 +118,9 @@ class UnlearnConfig(Strict):
     gru_gamma: Annotated[float, Field(gt=0, le=1)] = 0.8  # weight of the newest retain gradient
     adapters: Literal["merge", "stack", "orthogonal"] = "merge"
     orthogonal_weight: Annotated[float, Field(ge=0)] = 0.5  # O-LoRA's lambda_1
+    # concepts: every forget batch holds the request's people's and events' facts in equal shares
+    # (data/batches.py: balanced_batch_indices), for requests of both kinds; none: as they fall
+    balance: Literal["none", "concepts"] = "none"
 
     @field_validator("eval_every", mode="before")
     @classmethod

@@ -139,3 +139,27 @@ def batch_indices(enc: EncodedSet, batch_size: int, generator: torch.Generator |
     if generator is not None:
         batches = [batches[j] for j in torch.randperm(len(batches), generator=generator).tolist()]
     return batches
+
+
+def balanced_batch_indices(enc: EncodedSet, groups: Sequence[str], batch_size: int,
+                           generator: torch.Generator) -> list[list[int]]:
+    """One epoch of shuffled single-modality batches in which each group of a modality (``groups``:
+    one label per row, e.g. the concept a fact is about) fills the same share of every batch,
+    ``batch_size // k`` rows of each of its k groups (at least one). The epoch runs until the
+    largest group has given every row once; smaller groups are cycled, reshuffled on every pass.
+    So every step sees each group alike, whatever their sizes."""
+    batches = []
+    for _, idx in sorted(enc.by_modality().items()):
+        by_group: dict[str, list[int]] = {}
+        for i in idx:
+            by_group.setdefault(groups[i], []).append(i)
+        per = max(1, batch_size // len(by_group))
+        n = -(-max(len(v) for v in by_group.values()) // per)
+        streams = [_shuffled_cycle(by_group[g], generator) for g in sorted(by_group)]
+        batches += [[next(s) for s in streams for _ in range(per)] for _ in range(n)]
+    return [batches[j] for j in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def _shuffled_cycle(idx: list[int], generator: torch.Generator):
+    while True:
+        yield from (idx[j] for j in torch.randperm(len(idx), generator=generator).tolist())

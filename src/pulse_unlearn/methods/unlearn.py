@@ -46,7 +46,7 @@ import torch
 
 from .. import distributed
 from ..config.schema import UnlearnConfig
-from ..data.batches import Encoder, batch_indices, collate
+from ..data.batches import Encoder, balanced_batch_indices, batch_indices, collate
 from ..models.lora import attach_lora, lora_targets
 from ..progress import bar
 from ..records import Example
@@ -84,14 +84,16 @@ def unsupported_under_fsdp(method: Method, cfg: UnlearnConfig) -> str | None:
 
 def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], retain: Sequence[Example],
             update: str, cfg: UnlearnConfig, desc: str = "unlearning", on_adapter=None, monitor: Monitor | None = None,
-            stacked: Sequence[dict] = (), replay: Sequence[Example] = ()):
+            stacked: Sequence[dict] = (), replay: Sequence[Example] = (), forget_groups: Sequence[str] = ()):
     """Run one operation on ``model`` (a plain transformers model); returns (merged model, log).
     ``on_adapter(peft_model)``, when given, sees the trained adapter before it is merged (the
     runner saves it, so that a resumed run re-applies it instead of training again).
     ``monitor``, when given, sees the model at each checkpoint (``cfg.eval_every``) and may stop it.
     ``stacked``: the unit's earlier adapters (peft state dicts) under ``adapters: stack|orthogonal``.
     ``replay``: general data for methods with ``needs_replay`` (batches drawn from a stream of
-    their own, seed + 2, so that the forget and retain batches are the same with or without it)."""
+    their own, seed + 2, so that the forget and retain batches are the same with or without it).
+    ``forget_groups``: a label per forget example (its concept's kind); with ``cfg.balance:
+    concepts`` and two or more labels, every forget batch holds each in equal shares."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     project = cfg.projection != "none"
@@ -111,7 +113,9 @@ def unlearn(model, encoder: Encoder, method: Method, forget: Sequence[Example], 
     penalty = orthogonality(peft_model, [a_matrices(s) for s in stacked]) \
         if cfg.adapters == "orthogonal" and stacked else None
     epochs = cfg.budget_epochs
-    order = distributed.my_batches([b for _ in range(epochs) for b in batch_indices(f_enc, cfg.batch_size, gen)])
+    balanced = cfg.balance == "concepts" and len(set(forget_groups)) > 1
+    epoch = (partial(balanced_batch_indices, f_enc, forget_groups) if balanced else partial(batch_indices, f_enc))
+    order = distributed.my_batches([b for _ in range(epochs) for b in epoch(cfg.batch_size, gen)])
     batches = _batch_pairs(f_enc, r_enc, order, cfg.batch_size, gen, pad, device,
                            p_enc, torch.Generator().manual_seed(cfg.seed + 2))
     every = cfg.every_steps(max(1, len(order) // epochs)) if monitor is not None else None

@@ -43,7 +43,7 @@ from ..methods.registry import make_method
 from ..methods.unlearn import unlearn, unsupported_under_fsdp
 from ..models.lora import adapter_state
 from ..models.load import decoder_layers, load_model, load_processor, resolve_device, resolve_dtype
-from ..records import Example
+from ..records import Example, split_key
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
 from ..runs.trackers import Trackers, check_available
 from . import scenarios
@@ -203,6 +203,9 @@ class _UnitWork:
         self.sets = sets = start.sets
         self.previous: dict | None = None  # the last operation's predictions, when computed here
         self.forget = [r.src.facts_of(request) for request in sets.requests]
+        # each forget fact's concept kind (person / event; a person's population elsewhere), for unlearn.balance
+        self.forget_groups = [[split_key(key)[0] for key in request for _ in r.src.facts[key]]
+                              for request in sets.requests]
         self.retain = r.src.away_from(r.src.facts_of(sets.retain), sets.forget)
         self.replay = r.src.replay_examples()
         if done.finished:
@@ -252,7 +255,8 @@ class _UnitWork:
                                unit["update"], cfg.unlearn,
                                desc=f"{unit['scenario']}/{unit['method']}/{unit['update']} op {k}",
                                on_adapter=lambda peft: self._adapter_done(k, peft), monitor=trajectory,
-                               stacked=list(self.stacked or ()), replay=self.replay)
+                               stacked=list(self.stacked or ()), replay=self.replay,
+                               forget_groups=self.forget_groups[k - 1])
         if self.stacked is None:
             self.model = model  # merged: the next operation starts from it
         preds = self._evaluate(evaluate, oplog, model)
