@@ -171,3 +171,15 @@ def test_fine_tuning_learns_the_events_only_in_a_world_that_has_them(worlds):
     event_name = concepts.names["event:E00"]
     assert any(event_name in t for t in _world_texts(with_events, ""))
     assert not any(event_name in t for t in _world_texts(without, ""))
+
+
+def test_doctor_reads_a_pebench_folder_and_names_its_problem(worlds, tmp_path, capsys):
+    from pulse_unlearn.cli import main
+
+    assert main(["doctor", "--data", str(worlds[0] / PEBENCH)]) == 0
+    assert "ok: 10 people, 4 events, 20 images, 222 questions" in capsys.readouterr().out
+    folder = _copy(worlds, tmp_path)
+    _edit(folder, "questions.jsonl", 5, _json(lambda r: r.update(answer="Z")))
+    assert main(["doctor", "--data", str(folder)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "questions.jsonl:5: answer 'Z' is not among the options" in err[0]

@@ -106,7 +106,18 @@ def data_paths(data: Path) -> tuple[Path | None, Path | None]:
         return data / "MLLMU-Bench", tsv[0] if tsv else None
     if any((data / s).is_dir() for s in ("Full_Set", "Retain_Set", "ft_Data")):
         return data, None
-    raise PulseError(f"{data}: neither an MLLMU-Bench folder (Full_Set/, Retain_Set/) nor one holding MLLMU-Bench/")
+    if pebench_folder(data) is not None:
+        return None, None
+    raise PulseError(f"{data}: neither an MLLMU-Bench folder (Full_Set/, Retain_Set/), a PEBench-style folder "
+                     "(concepts.csv, questions.jsonl) nor one holding MLLMU-Bench/")
+
+
+def pebench_folder(data: Path) -> Path | None:
+    """``data`` itself or its ``PEBench/`` when it is a PEBench-style folder (``data/pebench.py``)."""
+    for folder in (data, data / "PEBench"):
+        if (folder / "concepts.csv").is_file() or (folder / "questions.jsonl").is_file():
+            return folder
+    return None
 
 
 def check_data(data: Path, echo) -> None:
@@ -126,6 +137,13 @@ def check_data(data: Path, echo) -> None:
         questions = load_mmbench(mmbench)
         images = sum(q.image is not None for q in questions)
         echo(f"data {mmbench}: ok: {len(questions)} questions ({images} with an image)")
+    folder = pebench_folder(Path(data)) if Path(data).is_dir() else None
+    if folder is not None:
+        from .data.pebench import load_pebench
+
+        c = load_pebench(folder)
+        echo(f"data {folder}: ok: {len(c.keys('person'))} people, {len(c.keys('event'))} events, {len(c.shows)} "
+             f"images, {len(c.questions)} questions, {len(c.facts)} facts")
 
 
 def doctor(model: Path | None, data: Path | None, cache: Path, trust_remote_code: bool, echo) -> None:
