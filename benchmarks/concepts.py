@@ -7,7 +7,10 @@ multimodal; interference = drop(scope) - drop(retain), points) and its findings,
 figures. ``--preset tiny`` is a smoke test of the script (4 events, one epoch), not a result.
 
     python benchmarks/concepts.py [--preset default|tiny] [--world-seed 0] [--methods ga grad_diff ...]
-                                  [--cache DIR] [--out DIR]
+                                  [--balance none|concepts] [--cache DIR] [--out DIR]
+
+The joint case with the balanced variant against plain GD and GA+KL on the same data: run it
+twice, ``--methods grad_diff ga_klr`` with and without ``--balance concepts``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import yaml
 METHODS = ["ga", "grad_diff", "ga_klr", "npo", "simnpo"]
 
 
-def config(preset: str, seed: int, methods: list[str]) -> dict:
+def config(preset: str, seed: int, methods: list[str], balance: str = "none") -> dict:
     if preset == "tiny":
         splits = {"finetune_people": 10, "concept_people": 3, "concept_events": 1}
         unlearn = {"lr": 3e-3, "batch_size": 8, "lora": {"rank": 8, "alpha": 16}, "epochs": 1}
@@ -36,7 +39,8 @@ def config(preset: str, seed: int, methods: list[str]) -> dict:
                    "max_epochs": 5, "eval_every": 0.34,
                    "target": {"sees": "training", "rule": "kept", "kept": 0.2, "modality": "both"}}
         events = 12
-    return {"name": f"concepts-seed{seed}", "seed": seed,
+    unlearn["balance"] = balance
+    return {"name": f"concepts-seed{seed}" + ("-balanced" if balance != "none" else ""), "seed": seed,
             "model": {"source": "world", "preset": preset, "world_seed": seed, "events": events},
             "splits": splits, "grid": [{"scenarios": ["concepts"], "methods": methods, "updates": ["llm"]}],
             "unlearn": unlearn, "scoring": "likelihood"}
@@ -59,10 +63,13 @@ def main() -> None:
     ap.add_argument("--preset", default="default", choices=["default", "tiny"])
     ap.add_argument("--world-seed", type=int, default=0)
     ap.add_argument("--methods", nargs="+", default=METHODS)
+    ap.add_argument("--balance", default="none", choices=["none", "concepts"],
+                    help="unlearn.balance (concepts: people's and events' facts in equal shares of each forget "
+                         "batch; changes only the joint request)")
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/benchmark-concepts"))
     args = ap.parse_args()
-    cfg = config(args.preset, args.world_seed, args.methods)
+    cfg = config(args.preset, args.world_seed, args.methods, args.balance)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{cfg['name']}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
