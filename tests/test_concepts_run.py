@@ -79,6 +79,7 @@ def test_each_kind_forgets_what_it_names_and_scope_is_the_other_concept_of_its_i
      "10 people; splits.concept_people=10 must leave 1 or more to retain"),
     (["splits.finetune_people=5"], "the concepts scenarios start from a model fine-tuned on every person"),
     (["model.events=0"], "the concepts scenarios need people and events: set model.events"),
+    (["data.pebench=/nonexistent/PEBench"], "/nonexistent/PEBench: PEBench-style folder not found"),
 ])
 def test_bad_concept_sizes_are_one_line_and_nothing_is_written(config, cache, tmp_path, overrides, message):
     err = io.StringIO()
