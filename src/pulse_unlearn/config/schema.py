@@ -258,14 +258,9 @@ class GridBlock(Strict):
     @field_validator("scenarios", mode="before")
     @classmethod
     def _concepts_shorthand(cls, values):
-        if not isinstance(values, list) or "concepts" not in values:
-            return values
-        out = []
-        for v in values:
-            for name in CONCEPT_SCENARIOS if v == "concepts" else [v]:
-                if name not in out:
-                    out.append(name)
-        return out
+        if not isinstance(values, list) or "concepts" not in values or not all(isinstance(v, str) for v in values):
+            return values  # the field's own check refuses what is not a list of names
+        return list(dict.fromkeys(n for v in values for n in (CONCEPT_SCENARIOS if v == "concepts" else [v])))
 
     @field_validator("scenarios", "methods", "updates")
     @classmethod
