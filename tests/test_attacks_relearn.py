@@ -38,6 +38,9 @@ class _Src:
     def facts_of(self, ids):
         return [ex for pid in ids for ex in self.facts[pid]]
 
+    def away_from(self, items, forget):  # as Sources': an image named after a forget concept shows it
+        return [it for it in items if it.image not in set(forget)]
+
 
 def test_retain_facts_cut_to_the_count_in_draw_order():
     facts = {pid: [Example(f"{pid}{i}?", "x") for i in range(n)] for pid, n in (("r1", 2), ("r2", 3), ("r3", 4))}
@@ -50,6 +53,9 @@ def test_retain_facts_cut_to_the_count_in_draw_order():
     assert got == src.facts_of(order)[:4]
     assert len(retain_facts(src, ["r1", "r2", "r3"], 100, 0, 0)) == 9  # no more than there are
     assert retain_facts(_Src({**facts, "r4": []}), ["r4", "r2"], 2, 0, 0) == facts["r2"][:2]  # r4 has none
+    # a retained concept's facts on an image that shows a forget concept are left out
+    shared = {"r1": [Example("a?", "x", "f1"), Example("b?", "x", "r1"), Example("c?", "x")]}
+    assert [ex.prompt for ex in retain_facts(_Src(shared), ["r1"], 3, 0, 0, ["f1"])] == ["b?", "c?"]
 
 
 def test_relearn_does_not_apply_without_facts_to_train_on():

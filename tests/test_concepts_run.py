@@ -132,3 +132,26 @@ def test_balanced_batches_give_the_joint_request_one_step_per_share_of_its_large
     expected = sum(-(-max(counts[(k, image)] for k in ("person", "event")) // per) for image in (False, True))
     (op,) = rows(out / "operations.csv")
     assert int(op["steps"]) == expected
+
+
+@pytest.mark.parametrize("scoring", ["logits", "mllmu"])
+def test_the_concepts_splits_under_every_scoring_and_a_generating_run_resumes(whole, config, cache, tmp_path,
+                                                                             scoring):
+    """The event request under the other two scorings: the same questions in every split as under
+    likelihood; under mllmu's generation a run SIGKILLed after its operation resumes byte for byte."""
+    args = [config, "scenario=concepts-event", f"scoring={scoring}"]
+    out = tmp_path / scoring
+    assert pulse("run", *args, "--out", out, "--cache", cache) == 0
+
+    def sizes(run):
+        return {(r["step"], r["split"], r["modality"]): r["n"] for r in rows(run / "summary.csv")
+                if r["scenario"] == "concepts-event" and r["request"] == "all"}
+
+    assert sizes(out) == sizes(whole) and ("1", "scope", "multimodal") in sizes(out)
+    if scoring == "mllmu":
+        killed = tmp_path / "killed"
+        run_killed_once(killed / "resume" / "concepts-event" / "grad_diff--llm" / "op-1.json",
+                        ["run", *map(str, args), "--out", str(killed), "--cache", str(cache)])
+        assert pulse("run", *args, "--out", killed, "--cache", cache) == 0
+        for name in FILES:
+            assert (killed / name).read_bytes() == (out / name).read_bytes(), name

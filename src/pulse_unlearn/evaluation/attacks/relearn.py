@@ -9,7 +9,8 @@ accuracy). Here:
   people), at least 1 and at most all but 1), drawn by the run seed, the attack's ``seed`` and
   the salt ``relearn``: the same people for the starting model and every unit of a scenario;
 - ``relearn_retain``: as many training facts (cut to the same count) of retain people, drawn in
-  seeded order ("benign" relearning: does fine-tuning on anything lift the forgetting?);
+  seeded order ("benign" relearning: does fine-tuning on anything lift the forgetting?); in a
+  concepts scenario only facts whose image shows no forget concept, as the retain split's;
 - both scored on the forget questions of the *other* forget people (the same held-out people
   for both), so ``unlearned`` in attacks.csv is the plain accuracy on exactly those people.
 
@@ -56,15 +57,16 @@ def split_people(forget, share: float, seed: int, attack_seed: int) -> tuple[lis
     return trained, sorted(set(forget) - set(trained))
 
 
-def retain_facts(src, retain, count: int, seed: int, attack_seed: int) -> list:
+def retain_facts(src, retain, count: int, seed: int, attack_seed: int, forget=()) -> list:
     """``count`` training facts of retain people, people in seeded draw order, each person's
-    facts in their order (fewer when the retain people have fewer; people without facts skipped)."""
+    facts in their order (fewer when the retain people have fewer; people without facts skipped),
+    none whose image shows a ``forget`` concept (``src.away_from``)."""
     order = choose(retain, len(retain), seed, "relearn_retain", attack_seed)
     out = []
     for pid in order:
         if len(out) >= count:
             break
-        out += src.facts.get(pid) or []
+        out += src.away_from(src.facts.get(pid) or [], forget)
     return out[:count]
 
 
@@ -140,10 +142,12 @@ class RelearnRetain(Relearn):
 
     def does_not_apply(self, ctx: AttackContext) -> str | None:
         why = super().does_not_apply(ctx)
-        if why is None and not any(ctx.evaluator.src.facts.get(pid) for pid in ctx.evaluator.sets.retain):
-            return "no retain person has training facts"
+        e = ctx.evaluator
+        if why is None and not retain_facts(e.src, e.sets.retain, 1, e.cfg.seed, self.seed, e.sets.forget):
+            return "no retain person has training facts (away from the forget images)"
         return why
 
     def examples(self, ctx: AttackContext, trained: list[str]) -> list:
         e = ctx.evaluator
-        return retain_facts(e.src, e.sets.retain, len(e.src.facts_of(trained)), e.cfg.seed, self.seed)
+        return retain_facts(e.src, e.sets.retain, len(e.src.facts_of(trained)), e.cfg.seed, self.seed,
+                            e.sets.forget)
