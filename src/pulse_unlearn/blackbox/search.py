@@ -168,19 +168,19 @@ class GeneticSearch(Search):
         pop = [self.draw(vocabulary, rng) for _ in range(self.population)]
         while True:
             values = [feedback.score(s).objective for s in pop]
-
-            def parent():
-                picks = rng.integers(len(pop), size=self.tournament)
-                return pop[max(picks, key=lambda j: (values[j], -j))]
-
             children = [pop[int(np.argmax(values))]]
             while len(children) < self.population:
-                a, b = parent(), parent()
+                a, b = self._parent(pop, values, rng), self._parent(pop, values, rng)
                 child = [a[p] if rng.random() < 0.5 else b[p] for p in range(self.length)]
                 child = [vocabulary[int(rng.integers(len(vocabulary)))] if rng.random() < self.mutation else w
                          for w in child]
                 children.append(tuple(child))
             pop = children
+
+    def _parent(self, pop: list, values: list[float], rng: np.random.Generator) -> tuple[str, ...]:
+        """The best of ``tournament`` suffixes drawn from the population (the first of equals)."""
+        picks = rng.integers(len(pop), size=self.tournament)
+        return pop[max(picks, key=lambda j: (values[j], -j))]
 
 
 @register
