@@ -26,14 +26,14 @@ if TYPE_CHECKING:
 # Identifiers and labels are read as text: a person "000" stays "000", an answer "None" stays "None".
 TEXT_COLUMNS = ("scenario", "method", "update", "request", "split", "modality", "scoring", "qid", "subject",
                 "population", "answer", "predicted", "id", "top_answer", "selected", "target_modality", "stop",
-                "sees", "rule", "reason", "attack", "setting", "metric")
+                "sees", "rule", "reason", "attack", "setting", "metric", "suffix")
 
 
 @dataclass
 class Run:
     """A run folder, read back: its tables as DataFrames (``probe`` only where the pretrained
     scenario ran, ``trajectory`` and ``matched`` only where the run evaluated checkpoints,
-    ``attacks`` only where it ran attacks), its
+    ``attacks`` only where it ran attacks, ``search`` only where it ran black-box units), its
     config (as run), environment and sets as dicts."""
 
     folder: Path
@@ -47,6 +47,7 @@ class Run:
     trajectory: pd.DataFrame | None = None
     matched: pd.DataFrame | None = None
     attacks: pd.DataFrame | None = None
+    search: pd.DataFrame | None = None
 
 
 def run(config: str | Path | dict | RunConfig, overrides: Iterable[str] = (), out: str | Path | None = None,
@@ -91,15 +92,16 @@ def load_run(folder: str | Path) -> Run:
         environment, sets = (_json(folder / name) for name in ("environment.json", "sets.json"))
         summary, predictions, operations = (_csv(folder / f"{name}.csv")
                                             for name in ("summary", "predictions", "operations"))
-        probe, trajectory, matched, attacks = (_csv(folder / f"{name}.csv") if (folder / f"{name}.csv").is_file()
-                                               else None for name in ("probe", "trajectory", "matched", "attacks"))
+        probe, trajectory, matched, attacks, search = (
+            _csv(folder / f"{name}.csv") if (folder / f"{name}.csv").is_file() else None
+            for name in ("probe", "trajectory", "matched", "attacks", "search"))
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as e:
         raise PulseError(f"{folder}: unreadable run file ({first_line(e)})") from None
     if not isinstance(config, dict):
         raise PulseError(f"{folder / 'config.yaml'}: not a mapping")
     config.pop("_config_hash", None)  # the run folder's own check, not a setting
     return Run(folder, config, environment, sets, summary, predictions, operations, probe, trajectory, matched,
-               attacks)
+               attacks, search)
 
 
 def _json(path: Path) -> dict:

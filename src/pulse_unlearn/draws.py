@@ -13,7 +13,7 @@ import numpy as np
 from .errors import PulseError
 
 SALTS = {"finetune": 1, "forget": 2, "requests": 3, "pretrained": 4, "demo": 5, "trajectory": 6, "relearn": 7,
-         "relearn_retain": 8, "concept_people": 9, "concept_events": 10}
+         "relearn_retain": 8, "concept_people": 9, "concept_events": 10, "blackbox": 11}
 
 
 def choose(ids: Sequence[str], n: int, seed: int, salt: str, *more: int) -> list[str]:

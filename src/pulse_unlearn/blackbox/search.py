@@ -45,7 +45,7 @@ class SearchParams(BaseModel):
     budget: int = Field(20_000, ge=1, le=10_000_000)  # questions asked in all, the empty suffix's included
     feedback_forget: int = Field(60, ge=1, le=100_000)  # forget people's training facts asked (seeded draw)
     feedback_retain: int = Field(60, ge=1, le=100_000)  # retain people's training facts asked (seeded draw)
-    vocabulary: str = Field("world", min_length=1)  # world | english | a file of words, one per line
+    vocabulary: str = Field("auto", min_length=1)  # auto | data | english | a file of words, one per line
     margin: float = Field(0.05, ge=0, le=1)  # retain accuracy that may be lost for free
     penalty: float = Field(2.0, ge=0, le=1000)  # objective points per retain point lost beyond the margin
     seed: int = Field(0, ge=0, le=2**32 - 1)  # with the run seed and the request: the search's draws

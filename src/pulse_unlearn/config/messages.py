@@ -79,8 +79,9 @@ def _nested_model(annotation) -> tuple[type[BaseModel] | None, bool]:
 
 def method_param_keys() -> list[str]:
     """``method_params.METHOD.PARAM`` for every registered method (imports the registry)."""
-    from ..methods.registry import METHODS
+    from .params import method_classes
 
+    METHODS = method_classes()
     return [f"method_params.{name}.{param}" for name in sorted(METHODS) for param in METHODS[name].Params.model_fields]
 
 

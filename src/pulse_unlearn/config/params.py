@@ -32,6 +32,14 @@ def checked_params(schema: type[BaseModel], params: dict, prefix: str, name: str
         raise ParamsError(key, message.replace("unknown key", "unknown parameter", 1)) from None
 
 
+def method_classes() -> dict[str, type]:
+    """Every method a grid may name: the registered losses and the black-box searches."""
+    from ..blackbox import SEARCHES
+    from ..methods.registry import METHODS  # the registry imports torch: only when a config is validated
+
+    return {**METHODS, **SEARCHES}
+
+
 class ParamsError(ValueError):
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}: {message}")

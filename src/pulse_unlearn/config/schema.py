@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from .messages import shown, unknown_key
-from .params import ParamsError, checked_params
+from .params import ParamsError, checked_params, method_classes
 
 # The concepts scenarios (PEBench: people and events in one image) forget people, events or both;
 # ``concepts`` in a grid stands for the three.
@@ -273,15 +273,12 @@ class GridBlock(Strict):
 
 
 def _method_names() -> list[str]:
-    from ..methods.registry import METHODS  # the registry imports torch: only when a config is validated
-
-    return sorted(METHODS)
+    return sorted(method_classes())
 
 
 def _check_method_params(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Each method's parameters against the schema its class declares (``Method.Params``)."""
-    from ..methods.registry import METHODS
-
+    METHODS = method_classes()
     checked = {}
     for name, params in value.items():
         if name not in METHODS:

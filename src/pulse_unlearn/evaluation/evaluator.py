@@ -16,6 +16,7 @@ from ..data.batches import Encoder
 from ..records import Person, Question
 from ..registry import Registry
 from ..draws import demo_person
+from .blackbox import suffixed_items
 from .facts import FactScorer
 from .generation import GenerateScorer, OpenScorer
 from .probes import PROBES
@@ -85,22 +86,28 @@ class Evaluator:
     several scenarios evaluate (the general benchmark; finetuned and sequential share forget
     and retain) is encoded once per run."""
 
-    def __init__(self, encoder: Encoder, cfg, src, sets, shared: dict | None = None):
+    def __init__(self, encoder: Encoder, cfg, src, sets, shared: dict | None = None, suffix: tuple[str, ...] = ()):
         self.encoder, self.cfg, self.src, self.sets = encoder, cfg, src, sets
         self.shared = {} if shared is None else shared
+        self.suffix = tuple(suffix)  # a black-box unit's suffix, appended to every prompt
         self.signature = processor_signature(encoder.processor)
         self.scorers = {name: self.scorer(name, items) for name, items in split_items(cfg, src, sets).items()}
 
     def scorer(self, split: str, items: list):
-        """The split's scorer for ``items`` (made once per processor, task, demo and items)."""
+        """The split's scorer for ``items`` (made once per processor, task, demo, items and suffix)."""
         spec, cfg = SPLITS[split], self.cfg
+        items = suffixed_items(items, self.suffix)
         circular = not spec.about_people and cfg.data.mmbench_circular
         demo = demo_for(cfg, self.src, items) if spec.about_people else None
         key = (self.signature, spec.task, cfg.scoring, circular, demo and demo.key,
-               hashlib.sha256("|".join(q.qid for q in items).encode()).hexdigest())
+               hashlib.sha256("|".join(q.qid for q in items).encode()).hexdigest(), self.suffix)
         if key not in self.shared:
             self.shared[key] = make_scorer(spec.task, self.encoder, items, cfg, circular, demo)
         return self.shared[key]
+
+    def with_suffix(self, words) -> Evaluator:
+        """The same splits with ``words`` appended to every prompt (encoded anew, then shared)."""
+        return Evaluator(self.encoder, self.cfg, self.src, self.sets, self.shared, tuple(words))
 
     def __call__(self, model) -> dict[str, list]:
         return {name: scorer(model) for name, scorer in self.scorers.items()}

@@ -47,6 +47,8 @@ from ..records import Example, split_key
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
 from ..runs.trackers import Trackers, check_available
 from . import scenarios
+from .blackbox import COLUMNS as SEARCH_COLUMNS
+from .blackbox import check_search, find_suffix, is_search, make_search, vocabulary
 from .checkpoints import Checkpoints, Start, UnitCheckpoints, apply_adapters, resume_key
 from .scenarios import PROBE_COLUMNS, Plan
 from .sets import Sets
@@ -123,13 +125,13 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
     for path in models.values():
         if path is not None:
             load_processor(path, cfg.model.trust_remote_code)
-    _check_methods(cfg, [p for p in models.values() if p is not None])
+    _check_methods(cfg, [p for p in models.values() if p is not None], src)
     config = cfg.model_dump(mode="json")
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     store = RunStore(out, config, config_hash, write=distributed.is_main(),
                      columns={"summary.csv": summary_columns(), "predictions.csv": prediction_columns(),
                               "trajectory.csv": trajectory_columns(), "matched.csv": MATCHED_COLUMNS,
-                              "attacks.csv": ATTACK_COLUMNS})
+                              "attacks.csv": ATTACK_COLUMNS, "search.csv": SEARCH_COLUMNS})
     plan.start_models = scenarios.start_models(plan, src, models, finetune)
     fingerprints = {"config": config_hash, "data": file_fingerprint(src.files)}
     for label, path in {**models, **plan.start_models}.items():
@@ -145,9 +147,13 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
     return _Run(cfg, src, plan, store, checkpoints, log, StopRule.of(cfg.unlearn), trackers)
 
 
-def _check_methods(cfg: RunConfig, models: list[Path]) -> None:
-    """Each method's parameters against the models' depth, its data, and what FSDP cannot run."""
+def _check_methods(cfg: RunConfig, models: list[Path], src: Sources) -> None:
+    """Each method's parameters against the models' depth, its data, and what FSDP cannot run;
+    each black-box search's vocabulary."""
     for name in dict.fromkeys(m for _, m, _ in cfg.units()):
+        if is_search(name):
+            check_search(name, cfg, src)
+            continue
         method = make_method(name, **cfg.method_params.get(name, {}))
         if distributed.fsdp() and (reason := unsupported_under_fsdp(method, cfg.unlearn)):
             raise PulseError(reason)
@@ -238,6 +244,8 @@ class _UnitWork:
         """Operation k: unlearn request k, evaluate every split, and the operation's record."""
         r, unit, cfg = self.r, self.unit, self.r.cfg
         evaluate = r.evaluator(unit["scenario"], self.sets)
+        if is_search(unit["method"]):
+            return self.find_suffix_and_evaluate(k, evaluate)
         if self.model is None:
             self.method = make_method(unit["method"], **cfg.method_params.get(unit["method"], {}))
             start = r.load(r.plan.start_models[unit["scenario"]])[0]
@@ -287,6 +295,36 @@ class _UnitWork:
         return record
 
 
+    def find_suffix_and_evaluate(self, k: int, evaluate: Evaluator) -> dict:
+        """Operation k of a black-box unit: a suffix found from the model's answers to the feedback
+        (``blackbox.py``), then every split with it appended; the weights never change, so
+        attacks on the weights do not apply."""
+        r, unit, cfg = self.r, self.unit, self.r.cfg
+        if self.model is None:
+            self.method = make_search(unit["method"], cfg)
+            self.model = r.load(r.plan.start_models[unit["scenario"]])[0]
+            self.words = vocabulary(self.method.vocabulary, r.src, cfg.model.source == "world")
+        words, found, rows = find_suffix(self.method, self.model, evaluate, unit, k, self.words)
+        suffixed = evaluate.with_suffix(words)
+        preds = suffixed(self.model)
+        collapse = answer_collapse(preds)
+        operation = {**unit, "operation": k, "steps": len(rows), "first_loss": "", "last_loss": "", "diverged_at": "",
+                     "top_answer": collapse.letter, "top_share": round(collapse.share, 4),
+                     "collapsed": int(collapse.collapsed), "stop": "budget", "sees": "feedback",
+                     "rule": f"{self.method.budget} questions", "stopped_at": len(rows), "reason": BUDGET_SPENT,
+                     "suffix": found["suffix"], "queries": found["queries"], "seconds": found["seconds"]}
+        acc = {split: sum(p.correct for p in ps) / len(ps) for split, ps in preds.items() if ps}
+        r.log(f"[{unit['scenario']}] {unit['method']} op {k}: suffix {found['suffix']!r} after {found['queries']} "
+              f"questions: forget {acc['forget']:.1%} retain {acc['retain']:.1%} general {acc['general']:.1%}")
+        attacks = []
+        if k == len(self.sets.requests) or cfg.attacks_every_operation:
+            rows_ = attacked(cfg.attacks, self.model, suffixed, preds, unit["scenario"], r.log, r.attacks_said,
+                             weights_fixed=True)
+            attacks = [{**unit, "operation": k, **row} for row in with_recovery(rows_, self.start.attacks)]
+        return {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring, r.stop.label),
+                "operation": operation, "trajectory": [], "attacks": attacks, "search": rows}
+
+
 def _tag(row: dict, *parts) -> str:
     return "/".join(str(p) for p in (row["scenario"], row["method"], row["update"], *parts))
 
@@ -307,6 +345,7 @@ def _record(r: _Run, record: dict, flush: bool = False) -> None:
     if record.get("operation"):
         r.store.operations.append(record["operation"])
     r.store.attacks += record.get("attacks", [])
+    r.store.search += record.get("search", [])
     if record.get("trajectory"):
         r.store.trajectory += record["trajectory"]
         r.store.matched += matched_rows(record["trajectory"], r.cfg.trajectory.compare)

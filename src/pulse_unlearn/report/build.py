@@ -15,6 +15,7 @@ from ..errors import PulseError
 from ..runs.atomic import atomic_write
 from . import plots as P
 from .attacks import attack_tables, pool_attacks, recovery_plot, residual_findings
+from .blackbox import blackbox_findings, queries_plot, search_table
 from .findings import Summary, stopping_note
 from .html import page
 from .interference import interference_findings, interference_table
@@ -42,8 +43,8 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     matched = pool_matched(runs)
     attacks = pool_attacks(combined(runs, "attacks"))
     stopping = stopping_table([(r.name, op) for r in runs for op in r.operations])
-    interference = interference_table(s)
-    tables = (scenario_tables(s) + ([interference] if interference else []) + open_task_tables(s)
+    interference, suffixes = interference_table(s), search_table(s, runs)
+    tables = (scenario_tables(s) + [t for t in (interference, suffixes) if t] + open_task_tables(s)
               + (matched_tables(matched, s.stop) if matched else []) + ([stopping] if stopping else [])
               + attack_tables(attacks))
     rule = stopping_note(s)
@@ -56,6 +57,10 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
         figures.append(P.Plot("recovery", "Recovery attacks", "Recovery of the forget split's accuracy under each "
                               "attack after each unit's last attacked operation (dashed: hidden at or above, dotted: "
                               "removed at or below).", recovered))
+    curve = queries_plot(combined(runs, "search"))
+    if curve is not None:
+        figures.append(P.Plot("queries", "Queries to target", "Black-box units: the best objective so far against "
+                              "the questions asked, each operation's search.", curve))
     embedded = []
     try:
         for p in figures:
@@ -70,7 +75,8 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     finally:
         P.close(figures)
     report = out / "report.html"
-    findings_block = _joined(both_findings(s, matched), interference_findings(s), residual_findings(attacks))
+    findings_block = _joined(both_findings(s, matched), interference_findings(s), residual_findings(attacks),
+                             blackbox_findings(runs))
     atomic_write(report, page(title, subtitle, tables, embedded, findings_block,
                               runs, runs_table, rule))
     return report
@@ -82,7 +88,7 @@ def findings_text(run_dir: Path) -> str:
     run = read_run(Path(run_dir))
     s = Summary(run.rows)
     return _joined(both_findings(s, pool_matched([run])), interference_findings(s),
-                   residual_findings(pool_attacks(combined([run], "attacks"))))
+                   residual_findings(pool_attacks(combined([run], "attacks"))), blackbox_findings([run]))
 
 
 def _joined(*blocks: str) -> str:

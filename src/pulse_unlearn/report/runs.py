@@ -46,6 +46,7 @@ class RunFiles:
     trajectory: pd.DataFrame | None = None  # trajectory.csv, where the run evaluated checkpoints
     matched: pd.DataFrame | None = None  # matched.csv: the costs at matched forgetting
     attacks: pd.DataFrame | None = None  # attacks.csv: the recovery attacks
+    search: pd.DataFrame | None = None  # search.csv: every suffix a black-box unit asked
 
     @property
     def name(self) -> str:
@@ -103,6 +104,7 @@ def read_run(folder: Path) -> RunFiles:
     if run.matched is not None:
         _check_matched(folder / "matched.csv", run.matched)
     run.attacks = read_table(folder / "attacks.csv", ATTACK_COLUMNS)
+    run.search = read_table(folder / "search.csv", SEARCH_COLUMNS)
     return run
 
 
@@ -116,11 +118,13 @@ def _check_matched(path: Path, frame: pd.DataFrame) -> None:
 
 
 TEXT = ("scenario", "method", "update", "split", "modality", "target_modality", "scoring", "attack", "setting",
-        "metric")
+        "metric", "suffix")
 TRAJECTORY_COLUMNS = ("scenario", "method", "update", "operation", "step", "examples", "split", "modality",
                       "accuracy")
 ATTACK_COLUMNS = ("scenario", "method", "update", "operation", "attack", "setting", "split", "modality", "n",
                   "metric", "value")
+SEARCH_COLUMNS = ("scenario", "method", "update", "operation", "asked", "queries", "suffix", "forget", "retain",
+                  "objective", "best_objective")
 MATCHED_COLUMNS = ("scenario", "method", "update", "operation", "target_modality", "target", "reached", "step",
                    "examples", "split", "modality", "start", "accuracy", "cost", "auc", "budget_steps")
 

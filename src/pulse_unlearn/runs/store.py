@@ -9,7 +9,8 @@
     predictions.csv    one row per question per evaluation; subject and qid as the data names them, and
                        the subject's population (fictitious, celebrity; empty for the general benchmark)
     operations.csv     one row per unlearning operation: steps, first/last loss, divergence, the stopping
-                       rule (stop, sees, rule), the step it stopped at and why (reason)
+                       rule (stop, sees, rule), the step it stopped at and why (reason); a black-box unit's suffix
+                       and the questions it asked (queries)
     trajectory.csv     with unlearn.eval_every: one row per checkpoint of an operation, split and modality
                        (step, forget examples seen, n, chance, the metrics)
     matched.csv        from the trajectories: each unit's retain and general accuracy where its forget
@@ -19,6 +20,8 @@
                        attack, setting, split and modality: n, the metric's value, the same model without
                        the attack (unlearned), the starting model under it (start) and the recovery
                        (``evaluation/attacks``)
+    search.csv         black-box units: every suffix asked, per operation (questions asked so far, its forget
+                       and retain accuracy on the feedback, objective, best so far; ``protocol/blackbox.py``)
     probe.csv          the pretrained scenario's probe: per celebrity (id, population) accuracy, known or not
     sets.json          who is forgotten and retained, per scenario (and the sequential requests): original
                        IDs and the scenario's population
@@ -108,6 +111,7 @@ class RunStore:
         self.trajectory: list[dict] = []
         self.matched: list[dict] = []
         self.attacks: list[dict] = []
+        self.search: list[dict] = []
         self.extra: dict[str, object] = {}
         if not write:
             return
@@ -140,6 +144,8 @@ class RunStore:
             self.write_csv("matched.csv", self.matched, self.columns["matched.csv"])
         if self.attacks:
             self.write_csv("attacks.csv", self.attacks, self.columns["attacks.csv"])
+        if self.search:
+            self.write_csv("search.csv", self.search, self.columns["search.csv"])
 
     def write_trajectory(self, pending: list[dict] = ()) -> None:
         """``trajectory.csv``: the finished operations' rows and ``pending``, those of the operation

@@ -40,6 +40,8 @@ ATTACKS: Registry[type] = Registry("attack", "pulse_unlearn.attacks")
 COLUMNS = ("scenario", "method", "update", "operation", "attack", "setting", "split", "modality", "n", "metric",
            "value", "unlearned", "start", "recovery")
 MIN_GAP = 1e-6  # start - unlearned at or below this: recovery is not defined
+WEIGHTS_FIXED = ("a black-box suffix leaves the weights as they were: there is nothing in them to recover "
+                 "(a guardrail, not removal)")
 
 
 class AttackParams(BaseModel):
@@ -103,6 +105,7 @@ class Attack(Parametrized):
     Params: ClassVar[type[AttackParams]] = AttackParams
     splits: ClassVar[tuple[str, ...]] = ("forget",)  # the scored splits, unless the config names others
     fixed_splits: ClassVar[bool] = False  # True: it scores its own splits only (the config may not name others)
+    reads_weights: ClassVar[bool] = False  # True: it changes the weights or reads losses (not for black-box units)
 
     @property
     def scored(self) -> tuple[str, ...]:
@@ -209,17 +212,18 @@ def with_recovery(rows: list[dict], baseline: list[dict]) -> list[dict]:
 
 
 def attacked(specs: list[dict], model, evaluator, plain: dict[str, list], scenario: str, log=print,
-             said: set | None = None) -> list[dict]:
+             said: set | None = None, weights_fixed: bool = False) -> list[dict]:
     """Every configured attack of ``scenario`` on ``model`` (left as it is), given its plain
     predictions: the rows of ``outcome_rows``. An attack that does not apply to the data gives
     none and says why, once per (attack, reason) in ``said`` (the runner keeps one per run: the
-    reason does not change from one operation to the next)."""
+    reason does not change from one operation to the next). ``weights_fixed``: a black-box unit,
+    whose weights never changed: the attacks that change or read the weights do not apply."""
     rows, said = [], set() if said is None else said
     for spec in specs:
         attack, ctx = make_attack(spec), AttackContext(evaluator, plain)
         if attack.params.scenarios is not None and scenario not in attack.params.scenarios:
             continue
-        why = attack.does_not_apply(ctx)
+        why = WEIGHTS_FIXED if weights_fixed and attack.reads_weights else attack.does_not_apply(ctx)
         if why:
             if (attack.name, why) not in said:
                 said.add((attack.name, why))

@@ -181,6 +181,7 @@ def token_logprobs(model, ctx: AttackContext, items: list[FactItem]) -> dict[str
 @ATTACKS.register
 class Mia(Attack):
     name = "mia"
+    reads_weights = True
     Params = MiaParams
     splits: ClassVar[tuple[str, ...]] = ("forget_facts",)
     fixed_splits = True

@@ -35,6 +35,7 @@ class QuantizeParams(AttackParams):
 @ATTACKS.register
 class Quantize(Attack):
     name = "quantize"
+    reads_weights = True
     Params = QuantizeParams
     splits: ClassVar[tuple[str, ...]] = ("forget", "retain")
 

@@ -104,6 +104,7 @@ def relearned(model, ctx: AttackContext, examples: list, scored: list, params: R
 @ATTACKS.register
 class Relearn(Attack):
     name = "relearn"
+    reads_weights = True
     Params = RelearnParams
     splits: ClassVar[tuple[str, ...]] = ("forget",)
     fixed_splits = True

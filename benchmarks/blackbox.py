@@ -1,0 +1,159 @@
+"""Strict black-box unlearning (issue 17): every suffix search at each suffix length, the same
+question budget, on the default world's finetuned scenario (50 forget people, one request).
+
+One ``pulse run`` per world seed and length, the four searches its units. Prints, per seed, a
+table of search x length: the evaluation's forget, retain and general accuracy with the suffix
+in place (all questions), the retain drop from the starting model, the feedback accuracies of the
+suffix found and the questions asked; then the target check of issue 17 (at each length, does
+the Dirichlet search reach a lower forget accuracy than greedy, genetic and random while its
+retain accuracy stays within the margin of the start?). Writes ``blackbox-seedN.png``: forget
+and retain accuracy against length for each search, beside the queries-to-target curves.
+
+    python benchmarks/blackbox.py [--preset default|tiny] [--seeds 0 1] [--lengths 1 2 4 8]
+                                  [--budget 6000] [--cache DIR] [--out DIR]
+
+``--preset tiny`` is a smoke test of the script (few questions, a small budget), not a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+SEARCHES = ["blackbox_dirichlet", "blackbox_greedy", "blackbox_genetic", "blackbox_random"]
+MARGIN = 0.05  # the searches' default margin: retain may fall this much for free
+
+
+def config(preset: str, seed: int, length: int, budget: int) -> dict:
+    if preset == "tiny":
+        splits = {"finetune_people": 10, "forget": 4, "requests": 1, "probe_threshold": 0.4,
+                  "pretrained_forget": 3, "pretrained_retain": 3}
+        feedback = {"feedback_forget": 10, "feedback_retain": 10}
+    else:
+        splits = {"finetune_people": 100, "forget": 50, "requests": 1, "probe_threshold": 0.8,
+                  "pretrained_forget": 20, "pretrained_retain": 25}
+        feedback = {"feedback_forget": 60, "feedback_retain": 60}
+    params = {name: {"length": length, "budget": budget, "margin": MARGIN, **feedback} for name in SEARCHES}
+    return {"name": f"blackbox-seed{seed}-length{length}", "seed": seed,
+            "model": {"source": "world", "preset": preset, "world_seed": seed}, "splits": splits,
+            "grid": [{"scenarios": ["finetuned"], "methods": SEARCHES, "updates": ["llm"]}],
+            "method_params": params, "scoring": "likelihood"}
+
+
+def read(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def acc(summary: list[dict], method: str, step: int, split: str) -> float:
+    (row,) = [r for r in summary if (r["method"], r["step"], r["split"], r["modality"], r["request"]) ==
+              (method, str(step), split, "all", "all")]
+    return float(row["accuracy"])
+
+
+def rows_of(run: Path, length: int) -> list[dict]:
+    summary, ops, search = read(run / "summary.csv"), read(run / "operations.csv"), read(run / "search.csv")
+    out = []
+    for op in ops:
+        m = op["method"]
+        asked = [r for r in search if r["method"] == m]
+        best = max(asked, key=lambda r: float(r["objective"]))
+        out.append({"search": m, "length": length, "forget": acc(summary, m, 1, "forget"),
+                    "retain": acc(summary, m, 1, "retain"), "general": acc(summary, m, 1, "general"),
+                    "retain drop": acc(summary, m, 0, "retain") - acc(summary, m, 1, "retain"),
+                    "start forget": acc(summary, m, 0, "forget"),
+                    "feedback forget": float(best["forget"]), "feedback retain": float(best["retain"]),
+                    "questions": int(op["queries"]), "suffix": op["suffix"],
+                    "curve": [(int(r["queries"]), float(r["best_objective"])) for r in asked]})
+    return out
+
+
+def table(rows: list[dict]) -> None:
+    cols = ["search", "length", "forget", "retain", "general", "retain drop", "feedback forget", "feedback retain",
+            "questions", "suffix"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+
+
+def target(rows: list[dict]) -> None:
+    print(f"target: at each length, Dirichlet's forget below every baseline's, retain drop <= {MARGIN}:")
+    for length in sorted({r["length"] for r in rows}):
+        at = {r["search"]: r for r in rows if r["length"] == length}
+        d = at["blackbox_dirichlet"]
+        lower = all(d["forget"] < r["forget"] for name, r in at.items() if name != "blackbox_dirichlet")
+        kept = d["retain drop"] <= MARGIN + 1e-9
+        others = ", ".join(f"{n.split('_')[1]} {r['forget']:.3f}" for n, r in at.items() if n != "blackbox_dirichlet")
+        print(f"  length {length}: dirichlet forget {d['forget']:.3f} ({others}); retain drop {d['retain drop']:.3f}"
+              f" -> {'holds' if lower and kept else 'does not hold'}")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name in SEARCHES:
+        mine = sorted((r for r in rows if r["search"] == name), key=lambda r: r["length"])
+        lengths = [r["length"] for r in mine]
+        line, = a.plot(lengths, [r["forget"] for r in mine], marker="o", label=f"{name[9:]} forget")
+        a.plot(lengths, [r["retain"] for r in mine], marker="s", ls="--", color=line.get_color(),
+               label=f"{name[9:]} retain")
+        longest = mine[-1]
+        b.plot(*zip(*longest["curve"]), color=line.get_color(), label=f"{name[9:]} (length {longest['length']})")
+    a.set_xlabel("suffix length (words)")
+    a.set_ylabel("accuracy, suffix in place")
+    a.legend(fontsize=6, ncol=2)
+    b.set_xlabel("questions asked")
+    b.set_ylabel("best objective so far")
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="default", choices=["default", "tiny"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--lengths", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--budget", type=int, default=6000, help="questions per search (120 feedback questions a suffix)")
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("runs/benchmark-blackbox"))
+    args = ap.parse_args()
+    budget = args.budget if args.preset == "default" else min(args.budget, 200)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        rows = []
+        for length in args.lengths:
+            cfg = config(args.preset, seed, length, budget)
+            path = args.out / f"{cfg['name']}.yaml"
+            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+            run = args.out / cfg["name"]
+            cmd = [sys.executable, "-m", "pulse_unlearn.cli", "run", str(path), "--out", str(run)]
+            if args.cache:
+                cmd += ["--cache", str(args.cache)]
+            t0 = time.time()
+            subprocess.run(cmd, check=True, env={**os.environ, "PULSE_QUIET": "1"}, stdout=subprocess.DEVNULL)
+            print(f"seed {seed}, length {length}: {time.time() - t0:.0f} s", flush=True)
+            rows += rows_of(run, length)
+        print(f"\nworld seed {seed}, preset {args.preset}, budget {budget} questions per search "
+              f"(start: forget {rows[0]['start forget']:.3f}):")
+        table(rows)
+        target(rows)
+        figure = args.out / f"blackbox-seed{seed}.png"
+        plot(rows, figure)
+        print(f"figure: {figure}")
+
+
+if __name__ == "__main__":
+    main()
