@@ -18,14 +18,9 @@ and retain accuracy against length for each search, beside the queries-to-target
 from __future__ import annotations
 
 import argparse
-import csv
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import yaml
+from pulse_runs import pulse_run, read
 
 SEARCHES = ["blackbox_dirichlet", "blackbox_greedy", "blackbox_genetic", "blackbox_random"]
 MARGIN = 0.05  # the searches' default margin: retain may fall this much for free
@@ -45,11 +40,6 @@ def config(preset: str, seed: int, length: int, budget: int) -> dict:
             "model": {"source": "world", "preset": preset, "world_seed": seed}, "splits": splits,
             "grid": [{"scenarios": ["finetuned"], "methods": SEARCHES, "updates": ["llm"]}],
             "method_params": params, "scoring": "likelihood"}
-
-
-def read(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def acc(summary: list[dict], method: str, step: int, split: str) -> float:
@@ -131,20 +121,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/benchmark-blackbox"))
     args = ap.parse_args()
     budget = args.budget if args.preset == "default" else min(args.budget, 200)
-    args.out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         rows = []
         for length in args.lengths:
-            cfg = config(args.preset, seed, length, budget)
-            path = args.out / f"{cfg['name']}.yaml"
-            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            run = args.out / cfg["name"]
-            cmd = [sys.executable, "-m", "pulse_unlearn.cli", "run", str(path), "--out", str(run)]
-            if args.cache:
-                cmd += ["--cache", str(args.cache)]
-            t0 = time.time()
-            subprocess.run(cmd, check=True, env={**os.environ, "PULSE_QUIET": "1"}, stdout=subprocess.DEVNULL)
-            print(f"seed {seed}, length {length}: {time.time() - t0:.0f} s", flush=True)
+            run, seconds = pulse_run(config(args.preset, seed, length, budget), args.out, args.cache)
+            print(f"seed {seed}, length {length}: {seconds:.0f} s", flush=True)
             rows += rows_of(run, length)
         print(f"\nworld seed {seed}, preset {args.preset}, budget {budget} questions per search "
               f"(start: forget {rows[0]['start forget']:.3f}):")

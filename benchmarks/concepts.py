@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import yaml
+from pulse_runs import pulse_run
 
 METHODS = ["ga", "grad_diff", "ga_klr", "npo", "simnpo"]
 
@@ -69,17 +65,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/benchmark-concepts"))
     args = ap.parse_args()
-    cfg = config(args.preset, args.world_seed, args.methods, args.balance)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{cfg['name']}.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    run = args.out / cfg["name"]
-    cmd = [sys.executable, "-m", "pulse_unlearn.cli", "run", str(path), "--out", str(run)]
-    if args.cache:
-        cmd += ["--cache", str(args.cache)]
-    t0 = time.time()
-    subprocess.run(cmd, check=True, env={**os.environ, "PULSE_QUIET": "1"}, stdout=subprocess.DEVNULL)
-    print(f"world seed {args.world_seed}, preset {args.preset}: {', '.join(args.methods)} in {time.time() - t0:.0f} s")
+    run, seconds = pulse_run(config(args.preset, args.world_seed, args.methods, args.balance), args.out, args.cache)
+    print(f"world seed {args.world_seed}, preset {args.preset}: {', '.join(args.methods)} in {seconds:.0f} s")
     start_table(run)
 
     from pulse_unlearn.report.build import findings_text

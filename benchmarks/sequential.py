@@ -27,14 +27,9 @@ NPO's, relearn recovery at most the one-shot NPO's. ``--preset tiny`` is a smoke
 from __future__ import annotations
 
 import argparse
-import csv
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import yaml
+from pulse_runs import pulse_run, read
 
 METHODS = ["ga", "ga_klr", "npo", "grad_diff", "npo_rt", "simnpo", "idk", "rmu", "mmunlearner", "npo_replay"]
 # variant -> (unlearn options, method_params, the methods it runs by default). "ours" is
@@ -77,11 +72,6 @@ def config(preset: str, seed: int, variant: str, methods: list[str]) -> dict:
             "data": {"replay": REPLAY[preset]}, "method_params": params,
             "unlearn": {**unlearn, **options}, "scoring": "likelihood",
             "trajectory": {"splits": ["forget", "retain", "general"], "subset": 50}, "attacks": attacks}
-
-
-def read(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def acc(summary, scenario, method, step, split, modality, request="all") -> float | None:
@@ -169,24 +159,14 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/benchmark-sequential"))
     args = ap.parse_args()
-    env = {**os.environ, "PULSE_QUIET": "1"}
     for seed in args.seeds:
         rows = []
         for variant in args.variants:
             methods = [m for m in VARIANTS[variant][2] if not args.methods or m in args.methods]
             if not methods:
                 continue
-            cfg = config(args.preset, seed, variant, methods)
-            out = args.out / cfg["name"]
-            out.parent.mkdir(parents=True, exist_ok=True)
-            path = args.out / f"{cfg['name']}.yaml"
-            path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-            cmd = [sys.executable, "-m", "pulse_unlearn.cli", "run", str(path), "--out", str(out)]
-            if args.cache:
-                cmd += ["--cache", str(args.cache)]
-            t0 = time.time()
-            subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-            print(f"[seed {seed}] {variant}: {', '.join(methods)} in {time.time() - t0:.0f} s", flush=True)
+            out, seconds = pulse_run(config(args.preset, seed, variant, methods), args.out, args.cache)
+            print(f"[seed {seed}] {variant}: {', '.join(methods)} in {seconds:.0f} s", flush=True)
             rows += rows_of(out, variant)
         print(f"\nworld seed {seed}, preset {args.preset}")
         table(rows)
