@@ -65,7 +65,8 @@ def test_the_search_is_recorded_and_its_best_suffix_is_the_operations(whole):
     assert {a["attack"] for a in attacks if a["operation"] == "0"} == {"consistency", "relearn", "image_transforms"}
 
 
-def test_the_black_box_answers_as_the_scorer_and_the_suffix_reaches_every_prompt(tiny_models):
+@pytest.mark.parametrize("scoring", ["logits", "mllmu"])
+def test_the_black_box_answers_as_the_scorer_and_the_suffix_reaches_every_prompt(tiny_models, scoring):
     from pulse_unlearn.blackbox import Query
     from pulse_unlearn.config.load import validate
     from pulse_unlearn.data.batches import Encoder
@@ -80,7 +81,7 @@ def test_the_black_box_answers_as_the_scorer_and_the_suffix_reaches_every_prompt
                     "splits": {"finetune_people": 10, "forget": 4, "requests": 2, "probe_threshold": 0.4,
                                "pretrained_forget": 3, "pretrained_retain": 3},
                     "grid": [{"scenarios": ["finetuned"], "methods": ["blackbox_random"]}],
-                    "scoring": "logits"}, "b")
+                    "scoring": scoring, "parity": {"few_shot": False}}, "b")
     src = load_sources(w / "MLLMU-Bench", w / "MMBench" / "mmbench_dev_en.tsv", 8, 0)
     sets = scenarios.plan(cfg, src, w / "MLLMU-Bench").sets["finetuned"]
     model, processor = load_model(tiny_models["finetuned"], dtype="float32", device="cpu")
