@@ -56,7 +56,7 @@ def _python(plugin: Path, *args: str, **kw) -> subprocess.CompletedProcess:
 
 def test_the_doc_blocks_make_a_plugin(plugin):
     assert sorted(p.name for p in (plugin / "pulse_plugin_example").glob("*.py")) == [
-        "__init__.py", "attacks.py", "methods.py", "metrics.py", "probes.py", "splits.py"]
+        "__init__.py", "attacks.py", "methods.py", "metrics.py", "probes.py", "searches.py", "splits.py"]
     assert "[pulse_unlearn.methods]\nscaled_ga = pulse_plugin_example.methods:ScaledGA" in _entry_points()
 
 
@@ -157,3 +157,19 @@ def test_the_dataset_example_checks_a_folder_and_validates_the_run(tiny_world):
         said.append(printed.getvalue())
     assert "all checks passed" in said[0]
     assert "sequential  npo" in said[1]  # the run's units, listed without running them
+
+
+def test_the_plugin_search_is_a_method_and_sees_only_answers(plugin):
+    code = """
+from pulse_unlearn.blackbox import SEARCHES, Feedback, FeedbackItem
+from pulse_unlearn.config.params import method_classes
+items = [FeedbackItem(f"{s}{i}", {"A": "x", "B": "y"}, "A", None, s) for s in ("forget", "retain") for i in range(2)]
+ask = lambda qs: ["B" if q.text.startswith("forget") and "c" in q.text.split() else "A" for q in qs]
+fb = Feedback(ask, items, budget=4 * 4)
+best = SEARCHES["blackbox_cycle"](length=1, stride=1)(fb, ["a", "b", "c", "d"], 0)
+print("blackbox_cycle" in method_classes(), best.words, best.forget, fb.used)
+"""
+    done = _python(plugin, "-c", code)
+    assert done.returncode == 0, done.stderr
+    # the empty suffix, then a, b, c: the budget of 16 questions pays for 4 rounds of 4
+    assert done.stdout.strip() == "True ('c',) 0.0 16"
