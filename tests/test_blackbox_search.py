@@ -101,6 +101,29 @@ def test_moving_average_and_concentrations_by_hand():
     assert alpha[0, 1, 2] == pytest.approx(0.5 + 16 * (1 / 6 + 1 / 2))
 
 
+def test_one_generation_of_the_dirichlet_search_on_a_toy_objective_by_hand():
+    """Budget for the empty suffix and one generation of 2 (40 words, length 2, so the next
+    generation's first suffix is new and over the budget): the elite, the better of the two (the
+    first of equals), moves the average of each of its words by ema = 0.3."""
+    def answer(q):
+        return "B" if q.text.startswith("f") and "w1" in q.text.split() else "A"  # w1 forgets
+    checked = 0
+    for seed in range(8):
+        fb = Feedback(OnlyAnswers(answer), _items(1, 1), budget=2 * 3)
+        search = SEARCHES["blackbox_dirichlet"](length=2, population=2, elite=0.5, components=1, ema=0.3)
+        search(fb, WORDS, seed)
+        if len(fb.history) < 3:
+            continue  # the generation drew one suffix twice: asked once
+        first, second = fb.history[1:]  # the generation's two suffixes, in draw order
+        elite = first if first.objective >= second.objective else second
+        for pos in range(2):
+            want = np.full(len(WORDS), 0.7 / len(WORDS))
+            want[WORDS.index(elite.words[pos])] += 0.3
+            assert search.m[0, pos] == pytest.approx(want), seed
+        checked += 1
+    assert checked >= 6
+
+
 def test_fact_questions_ask_each_fact_among_other_peoples_answers():
     facts = {"p1": [Example("Where does Ann live?", "Paris"), Example("Tell me about Ann.", "a b c d e f g h"),
                     Example("Who is this?", "Ann", b"img1")],

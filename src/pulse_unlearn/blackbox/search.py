@@ -112,7 +112,7 @@ class DirichletSearch(Search):
     def run(self, feedback, vocabulary, rng):
         K, L, V, P = self.components, self.length, len(vocabulary), self.population
         n_elite = max(1, int(round(self.elite * P)))
-        m = np.full((K, L, V), 1.0 / V)
+        m = self.m = np.full((K, L, V), 1.0 / V)  # self.m: the moving average after the last generation
         while True:
             alpha = concentrations(m, self.concentration, P)
             theta = np.array([[rng.dirichlet(alpha[k, pos]) for pos in range(L)] for k in range(K)])
@@ -124,7 +124,7 @@ class DirichletSearch(Search):
             for _, i in best:
                 k, words = drawn[i]
                 elites[k].append(words)
-            m = ema_update(m, elites, self.ema)
+            m = self.m = ema_update(m, elites, self.ema)
 
 
 @register
