@@ -10,7 +10,7 @@ retain accuracy stays within the margin of the start?). Writes ``blackbox-seedN.
 and retain accuracy against length for each search, beside the queries-to-target curves.
 
     python benchmarks/blackbox.py [--preset default|tiny] [--seeds 0 1] [--lengths 1 2 4 8]
-                                  [--budget 6000] [--cache DIR] [--out DIR]
+                                  [--budget 6000] [--penalty P] [--cache DIR] [--out DIR]
 
 ``--preset tiny`` is a smoke test of the script (few questions, a small budget), not a result.
 """
@@ -26,7 +26,7 @@ SEARCHES = ["blackbox_dirichlet", "blackbox_greedy", "blackbox_genetic", "blackb
 MARGIN = 0.05  # the searches' default margin: retain may fall this much for free
 
 
-def config(preset: str, seed: int, length: int, budget: int) -> dict:
+def config(preset: str, seed: int, length: int, budget: int, penalty: float | None = None) -> dict:
     if preset == "tiny":
         splits = {"finetune_people": 10, "forget": 4, "requests": 1, "probe_threshold": 0.4,
                   "pretrained_forget": 3, "pretrained_retain": 3}
@@ -35,8 +35,10 @@ def config(preset: str, seed: int, length: int, budget: int) -> dict:
         splits = {"finetune_people": 100, "forget": 50, "requests": 1, "probe_threshold": 0.8,
                   "pretrained_forget": 20, "pretrained_retain": 25}
         feedback = {"feedback_forget": 60, "feedback_retain": 60}
-    params = {name: {"length": length, "budget": budget, "margin": MARGIN, **feedback} for name in SEARCHES}
-    return {"name": f"blackbox-seed{seed}-length{length}", "seed": seed,
+    extra = {} if penalty is None else {"penalty": penalty}
+    params = {name: {"length": length, "budget": budget, "margin": MARGIN, **feedback, **extra} for name in SEARCHES}
+    tag = "" if penalty is None else f"-penalty{penalty:g}"
+    return {"name": f"blackbox-seed{seed}-length{length}{tag}", "seed": seed,
             "model": {"source": "world", "preset": preset, "world_seed": seed}, "splits": splits,
             "grid": [{"scenarios": ["finetuned"], "methods": SEARCHES, "updates": ["llm"]}],
             "method_params": params, "scoring": "likelihood"}
@@ -117,6 +119,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--lengths", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--budget", type=int, default=6000, help="questions per search (120 feedback questions a suffix)")
+    ap.add_argument("--penalty", type=float, default=None, help="the searches' penalty (default: theirs)")
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/benchmark-blackbox"))
     args = ap.parse_args()
@@ -124,14 +127,15 @@ def main() -> None:
     for seed in args.seeds:
         rows = []
         for length in args.lengths:
-            run, seconds = pulse_run(config(args.preset, seed, length, budget), args.out, args.cache)
+            run, seconds = pulse_run(config(args.preset, seed, length, budget, args.penalty), args.out, args.cache)
             print(f"seed {seed}, length {length}: {seconds:.0f} s", flush=True)
             rows += rows_of(run, length)
-        print(f"\nworld seed {seed}, preset {args.preset}, budget {budget} questions per search "
+        print(f"\nworld seed {seed}, preset {args.preset}, budget {budget} questions per search, penalty "
+              f"{args.penalty if args.penalty is not None else 'default'} "
               f"(start: forget {rows[0]['start forget']:.3f}):")
         table(rows)
         target(rows)
-        figure = args.out / f"blackbox-seed{seed}.png"
+        figure = args.out / f"blackbox-seed{seed}{'' if args.penalty is None else f'-penalty{args.penalty:g}'}.png"
         plot(rows, figure)
         print(f"figure: {figure}")
 

@@ -54,10 +54,10 @@ def test_the_search_is_recorded_and_its_best_suffix_is_the_operations(whole):
         assert op["suffix"] == best["suffix"] and asked[0]["suffix"] == ""
         tops = [float(r["best_objective"]) for r in asked]
         assert tops == [max(float(r["objective"]) for r in asked[:i + 1]) for i in range(len(asked))]
-        # the objective by hand: (1 - forget) - 2 * max(0, (retain of the empty suffix - 0.05) - retain)
+        # the objective by hand: (1 - forget) - 10 * max(0, (retain of the empty suffix - 0.05) - retain)
         r0 = float(asked[0]["retain"])
         for r in asked:
-            want = 1 - float(r["forget"]) - 2 * max(0.0, r0 - 0.05 - float(r["retain"]))
+            want = 1 - float(r["forget"]) - 10 * max(0.0, r0 - 0.05 - float(r["retain"]))
             assert float(r["objective"]) == pytest.approx(want, abs=1e-5)
     attacks = rows(whole / "attacks.csv")
     # the attacks on the inputs and the predictions run with the suffix; relearn does not apply

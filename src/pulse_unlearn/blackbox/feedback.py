@@ -19,7 +19,9 @@ empty suffix (asked first, counted in the budget):
     J(s) = (1 - forget(s)) - penalty * max(0, (r0 - margin) - retain(s))
 
 so forgetting counts fully while the retain accuracy stays within ``margin`` of the start, and each
-point of retain lost beyond it costs ``penalty`` points.
+point of retain lost beyond it costs ``penalty`` points. The default 10 makes the margin nearly a
+hard limit: at 2, a suffix that disrupts every answer (forget and retain both down by 30 points)
+scored as well as no suffix on the default world, and the searches found such suffixes.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ class Feedback:
     items: list[FeedbackItem]
     budget: int
     margin: float = 0.05
-    penalty: float = 2.0
+    penalty: float = 10.0
     used: int = 0
     history: list[Score] = field(default_factory=list)
     _seen: dict = field(default_factory=dict)

@@ -47,7 +47,7 @@ class SearchParams(BaseModel):
     feedback_retain: int = Field(60, ge=1, le=100_000)  # retain people's training facts asked (seeded draw)
     vocabulary: str = Field("auto", min_length=1)  # auto | data | english | a file of words, one per line
     margin: float = Field(0.05, ge=0, le=1)  # retain accuracy that may be lost for free
-    penalty: float = Field(2.0, ge=0, le=1000)  # objective points per retain point lost beyond the margin
+    penalty: float = Field(10.0, ge=0, le=1000)  # objective points per retain point lost beyond the margin
     seed: int = Field(0, ge=0, le=2**32 - 1)  # with the run seed and the request: the search's draws
 
 
