@@ -1,8 +1,8 @@
 """Black-box units through ``pulse run`` on the tiny world: the model as a black box answers
 what the scorer answers, the suffix reaches every split's prompts, search.csv and
 operations.csv hold the search, the attacks on the weights do not apply, a run SIGKILLed after
-its first operation resumes byte for byte, and bad parameters are one line before anything is
-written."""
+its first operation resumes byte for byte under every scoring, and bad parameters are one line
+before anything is written."""
 
 from __future__ import annotations
 
@@ -95,15 +95,21 @@ def test_the_black_box_answers_as_the_scorer_and_the_suffix_reaches_every_prompt
     assert got == [p.predicted for p in suffixed.scorers["forget"](model)]
 
 
-def test_sigkill_after_the_first_operation_resumes_byte_identically(whole, config, cache, tmp_path):
+@pytest.mark.parametrize("scoring", ["likelihood", "logits", "mllmu"])
+def test_sigkill_after_the_first_operation_resumes_byte_identically(whole, config, cache, tmp_path, scoring):
+    args = [config, f"scoring={scoring}"]
+    reference = whole
+    if scoring != "likelihood":
+        reference = tmp_path / "whole"
+        assert pulse("run", *args, "--out", reference, "--cache", cache) == 0
     out = tmp_path / "killed"
     run_killed_once(out / "resume" / "sequential" / "blackbox_dirichlet--llm" / "op-1.json",
-                    ["run", str(config), "--out", str(out), "--cache", str(cache)])
-    assert pulse("run", config, "--out", out, "--cache", cache) == 0
+                    ["run", *map(str, args), "--out", str(out), "--cache", str(cache)])
+    assert pulse("run", *args, "--out", out, "--cache", cache) == 0
     for name in FILES:
-        assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
     timeless = lambda run: [{k: v for k, v in r.items() if k != "seconds"} for r in rows(run / "operations.csv")]  # noqa: E731
-    assert timeless(out) == timeless(whole)
+    assert timeless(out) == timeless(reference)
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

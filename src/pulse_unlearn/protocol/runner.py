@@ -279,21 +279,26 @@ class _UnitWork:
                      "collapsed": int(collapse.collapsed), "stop": r.stop.stop, "sees": r.stop.sees or "",
                      "rule": r.stop.text, "stopped_at": len(losses) - oplog.diverged, "reason": reason,
                      "seconds": round(time.time() - t1, 2)}
-        acc = {split: sum(p.correct for p in ps) / len(ps) for split, ps in preds.items() if ps}
+        acc = _accuracies(preds)
         r.log(f"[{unit['scenario']}] {unit['method']}/{unit['update']} op {k}: forget {acc['forget']:.1%} "
               f"retain {acc['retain']:.1%} general {acc['general']:.1%} after {operation['stopped_at']} steps "
               f"({reason})"
               + (f"  (diverged at step {oplog.diverged_at}: loss {losses[-1]})" if oplog.diverged else "")
               + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})" if collapse.collapsed else ""))
-        attacks = []
-        if k == len(self.sets.requests) or cfg.attacks_every_operation:
-            rows = attacked(cfg.attacks, model, evaluate, preds, unit["scenario"], r.log, r.attacks_said)
-            attacks = [{**unit, "operation": k, **row} for row in with_recovery(rows, self.start.attacks)]
+        attacks = self._attacks(k, model, evaluate, preds)
         record = {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring, r.stop.label),
                   "operation": operation, "trajectory": trajectory.rows if trajectory else [], "attacks": attacks}
         _track_operation(r, {**record, "losses": losses})
         return record
 
+    def _attacks(self, k: int, model, evaluate: Evaluator, preds: dict, weights_fixed: bool = False) -> list[dict]:
+        """The configured attacks after operation k (the last, or every one when asked), with their
+        recovery against the starting model's rows."""
+        r, unit, cfg = self.r, self.unit, self.r.cfg
+        if k != len(self.sets.requests) and not cfg.attacks_every_operation:
+            return []
+        rows = attacked(cfg.attacks, model, evaluate, preds, unit["scenario"], r.log, r.attacks_said, weights_fixed)
+        return [{**unit, "operation": k, **row} for row in with_recovery(rows, self.start.attacks)]
 
     def find_suffix_and_evaluate(self, k: int, evaluate: Evaluator) -> dict:
         """Operation k of a black-box unit: a suffix found from the model's answers to the feedback
@@ -313,16 +318,16 @@ class _UnitWork:
                      "collapsed": int(collapse.collapsed), "stop": "budget", "sees": "feedback",
                      "rule": f"{self.method.budget} questions", "stopped_at": len(rows), "reason": BUDGET_SPENT,
                      "suffix": found["suffix"], "queries": found["queries"], "seconds": found["seconds"]}
-        acc = {split: sum(p.correct for p in ps) / len(ps) for split, ps in preds.items() if ps}
+        acc = _accuracies(preds)
         r.log(f"[{unit['scenario']}] {unit['method']} op {k}: suffix {found['suffix']!r} after {found['queries']} "
               f"questions: forget {acc['forget']:.1%} retain {acc['retain']:.1%} general {acc['general']:.1%}")
-        attacks = []
-        if k == len(self.sets.requests) or cfg.attacks_every_operation:
-            rows_ = attacked(cfg.attacks, self.model, suffixed, preds, unit["scenario"], r.log, r.attacks_said,
-                             weights_fixed=True)
-            attacks = [{**unit, "operation": k, **row} for row in with_recovery(rows_, self.start.attacks)]
+        attacks = self._attacks(k, self.model, suffixed, preds, weights_fixed=True)
         return {**evaluation_rows(unit, preds, self.sets.requests, k, cfg.scoring, r.stop.label),
                 "operation": operation, "trajectory": [], "attacks": attacks, "search": rows}
+
+
+def _accuracies(preds: dict) -> dict[str, float]:
+    return {split: sum(p.correct for p in ps) / len(ps) for split, ps in preds.items() if ps}
 
 
 def _tag(row: dict, *parts) -> str:
