@@ -173,6 +173,27 @@ def test_fine_tuning_learns_the_events_only_in_a_world_that_has_them(worlds):
     assert not any(event_name in t for t in _world_texts(without, ""))
 
 
+def test_a_world_with_events_fine_tunes_for_proportionally_more_steps(worlds):
+    from pydantic import ValidationError
+
+    from pulse_unlearn.models.world_models import models_config
+
+    with_events, without = worlds
+    cfg = models_config("default")
+    assert cfg.for_world(without) is cfg
+    scaled = cfg.for_world(with_events)
+    assert scaled.finetune.steps == round(960 * 2.5) == 2400 and scaled.events_step_scale == 1.0
+    assert scaled.for_world(with_events) == scaled  # folded in once, never twice
+    assert scaled.key("w", "base") == cfg.key("w", "base")  # the base model is not retrained
+    assert scaled.key("w", "finetuned") != cfg.key("w", "finetuned")
+    # the factor itself is not hashed: a world without events keeps its keys whatever it is
+    assert models_config("default", events_step_scale=4.0).key("w", "finetuned") == cfg.key("w", "finetuned")
+    assert "events_step_scale" not in cfg.settings()
+    for bad in (0.5, 11.0):
+        with pytest.raises(ValidationError):
+            models_config("default", events_step_scale=bad)
+
+
 def test_doctor_reads_a_pebench_folder_and_names_its_problem(worlds, tmp_path, capsys):
     from pulse_unlearn.cli import main
 

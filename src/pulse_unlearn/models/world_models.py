@@ -64,14 +64,33 @@ class WorldModelsConfig(BaseModel):
     # Pre-training examples mixed into fine-tuning, as a share of the fine-tuning examples:
     # a 1M-parameter model otherwise loses its general skills while learning new people.
     replay: float = 0.5
+    # A world with events fine-tunes on about 2.5x the examples (the same people, plus their event
+    # images and the events): its steps grow by this factor so every example is seen about as often.
+    # 960 steps left people in event images at 0.40 multimodal and the portraits at 0.50; 2400 steps
+    # reached 0.48 and 0.69 (benchmarks/README.md, "Concepts").
+    events_step_scale: float = Field(2.5, ge=1.0, le=10.0)
     seed: int = 0
+
+    def for_world(self, world: Path) -> "WorldModelsConfig":
+        """The config that trains ``world``'s models: ``events_step_scale`` folded into the
+        fine-tuning steps where the world has events, the config itself otherwise."""
+        if not (Path(world) / PEBENCH).is_dir() or self.events_step_scale == 1.0:
+            return self
+        steps = round(self.finetune.steps * self.events_step_scale)
+        return self.model_copy(update={"finetune": self.finetune.model_copy(update={"steps": steps}),
+                                       "events_step_scale": 1.0})
+
+    def settings(self, include: set[str] | None = None) -> dict:
+        """What trained the models, as recorded and hashed: ``events_step_scale`` is left out, as
+        ``for_world`` has folded it into the steps (a world without events keeps its keys)."""
+        return self.model_dump(include=include, exclude={"events_step_scale"})
 
     def key(self, world_fingerprint: str, part: str) -> str:
         """Cache key of the base model (its architecture, pre-training and seed) or of the
         fine-tuned model (everything), so changing fine-tuning never retrains the base."""
         fields = {"model", "pretrain", "seed"} if part == "base" else None
         blob = json.dumps({"v": VERSIONS[part], "world": world_fingerprint, "part": part,
-                           **self.model_dump(include=fields)}, sort_keys=True)
+                           **self.settings(fields)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -82,7 +101,7 @@ MODEL_PRESETS: dict[str, dict] = {
                                weighting="sequence"),
                  finetune=dict(steps=40, lr=2e-3, caption_stage=0.25, batch_size=16, warmup=5, pack_len=128,
                                weighting="sequence"),
-                 replay=0.1),
+                 replay=0.1, events_step_scale=1.0),
     "default": {},
 }
 
@@ -153,7 +172,7 @@ def build_base(world: Path, world_fingerprint: str, cfg: WorldModelsConfig, cach
     processor = build_processor(tokenizer, cfg.model)
     model = build_model(tokenizer, cfg.model, seed=cfg.seed)
     losses = train(model, Encoder(processor), read_corpus(world), cfg.pretrain, desc="pre-training base model")
-    _save(model, processor, out, {"kind": "base", "world": world_fingerprint, "config": cfg.model_dump(),
+    _save(model, processor, out, {"kind": "base", "world": world_fingerprint, "config": cfg.settings(),
                                   "final_loss": float(np.mean(losses[-20:])), "seconds": time.time() - t0})
     log(f"base model: pre-trained in {time.time() - t0:.0f} s (final loss {np.mean(losses[-20:]):.3f}) -> {out}")
     return out
@@ -178,7 +197,7 @@ def finetune(base: Path, examples: list[Example], cfg: WorldModelsConfig, out: P
     peft_model = attach_lora(model, cfg.lora, cfg.lora.target)
     losses = train(peft_model, Encoder(processor), examples, cfg.finetune, desc="fine-tuning (LoRA)")
     merged = peft_model.merge_and_unload()
-    _save(merged, processor, out, {**meta, "kind": "finetuned", "config": cfg.model_dump(),
+    _save(merged, processor, out, {**meta, "kind": "finetuned", "config": cfg.settings(),
                                    "final_loss": float(np.mean(losses[-20:])), "seconds": time.time() - t0})
     log(f"fine-tuned model: {len(examples)} examples in {time.time() - t0:.0f} s "
         f"(final loss {np.mean(losses[-20:]):.3f}) -> {out}")
@@ -193,6 +212,7 @@ def finetuned_dir(cache: Path, cfg: WorldModelsConfig, world_fingerprint: str, p
 def build_finetuned(world: Path, world_fingerprint: str, cfg: WorldModelsConfig, cache: Path, log=print,
                     people: list[str] | None = None) -> Path:
     """The base model fine-tuned on fictitious people (default: the seeded choice), cached."""
+    cfg = cfg.for_world(world)
     chosen, examples = finetune_examples(world, cfg)
     if people is not None and sorted(people) != sorted(chosen):
         chosen = sorted(people)
