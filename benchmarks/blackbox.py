@@ -6,8 +6,9 @@ table of search x length: the evaluation's forget, retain and general accuracy w
 in place (all questions), the retain drop from the starting model, the feedback accuracies of the
 suffix found and the questions asked; then the target check of issue 17 (at each length, does
 the Dirichlet search reach a lower forget accuracy than greedy, genetic and random while its
-retain accuracy stays within the margin of the start?). Writes ``blackbox-seedN.png``: forget
-and retain accuracy against length for each search, beside the queries-to-target curves.
+retain accuracy stays within the margin of the start?). Builds ``pulse compare`` of each seed's
+runs (``OUT/compare-seedN``): its ``suffix_lengths.png`` is forget and retain accuracy against the
+length for each search, its ``queries.png`` the queries-to-target curves.
 
     python benchmarks/blackbox.py [--preset default|tiny] [--seeds 0 1] [--lengths 1 2 4 8]
                                   [--budget 6000] [--penalty P] [--cache DIR] [--out DIR]
@@ -62,8 +63,7 @@ def rows_of(run: Path, length: int) -> list[dict]:
                     "retain drop": acc(summary, m, 0, "retain") - acc(summary, m, 1, "retain"),
                     "start forget": acc(summary, m, 0, "forget"),
                     "feedback forget": float(best["forget"]), "feedback retain": float(best["retain"]),
-                    "questions": int(op["queries"]), "suffix": op["suffix"],
-                    "curve": [(int(r["queries"]), float(r["best_objective"])) for r in asked]})
+                    "questions": int(op["queries"]), "suffix": op["suffix"]})
     return out
 
 
@@ -88,31 +88,6 @@ def target(rows: list[dict]) -> None:
               f" -> {'holds' if lower and kept else 'does not hold'}")
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for name in SEARCHES:
-        mine = sorted((r for r in rows if r["search"] == name), key=lambda r: r["length"])
-        lengths = [r["length"] for r in mine]
-        line, = a.plot(lengths, [r["forget"] for r in mine], marker="o", label=f"{name[9:]} forget")
-        a.plot(lengths, [r["retain"] for r in mine], marker="s", ls="--", color=line.get_color(),
-               label=f"{name[9:]} retain")
-        longest = mine[-1]
-        b.plot(*zip(*longest["curve"]), color=line.get_color(), label=f"{name[9:]} (length {longest['length']})")
-    a.set_xlabel("suffix length (words)")
-    a.set_ylabel("accuracy, suffix in place")
-    a.legend(fontsize=6, ncol=2)
-    b.set_xlabel("questions asked")
-    b.set_ylabel("best objective so far")
-    b.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="default", choices=["default", "tiny"])
@@ -124,20 +99,23 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/benchmark-blackbox"))
     args = ap.parse_args()
     budget = args.budget if args.preset == "default" else min(args.budget, 200)
+    from pulse_unlearn.report.build import build_compare
+
     for seed in args.seeds:
-        rows = []
+        rows, runs = [], []
         for length in args.lengths:
             run, seconds = pulse_run(config(args.preset, seed, length, budget, args.penalty), args.out, args.cache)
             print(f"seed {seed}, length {length}: {seconds:.0f} s", flush=True)
             rows += rows_of(run, length)
+            runs.append(run)
         print(f"\nworld seed {seed}, preset {args.preset}, budget {budget} questions per search, penalty "
               f"{args.penalty if args.penalty is not None else 'default'} "
               f"(start: forget {rows[0]['start forget']:.3f}):")
         table(rows)
         target(rows)
-        figure = args.out / f"blackbox-seed{seed}{'' if args.penalty is None else f'-penalty{args.penalty:g}'}.png"
-        plot(rows, figure)
-        print(f"figure: {figure}")
+        tag = "" if args.penalty is None else f"-penalty{args.penalty:g}"
+        report = build_compare(runs, args.out / f"compare-seed{seed}{tag}")
+        print(f"report: {report} (suffix_lengths.png, queries.png)")
 
 
 if __name__ == "__main__":

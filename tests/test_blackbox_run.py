@@ -68,6 +68,7 @@ def test_the_search_is_recorded_and_its_best_suffix_is_the_operations(whole):
 @pytest.mark.parametrize("scoring", ["logits", "mllmu"])
 def test_the_black_box_answers_as_the_scorer_and_the_suffix_reaches_every_prompt(tiny_models, scoring):
     from pulse_unlearn.blackbox import Query
+    from pulse_unlearn.blackbox.feedback import replied_letter
     from pulse_unlearn.config.load import validate
     from pulse_unlearn.data.batches import Encoder
     from pulse_unlearn.data.sources import load_sources
@@ -92,7 +93,11 @@ def test_the_black_box_answers_as_the_scorer_and_the_suffix_reaches_every_prompt
     box = model_black_box(model, plain.encoder, cfg)
     questions = suffixed.scorers["forget"].questions
     got = box([Query(q.question, q.options, q.image) for q in questions])
-    assert got == [p.predicted for p in suffixed.scorers["forget"](model)]
+    scorer = suffixed.scorers["forget"]
+    letters = [replied_letter(r, q.options) for r, q in zip(got, questions)]
+    assert letters == [p.predicted for p in scorer(model)]
+    # under mllmu the reply is the generated text itself, as an API returns it; else the letter
+    assert got == (scorer.replies if scoring == "mllmu" else letters)
 
 
 @pytest.mark.parametrize("scoring", ["likelihood", "logits", "mllmu"])
@@ -141,6 +146,36 @@ def test_the_report_shows_the_suffixes_the_curve_and_says_a_guardrail_is_not_rem
         assert f"| {op['scenario']} | blackbox_dirichlet | {op['operation']} | '{op['suffix']}' | {op['queries']} |" \
             in block
     assert (tmp_path / "report" / "queries.png").is_file()
+    assert not (tmp_path / "report" / "suffix_lengths.png").exists()  # one length: no length figure
     assert "a guardrail and not removal" in findings_text(whole)
     run = load_run(whole)
     assert run.search.suffix.fillna("").tolist() == [r["suffix"] for r in rows(whole / "search.csv")]
+
+
+def test_compared_runs_at_two_lengths_plot_accuracy_against_the_length(whole, tmp_path):
+    import shutil
+
+    import yaml
+
+    from pulse_unlearn.report.blackbox import length_points
+    from pulse_unlearn.report.build import build_compare
+    from pulse_unlearn.report.runs import read_run
+
+    other = tmp_path / "length3"
+    shutil.copytree(whole, other, ignore=shutil.ignore_patterns("report"))
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["method_params"]["blackbox_dirichlet"]["length"] = 3
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    # after each unit's last operation (finetuned: 1, sequential: 2), all questions
+    summary = rows(whole / "summary.csv")
+    want = {split: sorted(float(r["accuracy"]) for r in summary
+                          if (r["scenario"], r["step"]) in {("finetuned", "1"), ("sequential", "2")}
+                          and r["method"] == "blackbox_dirichlet" and r["split"] == split
+                          and r["modality"] == "all" and r["request"] == "all")
+            for split in ("forget", "retain")}
+    points = length_points([read_run(whole), read_run(other)])
+    assert set(points) == {"blackbox_dirichlet"} and set(points["blackbox_dirichlet"]) == {2, 3}
+    for length in (2, 3):
+        assert {k: sorted(v) for k, v in points["blackbox_dirichlet"][length].items()} == want
+    build_compare([whole, other], tmp_path / "cmp")
+    assert (tmp_path / "cmp" / "suffix_lengths.png").is_file()

@@ -2,8 +2,8 @@
 knowledge of the right answers.
 
 The model is reachable only as ``ask``: a callable taking ``Query``s (the prompt's text, its
-lettered options, an optional image) and returning one reply each, the option letter chosen (or a
-generated reply whose first character is read as the letter). A search never holds the model, its
+lettered options, an optional image) and returning one reply each, the option letter chosen or a
+generated reply, whose first character is read as the letter (MLLMU-Bench's parse). A search never holds the model, its
 tokenizer, logits or gradients: it holds a ``Feedback``, which holds ``ask`` and calls nothing else
 on it, counts every question asked against the budget, and turns replies into accuracies.
 
@@ -100,7 +100,8 @@ def _shape(ex, name: str | None) -> tuple:
 
 
 def replied_letter(reply: str, options: dict[str, str]) -> str:
-    """The option letter of a reply: the reply itself, or its first character, if it is a letter."""
+    """The option letter of a reply: its first character, upper-cased, if that is an option letter
+    (MLLMU-Bench's parse of a generated reply; a one-letter reply is read as itself), else ""."""
     text = str(reply).strip()
     return text[:1].upper() if text[:1].upper() in options else ""
 

@@ -1,10 +1,11 @@
 """The model as a black box, and evaluation with a suffix in place.
 
 ``model_black_box`` is the one place that holds the model for a black-box search: it takes
-``Query``s and gives back the option letter the model chooses under the run's scoring (under
-``scoring=mllmu`` the letter MLLMU-Bench's parse reads from the generated reply, as a data owner
-would read an API's text; no few-shot demonstration precedes the query). The search itself gets
-only this callable, wrapped in ``blackbox.Feedback``.
+``Query``s and gives back one reply each: under the forward-pass scorings the option letter the
+model chooses, under ``scoring=mllmu`` the text it generates (MLLMU-Bench's prompt, greedy, no
+few-shot demonstration), as an API would return it; ``blackbox.Feedback`` reads the letter from
+it with MLLMU-Bench's first-character parse. The search itself gets only this callable, wrapped
+in a ``Feedback``.
 
 ``suffixed_items``: a split's items with the suffix appended to the text of every prompt (a
 question's text, so under ``logits`` and ``mllmu`` it precedes the lettered options; a cloze or
@@ -24,8 +25,10 @@ from .facts import FactItem
 
 
 def model_black_box(model, encoder: Encoder, cfg) -> BlackBox:
-    """``queries -> letters``: the model's multiple-choice answers, nothing else of it."""
+    """``queries -> replies``: the model's answers (letters, or generated text under ``mllmu``),
+    nothing else of it."""
     from .evaluator import choice_scorer
+    from .generation import GenerateScorer
 
     def ask(queries: Sequence[Query]) -> list[str]:
         questions = [Question(qid=f"query-{i}", subject="", modality="text" if q.image is None else "multimodal",
@@ -33,7 +36,10 @@ def model_black_box(model, encoder: Encoder, cfg) -> BlackBox:
                      for i, q in enumerate(queries)]
         if not questions:
             return []
-        return [p.predicted for p in choice_scorer(encoder, questions, cfg)(model)]
+        scorer = choice_scorer(encoder, questions, cfg)
+        if isinstance(scorer, GenerateScorer):
+            return scorer.generate(model, f"asking {len(questions)} questions")
+        return [p.predicted for p in scorer(model)]
 
     return ask
 

@@ -15,7 +15,7 @@ from ..errors import PulseError
 from ..runs.atomic import atomic_write
 from . import plots as P
 from .attacks import attack_tables, pool_attacks, recovery_plot, residual_findings
-from .blackbox import blackbox_findings, queries_plot, search_table
+from .blackbox import blackbox_findings, length_plot, queries_plot, search_table
 from .findings import Summary, stopping_note
 from .html import page
 from .interference import interference_findings, interference_table
@@ -57,10 +57,15 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
         figures.append(P.Plot("recovery", "Recovery attacks", "Recovery of the forget split's accuracy under each "
                               "attack after each unit's last attacked operation (dashed: hidden at or above, dotted: "
                               "removed at or below).", recovered))
-    curve = queries_plot(combined(runs, "search"))
+    curve = queries_plot(runs)
     if curve is not None:
         figures.append(P.Plot("queries", "Queries to target", "Black-box units: the best objective so far against "
                               "the questions asked, each operation's search.", curve))
+    lengths = length_plot(runs)
+    if lengths is not None:
+        figures.append(P.Plot("suffix_lengths", "Suffix length", "Black-box units: forget (solid) and retain "
+                              "(dashed) accuracy after the last operation, the suffix on every prompt, against the "
+                              "suffix length each run declares; the mean over runs at a length.", lengths))
     embedded = []
     try:
         for p in figures:
