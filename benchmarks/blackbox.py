@@ -11,7 +11,7 @@ runs (``OUT/compare-seedN``): its ``suffix_lengths.png`` is forget and retain ac
 length for each search, its ``queries.png`` the queries-to-target curves.
 
     python benchmarks/blackbox.py [--preset default|tiny] [--seeds 0 1] [--lengths 1 2 4 8]
-                                  [--budget 6000] [--penalty P] [--cache DIR] [--out DIR]
+                                  [--budget 6000] [--penalty P] [--holdout N] [--cache DIR] [--out DIR]
 
 ``--preset tiny`` is a smoke test of the script (few questions, a small budget), not a result.
 """
@@ -27,7 +27,7 @@ SEARCHES = ["blackbox_dirichlet", "blackbox_greedy", "blackbox_genetic", "blackb
 MARGIN = 0.05  # the searches' default margin: retain may fall this much for free
 
 
-def config(preset: str, seed: int, length: int, budget: int, penalty: float | None = None) -> dict:
+def config(preset: str, seed: int, length: int, budget: int, penalty: float | None = None, holdout: int = 0) -> dict:
     if preset == "tiny":
         splits = {"finetune_people": 10, "forget": 4, "requests": 1, "probe_threshold": 0.4,
                   "pretrained_forget": 3, "pretrained_retain": 3}
@@ -36,9 +36,9 @@ def config(preset: str, seed: int, length: int, budget: int, penalty: float | No
         splits = {"finetune_people": 100, "forget": 50, "requests": 1, "probe_threshold": 0.8,
                   "pretrained_forget": 20, "pretrained_retain": 25}
         feedback = {"feedback_forget": 60, "feedback_retain": 60}
-    extra = {} if penalty is None else {"penalty": penalty}
+    extra = ({} if penalty is None else {"penalty": penalty}) | ({"holdout": holdout} if holdout else {})
     params = {name: {"length": length, "budget": budget, "margin": MARGIN, **feedback, **extra} for name in SEARCHES}
-    tag = "" if penalty is None else f"-penalty{penalty:g}"
+    tag = ("" if penalty is None else f"-penalty{penalty:g}") + (f"-holdout{holdout}" if holdout else "")
     return {"name": f"blackbox-seed{seed}-length{length}{tag}", "seed": seed,
             "model": {"source": "world", "preset": preset, "world_seed": seed}, "splits": splits,
             "grid": [{"scenarios": ["finetuned"], "methods": SEARCHES, "updates": ["llm"]}],
@@ -95,6 +95,7 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--budget", type=int, default=6000, help="questions per search (120 feedback questions a suffix)")
     ap.add_argument("--penalty", type=float, default=None, help="the searches' penalty (default: theirs)")
+    ap.add_argument("--holdout", type=int, default=0, help="retain facts that re-check the searches' finalists")
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/benchmark-blackbox"))
     args = ap.parse_args()
@@ -104,16 +105,18 @@ def main() -> None:
     for seed in args.seeds:
         rows, runs = [], []
         for length in args.lengths:
-            run, seconds = pulse_run(config(args.preset, seed, length, budget, args.penalty), args.out, args.cache)
+            run, seconds = pulse_run(config(args.preset, seed, length, budget, args.penalty, args.holdout), args.out,
+                                     args.cache)
             print(f"seed {seed}, length {length}: {seconds:.0f} s", flush=True)
             rows += rows_of(run, length)
             runs.append(run)
         print(f"\nworld seed {seed}, preset {args.preset}, budget {budget} questions per search, penalty "
-              f"{args.penalty if args.penalty is not None else 'default'} "
+              f"{args.penalty if args.penalty is not None else 'default'}, holdout {args.holdout} "
               f"(start: forget {rows[0]['start forget']:.3f}):")
         table(rows)
         target(rows)
-        tag = "" if args.penalty is None else f"-penalty{args.penalty:g}"
+        tag = ("" if args.penalty is None else f"-penalty{args.penalty:g}") + \
+            (f"-holdout{args.holdout}" if args.holdout else "")
         report = build_compare(runs, args.out / f"compare-seed{seed}{tag}")
         print(f"report: {report} (suffix_lengths.png, queries.png)")
 

@@ -117,9 +117,29 @@ def test_sigkill_after_the_first_operation_resumes_byte_identically(whole, confi
     assert timeless(out) == timeless(reference)
 
 
+def test_a_holdout_rechecks_the_finalists_and_picks_the_suffix(config, cache, tmp_path):
+    out = tmp_path / "holdout"
+    assert pulse("run", config, "method_params.blackbox_dirichlet.holdout=10",
+                 "method_params.blackbox_dirichlet.finalists=2", "method_params.blackbox_dirichlet.budget=150",
+                 "--out", out, "--cache", cache) == 0
+    search, ops = rows(out / "search.csv"), rows(out / "operations.csv")
+    for op in ops:
+        asked = [r for r in search if (r["scenario"], r["operation"]) == (op["scenario"], op["operation"])]
+        assert len(asked) == 6 and int(op["queries"]) == 6 * 20 + 3 * 10  # the search, then 3 re-checks
+        ranked = sorted((r for r in asked[1:]), key=lambda r: -float(r["objective"]))  # stable: first asked first
+        checked = [r for r in asked if r["holdout_retain"] != ""]
+        assert {r["asked"] for r in checked} == {asked[0]["asked"], *(r["asked"] for r in ranked[:2])}
+        h0 = float(asked[0]["holdout_retain"])
+        judged = [1 - float(r["forget"]) - 10 * max(0.0, h0 - 0.05 - float(r["holdout_retain"]))
+                  for r in (asked[0], *ranked[:2])]
+        assert op["suffix"] == (asked[0], *ranked[:2])[judged.index(max(judged))]["suffix"]
+
+
 @pytest.mark.parametrize(("overrides", "message"), [
     (["method_params.blackbox_dirichlet.budget=30"],
      "method_params.blackbox_dirichlet.budget=30 must be at least 2 x (feedback_forget + feedback_retain) = 40"),
+    (["method_params.blackbox_dirichlet.holdout=20"],
+     "budget=120 must be at least 2 x (feedback_forget + feedback_retain) + (finalists + 1) x holdout = 160"),
     (["method_params.blackbox_dirichlet.vocabulary=/nonexistent/words.txt"], "vocabulary /nonexistent/words.txt: "),
     (["method_params.blackbox_dirichlet.elite=0"], "method_params.blackbox_dirichlet.elite"),
     (["method_params.blackbox_greedy.length=0"], "method_params.blackbox_greedy.length"),

@@ -22,6 +22,14 @@ so forgetting counts fully while the retain accuracy stays within ``margin`` of 
 point of retain lost beyond it costs ``penalty`` points. The default 10 makes the margin nearly a
 hard limit: at 2, a suffix that disrupts every answer (forget and retain both down by 30 points)
 scored as well as no suffix on the default world, and the searches found such suffixes.
+
+A search that asks thousands of suffixes and keeps the best by this objective picks, among
+suffixes that truly cost retain accuracy, the ones whose feedback retain happened to come out high
+(the winner's curse of a small feedback set). With a ``holdout`` (retain facts the search never
+sees), the ``finalists`` best suffixes and the empty one are asked the holdout at the end and the
+result is the best by ``J`` with the holdout's retain accuracy in place of the feedback's (r0 the
+empty suffix's on the holdout): the margin is then judged on questions the choice was not fitted
+to. The holdout's questions are reserved from the budget before the search starts.
 """
 
 from __future__ import annotations
@@ -135,16 +143,22 @@ class Feedback:
     budget: int
     margin: float = 0.05
     penalty: float = 10.0
+    holdout: list[FeedbackItem] = field(default_factory=list)
+    finalists: int = 0  # suffixes the holdout will re-check: their questions are reserved from the budget
     used: int = 0
     history: list[Score] = field(default_factory=list)
     _seen: dict = field(default_factory=dict)
     r0: float | None = None
     calls: int = 0
+    held: dict = field(default_factory=dict)  # suffix -> its retain accuracy on the holdout
 
     def __post_init__(self):
         sides = {it.side for it in self.items}
         if not {"forget", "retain"} <= sides:
             raise ValueError("the feedback needs forget and retain questions")
+        if any(it.side != "retain" for it in self.holdout):
+            raise ValueError("the holdout holds retain questions only")
+        self.reserve = (self.finalists + 1) * len(self.holdout) if self.holdout else 0
         self.start = self.score(())
         self.r0 = self.start.retain
         self.start.objective = self.objective(self.start.forget, self.start.retain)
@@ -160,15 +174,11 @@ class Feedback:
             raise BudgetSpent
         if words in self._seen:
             return self._seen[words]
-        if self.used + len(self.items) > self.budget:
+        if self.used + len(self.items) > self.budget - self.reserve:
             raise BudgetSpent
-        replies = list(self.ask([Query(suffixed(it.question, words), it.options, it.image) for it in self.items]))
-        if len(replies) != len(self.items):
-            raise ValueError(f"the black box gave {len(replies)} replies to {len(self.items)} questions")
-        self.used += len(self.items)
         right = {"forget": [], "retain": []}
-        for it, reply in zip(self.items, replies):
-            right[it.side].append(replied_letter(reply, it.options) == it.answer)
+        for it, hit in zip(self.items, self._asked(self.items, words)):
+            right[it.side].append(hit)
         forget, retain = (float(np.mean(right[s])) for s in ("forget", "retain"))
         objective = self.objective(forget, retain) if self.r0 is not None else 0.0
         score = Score(words, forget, retain, objective, self.used)
@@ -176,7 +186,30 @@ class Feedback:
         self.history.append(score)
         return score
 
+    def _asked(self, items: list[FeedbackItem], words: tuple[str, ...]) -> list[bool]:
+        """Whether each of ``items``, asked with the suffix, is answered right (counted as used)."""
+        replies = list(self.ask([Query(suffixed(it.question, words), it.options, it.image) for it in items]))
+        if len(replies) != len(items):
+            raise ValueError(f"the black box gave {len(replies)} replies to {len(items)} questions")
+        self.used += len(items)
+        return [replied_letter(reply, it.options) == it.answer for it, reply in zip(items, replies)]
+
     @property
     def best(self) -> Score:
         """The best suffix asked (the first of equals; the empty suffix if nothing beat it)."""
         return max(self.history, key=lambda s: s.objective)
+
+    def ranked(self) -> list[Score]:
+        """Every suffix asked, best objective first (the earlier asked of equals first)."""
+        return sorted(self.history, key=lambda s: -s.objective)
+
+    def checked(self, finalists: int) -> Score:
+        """The best of the empty suffix and the ``finalists`` best others by ``J`` with each one's
+        retain accuracy on the holdout (asked here, from the reserved budget); the first of equals
+        in the order empty, then best objective first."""
+        picks = [self.start, *[s for s in self.ranked() if s.words][:finalists]]
+        for s in picks:
+            self.held[s.words] = float(np.mean(self._asked(self.holdout, s.words)))
+        h0 = self.held[()]
+        judged = lambda s: (1.0 - s.forget) - self.penalty * max(0.0, (h0 - self.margin) - self.held[s.words])  # noqa: E731
+        return max(picks, key=judged)

@@ -49,6 +49,8 @@ class SearchParams(BaseModel):
     margin: float = Field(0.05, ge=0, le=1)  # retain accuracy that may be lost for free
     penalty: float = Field(10.0, ge=0, le=1000)  # objective points per retain point lost beyond the margin
     seed: int = Field(0, ge=0, le=2**32 - 1)  # with the run seed and the request: the search's draws
+    holdout: int = Field(0, ge=0, le=100_000)  # retain facts apart from the feedback's that re-check finalists
+    finalists: int = Field(5, ge=1, le=1000)  # best suffixes re-checked on the holdout (the empty one besides)
 
 
 class Search(Parametrized):
@@ -62,13 +64,14 @@ class Search(Parametrized):
         raise NotImplementedError
 
     def __call__(self, feedback: Feedback, vocabulary: list[str], seed: int) -> Score:
+        """The best suffix asked, or with a holdout, the best of the finalists re-checked on it."""
         if not vocabulary:
             raise ValueError("the vocabulary is empty")
         try:
             self.run(feedback, list(vocabulary), np.random.default_rng(seed))
         except BudgetSpent:
             pass
-        return feedback.best
+        return feedback.checked(self.finalists) if feedback.holdout else feedback.best
 
     def draw(self, vocabulary: list[str], rng: np.random.Generator) -> tuple[str, ...]:
         return tuple(vocabulary[i] for i in rng.integers(len(vocabulary), size=self.length))

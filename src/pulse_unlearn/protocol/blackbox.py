@@ -4,13 +4,14 @@ Operation k asks, as feedback, ``feedback_forget`` training facts of the people 
 (what has been asked to forget so far: one suffix serves every query) and ``feedback_retain``
 training facts of the retain people (in a concepts scenario, none on an image that shows a
 forget concept), both drawn seeded and asked as multiple choice (``blackbox.fact_questions``),
-never the evaluation questions. The search is seeded by the run seed, the unit, the operation
+never the evaluation questions; ``holdout`` more retain facts, drawn apart from those, re-check the
+finalists at the end (``Feedback.checked``). The search is seeded by the run seed, the unit, the operation
 and its own ``seed``, and stopped by its query budget; the suffix it returns is appended to
 every prompt of the evaluation that follows. The weights never change.
 
 ``search.csv`` keeps every suffix asked: the questions asked so far, its forget and retain
 accuracy on the feedback, its objective and the best objective so far (the queries-to-target
-curve).
+curve), and for the finalists a holdout re-checked, their retain accuracy on it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..errors import PulseError
 from ..evaluation.blackbox import model_black_box
 
 COLUMNS = ("scenario", "method", "update", "operation", "asked", "queries", "suffix", "forget", "retain",
-           "objective", "best_objective")
+           "objective", "best_objective", "holdout_retain")
 SHIPPED = "english"
 
 
@@ -45,9 +46,12 @@ def check_search(name: str, cfg, src) -> None:
     pays for the empty suffix and one more, its vocabulary can be read."""
     search = make_search(name, cfg)
     asked = search.feedback_forget + search.feedback_retain
-    if search.budget < 2 * asked:
+    reserved = (search.finalists + 1) * search.holdout if search.holdout else 0
+    if search.budget < 2 * asked + reserved:
+        rechecks = f" + (finalists + 1) x holdout = {2 * asked + reserved}" if reserved else f" = {2 * asked}"
         raise PulseError(f"method_params.{name}.budget={search.budget} must be at least 2 x (feedback_forget + "
-                         f"feedback_retain) = {2 * asked}: the empty suffix and one more")
+                         f"feedback_retain){rechecks}: the empty suffix and one more"
+                         + (", and the holdout's re-checks" if reserved else ""))
     vocabulary(search.vocabulary, src, cfg.model.source == "world")
 
 
@@ -78,9 +82,10 @@ def _names(src) -> dict[str, str]:
     return names
 
 
-def _drawn(items: list, n: int, seed: int, side: str) -> list:
+def _drawn(items: list, n: int, seed: int, side: str, skip: int = 0) -> list:
+    """``n`` of ``items`` in a seeded order, after its first ``skip`` (so two draws are disjoint)."""
     rng = np.random.default_rng([seed, 11, {"forget": 0, "retain": 1}[side]])
-    return [items[i] for i in sorted(rng.permutation(len(items))[:n])]
+    return [items[i] for i in sorted(rng.permutation(len(items))[skip:skip + n])]
 
 
 def search_seed(run_seed: int, unit: dict, k: int, own: int) -> int:
@@ -103,15 +108,20 @@ def find_suffix(search, model, evaluator, unit: dict, k: int,
                          "feedback (a fact needs another person's answer to the same question)")
     items = _drawn(forget, search.feedback_forget, cfg.seed, "forget") + \
         _drawn(retain, search.feedback_retain, cfg.seed, "retain")
+    holdout = _drawn(retain, search.holdout, cfg.seed, "retain", skip=search.feedback_retain)
+    if search.holdout and not holdout:
+        raise PulseError(f"{unit['method']}: no retain facts are left for the holdout after the "
+                         f"{search.feedback_retain} of the feedback ({len(retain)} in all)")
     feedback = Feedback(model_black_box(model, evaluator.encoder, cfg), items, search.budget,
-                        search.margin, search.penalty)
+                        search.margin, search.penalty, holdout, search.finalists if holdout else 0)
     best = search(feedback, words, search_seed(cfg.seed, unit, k, search.seed))
     rows, top = [], -np.inf
     for i, s in enumerate(feedback.history):
         top = max(top, s.objective)
         rows.append({**unit, "operation": k, "asked": i, "queries": s.queries, "suffix": " ".join(s.words),
                      "forget": round(s.forget, 6), "retain": round(s.retain, 6), "objective": round(s.objective, 6),
-                     "best_objective": round(float(top), 6)})
+                     "best_objective": round(float(top), 6),
+                     "holdout_retain": round(feedback.held[s.words], 6) if s.words in feedback.held else ""})
     fields = {"suffix": " ".join(best.words), "queries": feedback.used, "feedback": len(items),
               "feedback_forget": round(best.forget, 6), "feedback_retain": round(best.retain, 6),
               "seconds": round(time.time() - t0, 2)}
