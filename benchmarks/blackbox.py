@@ -57,19 +57,29 @@ def rows_of(run: Path, length: int) -> list[dict]:
     for op in ops:
         m = op["method"]
         asked = [r for r in search if r["method"] == m]
-        best = max(asked, key=lambda r: float(r["objective"]))
+        top = max(asked, key=lambda r: float(r["objective"]))  # the feedback's best: the result without a holdout
+        chosen = next(r for r in asked if r["suffix"] == op["suffix"])
+        held = lambda r: float(r["holdout_retain"]) if r.get("holdout_retain", "") != "" else float("nan")  # noqa: E731
         out.append({"search": m, "length": length, "forget": acc(summary, m, 1, "forget"),
                     "retain": acc(summary, m, 1, "retain"), "general": acc(summary, m, 1, "general"),
                     "retain drop": acc(summary, m, 0, "retain") - acc(summary, m, 1, "retain"),
                     "start forget": acc(summary, m, 0, "forget"),
-                    "feedback forget": float(best["forget"]), "feedback retain": float(best["retain"]),
-                    "questions": int(op["queries"]), "suffix": op["suffix"]})
+                    "feedback forget": float(chosen["forget"]), "feedback retain": float(chosen["retain"]),
+                    "holdout retain": held(chosen), "start holdout": held(asked[0]),
+                    "questions": int(op["queries"]), "suffix": op["suffix"],
+                    "feedback best": f"'{top['suffix']}' {float(top['retain']):.3f}/{held(top):.3f}"})
     return out
 
 
 def table(rows: list[dict]) -> None:
+    """One row per search and length; with a holdout, its retain accuracy for the suffix chosen and
+    the feedback's best suffix with its feedback / holdout retain accuracy (what a search without
+    a holdout would have returned)."""
     cols = ["search", "length", "forget", "retain", "general", "retain drop", "feedback forget", "feedback retain",
             "questions", "suffix"]
+    if any(r["holdout retain"] == r["holdout retain"] for r in rows):  # not nan: the runs had a holdout
+        cols[8:8] = ["holdout retain", "start holdout"]
+        cols.append("feedback best")
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:
