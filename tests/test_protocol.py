@@ -77,6 +77,9 @@ def test_run_writes_tidy_results(tiny_run):
     assert {(s, m) for s in ("forget", "retain", "general") for m in ("multimodal", "text")} <= keys
     env = json.loads((out / "environment.json").read_text())
     assert {"config", "data", "model:base"} <= set(env["fingerprints"]) and env["versions"]["torch"]
+    # every grid method's parameters, the defaults the config leaves unset included
+    assert set(env["method_params"]) == {m for _, m, _ in cfg.units()}
+    assert "npo" not in cfg.method_params and env["method_params"]["npo"]["beta"] == 0.1
 
 
 def test_forget_test_split_asks_with_test_set_images(tiny_run, tiny_world):

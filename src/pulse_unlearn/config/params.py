@@ -40,6 +40,15 @@ def method_classes() -> dict[str, type]:
     return {**METHODS, **SEARCHES}
 
 
+def resolved_params(cfg) -> dict[str, dict]:
+    """Every parameter of each method the grid names, defaults included: what its results were
+    made with, for environment.json and the resume key (a changed default then starts over
+    instead of resuming old results)."""
+    classes = method_classes()
+    names = dict.fromkeys(m for _, m, _ in cfg.units())
+    return {name: classes[name](**cfg.method_params.get(name, {})).params.model_dump(mode="json") for name in names}
+
+
 class ParamsError(ValueError):
     def __init__(self, key: str, message: str):
         super().__init__(f"{key}: {message}")

@@ -28,6 +28,7 @@ from pathlib import Path
 from .. import distributed
 from ..config import RunConfig
 from ..config.schema import CONCEPT_SCENARIOS
+from ..config.params import resolved_params
 from ..data.batches import Encoder
 from ..data.sources import Sources, load_sources
 from ..evaluation.attacks import COLUMNS as ATTACK_COLUMNS
@@ -137,7 +138,7 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
     for label, path in {**models, **plan.start_models}.items():
         if path is not None:
             fingerprints[f"model:{label}"] = model_fingerprint(path)
-    env = {"versions": versions(), "fingerprints": fingerprints,
+    env = {"versions": versions(), "fingerprints": fingerprints, "method_params": resolved_params(cfg),
            "models": {k: str(v) for k, v in {**models, **plan.start_models}.items()}}
     store.write_json("environment.json", env)
     device = resolve_device(cfg.model.device)
