@@ -257,3 +257,33 @@ def torch_close(a, b, key: str) -> None:
     import torch
 
     assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), f"{key}: max difference {(a - b).abs().max():.3g}"
+
+
+@needs_launcher
+@pytest.mark.parametrize("mode", [DDP, FSDP], ids=["ddp", "fsdp"])
+def test_a_black_box_unit_under_two_processes_matches_one(tiny_models, cache, tmp_path, mode):
+    """Every process asks the same feedback and runs the same seeded search (the weights are never
+    sharded for it); the evaluation with the suffix is sharded and gathered: the same files."""
+    config = tmp_path / "bb.yaml"
+    config.write_text(
+        "name: bb\n"
+        "model: {source: world, preset: tiny}\n"
+        "splits: {finetune_people: 6, forget: 3, requests: 1}\n"
+        "data: {mmbench_subset: 12}\n"
+        "grid: [{scenarios: [finetuned], methods: [blackbox_dirichlet]}]\n"
+        "method_params: {blackbox_dirichlet: {length: 2, budget: 100, feedback_forget: 10, feedback_retain: 10,"
+        " population: 4, components: 2}}\n"
+        "attacks: [{name: consistency}]\n"
+        "scoring: logits\n")
+    args = ["run", str(config), f"model.finetuned={tiny_models['finetuned']}", "--cache", str(cache)]
+    one, two = tmp_path / "one", tmp_path / "two"
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(args + ["--out", str(one)]) == 0
+    proc = _launch(["-m", "pulse_unlearn.cli", *args, "--out", str(two)], _env(), 900,
+                   retry_cleanup=lambda: shutil.rmtree(two, ignore_errors=True), mode=mode)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("summary.csv", "predictions.csv", "search.csv", "attacks.csv"):
+        assert _rows(one, name) == _rows(two, name), name
+    timeless = lambda run: [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(run, "operations.csv")]  # noqa: E731
+    assert timeless(one) == timeless(two) and len(_rows(two, "search.csv")) == 5
+    assert not list(two.glob(".*"))
