@@ -10,7 +10,9 @@ figures. ``--preset tiny`` is a smoke test of the script (4 events, one epoch), 
                                   [--balance none|concepts] [--cache DIR] [--out DIR]
 
 The joint case with the balanced variant against plain GD and GA+KL on the same data: run it
-twice, ``--methods grad_diff ga_klr`` with and without ``--balance concepts``.
+twice, ``--methods grad_diff ga_klr`` with and without ``--balance concepts``; the control at a
+fixed step count is ``pulse run benchmarks/results/concepts-seed0-plain-2epochs.yaml``
+(``python -c "import concepts; concepts.joint_table(Path(RUN))"`` prints its table).
 """
 
 from __future__ import annotations
@@ -54,6 +56,32 @@ def start_table(run: Path) -> None:
         print(f"  {scenario:<16} " + "  ".join(cells))
 
 
+def joint_table(run: Path) -> None:
+    """The joint request (concepts-both) after its operation, multimodal unless said: retain,
+    general, the forgotten events, the forgotten people by name and in their images."""
+    import pandas as pd
+
+    preds = pd.read_csv(run / "predictions.csv", dtype={"subject": str}, keep_default_na=False)
+    ops = pd.read_csv(run / "operations.csv")
+    both = preds[preds.scenario == "concepts-both"]
+    if both.empty:
+        return
+    print(f"\n{run.name}, the joint request (accuracy):")
+    print("| method | steps | stop | retain mm | general mm | events forgotten mm | people forgotten text | people "
+          "forgotten mm |")
+    print("|---|---|---|---|---|---|---|---|")
+    for method in dict.fromkeys(both.method):
+        rows = both[both.method == method]
+        last = rows[rows.step == rows.step.max()]
+        forget = last[last.split == "forget"]
+        op = ops[(ops.scenario == "concepts-both") & (ops.method == method)].iloc[0]
+        cells = [last[(last.split == split) & (last.modality == "multimodal")] for split in ("retain", "general")]
+        cells += [forget[(forget.population == "event") & (forget.modality == "multimodal")],
+                  forget[(forget.population == "person") & (forget.modality == "text")],
+                  forget[(forget.population == "person") & (forget.modality == "multimodal")]]
+        print(f"| {method} | {op.steps} | {op.reason} | " + " | ".join(f"{c.correct.mean():.3f}" for c in cells) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="default", choices=["default", "tiny"])
@@ -78,6 +106,7 @@ def main() -> None:
     table = interference_table(Summary(read_run(run).rows))
     print("\n" + to_markdown([table]) if table else "\nno concepts units")
     print(findings_text(run))
+    joint_table(run)
 
 
 if __name__ == "__main__":
