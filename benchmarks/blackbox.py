@@ -27,18 +27,19 @@ SEARCHES = ["blackbox_dirichlet", "blackbox_greedy", "blackbox_genetic", "blackb
 MARGIN = 0.05  # the searches' default margin: retain may fall this much for free
 
 
-def config(preset: str, seed: int, length: int, budget: int, penalty: float | None = None, holdout: int = 0) -> dict:
+def config(preset: str, seed: int, length: int, budget: int, penalty: float | None = None,
+           holdout: int | None = None) -> dict:
     if preset == "tiny":
         splits = {"finetune_people": 10, "forget": 4, "requests": 1, "probe_threshold": 0.4,
                   "pretrained_forget": 3, "pretrained_retain": 3}
-        feedback = {"feedback_forget": 10, "feedback_retain": 10}
+        feedback = {"feedback_forget": 10, "feedback_retain": 10, "holdout": 10 if holdout is None else holdout}
     else:
         splits = {"finetune_people": 100, "forget": 50, "requests": 1, "probe_threshold": 0.8,
                   "pretrained_forget": 20, "pretrained_retain": 25}
         feedback = {"feedback_forget": 60, "feedback_retain": 60}
-    extra = ({} if penalty is None else {"penalty": penalty}) | ({"holdout": holdout} if holdout else {})
+    extra = ({} if penalty is None else {"penalty": penalty}) | ({} if holdout is None else {"holdout": holdout})
     params = {name: {"length": length, "budget": budget, "margin": MARGIN, **feedback, **extra} for name in SEARCHES}
-    tag = ("" if penalty is None else f"-penalty{penalty:g}") + (f"-holdout{holdout}" if holdout else "")
+    tag = ("" if penalty is None else f"-penalty{penalty:g}") + ("" if holdout is None else f"-holdout{holdout}")
     return {"name": f"blackbox-seed{seed}-length{length}{tag}", "seed": seed,
             "model": {"source": "world", "preset": preset, "world_seed": seed}, "splits": splits,
             "grid": [{"scenarios": ["finetuned"], "methods": SEARCHES, "updates": ["llm"]}],
@@ -105,7 +106,8 @@ def main() -> None:
     ap.add_argument("--lengths", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--budget", type=int, default=6000, help="questions per search (120 feedback questions a suffix)")
     ap.add_argument("--penalty", type=float, default=None, help="the searches' penalty (default: theirs)")
-    ap.add_argument("--holdout", type=int, default=0, help="retain facts that re-check the searches' finalists")
+    ap.add_argument("--holdout", type=int, default=None,
+                    help="retain facts that re-check the searches' finalists (default: theirs; 0: none)")
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("runs/benchmark-blackbox"))
     args = ap.parse_args()
@@ -121,12 +123,13 @@ def main() -> None:
             rows += rows_of(run, length)
             runs.append(run)
         print(f"\nworld seed {seed}, preset {args.preset}, budget {budget} questions per search, penalty "
-              f"{args.penalty if args.penalty is not None else 'default'}, holdout {args.holdout} "
+              f"{args.penalty if args.penalty is not None else 'default'}, holdout "
+              f"{args.holdout if args.holdout is not None else 'default'} "
               f"(start: forget {rows[0]['start forget']:.3f}):")
         table(rows)
         target(rows)
         tag = ("" if args.penalty is None else f"-penalty{args.penalty:g}") + \
-            (f"-holdout{args.holdout}" if args.holdout else "")
+            ("" if args.holdout is None else f"-holdout{args.holdout}")
         report = build_compare(runs, args.out / f"compare-seed{seed}{tag}")
         print(f"report: {report} (suffix_lengths.png, queries.png)")
 

@@ -20,7 +20,7 @@ splits: {finetune_people: 10, forget: 4, requests: 2, probe_threshold: 0.4, pret
          pretrained_retain: 3}
 grid: [{scenarios: [sequential], methods: [blackbox_dirichlet], updates: [llm]}]
 method_params: {blackbox_dirichlet: {length: 2, budget: 120, feedback_forget: 10, feedback_retain: 10,
-                                     population: 4, components: 2}}
+                                     population: 4, components: 2, holdout: 0}}
 attacks: [{name: relearn, steps: 2}, {name: consistency}, {name: image_transforms, transforms: [blur]}]
 scoring: likelihood
 """

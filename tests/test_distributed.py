@@ -272,7 +272,7 @@ def test_a_black_box_unit_under_two_processes_matches_one(tiny_models, cache, tm
         "data: {mmbench_subset: 12}\n"
         "grid: [{scenarios: [finetuned], methods: [blackbox_dirichlet]}]\n"
         "method_params: {blackbox_dirichlet: {length: 2, budget: 100, feedback_forget: 10, feedback_retain: 10,"
-        " population: 4, components: 2}}\n"
+        " population: 4, components: 2, holdout: 0}}\n"
         "attacks: [{name: consistency}]\n"
         "scoring: logits\n")
     args = ["run", str(config), f"model.finetuned={tiny_models['finetuned']}", "--cache", str(cache)]
