@@ -129,8 +129,9 @@ def test_a_holdout_rechecks_the_finalists_and_picks_the_suffix(config, cache, tm
         ranked = sorted((r for r in asked[1:]), key=lambda r: -float(r["objective"]))  # stable: first asked first
         checked = [r for r in asked if r["holdout_retain"] != ""]
         assert {r["asked"] for r in checked} == {asked[0]["asked"], *(r["asked"] for r in ranked[:2])}
-        h0 = float(asked[0]["holdout_retain"])
-        judged = [1 - float(r["forget"]) - 10 * max(0.0, h0 - 0.05 - float(r["holdout_retain"]))
+        r0, h0 = float(asked[0]["retain"]), float(asked[0]["holdout_retain"])
+        judged = [1 - float(r["forget"]) - 10 * max(0.0, r0 - 0.05 - float(r["retain"]),
+                                                      h0 - 0.05 - float(r["holdout_retain"]))
                   for r in (asked[0], *ranked[:2])]
         assert op["suffix"] == (asked[0], *ranked[:2])[judged.index(max(judged))]["suffix"]
 

@@ -83,24 +83,29 @@ def test_objective_budget_and_repeated_suffixes_by_hand():
 
 def test_the_holdout_rechecks_the_finalists_by_hand():
     # "x" fools the feedback (forget 4 of 10 right, feedback retain untouched) but costs half the holdout;
-    # "y" forgets less (7 of 10 right) and costs nothing
+    # "y" forgets less (7 of 10 right) and costs nothing; "w" forgets all but costs 2 of 10 feedback
+    # retain, and the holdout would favour it: it only vetoes, so "w" stays penalised
     def answer(q):
         text, *words = q.text.split()
         i = int(text[1:])
         if text.startswith("f"):
-            return "B" if ("x" in words and i < 6) or ("y" in words and i < 3) else "A"
-        return "B" if text.startswith("h") and "x" in words and i < 5 else "A"
+            return "B" if ("x" in words and i < 6) or ("y" in words and i < 3) or "w" in words else "A"
+        if text.startswith("r"):
+            return "B" if "w" in words and i < 2 else "A"
+        return "B" if "x" in words and i < 5 else "A"
     holdout = [FeedbackItem(f"h{i}", {"A": "x", "B": "y"}, "A", None, "retain") for i in range(10)]
-    fb = Feedback(OnlyAnswers(answer), _items(), budget=90, holdout=holdout, finalists=2)
-    assert fb.reserve == 30  # (2 finalists + the empty suffix) x 10 holdout questions
-    x, y = fb.score(["x"]), fb.score(["y"])
-    assert (x.objective, y.objective) == (pytest.approx(0.6), pytest.approx(0.3)) and fb.best is x
+    fb = Feedback(OnlyAnswers(answer), _items(), budget=120, holdout=holdout, finalists=3)
+    assert fb.reserve == 40  # (3 finalists + the empty suffix) x 10 holdout questions
+    x, y, w = fb.score(["x"]), fb.score(["y"]), fb.score(["w"])
+    # J(w) = (1 - 0) - 10 * ((0.95 - 0.8)) = -0.5
+    assert [s.objective for s in (x, y, w)] == [pytest.approx(v) for v in (0.6, 0.3, -0.5)] and fb.best is x
     with pytest.raises(BudgetSpent):
-        fb.score(["z"])  # 60 + 20 > 90 - 30
-    chosen = fb.checked(2)
-    # on the holdout: empty 1.0, x 0.5, y 1.0; J(x) = 0.6 - 10 * (0.95 - 0.5) = -3.9, J(y) = 0.3, J(empty) = 0
-    assert fb.held == {(): 1.0, ("x",): 0.5, ("y",): 1.0}
-    assert chosen is y and fb.used == 90
+        fb.score(["z"])  # 80 + 20 > 120 - 40
+    chosen = fb.checked(3)
+    # on the holdout: empty 1.0, x 0.5, y 1.0, w 1.0; the larger shortfall counts:
+    # J(x) = 0.6 - 10 * (0.95 - 0.5) = -3.9, J(y) = 0.3, J(w) = 1 - 10 * 0.15 = -0.5, J(empty) = 0
+    assert fb.held == {(): 1.0, ("x",): 0.5, ("y",): 1.0, ("w",): 1.0}
+    assert chosen is y and fb.used == 120
     with pytest.raises(ValueError, match="retain questions only"):
         Feedback(OnlyAnswers(answer), _items(), budget=90, holdout=_items(1, 0), finalists=1)
 

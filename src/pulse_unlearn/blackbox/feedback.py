@@ -26,10 +26,12 @@ scored as well as no suffix on the default world, and the searches found such su
 A search that asks thousands of suffixes and keeps the best by this objective picks, among
 suffixes that truly cost retain accuracy, the ones whose feedback retain happened to come out high
 (the winner's curse of a small feedback set). With a ``holdout`` (retain facts the search never
-sees), the ``finalists`` best suffixes and the empty one are asked the holdout at the end and the
-result is the best by ``J`` with the holdout's retain accuracy in place of the feedback's (r0 the
-empty suffix's on the holdout): the margin is then judged on questions the choice was not fitted
-to. The holdout's questions are reserved from the budget before the search starts.
+sees), the ``finalists`` best suffixes and the empty one are asked the holdout at the end, and the
+result is the best of them by ``J`` with the larger of two shortfalls, the feedback's and the
+holdout's (each against its own r0, the empty suffix's): the margin must also hold on questions
+the choice was not fitted to. The holdout only vetoes: a suffix the feedback penalised is not
+rescued by a holdout that happens to favour it. The holdout's questions are reserved from the
+budget before the search starts.
 """
 
 from __future__ import annotations
@@ -204,12 +206,16 @@ class Feedback:
         return sorted(self.history, key=lambda s: -s.objective)
 
     def checked(self, finalists: int) -> Score:
-        """The best of the empty suffix and the ``finalists`` best others by ``J`` with each one's
-        retain accuracy on the holdout (asked here, from the reserved budget); the first of equals
-        in the order empty, then best objective first."""
+        """The best of the empty suffix and the ``finalists`` best others by ``J`` with the larger
+        retain shortfall of the feedback's and the holdout's (asked here, from the reserved
+        budget); the first of equals in the order empty, then best objective first."""
         picks = [self.start, *[s for s in self.ranked() if s.words][:finalists]]
         for s in picks:
             self.held[s.words] = float(np.mean(self._asked(self.holdout, s.words)))
         h0 = self.held[()]
-        judged = lambda s: (1.0 - s.forget) - self.penalty * max(0.0, (h0 - self.margin) - self.held[s.words])  # noqa: E731
+
+        def judged(s: Score) -> float:
+            short = max(0.0, (self.r0 - self.margin) - s.retain, (h0 - self.margin) - self.held[s.words])
+            return (1.0 - s.forget) - self.penalty * short
+
         return max(picks, key=judged)
