@@ -144,6 +144,8 @@ def test_a_holdout_rechecks_the_finalists_and_picks_the_suffix(config, cache, tm
     (["method_params.blackbox_dirichlet.vocabulary=/nonexistent/words.txt"], "vocabulary /nonexistent/words.txt: "),
     (["method_params.blackbox_dirichlet.elite=0"], "method_params.blackbox_dirichlet.elite"),
     (["method_params.blackbox_greedy.length=0"], "method_params.blackbox_greedy.length"),
+    (["method_params.blackbox_dirichlet.finalists=0"], "method_params.blackbox_dirichlet.finalists"),
+    (["method_params.blackbox_dirichlet.holdout=-1"], "method_params.blackbox_dirichlet.holdout"),
 ])
 def test_bad_search_parameters_are_one_line_and_nothing_is_written(config, cache, tmp_path, overrides, message):
     err = io.StringIO()
