@@ -101,12 +101,13 @@ def test_the_black_box_answers_as_the_scorer_and_the_suffix_reaches_every_prompt
 
 
 @pytest.mark.parametrize("scoring", ["likelihood", "logits", "mllmu"])
-def test_sigkill_after_the_first_operation_resumes_byte_identically(whole, config, cache, tmp_path, scoring):
-    args = [config, f"scoring={scoring}"]
-    reference = whole
-    if scoring != "likelihood":
-        reference = tmp_path / "whole"
-        assert pulse("run", *args, "--out", reference, "--cache", cache) == 0
+def test_sigkill_after_the_first_operation_resumes_byte_identically(config, cache, tmp_path, scoring):
+    # with a holdout, so search.csv's holdout_retain column is resumed too
+    args = [config, f"scoring={scoring}", "method_params.blackbox_dirichlet.holdout=10",
+            "method_params.blackbox_dirichlet.finalists=2", "method_params.blackbox_dirichlet.budget=150"]
+    reference = tmp_path / "whole"
+    assert pulse("run", *args, "--out", reference, "--cache", cache) == 0
+    assert any(r["holdout_retain"] != "" for r in rows(reference / "search.csv"))
     out = tmp_path / "killed"
     run_killed_once(out / "resume" / "sequential" / "blackbox_dirichlet--llm" / "op-1.json",
                     ["run", *map(str, args), "--out", str(out), "--cache", str(cache)])

@@ -50,7 +50,7 @@ class SearchParams(BaseModel):
     penalty: float = Field(10.0, ge=0, le=1000)  # objective points per retain point lost beyond the margin
     seed: int = Field(0, ge=0, le=2**32 - 1)  # with the run seed and the request: the search's draws
     # Retain facts apart from the feedback's that re-check the finalists (0: none). On the default
-    # world the feedback's best suffixes kept their feedback retain within the margin but lost 10-19
+    # world the feedback's best suffixes kept their feedback retain within the margin but most lost 7-22
     # points on 120 other retain facts (benchmarks/README.md, "Strict black-box unlearning").
     holdout: int = Field(120, ge=0, le=100_000)
     finalists: int = Field(5, ge=1, le=1000)  # best suffixes re-checked on the holdout (the empty one besides)
