@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from pulse_unlearn.config import apply_overrides, load_config, shipped_configs
+from pulse_unlearn.config import apply_overrides, shipped_configs
+from pulse_unlearn.protocol.catalog import load_config
 from pulse_unlearn.data.batches import Encoder
 from pulse_unlearn.data.sources import load_sources
 from pulse_unlearn.evaluation.evaluator import Evaluator

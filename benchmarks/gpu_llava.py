@@ -203,7 +203,7 @@ def bench_unlearn(model, encoder, forget, retain, peak, counts, steps: int, batc
 
 def bench_protocol(model, processor, world: Path, workdir: Path, eval_batch: int, unlearn_batch: int,
                    small: bool) -> dict:
-    from pulse_unlearn.config import load_config
+    from pulse_unlearn.protocol.catalog import load_config
     from pulse_unlearn.pipeline import run_experiment
 
     ckpt = workdir / "checkpoint"

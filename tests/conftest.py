@@ -83,7 +83,7 @@ def tiny_demo(tiny_models, cache, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_demo):
-    from pulse_unlearn.config import load_config
+    from pulse_unlearn.protocol.catalog import load_config
 
     out, _ = tiny_demo
     with open(out / "summary.csv", newline="") as f:

@@ -16,6 +16,7 @@ import yaml
 import pulse_unlearn
 from pulse_unlearn.cli import main
 from pulse_unlearn.errors import PulseError
+from pulse_unlearn.protocol.catalog import units
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -126,5 +127,5 @@ def test_resolve_config_takes_every_form(tmp_path):
     from_dict = resolve_config({"name": "c", "unlearn": {"lr": 0.01}}, ["method=npo"])
     from_object = resolve_config(resolve_config(path, []), ["method=npo"])
     assert from_file == from_dict == from_object
-    assert from_file.unlearn.lr == 0.01 and from_file.units() == [("finetuned", "npo", "llm")]
+    assert from_file.unlearn.lr == 0.01 and units(from_file) == [("finetuned", "npo", "llm")]
     assert resolve_config(from_file, []) is from_file

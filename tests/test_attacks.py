@@ -256,7 +256,8 @@ def test_the_report_has_the_residual_knowledge_section(watched, tmp_path):
 def test_the_demo_attacks_validate_in_the_demo_config():
     import json
 
-    from pulse_unlearn.config import load_config, shipped_configs
+    from pulse_unlearn.config import shipped_configs
+    from pulse_unlearn.protocol.catalog import load_config
     from pulse_unlearn.config.shipped import demo_attacks
 
     cfg = load_config(shipped_configs()["demo"], [f"attacks={json.dumps(demo_attacks())}"])

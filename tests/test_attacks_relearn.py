@@ -78,7 +78,7 @@ def test_relearn_does_not_apply_without_facts_to_train_on():
 @pytest.fixture(scope="module")
 def world(tiny_models):
     """The tiny world's finetuned scenario: its evaluator and starting model."""
-    from pulse_unlearn.config.load import validate
+    from pulse_unlearn.protocol.catalog import units, validate
     from pulse_unlearn.data.batches import Encoder
     from pulse_unlearn.data.sources import load_sources
     from pulse_unlearn.evaluation.evaluator import Evaluator
@@ -91,7 +91,7 @@ def world(tiny_models):
                     "unlearn": {"lr": 3e-3, "batch_size": 16, "lora": {"rank": 8, "alpha": 16}},
                     "scoring": "likelihood"}, "r")
     src = load_sources(w / "MLLMU-Bench", w / "MMBench" / "mmbench_dev_en.tsv", 8, 0)
-    sets = scenarios.plan(cfg, src, w / "MLLMU-Bench").sets["finetuned"]
+    sets = scenarios.plan(cfg, units(cfg), src, w / "MLLMU-Bench").sets["finetuned"]
     model, processor = load_model(tiny_models["finetuned"], dtype="float32", device="cpu")
     return Evaluator(Encoder(processor), cfg, src, sets), model
 

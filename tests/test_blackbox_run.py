@@ -69,10 +69,10 @@ def test_the_search_is_recorded_and_its_best_suffix_is_the_operations(whole):
 def test_the_black_box_answers_as_the_scorer_and_the_suffix_reaches_every_prompt(tiny_models, scoring):
     from pulse_unlearn.blackbox import Query
     from pulse_unlearn.blackbox.feedback import replied_letter
-    from pulse_unlearn.config.load import validate
+    from pulse_unlearn.protocol.catalog import units, validate
     from pulse_unlearn.data.batches import Encoder
     from pulse_unlearn.data.sources import load_sources
-    from pulse_unlearn.evaluation.blackbox import model_black_box
+    from pulse_unlearn.evaluation.black_box_model import model_black_box
     from pulse_unlearn.evaluation.evaluator import Evaluator
     from pulse_unlearn.models.load import load_model
     from pulse_unlearn.protocol import scenarios
@@ -84,7 +84,7 @@ def test_the_black_box_answers_as_the_scorer_and_the_suffix_reaches_every_prompt
                     "grid": [{"scenarios": ["finetuned"], "methods": ["blackbox_random"]}],
                     "scoring": scoring, "parity": {"few_shot": False}}, "b")
     src = load_sources(w / "MLLMU-Bench", w / "MMBench" / "mmbench_dev_en.tsv", 8, 0)
-    sets = scenarios.plan(cfg, src, w / "MLLMU-Bench").sets["finetuned"]
+    sets = scenarios.plan(cfg, units(cfg), src, w / "MLLMU-Bench").sets["finetuned"]
     model, processor = load_model(tiny_models["finetuned"], dtype="float32", device="cpu")
     plain = Evaluator(Encoder(processor), cfg, src, sets)
     suffixed = plain.with_suffix(["quiet", "river"])
@@ -181,7 +181,7 @@ def test_compared_runs_at_two_lengths_plot_accuracy_against_the_length(whole, tm
 
     import yaml
 
-    from pulse_unlearn.report.blackbox import length_points
+    from pulse_unlearn.report.suffix_search import length_points
     from pulse_unlearn.report.build import build_compare
     from pulse_unlearn.report.runs import read_run
 

@@ -12,7 +12,8 @@ import pytest
 
 import pulse_unlearn
 from pulse_unlearn.cli import main
-from pulse_unlearn.config import apply_overrides, load_config
+from pulse_unlearn.config import apply_overrides
+from pulse_unlearn.protocol.catalog import load_config, units
 from pulse_unlearn.errors import PulseError
 
 
@@ -74,7 +75,7 @@ def test_overrides_set_nested_values_and_grid(tmp_path):
                              "method_params.npo.beta=0.5"])
     assert cfg.unlearn.lr == 2e-4 and cfg.method_params["npo"]["beta"] == 0.5
     # sequential brings its one-shot comparison along
-    assert cfg.units() == [("finetuned", "ga", "llm"), ("finetuned", "npo", "llm"), ("sequential", "ga", "llm"),
+    assert units(cfg) == [("finetuned", "ga", "llm"), ("finetuned", "npo", "llm"), ("sequential", "ga", "llm"),
                            ("sequential", "npo", "llm")]
 
 
@@ -120,8 +121,8 @@ def test_run_names_a_shipped_config_from_any_folder(tmp_path, name):
     r = run_cli("run", name, "data.mllmu=DIR", "data.mmbench=mmbench_dev_en.tsv", "--check", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     cfg = load_config(name)
-    assert r.stdout.splitlines()[0].startswith(f"config {cfg.name}: valid; {len(cfg.units())} unit(s)")
-    assert [ln.split() for ln in r.stdout.splitlines()[1:]] == [list(u) for u in cfg.units()]
+    assert r.stdout.splitlines()[0].startswith(f"config {cfg.name}: valid; {len(units(cfg))} unit(s)")
+    assert [ln.split() for ln in r.stdout.splitlines()[1:]] == [list(u) for u in units(cfg)]
     assert not any(tmp_path.iterdir())  # --check writes nothing
 
 
@@ -174,8 +175,8 @@ def test_the_world_presets_are_the_configs_choices():
 
 
 @pytest.fixture
-def typed_method():
-    """A test-only method whose parameters have each allowed type."""
+def typed_method(monkeypatch):
+    """A test-only method whose parameters have each allowed type (registered for this test only)."""
     from pydantic import Field
 
     from pulse_unlearn.methods import METHODS, Method, MethodParams, get_method, register
@@ -190,9 +191,9 @@ def typed_method():
             mode: Literal["a", "b"] = "a"
 
     assert issubclass(Typed, Method)
+    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))
     register(Typed)
-    yield Typed
-    METHODS.pop(Typed.name)
+    return Typed
 
 
 @pytest.mark.parametrize("override, message", [

@@ -9,6 +9,8 @@ import copy
 import pytest
 import torch
 
+from loss_terms import joint_loss
+
 from pulse_unlearn.methods import losses
 from pulse_unlearn.methods.gradients import GradientEdit, a_matrices, orthogonality, saliency_masks
 from pulse_unlearn.models.lora import adapter_state
@@ -54,7 +56,7 @@ def test_rmu_loss_by_hand():
     c = losses.rmu_control(2, 3.0, 5)
     forget = ((1 - c[0]) ** 2 + (2 - c[1]) ** 2).item() / 2  # the one predicting position, (1/d)||h - cu||^2
     retain = ((1 + 0) / 2 + (0 + 4) / 2) / 2  # positions 0 and 1: (1/d)||h_r - h_ref||^2, averaged
-    assert method.loss(_hidden_step(expected_index=2)).item() == pytest.approx(forget + 2.0 * retain, rel=1e-6)
+    assert joint_loss(method, _hidden_step(expected_index=2)).item() == pytest.approx(forget + 2.0 * retain, rel=1e-6)
 
 
 def test_rmu_adapts_the_steered_layer_and_those_below():
@@ -70,8 +72,8 @@ def test_mmunlearner_is_grad_diff_on_salient_weights():
     from test_losses import _step
 
     s = _step()
-    assert make_method("mmunlearner", alpha=0.5).loss(s).item() == pytest.approx(
-        make_method("grad_diff", gamma=1.0, alpha=0.5).loss(s).item())
+    assert joint_loss(make_method("mmunlearner", alpha=0.5), s).item() == pytest.approx(
+        joint_loss(make_method("grad_diff", gamma=1.0, alpha=0.5), s).item())
     assert make_method("mmunlearner", threshold=2.0, batches=3).saliency() == (2.0, 3)
     assert make_method("grad_diff").saliency() is None
 

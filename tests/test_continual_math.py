@@ -30,17 +30,23 @@ def test_representation_mse_is_per_token_squared_distance_over_d():
     assert losses.representation_mse(H_F, C, torch.tensor([[True, False]])).item() == 0.0
 
 
+def rmu_loss(h_f, h_r, h_ref, c, alpha, forget_mask=None, retain_mask=None):
+    """RMU's loss at one layer as the ``rmu`` method composes it (its forget and retain terms)."""
+    return losses.representation_mse(h_f, c, forget_mask) + alpha * losses.representation_mse(
+        h_r, h_ref.detach(), retain_mask)
+
+
 def test_rmu_loss_by_hand():
     # all tokens: 5 + 2 * 0.5 = 6; only the second forget token: 10 + 2 * 0.5 = 11
-    assert losses.rmu_loss(H_F, H_R, H_REF, C, alpha=2.0).item() == pytest.approx(6.0)
-    assert losses.rmu_loss(H_F, H_R, H_REF, C, 2.0, forget_mask=torch.tensor([[False, True]]),
+    assert rmu_loss(H_F, H_R, H_REF, C, alpha=2.0).item() == pytest.approx(6.0)
+    assert rmu_loss(H_F, H_R, H_REF, C, 2.0, forget_mask=torch.tensor([[False, True]]),
                            retain_mask=torch.tensor([[True]])).item() == pytest.approx(11.0)
-    assert losses.rmu_loss(H_F, H_R, H_REF, C, alpha=0.0).item() == pytest.approx(5.0)
+    assert rmu_loss(H_F, H_R, H_REF, C, alpha=0.0).item() == pytest.approx(5.0)
 
 
 def test_rmu_loss_gradient_reaches_only_the_trained_hidden_states():
     h_f, h_r, h_ref = H_F.clone().requires_grad_(), H_R.clone().requires_grad_(), H_REF.clone().requires_grad_()
-    losses.rmu_loss(h_f, h_r, h_ref, C, alpha=2.0).backward()
+    rmu_loss(h_f, h_r, h_ref, C, alpha=2.0).backward()
     # d/dh of mean over 2 tokens of (1/2)||h - c||^2 = (h - c) / 2; token 1: (2, 4) / 2
     assert h_f.grad[0, 1].tolist() == pytest.approx([1.0, 2.0])
     # retain: 2 * (1/1 token) * (2/2) * (h - ref) = (2, 0)

@@ -12,13 +12,12 @@ import pytest
 from pulse_unlearn.errors import PulseError
 from pulse_unlearn.evaluation import metrics as metric_registry
 from pulse_unlearn.evaluation.predictions import KINDS, OpenPrediction, Prediction, from_record, to_record
-from pulse_unlearn.evaluation.probes import PROBES, Probe
 from pulse_unlearn.evaluation.splits import SPLITS, Split, split_items
-from pulse_unlearn.evaluation.summary import (SUMMARY_KEY, evaluation_rows, prediction_columns, prediction_rows,
-                                             probe_columns, probe_rows, summary_columns, summary_rows)
+from pulse_unlearn.evaluation.summary import (prediction_columns, prediction_rows,
+                                             summary_columns, summary_rows)
 from pulse_unlearn.evaluation.facts import FactPrediction
 from pulse_unlearn.records import Example, Question
-from pulse_unlearn.registry import Registry
+from pulse_unlearn.core.registry import Registry
 
 CHOICE = Prediction("p1/multimodal/0", "p1", "multimodal", "B", "C", {"A": -1.5, "B": 0.25, "C": 2.0})
 FACT = FactPrediction("p1/fact-0", "p1", "text", "a painter", "a baker", 0.5)
@@ -130,7 +129,7 @@ def test_registry_refuses_a_second_component_under_one_name_and_lists_choices():
 
 
 def test_a_broken_plugin_is_one_line(monkeypatch):
-    import pulse_unlearn.registry as registry
+    import pulse_unlearn.core.registry as registry
 
     class EP:
         name, value, group = "bad", "no_such_module:Thing", "pulse_unlearn.test"
@@ -143,40 +142,15 @@ def test_a_broken_plugin_is_one_line(monkeypatch):
         list(Registry("split", "pulse_unlearn.test"))
 
 
-def test_probes_change_inputs_or_the_model():
-    """An input probe rewrites items; a model probe hands a changed model to the scorers (here: a
-    'model' that is just a label the fake scorer reads back)."""
-    assert PROBES["test_images"].changes == "inputs"
+def test_forget_test_asks_multimodal_questions_with_another_image():
+    """forget_test: each multimodal question with its person's first Test_Set image that is not
+    the profile image; text questions and people without such an image are left out."""
+    from pulse_unlearn.evaluation.unseen_images import with_test_images
 
-    class Relabel(Probe):
-        name, changes = "relabel", "model"
-
-        def change_model(self, model, ctx):
-            return model + "-changed"
-
-    from pulse_unlearn.evaluation import evaluator as ev
-
-    e = ev.Evaluator.__new__(ev.Evaluator)
-    e.cfg, e.src, e.sets = SimpleNamespace(), _src(), SimpleNamespace(forget=("a",), retain=("c",))
-    e.scorer = lambda name, items: (lambda model: [(name, model, len(items))])
-    PROBES.register(Relabel)
-    try:
-        assert e.probed("relabel", "m", ["forget", "retain"]) == {"forget": [("forget", "m-changed", 2)],
-                                                                  "retain": [("retain", "m-changed", 2)]}
-        assert e.probed("test_images", "m", ["forget"]) == {"forget": [("forget", "m", 1)]}
-    finally:
-        PROBES._items.pop("relabel")
-
-
-def test_probe_rows_are_summary_rows_named_by_their_probe():
-    """probes.csv: the probe's name, then summary.csv's columns; a probed row joins the plain row."""
-    unit = {"scenario": "finetuned", "method": "ga", "update": "llm"}
-    plain = {"forget": [CHOICE, Prediction("q2", "p1", "text", "A", "A", {"A": 1.0, "B": 0.0})]}
-    probed = {"forget": [CHOICE, Prediction("q2", "p1", "text", "A", "B", {"A": 0.0, "B": 1.0})]}
-    assert probe_columns() == ("probe", *summary_columns())
-    rows = probe_rows("flip", unit, probed, (("p1",),), 1, "likelihood")
-    base = evaluation_rows(unit, plain, (("p1",),), 1, "likelihood")["summary"]
-    assert all(set(r) <= set(probe_columns()) and r["probe"] == "flip" for r in rows)
-    joined = {tuple(r[k] for k in SUMMARY_KEY): r["accuracy"] for r in base}
-    assert [(joined[tuple(r[k] for k in SUMMARY_KEY)], r["accuracy"]) for r in rows
-            if r["modality"] == "all"] == [(0.5, 0.0)]
+    mm = Question("a/mm/0", "a", "multimodal", "Q?", {"A": "x", "B": "y"}, "A", image=b"profile")
+    txt = Question("a/txt/0", "a", "text", "Q?", {"A": "x", "B": "y"}, "A")
+    other = Question("b/mm/0", "b", "multimodal", "Q?", {"A": "x", "B": "y"}, "A", image=b"b-profile")
+    src = SimpleNamespace(people={"a": SimpleNamespace(image=b"profile"), "b": SimpleNamespace(image=b"b-profile")},
+                          test_images={"a": (b"profile", b"unseen"), "b": (b"b-profile",)})
+    out = with_test_images([mm, txt, other], src)
+    assert [(q.qid, q.image, q.question) for q in out] == [("a/mm/0/test", b"unseen", "Q?")]

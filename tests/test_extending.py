@@ -7,6 +7,7 @@ other tests."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import subprocess
@@ -56,7 +57,7 @@ def _python(plugin: Path, *args: str, **kw) -> subprocess.CompletedProcess:
 
 def test_the_doc_blocks_make_a_plugin(plugin):
     assert sorted(p.name for p in (plugin / "pulse_plugin_example").glob("*.py")) == [
-        "__init__.py", "attacks.py", "methods.py", "metrics.py", "probes.py", "searches.py", "splits.py"]
+        "__init__.py", "attacks.py", "methods.py", "metrics.py", "scenarios.py", "searches.py", "splits.py"]
     assert "[pulse_unlearn.methods]\nscaled_ga = pulse_plugin_example.methods:ScaledGA" in _entry_points()
 
 
@@ -83,17 +84,32 @@ def test_pulse_run_with_a_plugin_method_split_and_metric(plugin, tiny_models, ca
     assert not (tmp_path / "bad").exists()
 
 
-def test_the_plugin_probe_reverses_options(plugin):
-    code = """
-from pulse_unlearn.evaluation.probes import PROBES
-from pulse_unlearn.records import Question
-q = Question("q", "p", "text", "?", {"A": "x", "B": "y", "C": "z"}, "A")
-(r,) = PROBES["reversed_options"]().change_inputs([q], None)
-print(r.qid, r.options, r.answer)
-"""
-    done = _python(plugin, "-c", code)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "q/reversed {'A': 'z', 'B': 'y', 'C': 'x'} C"
+def test_a_plugin_scenario_runs_from_its_entry_point(plugin, tiny_models, cache, tmp_path):
+    """The doc's scenario, found through its entry point: its two requests run one after the other
+    beside the one-shot finetuned scenario it declares as its companion, and its size check is
+    one line at load time."""
+    out = tmp_path / "run"
+    done = _python(plugin, "-m", "pulse_unlearn.cli", "run", "demo_tiny", "scenario=finetuned_halves", "method=ga",
+                   "--out", str(out), "--cache", str(cache))
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(out / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    steps = {}
+    for r in rows:
+        steps.setdefault(r["scenario"], set()).add(int(r["step"]))
+    assert steps == {"finetuned": {0, 1}, "finetuned_halves": {0, 1, 2}}
+    sets = json.loads((out / "sets.json").read_text())
+    one_shot, halves = sets["finetuned"]["forget_requests"], sets["finetuned_halves"]["forget_requests"]
+    assert [len(r) for r in halves] == [2, 3] and sorted(halves[0] + halves[1]) == sorted(one_shot[0])
+    assert max(halves[0]) < min(halves[1])  # the first half by ID, then the second
+    requests = {r["request"] for r in rows if r["scenario"] == "finetuned_halves" and r["split"] == "forget"}
+    assert {"1", "2"} <= requests
+    bad = _python(plugin, "-m", "pulse_unlearn.cli", "run", "demo_tiny", "scenario=finetuned_halves",
+                  "splits.forget=1", "--out", str(tmp_path / "bad"), "--cache", str(cache))
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1
+    assert "splits.forget: must be >= 2 for two requests (got 1)" in lines[0]
+    assert not (tmp_path / "bad").exists()
 
 
 def test_the_plugin_attack_greys_images_and_checks_its_parameters(plugin):
@@ -162,12 +178,12 @@ def test_the_dataset_example_checks_a_folder_and_validates_the_run(tiny_world):
 def test_the_plugin_search_is_a_method_and_sees_only_answers(plugin):
     code = """
 from pulse_unlearn.blackbox import SEARCHES, Feedback, FeedbackItem
-from pulse_unlearn.config.params import method_classes
+from pulse_unlearn.protocol.catalog import approaches
 items = [FeedbackItem(f"{s}{i}", {"A": "x", "B": "y"}, "A", None, s) for s in ("forget", "retain") for i in range(2)]
 ask = lambda qs: ["B" if q.text.startswith("forget") and "c" in q.text.split() else "A" for q in qs]
 fb = Feedback(ask, items, budget=4 * 4)
 best = SEARCHES["blackbox_cycle"](length=1, stride=1)(fb, ["a", "b", "c", "d"], 0)
-print("blackbox_cycle" in method_classes(), best.words, best.forget, fb.used)
+print("blackbox_cycle" in approaches(), best.words, best.forget, fb.used)
 """
     done = _python(plugin, "-c", code)
     assert done.returncode == 0, done.stderr

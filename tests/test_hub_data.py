@@ -80,7 +80,7 @@ def test_a_cached_hub_dataset_is_found_offline_and_read(hub):
 
 def test_a_run_reads_the_hub_snapshot(hub, cache, tmp_path, monkeypatch):
     """``run_experiment`` resolves ``cfg.data.*`` and hands the protocol the snapshot's files."""
-    from pulse_unlearn.config import load_config
+    from pulse_unlearn.protocol.catalog import load_config
     from pulse_unlearn.protocol import runner as protocol
 
     seen = {}

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from processes import run_killed_once
@@ -18,7 +17,7 @@ from real_data import build_tiny_llava, write_mllmu, write_mmbench
 
 from pulse_unlearn.cli import main
 from pulse_unlearn.data.mllmu import load_people
-from pulse_unlearn.evaluation.probes import PROBES
+from pulse_unlearn.evaluation.unseen_images import with_test_images
 from pulse_unlearn.draws import demo_person
 from pulse_unlearn.records import POPULATIONS, split_key, subject_key
 from pulse_unlearn.protocol import sets as splits
@@ -103,10 +102,9 @@ def test_the_same_id_in_both_subsets_is_two_people(shared):
     # gets no Test_Set image of the fictitious person of its ID.
     assert {ex.source for ex in src.facts_of([fictitious.key])} == {"ft"}
     assert src.facts_of([celebrity.key]) == list(celebrity.facts) and celebrity.facts
-    test_images = PROBES["test_images"]()  # what the forget_test split asks
-    ctx = SimpleNamespace(src=src)
-    assert test_images.change_inputs(src.questions_of([fictitious.key]), ctx)
-    assert test_images.change_inputs(src.questions_of([celebrity.key]), ctx) == []
+    # what the forget_test split asks
+    assert with_test_images(src.questions_of([fictitious.key]), src)
+    assert with_test_images(src.questions_of([celebrity.key]), src) == []
     said: list[str] = []
     check_data(bench, said.append)
     assert any(f"Full_Set: ok: {N_FULL} people (fictitious)" in line for line in said), said

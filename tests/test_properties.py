@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pulse_unlearn.cli import main
-from pulse_unlearn.config import RunConfig, load_config
-from pulse_unlearn.config.messages import method_param_keys, schema_keys
+from pulse_unlearn.config import RunConfig
+from pulse_unlearn.protocol.catalog import approaches, load_config, units
+from pulse_unlearn.core.messages import schema_keys
 from pulse_unlearn.data.mllmu import load_people
 from pulse_unlearn.data.mmbench import load_mmbench
 from pulse_unlearn.errors import PulseError
@@ -188,7 +189,9 @@ def test_mllmu_refuses_bytes_that_are_not_an_image(tmp_path_factory, junk):
 # Defect 3: any value of any type at any key of the schema (each method's parameters included)
 # either loads, and `pulse run --check` lists the units, or is one line and exit 2; nothing is
 # written either way.
-CONFIG_KEYS = sorted({k.replace("*", "0") for k in schema_keys(RunConfig)} | set(method_param_keys())
+METHOD_PARAM_KEYS = {f"method_params.{name}.{param}" for name, cls in approaches().items()
+                     for param in cls.Params.model_fields}
+CONFIG_KEYS = sorted({k.replace("*", "0") for k in schema_keys(RunConfig)} | METHOD_PARAM_KEYS
                      | {"scenario", "method", "update", "model"})
 config_values = st.one_of(
     st.integers(1, 10), st.floats(0.01, 1), st.integers(-5, 200), st.integers(min_value=2**40),
@@ -225,7 +228,7 @@ def test_any_config_value_loads_or_is_one_line_and_nothing_is_written(tmp_path, 
     if status == 0:
         cfg = load_config("demo_tiny", items)
         assert not lines and out.getvalue().splitlines()[1:] == [
-            f"  {s:<11} {m:<10} {u}" for s, m, u in cfg.units()]
+            f"  {s:<11} {m:<10} {u}" for s, m, u in units(cfg)]
     else:
         assert status == 2 and len(lines) == 1 and lines[0].startswith("pulse: error: "), (items, err.getvalue())
         with pytest.raises(PulseError):

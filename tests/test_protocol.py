@@ -18,6 +18,7 @@ from pulse_unlearn.data.mllmu import load_people
 from pulse_unlearn.evaluation.scorers import Scorer, accuracy, letter_token_ids
 from pulse_unlearn.models.load import load_model
 from pulse_unlearn.protocol import sets as splits
+from pulse_unlearn.protocol.catalog import units
 
 DEMO_TINY = Path(str(files("pulse_unlearn") / "configs" / "demo_tiny.yaml"))
 
@@ -62,9 +63,9 @@ def test_run_writes_tidy_results(tiny_run):
     assert list(rows[0]) == ["scenario", "method", "update", "step", "request", "split", "modality", "n",
                              "accuracy", "scoring", "stop", "rouge1", "rouge2", "rougeL", "bleu"]
     assert {r["stop"] for r in rows} == {"fixed"}
-    units = {(r["scenario"], r["method"], r["update"]) for r in rows}
-    assert units == set(cfg.units())
-    assert len(units) == 3 * 3 + 3
+    ran = {(r["scenario"], r["method"], r["update"]) for r in rows}
+    assert ran == set(units(cfg))
+    assert len(ran) == 3 * 3 + 3
     steps = {(r["scenario"], r["method"]): set() for r in rows}
     for r in rows:
         steps[(r["scenario"], r["method"])].add(int(r["step"]))
@@ -78,7 +79,7 @@ def test_run_writes_tidy_results(tiny_run):
     env = json.loads((out / "environment.json").read_text())
     assert {"config", "data", "model:base"} <= set(env["fingerprints"]) and env["versions"]["torch"]
     # every grid method's parameters, the defaults the config leaves unset included
-    assert set(env["method_params"]) == {m for _, m, _ in cfg.units()}
+    assert set(env["method_params"]) == {m for _, m, _ in units(cfg)}
     assert "npo" not in cfg.method_params and env["method_params"]["npo"]["beta"] == 0.1
 
 

@@ -13,7 +13,7 @@ import pytest
 from real_data import (SIZES, build_tiny_llava, build_tiny_llava_next, build_tiny_qwen2_vl, has_torchvision, png,
                        write_mllmu, write_mmbench)
 
-from pulse_unlearn.config import load_config
+from pulse_unlearn.protocol.catalog import load_config, units
 from pulse_unlearn.data.mllmu import check_layout, load_facts, load_people, load_test_images, read_subset, subset_ids
 from pulse_unlearn.data.mmbench import load_mmbench
 from pulse_unlearn.errors import PulseError
@@ -160,7 +160,7 @@ def test_model_shortcut_and_shipped_config(tmp_path):
 
     cfg = load_config(None, ["model=/some/dir", "scenario=finetuned", "method=npo", "update=projector_llm"])
     assert cfg.model.source == "path" and cfg.model.base == "/some/dir"
-    assert cfg.units() == [("finetuned", "npo", "projector_llm")]
+    assert units(cfg) == [("finetuned", "npo", "projector_llm")]
     shipped = Path(str(files("pulse_unlearn") / "configs" / "mllmu_llava15.yaml"))
     cfg = load_config(shipped, [f"data.mllmu={tmp_path}", f"data.mmbench={tmp_path}/m.tsv"])
     assert cfg.model.base == "llava-hf/llava-1.5-13b-hf" and cfg.model.dtype == "bfloat16"

@@ -17,6 +17,8 @@ from pulse_unlearn.evaluation.collapse import answer_collapse
 from pulse_unlearn.evaluation.scorers import Prediction
 from pulse_unlearn.report.build import build_report
 from pulse_unlearn.protocol.checkpoints import Checkpoints
+from pulse_unlearn.protocol.records import Result
+from pulse_unlearn.records import Unit
 
 SEQUENTIAL = """name: seq
 model: {source: world, preset: tiny}
@@ -96,8 +98,8 @@ def test_sigkill_after_step_0_resumes_under_every_scoring(scoring, seq_config, c
 
 
 def test_records_of_other_data_or_models_are_never_reused(tmp_path):
-    unit = {"scenario": "sequential", "method": "ga", "update": "llm"}
-    record = {"summary": [{"accuracy": 0.5}], "predictions": [], "operation": {}}
+    unit = Unit("sequential", "ga", "llm")
+    record = Result(summary=[{"accuracy": 0.5}], predictions=[])
     first = Checkpoints(tmp_path / "resume", key="model-a", log=lambda *_: None)
     assert first.unit(unit, 1).operation(1, lambda: record) == record  # computed and saved
     again = Checkpoints(tmp_path / "resume", key="model-a").unit(unit, 1)
@@ -137,12 +139,10 @@ class NanWeights(Method):
 
 
 @pytest.fixture
-def broken_methods():
+def broken_methods(monkeypatch):
+    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))  # registered for this test only
     for cls in (NanLoss, NanWeights):
         register(cls)
-    yield
-    for cls in (NanLoss, NanWeights):
-        METHODS.pop(cls.name)
 
 
 def test_diverging_and_collapsing_methods_are_recorded_and_the_run_goes_on(broken_methods, seq_config, cache,

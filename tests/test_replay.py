@@ -12,6 +12,8 @@ import torch
 
 from pulse_unlearn.data.sources import hold_out
 from pulse_unlearn.errors import PulseError
+from loss_terms import joint_loss
+
 from pulse_unlearn.methods import losses
 from pulse_unlearn.methods.registry import Step, make_method
 from pulse_unlearn.records import Question
@@ -60,8 +62,8 @@ def test_npo_replay_loss_by_hand(retain, retain_term):
     assert method.forget_loss(_step()).item() == pytest.approx(npo, abs=1e-6)
     assert method.retain_loss(_step()).item() == pytest.approx(alpha * retain_term, abs=1e-6)
     assert method.replay_loss(_step()).item() == pytest.approx(rho * KL_REPLAY, abs=1e-6)
-    assert method.loss(_step()).item() == pytest.approx(npo + alpha * retain_term + rho * KL_REPLAY, abs=1e-6)
-    assert make_method("npo_replay", beta=beta, rho=0.0, retain=retain).loss(_step()).item() == pytest.approx(
+    assert joint_loss(method, _step()).item() == pytest.approx(npo + alpha * retain_term + rho * KL_REPLAY, abs=1e-6)
+    assert joint_loss(make_method("npo_replay", beta=beta, rho=0.0, retain=retain), _step()).item() == pytest.approx(
         npo + retain_term, abs=1e-6)
 
 
@@ -72,14 +74,14 @@ def test_simnpo_replay_loss_by_hand(retain, retain_term):
     simnpo = -2 / beta * math.log(1 / (1 + math.exp(-beta * (avg_nll - delta))))
     method = make_method("simnpo_replay", beta=beta, delta=delta, alpha=alpha, rho=rho, retain=retain)
     assert method.forget_loss(_step()).item() == pytest.approx(simnpo, abs=1e-6)
-    assert method.loss(_step()).item() == pytest.approx(simnpo + alpha * retain_term + rho * KL_REPLAY, abs=1e-6)
+    assert joint_loss(method, _step()).item() == pytest.approx(simnpo + alpha * retain_term + rho * KL_REPLAY, abs=1e-6)
 
 
 def test_simnpo_replay_defaults_to_the_retain_nll_and_is_simnpo_plus_the_replay_kl():
     assert make_method("simnpo_replay").retain == "nll"
     beta, delta, alpha = 2.0, 0.5, 0.5
-    simnpo = make_method("simnpo", beta=beta, delta=delta, alpha=alpha).loss(_step()).item()
-    ours = make_method("simnpo_replay", beta=beta, delta=delta, alpha=alpha, rho=3.0).loss(_step()).item()
+    simnpo = joint_loss(make_method("simnpo", beta=beta, delta=delta, alpha=alpha), _step()).item()
+    ours = joint_loss(make_method("simnpo_replay", beta=beta, delta=delta, alpha=alpha, rho=3.0), _step()).item()
     assert ours == pytest.approx(simnpo + 3.0 * KL_REPLAY, abs=1e-6)
     with pytest.raises(ValueError, match="retain: must be 'nll' or 'kl'"):
         make_method("simnpo_replay", retain="mse")
@@ -92,11 +94,11 @@ def test_the_three_terms_backward_one_by_one_give_the_joint_gradient(name, retai
 
     w = torch.tensor(1.3, requires_grad=True)
     method = make_method(name, rho=2.0, retain=retain)
-    method.loss(_step(w)).backward()
+    joint_loss(method, _step(w)).backward()
     joint, w.grad = w.grad.clone(), None
     total = sum(_backward(t, _step(w)) for t in (method.forget_loss, method.retain_loss, method.replay_loss))
     assert joint.abs() > 0 and torch.allclose(w.grad, joint, atol=1e-6)
-    assert total == pytest.approx(method.loss(_step(w)).item(), abs=1e-6)
+    assert total == pytest.approx(joint_loss(method, _step(w)).item(), abs=1e-6)
 
 
 def _questions(n):

@@ -23,11 +23,6 @@ if TYPE_CHECKING:
 
     from .config import RunConfig
 
-# Identifiers and labels are read as text: a person "000" stays "000", an answer "None" stays "None".
-TEXT_COLUMNS = ("scenario", "method", "update", "request", "split", "modality", "scoring", "qid", "subject",
-                "population", "answer", "predicted", "id", "top_answer", "selected", "target_modality", "stop",
-                "sees", "rule", "reason", "attack", "setting", "metric", "suffix")
-
 
 @dataclass
 class Run:
@@ -69,11 +64,12 @@ def run(config: str | Path | dict | RunConfig, overrides: Iterable[str] = (), ou
 
 def resolve_config(config, overrides: list[str]) -> RunConfig:
     """A validated config from any form ``run`` takes; a problem is one ``PulseError`` line."""
-    from .config import RunConfig, apply_overrides, load_config, validate
+    from .config import RunConfig, apply_overrides
+    from .protocol.catalog import checked, load_config, validate
 
     if isinstance(config, RunConfig):
         if not overrides:
-            return config
+            return checked(config)
         config = config.model_dump(mode="json")
     if not isinstance(config, dict):
         return load_config(Path(str(config)), overrides)
@@ -111,6 +107,8 @@ def _json(path: Path) -> dict:
 def _csv(path: Path) -> pd.DataFrame:
     """A results table, text columns as text and empty cells missing; empty if absent."""
     import pandas as pd
+
+    from .runs.store import TEXT_COLUMNS
 
     if not path.is_file():
         return pd.DataFrame()

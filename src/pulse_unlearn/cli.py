@@ -81,8 +81,9 @@ def demo(
     """The whole PULSE protocol on the embedded world: three scenarios x {ga, ga_klr, npo}, plus the
     projector + LLM ablation; prints the main table and the paper's findings next to ours (at the
     run's budget and, with trajectories, at matched forgetting)."""
-    from .config import load_config, shipped_configs
+    from .config import shipped_configs
     from .config.shipped import demo_attacks
+    from .protocol.catalog import load_config
     from .pipeline import run_experiment
     from .progress import RunLog
     from .report.build import build_report, findings_text
@@ -127,7 +128,9 @@ def run_cmd(
 
 def _print_units(cfg, folder: Path) -> None:
     """What ``pulse run`` would run: the units in order, and where it would write."""
-    units = cfg.units()
+    from .protocol.catalog import units as units_of
+
+    units = units_of(cfg)
     typer.echo(f"config {cfg.name}: valid; {len(units)} unit(s) (scenario, method, update), run folder {folder}")
     for scenario, method, update in units:
         typer.echo(f"  {scenario:<11} {method:<10} {update}")

@@ -1,4 +1,4 @@
-"""Plain data shared by every layer: people, questions, training examples.
+"""Plain data shared by every layer: people, questions, training examples, a run's units.
 
 No torch here. Images travel as PNG bytes so that records are hashable, picklable and
 byte-for-byte reproducible; the model's own processor turns them into tensors later.
@@ -7,7 +7,9 @@ byte-for-byte reproducible; the model's own processor turns them into tensors la
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
+
+from .core.names import unknown_name
 
 Modality = Literal["multimodal", "text"]
 MODALITIES: tuple[Modality, ...] = ("multimodal", "text")
@@ -32,7 +34,7 @@ def subject_key(population: str, pid: str) -> str:
     so sorting keys sorts each population exactly as its original IDs sort, and seeded draws over
     one population pick the same people as over the bare IDs."""
     if population not in POPULATIONS:
-        raise ValueError(f"unknown population {population!r}; choose one of {', '.join(POPULATIONS)}")
+        raise ValueError(unknown_name("population", population, POPULATIONS))
     return f"{population}:{pid}"
 
 
@@ -101,6 +103,22 @@ class Example:
     answer: str
     image: bytes | None = None
     source: str = ""
+
+
+class Unit(NamedTuple):
+    """One cell of a run's grid: a scenario, a method (a weight-unlearning method or a black-box
+    search) and an update strategy. Every result row starts with its three fields."""
+
+    scenario: str
+    method: str
+    update: str
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return self._asdict()
+
+    def __str__(self) -> str:
+        return f"{self.scenario}/{self.method}/{self.update}"
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import draws
 from ..records import LETTERS
 
 
@@ -86,7 +87,7 @@ def fact_questions(facts: dict[str, list], names: dict[str, str], who: Sequence[
         for ex in exs:
             if len(ex.answer.split()) <= max_words:
                 pools.setdefault(_shape(ex, names.get(key)), []).append(ex.answer)
-    rng = np.random.default_rng([seed, 17])
+    rng = draws.rng(seed, "fact_questions")
     out = []
     for key in who:
         for ex in facts.get(key, ()):

@@ -27,19 +27,17 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from ..config.params import Parametrized
-from ..registry import Registry
+from ..core.params import Parametrized, StrictParams
+from ..core.registry import Registry
 from .feedback import BudgetSpent, Feedback, Score
 
 SEARCHES: Registry[type] = Registry("method", "pulse_unlearn.searches")
 
 
-class SearchParams(BaseModel):
+class SearchParams(StrictParams):
     """What every search declares: the suffix, the feedback set, the budget and the objective."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
     length: int = Field(4, ge=1, le=32)  # words in the suffix
     budget: int = Field(20_000, ge=1, le=10_000_000)  # questions asked in all, the empty suffix's included

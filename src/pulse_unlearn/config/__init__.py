@@ -1,14 +1,13 @@
 """The experiment's config: schema, ``key=value`` overrides, the shipped configs, loading.
 
-Imports no torch: validating method names and parameters looks the methods registry up only
-when a config is validated.
+Imports no torch and no registry: the names a config gives are checked by the catalog
+(``protocol/catalog.py``), which ``load_config`` there runs after the schema.
 """
 
-from .load import load_config, read_yaml, validate
+from .load import parse, read_yaml
 from .overrides import apply_overrides
 from .schema import (
     PRESETS,
-    SCENARIOS,
     UPDATES,
     DataSource,
     FinetuneConfig,
@@ -24,7 +23,7 @@ from .schema import (
 from .shipped import first_comment, resolve_config, shipped_configs
 
 __all__ = [
-    "PRESETS", "SCENARIOS", "UPDATES", "DataSource", "FinetuneConfig", "FinetuneLora", "GridBlock", "LoraRecipe",
+    "PRESETS", "UPDATES", "DataSource", "FinetuneConfig", "FinetuneLora", "GridBlock", "LoraRecipe",
     "ModelSource", "ParityConfig", "RunConfig", "SplitSizes", "UnlearnConfig", "apply_overrides", "first_comment",
-    "load_config", "read_yaml", "resolve_config", "shipped_configs", "validate",
+    "parse", "read_yaml", "resolve_config", "shipped_configs",
 ]

@@ -1,5 +1,6 @@
-"""Read a config file (or a shipped config's name), apply the overrides, validate: every problem
-becomes one PulseError line naming the file or ``config``, the dotted key and the allowed values."""
+"""Read a config file (or a shipped config's name) and check it against the schema: every problem
+becomes one PulseError line naming the file or ``config``, the dotted key and the allowed values.
+The names it gives are checked next, by the catalog (``protocol/catalog.py: load_config``)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import PulseError, first_line
-from .messages import schema_keys, one_error
-from .overrides import apply_overrides, load_yaml
+from ..core.messages import schema_keys, one_error
+from .overrides import load_yaml
 from .schema import RunConfig
 from .shipped import resolve_config
 
@@ -29,15 +30,10 @@ def read_yaml(path: str | Path) -> dict:
     return raw
 
 
-def validate(raw: dict, origin: str = "config") -> RunConfig:
+def parse(raw: dict, origin: str = "config") -> RunConfig:
+    """``raw`` against the schema only (``protocol/catalog.py: validate`` checks its names too)."""
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:
         key, message = one_error(e, candidates=schema_keys(RunConfig))
         raise PulseError(f"{origin}: {key or 'config'}: {message}") from None
-
-
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """The validated config of ``path`` (a file, or a shipped config's name) with ``overrides``."""
-    raw = read_yaml(path) if path is not None else {}
-    return validate(apply_overrides(raw, list(overrides)), str(path) if path is not None else "config")

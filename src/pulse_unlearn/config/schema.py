@@ -2,8 +2,11 @@
 
 A run is a grid of units (scenario x method x update strategy), on one set of models and data.
 Values are checked strictly (no bool for a number, no text for a number) and finite; a value
-out of range is refused when the config is loaded, before any folder is made. Checks that need
-the data (enough people for the split sizes) happen when the data are read.
+out of range is refused when the config is loaded, before any folder is made. The names a
+config gives (scenarios, methods, splits, attacks) and the parameters of the components they
+name are checked against their registries by the catalog (``protocol/catalog.py``), right after
+this schema, when the config is loaded; checks that need the data (enough people for the split
+sizes) happen when the data are read.
 """
 
 from __future__ import annotations
@@ -12,16 +15,13 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from .messages import shown, unknown_key
-from .params import ParamsError, checked_params, method_classes
+from ..core.messages import shown
+from ..core.names import unknown_name
+from ..core.params import STRICT
 
-# The concepts scenarios (PEBench: people and events in one image) forget people, events or both;
-# ``concepts`` in a grid stands for the three.
-CONCEPT_SCENARIOS = ("concepts-person", "concepts-event", "concepts-both")
-SCENARIOS = ("finetuned", "pretrained", "sequential", *CONCEPT_SCENARIOS)
 MAX_EVENTS = 12  # the embedded world's event scenes (world/events.py)
 UPDATES = ("llm", "projector_llm")
 PRESETS = ("tiny", "default")  # the embedded world's presets (world/build.py, models/world_models.py)
@@ -38,7 +38,7 @@ def key_error(key: str, message: str) -> PydanticCustomError:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    model_config = STRICT
 
 
 class LoraRecipe(Strict):
@@ -166,12 +166,7 @@ class TrajectoryConfig(Strict):
 
     @field_validator("splits")
     @classmethod
-    def _known(cls, values):
-        from ..evaluation.splits import SPLITS  # imports torch: only when a config is validated
-
-        for v in values:
-            if v not in SPLITS:
-                raise ValueError(f"unknown split {v!r}; choose from {', '.join(SPLITS)}")
+    def _once(cls, values):
         if len(set(values)) != len(values):
             raise ValueError("a split is named twice")
         return values
@@ -255,65 +250,13 @@ class GridBlock(Strict):
     methods: list[str] = Field(min_length=1)
     updates: list[str] = Field(default_factory=lambda: ["llm"], min_length=1)
 
-    @field_validator("scenarios", mode="before")
+    @field_validator("updates")
     @classmethod
-    def _concepts_shorthand(cls, values):
-        if not isinstance(values, list) or "concepts" not in values or not all(isinstance(v, str) for v in values):
-            return values  # the field's own check refuses what is not a list of names
-        return list(dict.fromkeys(n for v in values for n in (CONCEPT_SCENARIOS if v == "concepts" else [v])))
-
-    @field_validator("scenarios", "methods", "updates")
-    @classmethod
-    def _known(cls, values, info):
-        allowed = {"scenarios": SCENARIOS, "methods": _method_names(), "updates": UPDATES}[info.field_name]
+    def _known(cls, values):
         for v in values:
-            if v not in allowed:
-                raise ValueError(f"unknown {info.field_name[:-1]} {v!r}; choose from {', '.join(allowed)}")
+            if v not in UPDATES:
+                raise ValueError(unknown_name("update", v, UPDATES))
         return values
-
-
-def _method_names() -> list[str]:
-    return sorted(method_classes())
-
-
-def _check_method_params(value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Each method's parameters against the schema its class declares (``Method.Params``)."""
-    METHODS = method_classes()
-    checked = {}
-    for name, params in value.items():
-        if name not in METHODS:
-            raise key_error(f"method_params.{name}", unknown_key(f"method_params.{name}", [
-                f"method_params.{m}" for m in sorted(METHODS)]).replace("unknown key", "unknown method", 1))
-        try:
-            checked[name] = checked_params(METHODS[name].Params, params, f"method_params.{name}", name)
-        except ParamsError as e:
-            raise key_error(e.key, e.message) from None
-    return checked
-
-
-def _check_attacks(value: list) -> list[dict[str, Any]]:
-    """Each attack entry: a mapping with a registered ``name`` and that attack's declared
-    parameters (``Attack.Params``), each attack listed once (several settings go in its parameters)."""
-    from ..evaluation.attacks import ATTACKS  # imports torch: only when a config is validated
-
-    checked, seen = [], set()
-    for i, spec in enumerate(value):
-        if not isinstance(spec, dict):
-            raise key_error(f"attacks.{i}", "must be a mapping with the attack's name and parameters")
-        name = spec.get("name")
-        if name not in ATTACKS:
-            raise key_error(f"attacks.{i}.name", f"unknown attack {name!r}; choose from {', '.join(sorted(ATTACKS))}")
-        if name in seen:
-            raise key_error(f"attacks.{i}.name", f"{name} is listed twice; give it several settings in one entry")
-        seen.add(name)
-        if ATTACKS[name].fixed_splits and "splits" in spec:
-            raise key_error(f"attacks.{i}.splits", f"{name} scores {', '.join(ATTACKS[name].splits)} only")
-        params = {k: v for k, v in spec.items() if k != "name"}
-        try:
-            checked.append({"name": name, **checked_params(ATTACKS[name].Params, params, f"attacks.{i}", name)})
-        except ParamsError as e:
-            raise key_error(e.key, e.message) from None
-    return checked
 
 
 class RunConfig(Strict):
@@ -337,7 +280,7 @@ class RunConfig(Strict):
     # write (TensorBoard's event files, MLflow's store, W&B's run files); null: <run folder>/trackers
     log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(default_factory=list)
     tracker_dir: Annotated[str, Field(min_length=1)] | None = None
-    # Recovery attacks and residual-knowledge probes (evaluation/attacks): each {name: ..., its
+    # Recovery attacks and residual-knowledge checks (evaluation/attacks): each {name: ..., its
     # parameters}, run on the model after each unit's last operation and on the starting model
     # (the baseline); attacks_every_operation: after every operation (the sequential scenario).
     attacks: list[dict[str, Any]] = Field(default_factory=list)
@@ -350,45 +293,3 @@ class RunConfig(Strict):
         if twice:
             raise ValueError(f"lists {', '.join(repr(n) for n in twice)} more than once")
         return value
-
-    @field_validator("method_params")
-    @classmethod
-    def _method_params(cls, value):
-        return _check_method_params(value)
-
-    @field_validator("attacks")
-    @classmethod
-    def _attacks(cls, value):
-        return _check_attacks(value)
-
-    @model_validator(mode="after")
-    def _split_sizes(self):
-        """The split sizes that contradict each other whatever the data."""
-        scenarios = {name for block in self.grid for name in block.scenarios}
-        s = self.splits
-        if {"finetuned", "sequential"} & scenarios and s.forget >= s.finetune_people:
-            raise key_error("splits.forget", f"must be < splits.finetune_people={s.finetune_people}, the rest being "
-                            f"retained (got {s.forget})")
-        if "sequential" in scenarios and s.forget % s.requests:
-            raise key_error("splits.requests", f"splits.forget={s.forget} does not split into "
-                            f"splits.requests={s.requests} equal requests")
-        if set(CONCEPT_SCENARIOS) & scenarios and self.data.pebench is None and not (
-                self.model.source == "world" and self.model.events):
-            raise key_error("model.events", "the concepts scenarios need people and events: set model.events "
-                            f"(1..{MAX_EVENTS}) for the world's, or data.pebench to a PEBench-style folder")
-        return self
-
-    def units(self) -> list[tuple[str, str, str]]:
-        """(scenario, method, update), each once, in grid order; sequential brings its one-shot
-        comparison (the finetuned scenario on the same forget set) along."""
-        out: list[tuple[str, str, str]] = []
-        for block in self.grid:
-            for s in block.scenarios:
-                for m in block.methods:
-                    for u in block.updates:
-                        extra = [("finetuned", m, u)] if s == "sequential" else []
-                        for unit in extra + [(s, m, u)]:
-                            if unit not in out:
-                                out.append(unit)
-        order = {s: i for i, s in enumerate(SCENARIOS)}
-        return sorted(out, key=lambda x: order[x[0]])

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
+from .. import draws
 from ..errors import PulseError
 from ..records import Example, OpenQuestion, Person, Question, mc_prompt, split_key, subject_key
 from .mllmu import check_layout, load_facts, load_people, load_test_images
@@ -95,7 +95,7 @@ def load_sources(mllmu: Path, mmbench: Path, subset: int | None, seed: int, repl
     general = load_mmbench(mmbench)
     general, held = hold_out(general, replay, seed)
     if subset is not None and subset < len(general):
-        keep = sorted(np.random.default_rng([seed, 9]).choice(len(general), subset, replace=False))
+        keep = sorted(draws.rng(seed, "general_subset").choice(len(general), subset, replace=False))
         general = [general[i] for i in keep]
     tests = load_test_images(mllmu) if (Path(mllmu) / "Test_Set").is_dir() else {}
     tests = {subject_key("fictitious", pid): images for pid, images in tests.items()}
@@ -116,5 +116,5 @@ def hold_out(general: list[Question], n: int, seed: int) -> tuple[list[Question]
     if n >= len(general):
         raise PulseError(f"data.replay: {n} items would leave none of the general benchmark's {len(general)} "
                          f"to evaluate")
-    drawn = set(np.random.default_rng([seed, 10]).choice(len(general), n, replace=False).tolist())
+    drawn = set(draws.rng(seed, "general_replay").choice(len(general), n, replace=False).tolist())
     return ([q for i, q in enumerate(general) if i not in drawn], [q for i, q in enumerate(general) if i in drawn])

@@ -1,2 +1,2 @@
-"""The evaluation layer: registered splits, metrics, probes and prediction kinds; the scorers;
+"""The evaluation layer: registered splits, metrics and prediction kinds; the scorers;
 the evaluator that scores a scenario's splits on any model; the summary schema."""

@@ -14,14 +14,13 @@ import hashlib
 from .. import distributed
 from ..data.batches import Encoder
 from ..records import Person, Question
-from ..registry import Registry
+from ..core.registry import Registry
 from ..draws import demo_person
-from .blackbox import suffixed_items
+from .suffixed import suffixed_items
 from .facts import FactScorer
 from .generation import GenerateScorer, OpenScorer
-from .probes import PROBES
 from .scorers import CircularScorer, Scorer
-from .splits import SPLITS, SplitContext, split_items
+from .splits import SPLITS, split_items
 
 
 def choice_scorer(encoder: Encoder, questions: list, cfg, circular: bool = False, demo: Person | None = None):
@@ -111,18 +110,3 @@ class Evaluator:
 
     def __call__(self, model) -> dict[str, list]:
         return {name: scorer(model) for name, scorer in self.scorers.items()}
-
-    def probed(self, probe: str, model, splits: list[str], **params) -> dict[str, list]:
-        """The declared ``splits`` scored under the probe ``probe`` (built with ``params``): on its
-        changed inputs (encoded once, then reused) or on the model it changes."""
-        change = PROBES[probe](**params)
-        ctx = SplitContext(self.cfg, self.src, self.sets)
-        out = {}
-        for name in splits:
-            items = SPLITS[name].items(ctx)
-            if change.changes == "inputs":
-                items = change.change_inputs(items, ctx)
-            if items:
-                out[name] = self.scorer(name, items)
-        scored = change.change_model(model, ctx) if change.changes == "model" else model
-        return {name: scorer(scored) for name, scorer in out.items()}

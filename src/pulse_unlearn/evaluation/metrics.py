@@ -17,7 +17,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..registry import Registry
+from ..core.registry import Registry
 
 TASKS = ("choice", "cloze", "generation", "facts")
 AGGREGATIONS: dict[str, Callable[[Sequence[float]], float]] = {

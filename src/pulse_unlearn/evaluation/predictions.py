@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..registry import Registry
+from ..core.registry import Registry
 
 KINDS: Registry[type] = Registry("prediction kind", name_of=lambda cls: cls.kind)
 

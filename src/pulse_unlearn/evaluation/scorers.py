@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..core.names import unknown_name
 from ..data.batches import IGNORE, Encoder, batch_indices, collate
 from ..errors import PulseError
 from ..logprobs import sequence_logprobs
@@ -51,7 +52,7 @@ class Scorer:
     def __init__(self, encoder: Encoder, questions: Sequence[Question], scoring: str = "logits",
                  batch_size: int = 64, share_prefix: bool = True):
         if scoring not in SCORINGS:
-            raise PulseError(f"unknown scoring {scoring!r}; choose one of {', '.join(SCORINGS)}")
+            raise PulseError(unknown_name("scoring", scoring, SCORINGS))
         self.questions, self.scoring, self.batch_size = list(questions), scoring, batch_size
         self.sharing_off = encoder.prefix_sharing_blocker if share_prefix else None
         self.share_prefix = share_prefix and self.sharing_off is None

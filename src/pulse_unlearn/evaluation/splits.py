@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..registry import Registry
+from ..core.registry import Registry
 from .facts import fact_items
 from .metrics import TASKS, Metric, for_task
-from .probes import PROBES
+from .unseen_images import with_test_images
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,9 @@ def _open_tasks(cfg) -> bool:
 register_split(Split("forget", lambda c: c.src.questions_of(c.sets.forget), per_request=True,
                      description="the forget people's multiple-choice questions"))
 register_split(Split("forget_test",
-                     lambda c: PROBES["test_images"]().change_inputs(c.src.questions_of(c.sets.forget), c),
+                     lambda c: with_test_images(c.src.questions_of(c.sets.forget), c.src),
                      per_request=True,
-                     description="the forget people's multimodal questions with a Test_Set image (probe test_images)"))
+                     description="the forget people's multimodal questions with a Test_Set image"))
 register_split(Split("retain", lambda c: c.src.away_from(c.src.questions_of(c.sets.retain), c.sets.forget),
                      description="the retain people's multiple-choice questions (in a concepts scenario, "
                                  "the retained people's and events' on images that show no forget concept)"))

@@ -1,5 +1,5 @@
 """The one summary schema: the rows and columns of ``summary.csv``, ``predictions.csv`` and
-``probes.csv``, derived from the registered splits and metrics.
+``trajectory.csv``, derived from the registered splits and metrics.
 
 ``summary.csv``: one row per unit (scenario, method, update), step, request, split and
 modality (``multimodal``, ``text``, ``all``), with ``n`` and the registered metrics: the headline
@@ -35,10 +35,6 @@ def trajectory_columns() -> tuple[str, ...]:
 def prediction_columns() -> tuple[str, ...]:
     return (*UNIT, "step", "split", "qid", "subject", "population", "modality", "answer", "predicted", "correct",
             *(m.name for m in metric_registry.extra()))
-
-
-def probe_columns() -> tuple[str, ...]:
-    return ("probe", *summary_columns())
 
 
 def _groups(preds: dict[str, list], requests, step: int):
@@ -110,11 +106,3 @@ def evaluation_rows(unit: dict, preds: dict[str, list], requests, step: int, sco
     return {"summary": [{**unit, **row, "scoring": scoring, "stop": stop}
                         for row in summary_rows(preds, requests, step)],
             "predictions": [{**unit, **row} for row in prediction_rows(preds, step)]}
-
-
-def probe_rows(probe: str, unit: dict, preds: dict[str, list], requests, step: int, scoring: str,
-               stop: str = "fixed") -> list[dict]:
-    """A probed evaluation's rows in ``probes.csv``'s format (``probe_columns``): the probe's name,
-    then the summary rows of the same evaluation unprobed would have, so the two join on
-    ``SUMMARY_KEY``."""
-    return [{"probe": probe, **row} for row in evaluation_rows(unit, preds, requests, step, scoring, stop)["summary"]]

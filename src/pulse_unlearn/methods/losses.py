@@ -82,16 +82,6 @@ def rmu_control(dim: int, scale: float, seed: int) -> torch.Tensor:
     return scale * u / u.norm()
 
 
-def rmu_loss(forget_hidden: torch.Tensor, retain_hidden: torch.Tensor, ref_retain_hidden: torch.Tensor,
-             control: torch.Tensor, alpha: float, forget_mask: torch.Tensor | None = None,
-             retain_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """RMU at one layer: L = mean_t (1/d)||h_f,t - c u||^2 + alpha * mean_t (1/d)||h_r,t - h_ref,t||^2,
-    the means over the masked (answer) tokens; h_ref from the frozen model, so no gradient."""
-    forget = representation_mse(forget_hidden, control, forget_mask)
-    retain = representation_mse(retain_hidden, ref_retain_hidden.detach(), retain_mask)
-    return forget + alpha * retain
-
-
 # --- Saliency mask (MMUnlearner, arXiv 2502.11051) -------------------------------------------
 
 def accumulate_sq_grads(mean: list[torch.Tensor | None] | None, grads: list[torch.Tensor | None],

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from ..config.params import Parametrized
-from ..registry import Registry
+from ..core.names import unknown_name
+from ..core.params import Parametrized, StrictParams
+from ..core.registry import Registry
 from . import losses
 
 REFUSAL = "I don't know."
@@ -44,10 +45,8 @@ def _split(batch: dict) -> tuple[dict, torch.Tensor]:
     return inputs, batch["labels"]
 
 
-class MethodParams(BaseModel):
+class MethodParams(StrictParams):
     """A method's parameters: each declared with its type (float, int, bool or str) and range."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
 
 class Method(Parametrized):
@@ -81,12 +80,6 @@ class Method(Parametrized):
     def replay_loss(self, step: Step) -> torch.Tensor | None:
         """The term on the replay batch (methods with ``needs_replay``), else None."""
         return None
-
-    def loss(self, step: Step) -> torch.Tensor:
-        """L = forget term + retain term + replay term. The runner back-propagates the terms one
-        after the other (same gradient), so only one batch's activations are held at a time."""
-        terms = [t for t in (self.forget_loss(step), self.retain_loss(step), self.replay_loss(step)) if t is not None]
-        return sum(terms[1:], terms[0])
 
     # helpers shared by the losses below
     @staticmethod
@@ -124,7 +117,7 @@ def register(cls: type[Method]) -> type[Method]:
 def get_method(name: str) -> type[Method]:
     """The method class registered as ``name``."""
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(sorted(METHODS))}")
+        raise ValueError(unknown_name("method", name, sorted(METHODS)))
     return METHODS[name]
 
 

@@ -15,6 +15,7 @@ from collections.abc import Collection, Sequence
 
 import torch
 
+from ..core.names import unknown_name
 from ..config.schema import UPDATES, LoraRecipe
 from ..errors import PulseError
 
@@ -31,7 +32,7 @@ def lora_targets(model, update: str, layers: Collection[int] | None = None) -> l
     the language model's linears (``llm``), plus the projector's (``projector_llm``). ``layers``:
     only the language model's decoder layers with these (0-based) indices."""
     if update not in UPDATES:
-        raise PulseError(f"unknown update strategy {update!r}; choose one of {', '.join(UPDATES)}")
+        raise PulseError(unknown_name("update strategy", update, UPDATES))
     llm, projector = [], []
     for name, module in model.named_modules():
         if not isinstance(module, torch.nn.Linear) or "lora_" in name:

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..core.names import unknown_name
+from .. import draws
 from ..config.schema import Count, LoraRecipe
 from ..data.batches import Encoder
 from ..data.mllmu import load_facts, load_people
@@ -108,7 +110,7 @@ MODEL_PRESETS: dict[str, dict] = {
 
 def models_config(preset: str = "default", **overrides) -> WorldModelsConfig:
     if preset not in MODEL_PRESETS:
-        raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(MODEL_PRESETS)}")
+        raise ValueError(unknown_name("model preset", preset, sorted(MODEL_PRESETS)))
     return WorldModelsConfig(**{**MODEL_PRESETS[preset], **overrides})
 
 
@@ -224,6 +226,6 @@ def build_finetuned(world: Path, world_fingerprint: str, cfg: WorldModelsConfig,
     base = build_base(world, world_fingerprint, cfg, cache, log)
     if cfg.replay:
         corpus = read_corpus(world)
-        pick = np.random.default_rng([cfg.seed, 5]).choice(len(corpus), int(cfg.replay * len(examples)), replace=False)
+        pick = draws.rng(cfg.seed, "world_replay").choice(len(corpus), int(cfg.replay * len(examples)), replace=False)
         examples = examples + [corpus[i] for i in sorted(pick)]
     return finetune(base, examples, cfg, out, {"world": world_fingerprint, "people": chosen}, log)

@@ -32,30 +32,19 @@ from pathlib import Path
 
 from ..evaluation.predictions import from_record, to_record
 from ..runs.atomic import atomic_folder, atomic_write
+from ..records import Unit
+from .records import Result, Start
 from .sets import Sets
 
 
 # The layout of the records themselves (predictions by kind, people by subject key): records of
 # another layout are never read back.
-RECORD_FORMAT = 3
+RECORD_FORMAT = 4
 
 
 def resume_key(parts: dict) -> str:
     parts = {**parts, "record_format": RECORD_FORMAT}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-@dataclass
-class Start:
-    """A scenario's step 0: its sets, the starting model's predictions, the probe (pretrained), and
-    with trajectories the starting model on each request's trajectory items (``Trajectory.starting_points``)."""
-
-    sets: Sets
-    preds: dict[str, list]  # split -> predictions of any kind
-    probe_rows: list[dict] | None = None
-    note: str | None = None
-    starting: list[list[dict]] | None = None
-    attacks: list[dict] = field(default_factory=list)  # the attacks' baseline rows (``evaluation/attacks``)
 
 
 def _preds_to_json(preds: dict[str, list]) -> dict:
@@ -99,9 +88,9 @@ class Checkpoints:
                            "starting": start.starting, "attacks": start.attacks})
         return start
 
-    def unit(self, unit: dict, n: int) -> UnitCheckpoints:
+    def unit(self, unit: Unit, n: int) -> UnitCheckpoints:
         """The finished operations of a unit of ``n`` operations."""
-        return UnitCheckpoints(self, self.folder / unit["scenario"] / f"{unit['method']}--{unit['update']}", n)
+        return UnitCheckpoints(self, self.folder / unit.scenario / f"{unit.method}--{unit.update}", n)
 
     def _read(self, path: Path) -> dict | None:
         try:
@@ -126,14 +115,14 @@ class UnitCheckpoints:
     owner: Checkpoints
     folder: Path
     n: int
-    finished: list[dict] = field(default_factory=list)
+    finished: list[Result] = field(default_factory=list)
 
     def __post_init__(self):
         while len(self.finished) < self.n:
             record = self.owner._read(self.folder / f"op-{len(self.finished) + 1}.json")
             if record is None:
                 break
-            self.finished.append(record)
+            self.finished.append(Result.from_json(record))
         if len(self.finished) < self.n and not all(p.is_dir() for p in self.adapters()):
             self.finished = []
 
@@ -144,13 +133,13 @@ class UnitCheckpoints:
     def adapter(self, k: int) -> Path:
         return self.folder / f"op-{k}.adapter"
 
-    def operation(self, k: int, compute: Callable[[], dict]) -> dict:
+    def operation(self, k: int, compute: Callable[[], Result]) -> Result:
         """Operation k's record: read back, else ``compute()``d and saved (after its adapter)."""
         if k <= len(self.finished):
             return self.finished[k - 1]
-        record = compute()
-        self.owner._write(self.folder / f"op-{k}.json", record)
-        return record
+        result = compute()
+        self.owner._write(self.folder / f"op-{k}.json", result.to_json())
+        return result
 
     def save_adapter(self, k: int, peft_model) -> None:
         """Operation k's trained adapter (peft's ``default``; stacked earlier ones have files of

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.names import unknown_name
 from ..draws import choose, finetune_people  # noqa: F401  (the first draw of the sets)
 from ..errors import PulseError
 
@@ -102,7 +103,7 @@ def concept_sets(kind: str, people: Sequence[str], events: Sequence[str], n_peop
     event retained. The two draws have salts of their own, so ``both`` forgets exactly the
     union of the other two kinds' requests."""
     if kind not in CONCEPT_KINDS:
-        raise ValueError(f"unknown concept request kind {kind!r}; choose one of {', '.join(CONCEPT_KINDS)}")
+        raise ValueError(unknown_name("concept request kind", kind, CONCEPT_KINDS))
     forget = []
     if kind in ("person", "both"):
         forget += choose(people, n_people, seed, "concept_people")

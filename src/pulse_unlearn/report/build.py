@@ -15,7 +15,7 @@ from ..errors import PulseError
 from ..runs.atomic import atomic_write
 from . import plots as P
 from .attacks import attack_tables, pool_attacks, recovery_plot, residual_findings
-from .blackbox import blackbox_findings, length_plot, queries_plot, search_table
+from .suffix_search import blackbox_findings, length_plot, queries_plot, search_table
 from .findings import Summary, stopping_note
 from .html import page
 from .interference import interference_findings, interference_table

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from ..errors import PulseError
 from ..evaluation.metrics import extra as extra_metrics
+from .scenarios import is_sequential, one_shot_of, with_knowledge
 
-SPLITS = ("forget", "retain", "general")
+TABLE_SPLITS = ("forget", "retain", "general")
 MODS = ("multimodal", "text")
 
 
@@ -125,12 +126,12 @@ def _pct(x: float | None) -> str:
 def main_table(s: Summary) -> str:
     """Per unit: start -> end accuracy on forget / retain / general, multimodal and text-only."""
     head = f"{'scenario':<11}{'method':<9}{'update':<14}{'ops':>4}  " + "  ".join(
-        f"{sp + ' ' + ('mm' if m == 'multimodal' else 'txt'):>16}" for sp in SPLITS for m in MODS)
+        f"{sp + ' ' + ('mm' if m == 'multimodal' else 'txt'):>16}" for sp in TABLE_SPLITS for m in MODS)
     lines = [head, "-" * len(head)]
     for unit in s.units():
         end = s.last_step[unit]
         cells = []
-        for sp in SPLITS:
+        for sp in TABLE_SPLITS:
             for m in MODS:
                 cells.append(f"{_pct(s.get(unit, 0, sp, m))} -> {_pct(s.get(unit, end, sp, m))}".rjust(16))
         lines.append(f"{unit[0]:<11}{unit[1]:<9}{unit[2]:<14}{end:>4}  " + "  ".join(cells))
@@ -151,8 +152,9 @@ def findings(s: Summary) -> str:
 
     out.append("1. Pre-trained vs fine-tuned knowledge (paper: unlearning fine-tuned knowledge costs up to ~10% "
                "of MMBench; pre-trained knowledge costs > 90% and also hurts retain).")
+    ft_name, pt_name = with_knowledge("fine-tuned"), with_knowledge("pre-trained")
     for m in methods:
-        ft, pt = ("finetuned", m, "llm"), ("pretrained", m, "llm")
+        ft, pt = (ft_name, m, "llm"), (pt_name, m, "llm")
         if ft in s.last_step and pt in s.last_step:
             g_ft, g_pt = _drop(s, ft, "general", "all"), _drop(s, pt, "general", "all")
             r_ft, r_pt = _drop(s, ft, "retain", "all"), _drop(s, pt, "retain", "all")
@@ -162,8 +164,8 @@ def findings(s: Summary) -> str:
 
     out.append("2. Sequential unlearning (paper: after 5 operations generality is almost entirely lost, even for "
                "methods that do well in one shot).")
-    for m in methods:
-        seq, one = ("sequential", m, "llm"), ("finetuned", m, "llm")
+    for m, seq_name in ((m, n) for m in methods for n in dict.fromkeys(u[0] for u in s.units()) if is_sequential(n)):
+        seq, one = (seq_name, m, "llm"), (one_shot_of(seq_name), m, "llm")
         if seq in s.last_step and one in s.last_step:
             parts = []
             for split in ("retain", "general"):
@@ -179,7 +181,7 @@ def findings(s: Summary) -> str:
                "76.8% -> 35.2%: text-only questions resist unlearning). Compared: the share of the starting "
                f"accuracy above chance ({CHANCE:.0%}, four options) each modality keeps.")
     for unit in s.units():
-        if unit[0] == "sequential":
+        if is_sequential(unit[0]):
             continue
         end = s.last_step[unit]
         mm = (s.get(unit, 0, "forget", "multimodal"), s.get(unit, end, "forget", "multimodal"))

@@ -11,11 +11,11 @@ without them lose; PEBench's finding is that they do.
 
 from __future__ import annotations
 
-from ..config.schema import CONCEPT_SCENARIOS
+from .scenarios import of_concepts
 from .findings import Summary
 from .tables import Cell, Table, _cell
 
-SPLITS = ("forget", "scope", "retain")
+INTERFERENCE_SPLITS = ("forget", "scope", "retain")
 PEBENCH = ("PEBench (arXiv 2503.12545, Table 1), for comparison: GA on people reaches 100% efficacy but keeps "
            "3.89% of the retained people; people and events forgotten together with GD reach 55% efficacy.")
 
@@ -25,7 +25,7 @@ def drops(s: Summary, unit) -> dict[str, float] | None:
     ``interference`` = drop(scope) - drop(retain); None where a split is missing."""
     end = s.last_step[unit]
     out = {}
-    for split in SPLITS:
+    for split in INTERFERENCE_SPLITS:
         start, after = s.get(unit, 0, split, "multimodal"), s.get(unit, end, split, "multimodal")
         if start is None or after is None:
             return None
@@ -35,7 +35,7 @@ def drops(s: Summary, unit) -> dict[str, float] | None:
 
 
 def _units(s: Summary) -> list[tuple[str, str, str]]:
-    return [u for u in s.units() if u[0] in CONCEPT_SCENARIOS and drops(s, u) is not None]
+    return [u for u in s.units() if of_concepts(u[0]) and drops(s, u) is not None]
 
 
 def interference_table(s: Summary) -> Table | None:
@@ -50,7 +50,7 @@ def interference_table(s: Summary) -> Table | None:
               ["scenario", "method", "update", "forget mm", "scope mm", "retain mm", "interference"])
     for u in units:
         end = s.last_step[u]
-        t.rows.append([u[0], u[1], u[2], *(_cell(s, u, end, split, "multimodal") for split in SPLITS),
+        t.rows.append([u[0], u[1], u[2], *(_cell(s, u, end, split, "multimodal") for split in INTERFERENCE_SPLITS),
                        Cell(drops(s, u)["interference"])])
     return t
 

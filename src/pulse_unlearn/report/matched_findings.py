@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .findings import Summary, findings, verdict
 from .matched import TARGET_MODALITIES, Matched, Point
+from .scenarios import is_sequential, one_shot_of, with_knowledge
 
 # Finding 3 compares how many forget examples each modality needed: closer than this share of the
 # larger count is not read as a finding either way.
@@ -46,12 +47,13 @@ def _common(m: Matched, a, b) -> list[str]:
     return [tm for tm in m.target_modalities(a) if tm in m.target_modalities(b)]
 
 
-def _pairs(m: Matched, first: str, second: str):
-    """(method label, first unit, second unit, target modality) for units of both scenarios."""
+def _pairs(m: Matched, first, second):
+    """(method label, first unit, second unit, target modality) for units of both scenarios
+    (``first``, ``second``: a unit's scenario name -> whether it is the first / its partner's name)."""
     for unit in m.units():
-        if unit[0] != first:
+        if not first(unit[0]):
             continue
-        other = (second, *unit[1:])
+        other = (second(unit[0]), *unit[1:])
         if other in m.units():
             for tm in _common(m, unit, other):
                 yield _label(unit), unit, other, tm
@@ -66,7 +68,8 @@ def finetuned_vs_pretrained(m: Matched) -> list[str]:
     out = ["1. Pre-trained vs fine-tuned knowledge at the same level of forgetting (paper: unlearning fine-tuned "
            "knowledge costs up to ~10% of MMBench, pre-trained knowledge > 90%). Cost: the drop from the start to "
            "where forget accuracy reached the target."]
-    for label, ft, pt, tm in _pairs(m, "finetuned", "pretrained"):
+    ft_name, pt_name = with_knowledge("fine-tuned"), with_knowledge("pre-trained")
+    for label, ft, pt, tm in _pairs(m, lambda n: n == ft_name, lambda n: pt_name):
         pf, pp = (m.point(u, m.operations(u)[-1], tm) for u in (ft, pt))
         head = f"   {label:<8} forgotten on {TARGET_MODALITIES.get(tm, tm)}: "
         missed = _unreached([("finetuned", pf), ("pretrained", pp)])
@@ -86,7 +89,9 @@ def sequential_vs_one_shot(m: Matched) -> list[str]:
     out = ["2. Sequential vs one-shot unlearning at the same target (paper: after 5 operations generality is almost "
            "entirely lost, even for methods that do well in one shot). Sequential: its last operation, read where "
            "that operation's own request reached its target."]
-    for label, one, seq, tm in _pairs(m, "finetuned", "sequential"):
+    sequential = [n for n in dict.fromkeys(u[0] for u in m.units()) if is_sequential(n)]
+    for label, one, seq, tm in _pairs(m, lambda n: any(one_shot_of(s) == n for s in sequential),
+                                      lambda n: next(s for s in sequential if one_shot_of(s) == n)):
         last = m.operations(seq)[-1]
         po, ps = m.point(one, m.operations(one)[-1], tm), m.point(seq, last, tm)
         head = f"   {label:<8} forgotten on {TARGET_MODALITIES.get(tm, tm)}: "
@@ -126,7 +131,7 @@ def modality_first(m: Matched) -> list[str]:
     out = ["3. Which modality reaches the target first (paper: text-only questions resist unlearning, so multimodal "
            "forget accuracy should reach its target with fewer forget examples)."]
     for unit in m.units():
-        if unit[0] == "sequential":
+        if is_sequential(unit[0]):
             continue
         op = m.operations(unit)[-1]
         tms = m.target_modalities(unit)

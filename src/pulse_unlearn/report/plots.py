@@ -16,13 +16,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .findings import Summary  # noqa: E402
+from .scenarios import is_sequential, marker, one_shot_of  # noqa: E402
 
 if TYPE_CHECKING:
     import pandas as pd
 
 matplotlib.rcParams.update({"svg.hashsalt": "pulse", "figure.dpi": 100, "font.size": 9})
 MODS = (("multimodal", "multimodal"), ("text", "text-only"))
-SCENARIO_MARKERS = {"finetuned": "o", "pretrained": "s", "sequential": "^"}
 
 
 @dataclass
@@ -52,7 +52,7 @@ def _colors(s: Summary) -> dict[str, object]:
 def sequential_curves(s: Summary):
     """Forget / retain / general accuracy after each sequential operation, multimodal and
     text-only, one line per method; the one-shot run on the same people as a star."""
-    units = [u for u in s.units() if u[0] == "sequential"]
+    units = [u for u in s.units() if is_sequential(u[0])]
     if not units:
         return None
     colors = _colors(s)
@@ -69,7 +69,7 @@ def sequential_curves(s: Summary):
                     continue
                 ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
                             ms=3, capsize=2, color=colors[u[1]], ls="-" if u[2] == "llm" else "--", label=_label(u))
-                one = ("finetuned", u[1], u[2])
+                one = (one_shot_of(u[0]), u[1], u[2])
                 if one in s.last_step:
                     y, e = _pct(s, one, s.last_step[one], split, mod)
                     if y is not None:
@@ -92,7 +92,7 @@ def sequential_curves(s: Summary):
 def request_heatmap(s: Summary):
     """Forget accuracy on each request (rows) after each operation (columns), per method: a
     request's row should turn dark at its own operation and stay dark after it."""
-    units = [u for u in s.units() if u[0] == "sequential" and s.requests(u)]
+    units = [u for u in s.units() if is_sequential(u[0]) and s.requests(u)]
     if not units:
         return None
     fig, axes = plt.subplots(1, len(units), figsize=(3.2 * len(units) + 1.2, 3.6), squeeze=False,
@@ -164,17 +164,17 @@ def tradeoff_scatter(s: Summary):
         ry, re_ = _pct(s, u, s.last_step[u], "retain", "all")
         if fx is None:
             continue
-        ax.errorbar([fx], [ry], xerr=[fe], yerr=[re_], marker=SCENARIO_MARKERS.get(u[0], "D"), ms=7,
+        ax.errorbar([fx], [ry], xerr=[fe], yerr=[re_], marker=marker(u[0]), ms=7,
                     color=colors[u[1]], mfc=colors[u[1]] if u[2] == "llm" else "white", ls="none", capsize=2)
         starts.setdefault(u[0], (_pct(s, u, 0, "forget", "all")[0], _pct(s, u, 0, "retain", "all")[0]))
     for scenario, (fx, ry) in starts.items():
         if fx is not None and ry is not None:
-            ax.plot([fx], [ry], marker=SCENARIO_MARKERS.get(scenario, "D"), ms=9, color="grey", ls="none",
+            ax.plot([fx], [ry], marker=marker(scenario), ms=9, color="grey", ls="none",
                     alpha=0.7)
     for m, c in colors.items():
         ax.plot([], [], marker="o", color=c, ls="none", label=m)
     for scenario in starts:
-        ax.plot([], [], marker=SCENARIO_MARKERS.get(scenario, "D"), color="black", mfc="none", ls="none",
+        ax.plot([], [], marker=marker(scenario), color="black", mfc="none", ls="none",
                 label=scenario)
     ax.plot([], [], marker="o", color="grey", ls="none", label="start model")
     if any(u[2] != "llm" for u in units):
@@ -232,7 +232,7 @@ def trajectory_paths(paths: pd.DataFrame, matched: pd.DataFrame | None, x_modali
                 if x:
                     ax.plot(x, y, marker="o", ms=3, color=colors[key[1]], ls="-" if key[2] == "llm" else "--",
                             alpha=0.6 if several else 1.0)
-                    if scenario == "sequential":
+                    if is_sequential(scenario):
                         ax.annotate(str(key[3]), (x[0], y[0]), fontsize=7, xytext=(2, 2), textcoords="offset points")
             _matched_marks(ax, matched, scenario, x_modality, split, colors)
             ax.set_xlim(100, 0)

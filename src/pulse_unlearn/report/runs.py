@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from ..errors import PulseError
+from ..runs.store import TEXT_COLUMNS
 from ..evaluation.metrics import METRICS
 from .findings import read_summary
 
@@ -117,8 +118,6 @@ def _check_matched(path: Path, frame: pd.DataFrame) -> None:
         raise PulseError(f"{path}: a row with reached=1 needs step, examples, accuracy and cost")
 
 
-TEXT = ("scenario", "method", "update", "split", "modality", "target_modality", "scoring", "attack", "setting",
-        "metric", "suffix")
 TRAJECTORY_COLUMNS = ("scenario", "method", "update", "operation", "step", "examples", "split", "modality",
                       "accuracy")
 ATTACK_COLUMNS = ("scenario", "method", "update", "operation", "attack", "setting", "split", "modality", "n",
@@ -137,7 +136,7 @@ def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     try:
-        frame = pd.read_csv(path, dtype={c: str for c in TEXT}, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         return None
     except (pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -148,7 +147,7 @@ def read_table(path: Path, required: tuple[str, ...]) -> pd.DataFrame | None:
     if missing:
         raise PulseError(f"{path}: missing column(s) {', '.join(missing)}")
     for c in required:
-        if c not in TEXT:
+        if c not in TEXT_COLUMNS:
             try:
                 frame[c] = pd.to_numeric(frame[c])
             except ValueError:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..evaluation.metrics import METRICS
 from ..evaluation.splits import SPLITS
 from .findings import Summary
+from .scenarios import is_sequential
 
 # (split, modality, column title); ``forget_test`` (the forget people's multimodal questions with a
 # Test_Set image) and ``scope`` only where the run has them
@@ -101,7 +102,7 @@ def scenario_tables(s: Summary) -> list[Table]:
                           + [_cell(s, u, end, sp, m) for sp, m, _ in columns])
         tables.append(t)
     for u in s.units():
-        if u[0] != "sequential":
+        if not is_sequential(u[0]):
             continue
         t = Table(f"sequential: {u[1]} / {u[2]}, after each operation",
                   "Accuracy (%) after each operation on the forget requests done so far and those still pending, "

@@ -21,7 +21,7 @@
                        the attack (unlearned), the starting model under it (start) and the recovery
                        (``evaluation/attacks``)
     search.csv         black-box units: every suffix asked, per operation (questions asked so far, its forget
-                       and retain accuracy on the feedback, objective, best so far; ``protocol/blackbox.py``)
+                       and retain accuracy on the feedback, objective, best so far; ``protocol/suffix_search.py``)
     probe.csv          the pretrained scenario's probe: per celebrity (id, population) accuracy, known or not
     sets.json          who is forgotten and retained, per scenario (and the sequential requests): original
                        IDs and the scenario's population
@@ -44,6 +44,13 @@ import yaml
 
 from ..errors import PulseError
 from .atomic import atomic_write  # also imported from here by the run's other writers
+
+
+# The results tables' identifiers and labels, read back as text (a person "000" stays "000", an
+# answer "None" stays "None") by the Python API and the report.
+TEXT_COLUMNS = ("scenario", "method", "update", "request", "split", "modality", "scoring", "qid", "subject",
+                "population", "answer", "predicted", "id", "top_answer", "selected", "target_modality", "stop",
+                "sees", "rule", "reason", "attack", "setting", "metric", "suffix")
 
 
 def csv_text(rows: list[dict], columns) -> str:
@@ -98,8 +105,8 @@ def versions() -> dict[str, str]:
 
 class RunStore:
     """Collects a run's results in memory and rewrites its files atomically as they grow.
-    ``columns``: the columns of ``summary.csv`` and ``predictions.csv`` (the evaluation's schema,
-    ``evaluation/summary.py``); ``operations.csv`` takes its first row's."""
+    ``columns``: each table's columns (the evaluation's schema, ``evaluation/summary.py``; one
+    operation schema for every approach, ``protocol/records.py``)."""
 
     def __init__(self, folder: Path, config: dict, config_hash: str, write: bool = True,
                  columns: dict[str, tuple[str, ...]] | None = None):
@@ -138,7 +145,7 @@ class RunStore:
         self.write_csv("summary.csv", self.summary, self.columns["summary.csv"])
         self.write_csv("predictions.csv", self.predictions, self.columns["predictions.csv"])
         if self.operations:
-            self.write_csv("operations.csv", self.operations, list(self.operations[0]))
+            self.write_csv("operations.csv", self.operations, self.columns["operations.csv"])
         if self.trajectory:
             self.write_trajectory()
             self.write_csv("matched.csv", self.matched, self.columns["matched.csv"])

@@ -23,6 +23,7 @@ import json
 import os
 from pathlib import Path
 
+from ..core.names import unknown_name
 from ..errors import PulseError, first_line
 
 TRACKERS = ("tensorboard", "wandb", "mlflow")
@@ -44,7 +45,7 @@ def check_available(names: list[str]) -> None:
     """Refuse, in one line, a tracker that is unknown or whose packages are not installed."""
     for name in names:
         if name not in TRACKERS:
-            raise PulseError(f"log_with: unknown tracker {name!r}; choose from {', '.join(TRACKERS)}")
+            raise PulseError("log_with: " + unknown_name("tracker", name, TRACKERS))
         for modules in required(name):
             if not any(importlib.util.find_spec(module) for module in modules):
                 raise PulseError(f"log_with: {name} needs the package {modules[0]!r}, which is not installed: "

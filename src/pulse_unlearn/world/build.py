@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..core.names import unknown_name
 from ..records import Example, mc_prompt
 from . import events, neighbours, people, portraits, rewordings, scenes
 
@@ -94,7 +95,7 @@ SUBSET_FILE = "train-00000-of-00001.parquet"
 
 def world_config(preset: str = "default", **overrides) -> WorldConfig:
     if preset not in WORLD_PRESETS:
-        raise ValueError(f"unknown world preset {preset!r}; choose one of {sorted(WORLD_PRESETS)}")
+        raise ValueError(unknown_name("world preset", preset, sorted(WORLD_PRESETS)))
     return WorldConfig(**{**WORLD_PRESETS[preset], **overrides})
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from . import ATTACKS, Attack, AttackContext, Outcome
+from .base import ATTACKS, Attack, AttackContext, Outcome
 
 SHARES = ("both_right", "both_wrong", "image_wrong_text_right", "image_right_text_wrong")
 

@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 from pydantic import Field
 
-from . import ATTACKS, AttackParams, Distinct, InputAttack
+from ...core.names import unknown_name
+from .base import ATTACKS, AttackParams, Distinct, InputAttack
 
 TRANSFORMS = ("blur", "crop", "rotation", "noise", "jpeg", "colour")
 Severity = Annotated[int, Field(ge=1, le=5)]
@@ -62,7 +63,7 @@ def transform_image(png: bytes, transform: str, severity: int, seed: int = 0) ->
         hsv[..., 0] = (hsv[..., 0] + round(256 * 0.1 * severity)) % 256
         im = Image.fromarray(hsv.astype(np.uint8), mode="HSV").convert("RGB")
     else:
-        raise ValueError(f"unknown transform {transform!r}; choose one of {', '.join(TRANSFORMS)}")
+        raise ValueError(unknown_name("transform", transform, TRANSFORMS))
     out = io.BytesIO()
     im.save(out, format="PNG")
     return out.getvalue()

@@ -39,14 +39,15 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from ...core.names import unknown_name
 from ...data.batches import IGNORE, batch_indices, collate
+from ... import draws
 from ...draws import finetune_people
 from ...records import CONCEPTS, MODALITIES, split_key
 from ..facts import FactItem, fact_items
-from . import ATTACKS, Attack, AttackContext, AttackParams, Distinct, Outcome
+from .base import ATTACKS, Attack, AttackContext, AttackParams, Distinct, Outcome
 
 SCORES = ("loss", "zlib", "mink")
-SAMPLE_SALT = 101  # the seeded draw of the samples (draws.SALTS holds the sets' salts)
 
 
 def zlib_bytes(text: str) -> int:
@@ -77,7 +78,7 @@ def score(name: str, logps, text: str, k: float = 0.2) -> float:
         return zlib_score(logps, text)
     if name == "mink":
         return mink_score(logps, k)
-    raise ValueError(f"unknown score {name!r}; choose one of {', '.join(SCORES)}")
+    raise ValueError(unknown_name("score", name, SCORES))
 
 
 def auc(members, nonmembers) -> float:
@@ -126,7 +127,7 @@ def samples(ctx: AttackContext, max_items: int) -> dict[str, tuple[list[FactItem
     src = ctx.evaluator.src
     members = [it for it in fact_items(src, ctx.evaluator.sets.forget) if it.example.answer.strip()]
     others = [it for it in fact_items(src, never_trained(ctx)) if it.example.answer.strip()]
-    rng = np.random.default_rng([ctx.evaluator.cfg.seed, SAMPLE_SALT])
+    rng = draws.rng(ctx.evaluator.cfg.seed, "mia_samples")
     out = {}
     for m in MODALITIES:
         mem, non = [it for it in members if it.modality == m], [it for it in others if it.modality == m]

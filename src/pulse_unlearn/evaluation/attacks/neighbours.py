@@ -38,7 +38,7 @@ from pydantic import Field
 from ...errors import PulseError
 from ...records import LETTERS, Question
 from ...world.neighbours import FILE
-from . import ATTACKS, Attack, AttackContext, AttackParams, Outcome
+from .base import ATTACKS, Attack, AttackContext, AttackParams, Outcome
 from .files import json_lines, side_file
 
 KEYS = ("id", "subject", "via", "question", "options", "answer")

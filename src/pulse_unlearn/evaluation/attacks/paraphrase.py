@@ -35,7 +35,7 @@ from pydantic import Field
 from ...errors import PulseError
 from ...world.rewordings import FILE_NAME
 from ..splits import SPLITS
-from . import ATTACKS, AttackContext, AttackParams, InputAttack
+from .base import ATTACKS, AttackContext, AttackParams, InputAttack
 from .files import json_lines, side_file
 
 KEYS = ("id", "question")

@@ -23,7 +23,7 @@ from pydantic import Field
 from ...models.load import resolve_device
 from ...errors import PulseError
 from ...models.quantize import LIBRARIES, quantized_copy, quiet, resolve
-from . import ATTACKS, Attack, AttackContext, AttackParams, Distinct, Outcome
+from .base import ATTACKS, Attack, AttackContext, AttackParams, Distinct, Outcome
 
 
 class QuantizeParams(AttackParams):

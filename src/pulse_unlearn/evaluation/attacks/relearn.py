@@ -37,7 +37,7 @@ from ...draws import choose
 from ...models.lora import attach_lora, lora_targets
 from ...models.train import TrainConfig, train
 from ..splits import SPLITS
-from . import ATTACKS, Attack, AttackContext, AttackParams, Outcome
+from .base import ATTACKS, Attack, AttackContext, AttackParams, Outcome
 
 
 class RelearnParams(AttackParams):

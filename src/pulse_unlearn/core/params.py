@@ -1,14 +1,27 @@
-"""Components with declared parameters (methods, attacks): a pydantic ``Params`` model whose
-fields carry their types and ranges, validated when the component is made or its config entry is
-checked, each problem one line naming the key. No torch here."""
+"""Components with declared parameters (methods, searches, attacks): a pydantic ``Params`` model
+whose fields carry their types and ranges, validated when the component is made or its config
+entry is checked, each problem one line naming the key. No torch here."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from .messages import describe_params, one_error
+from .names import ConfigProblem
+
+
+# Every config section and every component's parameters: no unknown key, no bool for a number, no
+# text for a number, finite numbers.
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class StrictParams(BaseModel):
+    """The base of a component's ``Params``: strict, and frozen (a made component's parameters
+    do not change)."""
+
+    model_config = ConfigDict(**STRICT, frozen=True)
 
 
 def _distinct(value: list) -> list:
@@ -32,27 +45,8 @@ def checked_params(schema: type[BaseModel], params: dict, prefix: str, name: str
         raise ParamsError(key, message.replace("unknown key", "unknown parameter", 1)) from None
 
 
-def method_classes() -> dict[str, type]:
-    """Every method a grid may name: the registered losses and the black-box searches."""
-    from ..blackbox import SEARCHES
-    from ..methods.registry import METHODS  # the registry imports torch: only when a config is validated
-
-    return {**METHODS, **SEARCHES}
-
-
-def resolved_params(cfg) -> dict[str, dict]:
-    """Every parameter of each method the grid names, defaults included: what its results were
-    made with, for environment.json and the resume key (a changed default then starts over
-    instead of resuming old results)."""
-    classes = method_classes()
-    names = dict.fromkeys(m for _, m, _ in cfg.units())
-    return {name: classes[name](**cfg.method_params.get(name, {})).params.model_dump(mode="json") for name in names}
-
-
-class ParamsError(ValueError):
-    def __init__(self, key: str, message: str):
-        super().__init__(f"{key}: {message}")
-        self.key, self.message = key, message
+class ParamsError(ConfigProblem):
+    """A component's parameters that do not fit its ``Params``."""
 
 
 class Parametrized:

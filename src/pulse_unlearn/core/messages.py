@@ -77,14 +77,6 @@ def _nested_model(annotation) -> tuple[type[BaseModel] | None, bool]:
     return None, False
 
 
-def method_param_keys() -> list[str]:
-    """``method_params.METHOD.PARAM`` for every registered method (imports the registry)."""
-    from .params import method_classes
-
-    METHODS = method_classes()
-    return [f"method_params.{name}.{param}" for name in sorted(METHODS) for param in METHODS[name].Params.model_fields]
-
-
 def describe_field(field) -> str:
     """``float > 0``, ``int >= 1``, ``one of 'a', 'b'``: a field's type and range."""
     annotation = field.annotation

@@ -1,4 +1,4 @@
-"""One small registry, used by every component kind (methods, splits, metrics, probes, ...).
+"""One small registry, used by every component kind (scenarios, methods, searches, splits, metrics, attacks, ...).
 
 A registry maps names to components in registration order. Other installed packages add
 components without forking through Python entry points: a package declares, in its metadata,
@@ -19,7 +19,8 @@ import inspect
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
-from .errors import PulseError
+from ..errors import PulseError
+from .names import unknown_name
 
 T = TypeVar("T")
 
@@ -40,10 +41,6 @@ class Registry(Mapping[str, T], Generic[T]):
             raise PulseError(f"{self.kind} {name!r} is registered twice")
         self._items[name] = component
         return component
-
-    def pop(self, name: str) -> T:
-        """Remove a component (a test's temporary one)."""
-        return self._items.pop(name)
 
     def _load_plugins(self) -> None:
         if self._loaded:
@@ -69,7 +66,7 @@ class Registry(Mapping[str, T], Generic[T]):
     def __getitem__(self, name: str) -> T:
         self._load_plugins()
         if name not in self._items:
-            raise PulseError(f"unknown {self.kind} {name!r}; choose from {', '.join(self._items)}")
+            raise PulseError(unknown_name(self.kind, name, self._items))
         return self._items[name]
 
     def __iter__(self) -> Iterator[str]:

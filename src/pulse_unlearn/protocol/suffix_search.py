@@ -25,16 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from ..blackbox import SEARCHES, Feedback, fact_questions
+from .. import draws
 from ..errors import PulseError
-from ..evaluation.blackbox import model_black_box
+from ..records import Unit
+from ..evaluation.black_box_model import model_black_box
 
 COLUMNS = ("scenario", "method", "update", "operation", "asked", "queries", "suffix", "forget", "retain",
            "objective", "best_objective", "holdout_retain")
 SHIPPED = "english"
-
-
-def is_search(method: str) -> bool:
-    return method in SEARCHES
 
 
 def make_search(name: str, cfg):
@@ -84,16 +82,16 @@ def _names(src) -> dict[str, str]:
 
 def _drawn(items: list, n: int, seed: int, side: str, skip: int = 0) -> list:
     """``n`` of ``items`` in a seeded order, after its first ``skip`` (so two draws are disjoint)."""
-    rng = np.random.default_rng([seed, 11, {"forget": 0, "retain": 1}[side]])
+    rng = draws.rng(seed, "blackbox", {"forget": 0, "retain": 1}[side])
     return [items[i] for i in sorted(rng.permutation(len(items))[skip:skip + n])]
 
 
-def search_seed(run_seed: int, unit: dict, k: int, own: int) -> int:
-    text = f"{run_seed}|{unit['scenario']}|{unit['method']}|{unit['update']}|{k}|{own}"
+def search_seed(run_seed: int, unit: Unit, k: int, own: int) -> int:
+    text = f"{run_seed}|{unit.scenario}|{unit.method}|{unit.update}|{k}|{own}"
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
 
-def find_suffix(search, model, evaluator, unit: dict, k: int,
+def find_suffix(search, model, evaluator, unit: Unit, k: int,
                 words: list[str]) -> tuple[tuple[str, ...], dict, list[dict]]:
     """Operation ``k`` of a black-box unit: (the suffix, the operation's fields, search.csv's rows)."""
     cfg, src, sets = evaluator.cfg, evaluator.src, evaluator.sets
@@ -104,13 +102,13 @@ def find_suffix(search, model, evaluator, unit: dict, k: int,
     forget = fact_questions(src.facts, names, forget_people, "forget", cfg.seed)
     retain = fact_questions({**src.facts, **retain_facts}, names, sets.retain, "retain", cfg.seed)
     if not forget or not retain:
-        raise PulseError(f"{unit['method']}: no {'forget' if not forget else 'retain'} training facts to ask as "
+        raise PulseError(f"{unit.method}: no {'forget' if not forget else 'retain'} training facts to ask as "
                          "feedback (a fact needs another person's answer to the same question)")
     items = _drawn(forget, search.feedback_forget, cfg.seed, "forget") + \
         _drawn(retain, search.feedback_retain, cfg.seed, "retain")
     holdout = _drawn(retain, search.holdout, cfg.seed, "retain", skip=search.feedback_retain)
     if search.holdout and not holdout:
-        raise PulseError(f"{unit['method']}: no retain facts are left for the holdout after the "
+        raise PulseError(f"{unit.method}: no retain facts are left for the holdout after the "
                          f"{search.feedback_retain} of the feedback ({len(retain)} in all)")
     feedback = Feedback(model_black_box(model, evaluator.encoder, cfg), items, search.budget,
                         search.margin, search.penalty, holdout, search.finalists if holdout else 0)
@@ -118,7 +116,7 @@ def find_suffix(search, model, evaluator, unit: dict, k: int,
     rows, top = [], -np.inf
     for i, s in enumerate(feedback.history):
         top = max(top, s.objective)
-        rows.append({**unit, "operation": k, "asked": i, "queries": s.queries, "suffix": " ".join(s.words),
+        rows.append({**unit.fields, "operation": k, "asked": i, "queries": s.queries, "suffix": " ".join(s.words),
                      "forget": round(s.forget, 6), "retain": round(s.retain, 6), "objective": round(s.objective, 6),
                      "best_objective": round(float(top), 6),
                      "holdout_retain": round(feedback.held[s.words], 6) if s.words in feedback.held else ""})
