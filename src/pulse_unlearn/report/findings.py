@@ -164,8 +164,9 @@ def findings(s: Summary) -> str:
 
     out.append("2. Sequential unlearning (paper: after 5 operations generality is almost entirely lost, even for "
                "methods that do well in one shot).")
-    for m, seq_name in ((m, n) for m in methods for n in dict.fromkeys(u[0] for u in s.units()) if is_sequential(n)):
-        seq, one = (seq_name, m, "llm"), (one_shot_of(seq_name), m, "llm")
+    sequential = [n for n in dict.fromkeys(u[0] for u in s.units()) if is_sequential(n)]
+    for m, name in ((m, name) for m in methods for name in sequential):
+        seq, one = (name, m, "llm"), (one_shot_of(name), m, "llm")
         if seq in s.last_step and one in s.last_step:
             parts = []
             for split in ("retain", "general"):

@@ -47,13 +47,14 @@ def _common(m: Matched, a, b) -> list[str]:
     return [tm for tm in m.target_modalities(a) if tm in m.target_modalities(b)]
 
 
-def _pairs(m: Matched, first, second):
-    """(method label, first unit, second unit, target modality) for units of both scenarios
-    (``first``, ``second``: a unit's scenario name -> whether it is the first / its partner's name)."""
+def _pairs(m: Matched, scenarios: list[tuple[str, str]]):
+    """(method label, first unit, second unit, target modality) for the units of each pair of
+    scenarios (first, second) that ran with the same method and update."""
+    partner = dict(scenarios)
     for unit in m.units():
-        if not first(unit[0]):
+        if unit[0] not in partner:
             continue
-        other = (second(unit[0]), *unit[1:])
+        other = (partner[unit[0]], *unit[1:])
         if other in m.units():
             for tm in _common(m, unit, other):
                 yield _label(unit), unit, other, tm
@@ -68,8 +69,7 @@ def finetuned_vs_pretrained(m: Matched) -> list[str]:
     out = ["1. Pre-trained vs fine-tuned knowledge at the same level of forgetting (paper: unlearning fine-tuned "
            "knowledge costs up to ~10% of MMBench, pre-trained knowledge > 90%). Cost: the drop from the start to "
            "where forget accuracy reached the target."]
-    ft_name, pt_name = with_knowledge("fine-tuned"), with_knowledge("pre-trained")
-    for label, ft, pt, tm in _pairs(m, lambda n: n == ft_name, lambda n: pt_name):
+    for label, ft, pt, tm in _pairs(m, [(with_knowledge("fine-tuned"), with_knowledge("pre-trained"))]):
         pf, pp = (m.point(u, m.operations(u)[-1], tm) for u in (ft, pt))
         head = f"   {label:<8} forgotten on {TARGET_MODALITIES.get(tm, tm)}: "
         missed = _unreached([("finetuned", pf), ("pretrained", pp)])
@@ -89,9 +89,8 @@ def sequential_vs_one_shot(m: Matched) -> list[str]:
     out = ["2. Sequential vs one-shot unlearning at the same target (paper: after 5 operations generality is almost "
            "entirely lost, even for methods that do well in one shot). Sequential: its last operation, read where "
            "that operation's own request reached its target."]
-    sequential = [n for n in dict.fromkeys(u[0] for u in m.units()) if is_sequential(n)]
-    for label, one, seq, tm in _pairs(m, lambda n: any(one_shot_of(s) == n for s in sequential),
-                                      lambda n: next(s for s in sequential if one_shot_of(s) == n)):
+    sequential = [(one_shot_of(n), n) for n in dict.fromkeys(u[0] for u in m.units()) if is_sequential(n)]
+    for label, one, seq, tm in _pairs(m, sequential):
         last = m.operations(seq)[-1]
         po, ps = m.point(one, m.operations(one)[-1], tm), m.point(seq, last, tm)
         head = f"   {label:<8} forgotten on {TARGET_MODALITIES.get(tm, tm)}: "
