@@ -227,7 +227,8 @@ def bench_protocol(model, processor, world: Path, workdir: Path, eval_batch: int
     total = time.perf_counter() - t0
     with open(store.folder / "operations.csv", newline="") as f:
         ops = list(csv.DictReader(f))
-    seq_ops = [float(r["seconds"]) for r in ops if r["scenario"] == "sequential"]
+    with open(store.folder / "timings.csv", newline="") as f:
+        seq_ops = [float(r["seconds"]) for r in csv.DictReader(f) if r["scenario"] == "sequential"]
     return {"checkpoint_save_s": t_save, "run_total_s": total, "finetuned_scenario_s": marks.get("finetuned"),
             "sequential_scenario_s": marks.get("sequential"), "sequential_operations": len(seq_ops),
             "sequential_op_plus_eval_s_each": seq_ops,

@@ -92,11 +92,11 @@ def recovery(attacks, scenario, method, attack) -> float | None:
 
 
 def rows_of(run: Path, variant: str) -> list[dict]:
-    summary, attacks, ops = read(run / "summary.csv"), read(run / "attacks.csv"), read(run / "operations.csv")
+    summary, attacks, timed = read(run / "summary.csv"), read(run / "attacks.csv"), read(run / "timings.csv")
     out = []
     for scenario in ("finetuned", "sequential"):
-        for method in dict.fromkeys(r["method"] for r in ops):
-            mine = [o for o in ops if (o["scenario"], o["method"]) == (scenario, method)]
+        for method in dict.fromkeys(r["method"] for r in timed):
+            mine = [o for o in timed if (o["scenario"], o["method"]) == (scenario, method)]
             if not mine:
                 continue
             last = max(int(o["operation"]) for o in mine)

@@ -188,7 +188,7 @@ def test_sigkill_after_the_first_unit_resumes_attacks_byte_identically(watched, 
     # killed after the one-shot unit (and the sequential unit's operation 1) wrote its attack rows
     assert {(r["scenario"], r["operation"]) for r in at_kill} == {("finetuned", "0"), ("finetuned", "1"),
                                                                  ("sequential", "0"), ("sequential", "1")}
-    for name in ("attacks.csv", "summary.csv", "predictions.csv"):
+    for name in ("attacks.csv", "summary.csv", "predictions.csv", "operations.csv"):
         assert (out / name).read_bytes() == (watched / name).read_bytes(), name
 
 

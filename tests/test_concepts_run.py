@@ -23,7 +23,7 @@ grid: [{scenarios: [concepts], methods: [grad_diff], updates: [llm]}]
 unlearn: {lr: 3.0e-3, batch_size: 8, lora: {rank: 8, alpha: 16}, epochs: 1}
 scoring: likelihood
 """
-FILES = ("summary.csv", "predictions.csv", "sets.json")
+FILES = ("summary.csv", "predictions.csv", "operations.csv", "sets.json")
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ def test_the_end_of_an_operation_is_its_last_checkpoint(whole):
 
 def test_sigkill_mid_trajectory_resumes_byte_identically(whole, watched_killed):
     out, _ = watched_killed  # killed while operation 2 had a checkpoint past step 0 and no record
-    for name in ("trajectory.csv", "matched.csv", "summary.csv", "predictions.csv"):
+    for name in ("trajectory.csv", "matched.csv", "summary.csv", "predictions.csv", "operations.csv"):
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
 
 

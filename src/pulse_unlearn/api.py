@@ -43,6 +43,7 @@ class Run:
     matched: pd.DataFrame | None = None
     attacks: pd.DataFrame | None = None
     search: pd.DataFrame | None = None
+    timings: pd.DataFrame | None = None
 
 
 def run(config: str | Path | dict | RunConfig, overrides: Iterable[str] = (), out: str | Path | None = None,
@@ -88,16 +89,16 @@ def load_run(folder: str | Path) -> Run:
         environment, sets = (_json(folder / name) for name in ("environment.json", "sets.json"))
         summary, predictions, operations = (_csv(folder / f"{name}.csv")
                                             for name in ("summary", "predictions", "operations"))
-        probe, trajectory, matched, attacks, search = (
+        probe, trajectory, matched, attacks, search, timings = (
             _csv(folder / f"{name}.csv") if (folder / f"{name}.csv").is_file() else None
-            for name in ("probe", "trajectory", "matched", "attacks", "search"))
+            for name in ("probe", "trajectory", "matched", "attacks", "search", "timings"))
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as e:
         raise PulseError(f"{folder}: unreadable run file ({first_line(e)})") from None
     if not isinstance(config, dict):
         raise PulseError(f"{folder / 'config.yaml'}: not a mapping")
     config.pop("_config_hash", None)  # the run folder's own check, not a setting
     return Run(folder, config, environment, sets, summary, predictions, operations, probe, trajectory, matched,
-               attacks, search)
+               attacks, search, timings)
 
 
 def _json(path: Path) -> dict:

@@ -125,15 +125,14 @@ class WeightUnlearning(Approach):
                           diverged_at="" if oplog.diverged_at is None else oplog.diverged_at,
                           top_answer=collapse.letter, top_share=round(collapse.share, 4),
                           collapsed=int(collapse.collapsed), stop=r.stop.stop, sees=r.stop.sees or "",
-                          rule=r.stop.text, stopped_at=len(losses) - oplog.diverged, reason=reason,
-                          seconds=round(time.time() - t1, 2))
+                          rule=r.stop.text, stopped_at=len(losses) - oplog.diverged, reason=reason)
         log_operation(r, unit, f"{unit.method}/{unit.update} op {k}", preds,
                       f" after {op.stopped_at} steps ({reason})"
                       + (f"  (diverged at step {oplog.diverged_at}: loss {losses[-1]})" if oplog.diverged else "")
                       + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})"
                          if collapse.collapsed else ""))
-        result = self._result(k, model, self.evaluate, preds, op,
-                              trajectory=trajectory.rows if trajectory else [])
+        result = self._result(k, model, self.evaluate, preds, op, trajectory=trajectory.rows if trajectory else [],
+                              seconds=round(time.time() - t1, 2))
         track_operation(r, unit, result, losses)
         return result
 
@@ -157,8 +156,8 @@ class SuffixSearch(Approach):
         op = Operation.of(self.unit, k, steps=len(rows), top_answer=collapse.letter,
                           top_share=round(collapse.share, 4), collapsed=int(collapse.collapsed), stop="budget",
                           sees="feedback", rule=f"{self.search.budget} questions", stopped_at=len(rows),
-                          reason=BUDGET_SPENT, suffix=found["suffix"], queries=found["queries"],
-                          seconds=found["seconds"])
+                          reason=BUDGET_SPENT, suffix=found["suffix"], queries=found["queries"])
         log_operation(self.r, self.unit, f"{self.unit.method} op {k}: suffix {op.suffix!r} after {op.queries} "
                       "questions", preds)
-        return self._result(k, self.model, suffixed, preds, op, weights_fixed=True, search=rows)
+        return self._result(k, self.model, suffixed, preds, op, weights_fixed=True, search=rows,
+                            seconds=found["seconds"])

@@ -17,7 +17,7 @@ from ..models.load import load_model, load_processor
 from ..runs.store import RunStore
 from ..runs.trackers import Trackers
 from .checkpoints import Checkpoints
-from .records import Result
+from .records import TIMING_COLUMNS, Result
 from .scenarios import Plan
 from .sets import Sets
 
@@ -59,6 +59,7 @@ class RunContext:
         s.predictions += result.predictions
         if result.operation:
             s.operations.append(result.operation)
+            s.timings.append({**{k: result.operation[k] for k in TIMING_COLUMNS[:-1]}, "seconds": result.seconds})
         s.attacks += result.attacks
         s.search += result.search
         if result.trajectory:

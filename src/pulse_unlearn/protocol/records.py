@@ -1,7 +1,8 @@
 """The protocol's records: what a scenario's step 0 holds (``Start``), one unlearning operation's
 row in ``operations.csv`` (``Operation``, one schema for every approach: a column that does not
 apply stays empty), and what an evaluation adds to the run's tables (``Result``), which is also
-what ``resume/`` keeps of it."""
+what ``resume/`` keeps of it. An operation's wall time is not a result: it goes to
+``timings.csv``, so that the results of a resumed run are byte for byte those of a whole one."""
 
 from __future__ import annotations
 
@@ -48,7 +49,6 @@ class Operation:
     reason: str = ""
     suffix: str = ""
     queries: int | str = ""
-    seconds: float = 0.0
 
     @classmethod
     def of(cls, unit: Unit, k: int, **values) -> Operation:
@@ -60,6 +60,7 @@ class Operation:
 
 
 OPERATION_COLUMNS = tuple(f.name for f in fields(Operation))
+TIMING_COLUMNS = ("scenario", "method", "update", "operation", "seconds")
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Result:
     trajectory: list[dict] = field(default_factory=list)
     attacks: list[dict] = field(default_factory=list)
     search: list[dict] = field(default_factory=list)
+    seconds: float | None = None  # the operation's wall time (timings.csv)
 
     @classmethod
     def from_json(cls, obj: dict) -> Result:

@@ -41,7 +41,7 @@ from . import catalog, scenarios
 from .approaches import approach
 from .checkpoints import Checkpoints, resume_key
 from .context import RunContext
-from .records import OPERATION_COLUMNS, Result, Start
+from .records import OPERATION_COLUMNS, TIMING_COLUMNS, Result, Start
 from .scenarios import PROBE_COLUMNS, Plan
 from .suffix_search import COLUMNS as SEARCH_COLUMNS
 from .suffix_search import check_search
@@ -93,9 +93,9 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
     config_hash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     store = RunStore(out, config, config_hash, write=distributed.is_main(),
                      columns={"summary.csv": summary_columns(), "predictions.csv": prediction_columns(),
-                              "operations.csv": OPERATION_COLUMNS, "trajectory.csv": trajectory_columns(),
-                              "matched.csv": MATCHED_COLUMNS, "attacks.csv": ATTACK_COLUMNS,
-                              "search.csv": SEARCH_COLUMNS})
+                              "operations.csv": OPERATION_COLUMNS, "timings.csv": TIMING_COLUMNS,
+                              "trajectory.csv": trajectory_columns(), "matched.csv": MATCHED_COLUMNS,
+                              "attacks.csv": ATTACK_COLUMNS, "search.csv": SEARCH_COLUMNS})
     plan.start_models = scenarios.start_models(plan, src, models, finetune)
     fingerprints = {"config": config_hash, "data": file_fingerprint(src.files)}
     for label, path in {**models, **plan.start_models}.items():

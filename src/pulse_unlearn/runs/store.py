@@ -10,7 +10,9 @@
                        the subject's population (fictitious, celebrity; empty for the general benchmark)
     operations.csv     one row per unlearning operation: steps, first/last loss, divergence, the stopping
                        rule (stop, sees, rule), the step it stopped at and why (reason); a black-box unit's suffix
-                       and the questions it asked (queries)
+                       and the questions it asked (queries); one schema for both, empty where it does not apply
+    timings.csv        each operation's wall time in seconds (the one file of a resumed run that differs from a
+                       whole run's: an operation computed after the restart was timed again)
     trajectory.csv     with unlearn.eval_every: one row per checkpoint of an operation, split and modality
                        (step, forget examples seen, n, chance, the metrics)
     matched.csv        from the trajectories: each unit's retain and general accuracy where its forget
@@ -115,6 +117,7 @@ class RunStore:
         self.summary: list[dict] = []
         self.predictions: list[dict] = []
         self.operations: list[dict] = []
+        self.timings: list[dict] = []
         self.trajectory: list[dict] = []
         self.matched: list[dict] = []
         self.attacks: list[dict] = []
@@ -146,6 +149,7 @@ class RunStore:
         self.write_csv("predictions.csv", self.predictions, self.columns["predictions.csv"])
         if self.operations:
             self.write_csv("operations.csv", self.operations, self.columns["operations.csv"])
+            self.write_csv("timings.csv", self.timings, self.columns["timings.csv"])
         if self.trajectory:
             self.write_trajectory()
             self.write_csv("matched.csv", self.matched, self.columns["matched.csv"])
