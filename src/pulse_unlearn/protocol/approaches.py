@@ -40,10 +40,14 @@ class Approach:
     def __init__(self, r: RunContext, unit: Unit, start: Start, done: UnitCheckpoints):
         self.r, self.unit, self.start, self.done, self.model, self.computed = r, unit, start, done, None, False
         self.sets = start.sets
-        self.evaluate: Evaluator = r.evaluator(unit.scenario, start.sets)
         if done.finished:
             r.log(f"[{unit.scenario}] {unit.method}/{unit.update}: {len(done.finished)} of "
                   f"{len(start.sets.requests)} operation(s) read back from the interrupted run")
+
+    @property
+    def evaluate(self) -> Evaluator:
+        """The scenario's splits (built on first use: a unit read back whole never needs them)."""
+        return self.r.evaluator(self.unit.scenario, self.sets)
 
     def operate(self, k: int) -> Result:
         raise NotImplementedError

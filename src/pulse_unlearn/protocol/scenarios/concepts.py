@@ -13,7 +13,7 @@ from ...core.names import ConfigProblem
 from ...draws import finetune_people
 from ...errors import PulseError
 from ...records import split_key
-from .. import sets as draws
+from ..sets import concept_sets
 from .base import SCENARIOS, Scenario, finetune_count
 
 
@@ -54,8 +54,8 @@ class Concepts(Scenario):
 
     def draw(self, cfg, src, people):
         c, s = src.concepts, cfg.splits
-        return draws.concept_sets(self.kind, c.keys("person"), c.keys("event"), s.concept_people,
-                                  s.concept_events, cfg.seed)
+        return concept_sets(self.kind, c.keys("person"), c.keys("event"), s.concept_people, s.concept_events,
+                            cfg.seed)
 
 
 @SCENARIOS.register

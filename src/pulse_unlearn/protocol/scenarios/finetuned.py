@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...core.names import ConfigProblem
 from ...errors import PulseError
-from .. import sets as draws
+from ..sets import finetuned_sets
 from .base import SCENARIOS, Scenario, finetune_count
 
 
@@ -29,4 +29,4 @@ class Finetuned(Scenario):
                              "to retain")
 
     def draw(self, cfg, src, people):
-        return draws.finetuned_sets(people, cfg.splits.forget, cfg.seed)
+        return finetuned_sets(people, cfg.splits.forget, cfg.seed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ...errors import PulseError
 from ...evaluation.evaluator import demo_for, make_scorer
 from ...records import split_key
-from .. import sets as draws
+from ..sets import probe, pretrained_sets
 from .base import BASE, SCENARIOS, Scenario, Selected
 
 PROBE_COLUMNS = ("id", "population", "multimodal", "text", "known", "selected")
@@ -34,9 +34,9 @@ class Pretrained(Scenario):
         already scored the forget and retain people's questions: step 0 reuses them."""
         questions = src.questions_of(sorted(src.celebrities))
         preds = make_scorer("choice", encoder, questions, cfg, demo=demo_for(cfg, src, questions))(model)
-        result = draws.probe(preds, cfg.splits.probe_threshold)
-        sets, note = draws.pretrained_sets(result.known, cfg.splits.pretrained_forget,
-                                           cfg.splits.pretrained_retain, cfg.seed)
+        result = probe(preds, cfg.splits.probe_threshold)
+        sets, note = pretrained_sets(result.known, cfg.splits.pretrained_forget, cfg.splits.pretrained_retain,
+                                     cfg.seed)
         rows = [{"id": split_key(pid)[1], "population": split_key(pid)[0],
                  "multimodal": round(a.get("multimodal", float("nan")), 4),
                  "text": round(a.get("text", float("nan")), 4), "known": int(pid in result.known),

@@ -5,7 +5,7 @@ counterpart, the finetuned scenario on the same forget set, always runs alongsid
 from __future__ import annotations
 
 from ...core.names import ConfigProblem
-from .. import sets as draws
+from ..sets import sequential_sets
 from .finetuned import Finetuned
 from .base import SCENARIOS
 
@@ -26,4 +26,4 @@ class Sequential(Finetuned):
                                 f"splits.requests={s.requests} equal requests")
 
     def draw(self, cfg, src, people):
-        return draws.sequential_sets(people, cfg.splits.forget, cfg.splits.requests, cfg.seed)
+        return sequential_sets(people, cfg.splits.forget, cfg.splits.requests, cfg.seed)
