@@ -51,6 +51,8 @@ def test_readme_example_runs_and_matches_the_cli(cache, tmp_path, monkeypatch, c
     assert "_config_hash" not in run.config and run.probe is None
     assert list(run.sets) == ["finetuned"] and run.environment["fingerprints"]["config"]
     assert len(run.operations) == 1 and run.operations.steps[0] > 0
+    assert "seconds" not in run.operations and list(run.timings.columns) == [
+        "scenario", "method", "update", "operation", "seconds"] and run.timings.seconds[0] > 0
     # The printed group means are the summary's own accuracies (one row per step and modality).
     forget = summary[summary.split == "forget"].set_index(["step", "modality"]).accuracy
     shown = lambda v: f"{v:.2f}".rstrip("0")  # noqa: E731  (pandas prints 0.40 as 0.4 in a column of 2-decimal values)

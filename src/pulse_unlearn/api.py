@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 class Run:
     """A run folder, read back: its tables as DataFrames (``probe`` only where the pretrained
     scenario ran, ``trajectory`` and ``matched`` only where the run evaluated checkpoints,
-    ``attacks`` only where it ran attacks, ``search`` only where it ran black-box units), its
+    ``attacks`` only where it ran attacks, ``search`` only where it ran black-box units;
+    ``timings``: each operation's wall time), its
     config (as run), environment and sets as dicts."""
 
     folder: Path

@@ -102,7 +102,7 @@ def demo(
     typer.echo(main_table(summary))
     typer.echo("\nThe paper's findings, and ours\n")
     typer.echo(findings_text(folder))
-    files = "summary.csv, predictions.csv, operations.csv, " + (
+    files = "summary.csv, predictions.csv, operations.csv, timings.csv, " + (
         "trajectory.csv, matched.csv, " if (folder / "matched.csv").exists() else "")
     typer.echo(f"\nresults: {folder}/ ({files}probe.csv, sets.json, config.yaml, environment.json, run.log)")
     typer.echo(f"report: {build_report(folder)}")
