@@ -29,10 +29,13 @@ def test_a_mixed_grid_runs_and_resumes_after_sigkill_in_its_second_unit(tiny_mod
     assert {r["method"] for r in rows(reference / "summary.csv")} == {"ga", "blackbox_random"}
 
     out = tmp_path / "killed"
-    run_killed_once(out / "resume" / "finetuned" / "ga--llm" / "op-1.json",
-                    ["run", *args, "--out", str(out), "--cache", str(cache)])
+    # killed once the first unit's operation is on disk, its wall time included (timings.csv is
+    # flushed just after the operation's checkpoint, so waiting for the checkpoint alone races)
+    run_killed_once(out / "timings.csv", ["run", *args, "--out", str(out), "--cache", str(cache)],
+                    until=lambda p: p.exists() and len(rows(p)) == 1)
+    assert (out / "resume" / "finetuned" / "ga--llm" / "op-1.json").exists()
     assert not (out / "resume" / "finetuned" / "blackbox_random--llm" / "op-1.json").exists()
-    (ga_before,) = rows(out / "timings.csv")  # flushed when the first unit was done
+    (ga_before,) = rows(out / "timings.csv")
     assert pulse("run", *args, "--out", out, "--cache", cache) == 0
     for name in FILES:
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
