@@ -48,7 +48,8 @@ def test_headline_value_and_cells_by_kind():
 
 def test_summary_and_prediction_columns_follow_the_metric_registry():
     assert summary_columns() == ("scenario", "method", "update", "step", "request", "split", "modality", "n",
-                                 "accuracy", "scoring", "stop", "rouge1", "rouge2", "rougeL", "bleu")
+                                 "accuracy", "ci_low", "ci_high", "scoring", "stop", "rouge1", "rouge2", "rougeL",
+                                 "bleu")
     assert prediction_columns()[-5:] == ("correct", "rouge1", "rouge2", "rougeL", "bleu")
 
 
@@ -68,6 +69,24 @@ def test_a_registered_metric_becomes_a_column_and_fills_the_rows_of_its_task(mon
     assert by[("forget", "all")]["reply_length"] == 2
     assert "reply_length" not in by[("forget_cloze", "all")]
     assert [r["reply_length"] for r in prediction_rows({"forget": preds}, 1)] == [1.0, 2.0, 10.0]
+
+
+def test_a_summary_rows_interval_resamples_its_people():
+    """Three people, two questions each: the row's interval is the people-clustered bootstrap of
+    its items, at the configured resamples, seed and level; a one-person row's is a point."""
+    from pulse_unlearn.config import IntervalConfig
+    from pulse_unlearn.stats import Sample, interval
+
+    answers = {"a": ("A", "A"), "b": ("A", "B"), "c": ("B", "B")}
+    preds = [Prediction(f"{person}/{i}", person, "text", "A", said, {"A": 0.0})
+             for person, pair in answers.items() for i, said in enumerate(pair)]
+    settings = IntervalConfig(resamples=300, seed=4, level=0.9)
+    row = next(r for r in summary_rows({"forget": preds}, (), 1, settings) if r["modality"] == "text")
+    low, high = interval(Sample([1, 1, 1, 0, 0, 0], list("aabbcc")), 300, 4, 0.9)
+    assert (row["ci_low"], row["ci_high"]) == (round(low, 6), round(high, 6))
+    assert row["ci_low"] <= row["accuracy"] == 0.5 <= row["ci_high"] and row["ci_low"] < row["ci_high"]
+    alone = summary_rows({"forget": preds[:2]}, (), 1, settings)[0]
+    assert alone["ci_low"] == alone["accuracy"] == alone["ci_high"] == 1.0
 
 
 def test_metric_aggregation_is_declared():

@@ -15,6 +15,9 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 
 # package -> the packages of this project it must never import (directly or by relative import)
 LOWER_THAN = {
+    # the statistics: plain numbers in, intervals out
+    "stats": {"core", "config", "protocol", "runs", "report", "models", "data", "world", "evaluation", "methods",
+              "blackbox"},
     # the bottom layer: the generic registry, the strict-parameters base, the one-line messages
     "core": {"config", "protocol", "runs", "report", "models", "data", "world", "evaluation", "methods", "blackbox"},
     # config knows no registry (the catalog, protocol/catalog.py, checks the names a config gives),

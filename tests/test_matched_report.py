@@ -192,23 +192,26 @@ def test_findings_at_matched_forgetting(run):
     ga_mm, ga_txt = lines[f1 + 1], lines[f1 + 2]
     # finetuned: general 60 -> 57 (3.0), retain 80 -> 67.5 (12.5); pretrained: 60 -> 35 (25.0), 80 -> 50 (30.0)
     assert "general cost: finetuned 3.0 pts, pretrained 25.0 pts" in ga_mm
-    assert "retain cost: finetuned 12.5 pts, pretrained 30.0 pts" in ga_mm and ga_mm.endswith("-> reproduced")
+    # no interval at matched forgetting: the estimate (pretrained minus finetuned general cost), no verdict
+    assert "retain cost: finetuned 12.5 pts, pretrained 30.0 pts" in ga_mm
+    assert ga_mm.endswith("-> inconclusive (no interval; estimate +22.0 pts)")
     assert "finetuned: not reached within 40 steps (target 50.0%)" in ga_txt
     assert "pretrained: not reached within 60 steps" in ga_txt and ga_txt.endswith("-> not measured (the target "
                                                                                    "was not reached)")
     seq_mm, seq_txt = lines[f2 + 1], lines[f2 + 2]
     # one-shot general 57.0% at its target; sequential operation 2: 50 -> 40 in that operation, 60 -> 40 overall
     assert "general one-shot 57.0% vs 40.0% after operation 2 (10.0 pts in that operation, 20.0 pts below the " \
-           "starting model)" in seq_mm and seq_mm.endswith("-> reproduced")
+           "starting model)" in seq_mm and seq_mm.endswith("-> inconclusive (no interval; estimate +17.0 pts)")
     assert "sequential operation 2: not reached within 20 steps" in seq_txt and "not measured" in seq_txt
     third = lines[f3 + 1:]
     assert len(third) == 3  # finetuned ga, finetuned npo, pretrained ga; sequential has no line
     assert third[0].startswith("   finetuned/ga/llm ")
     assert "multimodal (target 50.0%): step 15, 60 examples; text-only (target 50.0%): not reached within 40 " \
-           "steps" in third[0] and third[0].endswith("-> reproduced")
+           "steps" in third[0]
+    assert third[0].endswith("-> inconclusive (no interval; only multimodal reached the target)")
     assert "multimodal (target 50.0%): step 40, 200 examples; text-only (target 50.0%): step 10, 50 " \
            "examples" in third[1]
-    assert third[1].endswith("-> not reproduced (the opposite)")
+    assert third[1].endswith("-> inconclusive (no interval; estimate -150.0 examples)")  # text-only 50 - multimodal 200
     page = (run / "report" / "report.html").read_text(encoding="utf-8")
     assert "<h3>At matched forgetting</h3>" in page and "<h3>At the run&#x27;s budget</h3>" in page
 

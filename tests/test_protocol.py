@@ -31,6 +31,16 @@ def test_demo_prints_table_and_findings(tiny_demo):
     assert str(out) in printed
     assert f"report: {out / 'report' / 'report.html'}" in printed and (out / "report" / "tables.md").exists()
     assert "[sequential] done" in (out / "run.log").read_text()
+    # the verdicts: findings.csv, "inconclusive" exactly when the Holm-level interval holds 0, and the
+    # share of inconclusive ones printed with the end accuracies' intervals
+    from pulse_unlearn import load_run
+
+    found = load_run(out).findings
+    assert found is not None and len(found) > 0 and set(found["at"]) == {"budget"}
+    holds_zero = (found.ci_low <= 0) & (found.ci_high >= 0)
+    assert ((found.verdict == "inconclusive") == holds_zero).all()
+    assert f"{int(holds_zero.sum())} of {len(found)} comparisons of the run are inconclusive" in printed
+    assert "the end accuracy's bootstrap interval" in printed
 
 
 def test_pulse_run_with_overrides(tiny_models, cache, tmp_path):
@@ -61,7 +71,10 @@ def test_run_writes_tidy_results(tiny_run):
                  "environment.json"):
         assert (out / name).exists(), name
     assert list(rows[0]) == ["scenario", "method", "update", "step", "request", "split", "modality", "n",
-                             "accuracy", "scoring", "stop", "rouge1", "rouge2", "rougeL", "bleu"]
+                             "accuracy", "ci_low", "ci_high", "scoring", "stop", "rouge1", "rouge2", "rougeL", "bleu"]
+    # every figure with its interval, people resampled together
+    assert all(float(r["ci_low"]) <= float(r["accuracy"]) <= float(r["ci_high"]) for r in rows)
+    assert any(float(r["ci_low"]) < float(r["ci_high"]) for r in rows)
     assert {r["stop"] for r in rows} == {"fixed"}
     ran = {(r["scenario"], r["method"], r["update"]) for r in rows}
     assert ran == set(units(cfg))

@@ -10,7 +10,8 @@ import torch
 
 from pulse_unlearn.config.schema import ForgetTarget, UnlearnConfig
 from pulse_unlearn.evaluation.facts import FactPrediction, token_accuracy
-from pulse_unlearn.evaluation.matched import area, at, crossing, matched_rows
+from pulse_unlearn.evaluation.matched import area, at, matched_rows
+from pulse_unlearn.stats import monotone_crossing as crossing
 from pulse_unlearn.evaluation.stopping import BUDGET_SPENT, DIVERGED, TARGET_MET, StopRule, threshold
 from pulse_unlearn.methods.unlearn import _train
 from pulse_unlearn.protocol.trajectory import Trajectory
@@ -155,7 +156,7 @@ def test_crossing_and_interpolation_by_hand():
 
 def _rows(split, modality, values, chance=0.25, steps=(0, 4, 8), examples=(0, 64, 128)):
     return [{"scenario": "finetuned", "method": "ga", "update": "llm", "operation": 1, "step": s, "examples": e,
-             "split": split, "modality": modality, "chance": chance, "accuracy": v}
+             "split": split, "modality": modality, "n": 20, "chance": chance, "accuracy": v}
             for s, e, v in zip(steps, examples, values)]
 
 
@@ -166,6 +167,7 @@ def test_matched_rows_by_hand():
     # target 0.25 + 0.25 x (0.8 - 0.25) = 0.3875, reached at t = 0.375 between steps 4 and 8
     assert row["target"] == pytest.approx(0.3875) and row["reached"] == 1
     assert row["step"] == pytest.approx(5.5) and row["examples"] == pytest.approx(88.0)
+    assert (row["step_low"], row["step_high"], row["examples_low"], row["examples_high"]) == (4, 8, 64, 128)
     assert row["accuracy"] == pytest.approx(0.49375) and row["cost"] == pytest.approx(0.10625)
     assert row["auc"] == pytest.approx(0.315) and row["budget_steps"] == 8 and row["start"] == 0.6
     (missed,) = matched_rows(rows, ForgetTarget(rule="margin", margin=0.0), forget_split="forget_facts")
@@ -180,6 +182,19 @@ def test_matched_rows_by_hand():
     (rel,) = matched_rows(rows, ForgetTarget(rule="kept", kept=0.25))
     assert rel["target"] == pytest.approx(0.4125)
     assert rel["step"] == pytest.approx(4 + 4 * 0.0875 / 0.3, abs=0.005)  # rounded to 2 digits
+
+
+def test_a_noisy_dip_does_not_cross_early():
+    """Forget 0.8, 0.35, 0.6, 0.2 at steps 0, 4, 8, 12: read raw, the dip to 0.35 would cross the
+    target 0.3875 at step 3.67; the monotone fit pools 0.35 and 0.6 into 0.475 (equal n) and
+    crosses between steps 8 and 12, at t = (0.475 - 0.3875) / (0.475 - 0.2)."""
+    steps, examples = (0, 4, 8, 12), (0, 64, 128, 192)
+    rows = _rows("forget", "multimodal", [0.8, 0.35, 0.6, 0.2], steps=steps, examples=examples)
+    rows += _rows("general", "all", [0.6, 0.6, 0.5, 0.4], chance=0.3, steps=steps, examples=examples)
+    (row,) = matched_rows(rows, ForgetTarget(rule="kept", kept=0.25))
+    t = (0.475 - 0.3875) / (0.475 - 0.2)
+    assert row["step"] == pytest.approx(round(8 + 4 * t, 2)) and (row["step_low"], row["step_high"]) == (8, 12)
+    assert row["accuracy"] == pytest.approx(0.5 - 0.1 * t, abs=1e-6)
 
 
 def test_token_accuracy_by_hand():

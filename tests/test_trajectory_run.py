@@ -45,6 +45,11 @@ def test_the_end_of_an_operation_is_its_last_checkpoint(whole):
     for m in matched:
         if m["reached"] == "1":
             assert float(m["cost"]) == pytest.approx(float(m["start"]) - float(m["accuracy"]), abs=1e-6)
+            assert 0 < float(m["reached_share"]) <= 1  # resampled from trajectory_predictions.csv's items
+            if m["cost_ci_low"]:
+                assert float(m["cost_ci_low"]) <= float(m["cost_ci_high"])
+    items = rows(whole / "trajectory_predictions.csv")
+    assert {(r["split"], r["step"]) for r in items} >= {(r["split"], r["step"]) for r in traj}
     # step 0 of operation 1 is the starting model: its forget accuracy on the first request's
     # person equals the summary's step-0 row for request 1 when the subset keeps all of them
     first = [r for r in traj if r["scenario"] == "sequential" and r["operation"] == "1" and r["step"] == "0"
@@ -58,7 +63,8 @@ def test_the_end_of_an_operation_is_its_last_checkpoint(whole):
 
 def test_sigkill_mid_trajectory_resumes_byte_identically(whole, watched_killed):
     out, _ = watched_killed  # killed while operation 2 had a checkpoint past step 0 and no record
-    for name in ("trajectory.csv", "matched.csv", "summary.csv", "predictions.csv", "operations.csv"):
+    for name in ("trajectory.csv", "matched.csv", "summary.csv", "predictions.csv", "operations.csv",
+                 "trajectory_predictions.csv", "findings.csv"):
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
 
 

@@ -15,6 +15,7 @@ from .schema import (
     GridBlock,
     LoraRecipe,
     ModelSource,
+    IntervalConfig,
     ParityConfig,
     RunConfig,
     SplitSizes,
@@ -24,6 +25,7 @@ from .shipped import first_comment, resolve_config, shipped_configs
 
 __all__ = [
     "PRESETS", "UPDATES", "DataSource", "FinetuneConfig", "FinetuneLora", "GridBlock", "LoraRecipe",
-    "ModelSource", "ParityConfig", "RunConfig", "SplitSizes", "UnlearnConfig", "apply_overrides", "first_comment",
+    "IntervalConfig", "ModelSource", "ParityConfig", "RunConfig", "SplitSizes", "UnlearnConfig", "apply_overrides",
+    "first_comment",
     "parse", "read_yaml", "resolve_config", "shipped_configs",
 ]

@@ -172,6 +172,18 @@ class TrajectoryConfig(Strict):
         return values
 
 
+class IntervalConfig(Strict):
+    """Every reported figure's bootstrap interval (stats/bootstrap.py): ``resamples`` draws of
+    the people (a person's items together; benchmark items one by one), from ``seed``, at
+    confidence ``level``. The findings' comparisons use the same count and seed, paired, at
+    ``level`` before Holm's correction (protocol/verdicts.py); the smallest p-value B resamples
+    can give is 2 / (B + 1), so B must exceed 40 m to decide m comparisons at 95%."""
+
+    resamples: Annotated[int, Field(ge=100, le=100_000)] = 2000
+    level: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
+    seed: Seed = 0
+
+
 class FinetuneConfig(Strict):
     """In-run fine-tuning of a checkpoint (``model.source=path`` without ``model.finetuned``) on
     the chosen fictitious people's ft_Data: MLLMU-Bench's recipe (LoRA r=16, alpha=16, dropout
@@ -272,6 +284,7 @@ class RunConfig(Strict):
     trajectory: TrajectoryConfig = Field(default_factory=TrajectoryConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     parity: ParityConfig = Field(default_factory=ParityConfig)
+    intervals: IntervalConfig = Field(default_factory=IntervalConfig)
     scoring: Literal["logits", "likelihood", "mllmu"] = "likelihood"
     eval_batch_size: Count = 64
     eval_share_prefix: bool = True  # run a shared image/question prefix once (same values, less compute)

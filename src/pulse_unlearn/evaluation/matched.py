@@ -6,37 +6,109 @@ f_i on a modality and any other split's accuracy y_i):
 - the *target* is the forget accuracy that counts as forgotten (``trajectory.compare``, a
   ``stopping.threshold`` over the forget split's chance and the starting model's accuracy on the
   same items, ``starting_accuracy``; the operation's step-0 value where the rows lack it);
-- the *matched point* is where f first reaches the target: f_0 <= target gives s_0; otherwise
-  the first i with f_i <= target, and the point lies between checkpoints i-1 and i at
-  t = (f_{i-1} - target) / (f_{i-1} - f_i), linearly interpolated: step = s_{i-1} + t (s_i -
-  s_{i-1}), and likewise examples and each y. No such i: "not reached within the budget";
+- the *matched point* is where the forget curve's monotone fit first reaches the target
+  (``stats.monotone_crossing``: the non-increasing least-squares fit of f, weighted by each
+  checkpoint's items, so that a noisy dip checked often does not cross early by chance). With
+  fitted values g: g_0 <= target gives s_0; otherwise the first i with g_i <= target, and the
+  point lies between checkpoints i-1 and i at t = (g_{i-1} - target) / (g_{i-1} - g_i), linearly
+  interpolated: step = s_{i-1} + t (s_i - s_{i-1}), and likewise examples and each y (y read raw).
+  ``step_low`` / ``step_high`` (and ``examples_low`` / ``examples_high``) are the checkpoints
+  around it: the resolution the point is known to. No such i: "not reached within the budget";
 - *cost* = y_0 - y at the matched point (positive: lost);
 - *auc* = sum over consecutive checkpoints of (f_{i-1} - f_i)(y_{i-1} + y_i)/2: the area under y
   as a function of f along the path, positive as forget accuracy falls (trapezoids, exact for
   the piecewise-linear path).
+
+Intervals (from the checkpoints' items, ``trajectory_predictions.csv``): the forget people and
+the cost split's people (or benchmark items) are drawn from their union, once for every
+checkpoint (``stats.paired`` on ``Curve``s); in each resample the crossing is located again on
+that resample's monotone fit, with the target held at its value, and the cost and the examples
+read there. A resample whose curve never reaches the target has no matched point and is left
+out of ``cost_ci_low`` .. ``cost_ci_high`` and ``examples_ci_low`` .. ``examples_ci_high``;
+``reached_share`` is the share of resamples that reached it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
 
 from ..records import MODALITIES
+from ..stats import Curve, Sample, monotone_crossing, paired, percentile_interval
 from .splits import SPLITS
 from .stopping import threshold
 
 COLUMNS = ("scenario", "method", "update", "operation", "target_modality", "target", "reached", "step", "examples",
-           "split", "modality", "start", "accuracy", "cost", "auc", "budget_steps")
+           "step_low", "step_high", "examples_low", "examples_high", "split", "modality", "start", "accuracy", "cost",
+           "cost_ci_low", "cost_ci_high", "examples_ci_low", "examples_ci_high", "reached_share", "auc",
+           "budget_steps")
+INTERVAL_COLUMNS = ("cost_ci_low", "cost_ci_high", "examples_ci_low", "examples_ci_high", "reached_share")
 
 
-def crossing(forget: Sequence[float], target: float) -> float | None:
-    """The fractional checkpoint index where ``forget`` first reaches ``target`` (None: never)."""
-    if forget and forget[0] <= target:
-        return 0.0
-    for i in range(1, len(forget)):
-        if forget[i] <= target:
-            return i - 1 + (forget[i - 1] - target) / (forget[i - 1] - forget[i])
-    return None
+def crossings(forget: np.ndarray, target: float) -> np.ndarray:
+    """Each row's ``monotone_crossing`` (resampled forget curves, one per row; nan: never)."""
+    out = np.full(len(forget), np.nan)
+    for b, curve in enumerate(forget):
+        if np.isnan(curve).any():
+            continue
+        pos = monotone_crossing(curve, target)
+        if pos is not None:
+            out[b] = pos
+    return out
+
+
+def at_positions(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Each row of ``values`` (or one shared row) linearly interpolated at its fractional index."""
+    values = np.broadcast_to(values, (len(positions), values.shape[-1]))
+    ok = ~np.isnan(positions)
+    low = np.where(ok, np.floor(np.nan_to_num(positions)), 0).astype(int)
+    high = np.minimum(low + 1, values.shape[1] - 1)
+    t = np.where(ok, np.nan_to_num(positions) - low, 0.0)
+    rows = np.arange(len(positions))
+    out = values[rows, low] + t * (values[rows, high] - values[rows, low])
+    return np.where(ok, out, np.nan)
+
+
+def cost_at_match(forget: np.ndarray, values: np.ndarray, target: float) -> np.ndarray:
+    """y_0 - y at the matched point, per resample (nan where the target is not reached)."""
+    return values[:, 0] - at_positions(values, crossings(forget, target))
+
+
+def examples_at_match(forget: np.ndarray, examples: Sequence[float], target: float) -> np.ndarray:
+    """The forget examples at the matched point, per resample (nan where not reached)."""
+    return at_positions(np.asarray(examples, dtype=float)[None, :], crossings(forget, target))
+
+
+def item_curves(items: list[dict], steps: Sequence[int]) -> dict[tuple[str, str], Curve]:
+    """Each (split, modality)'s items (``trajectory_predictions.csv`` rows of one operation;
+    modality ``all``: both) as a ``Curve`` over ``steps``, clustered by subject."""
+    by: dict[tuple[str, str], dict[int, list]] = {}
+    for r in items:
+        for modality in (r["modality"], "all"):
+            by.setdefault((r["split"], modality), {}).setdefault(int(r["step"]), []).append(
+                (float(r["correct"]), (r["population"], str(r["subject"]))))
+    return {key: Curve([Sample([v for v, _ in pts[s]], [c for _, c in pts[s]]) for s in steps])
+            for key, pts in by.items() if all(s in pts for s in steps)}
+
+
+def _intervals(curves: dict, forget_key, key, target: float, examples, intervals) -> dict:
+    """The matched point's resampled cost and examples, as matched.csv's interval columns."""
+    if forget_key not in curves or key not in curves:
+        return {}
+    cost = paired([curves[forget_key], curves[key]], lambda f, y: cost_at_match(f, y, target),
+                  intervals.resamples, intervals.seed).resampled
+    where = paired([curves[forget_key]], lambda f: examples_at_match(f, examples, target),
+                   intervals.resamples, intervals.seed).resampled
+    reached = float(np.mean(~np.isnan(cost)))
+    out = {"reached_share": round(reached, 4)}
+    if reached > 0:
+        (cl, ch), (el, eh) = percentile_interval(cost, intervals.level), percentile_interval(where, intervals.level)
+        out.update(cost_ci_low=round(cl, 6), cost_ci_high=round(ch, 6), examples_ci_low=round(el, 2),
+                   examples_ci_high=round(eh, 2))
+    return out
 
 
 def at(values: Sequence[float], position: float) -> float:
@@ -61,13 +133,42 @@ def _series(rows: list[dict]) -> tuple[list[int], dict[tuple[str, str], list[dic
     return steps, {key: [pts[s] for s in steps] for key, pts in by.items() if len(pts) == len(steps)}
 
 
-def matched_rows(rows: list[dict], compare, forget_split: str = "forget") -> list[dict]:
+def _target(forget_rows: list[dict], compare) -> float:
+    """The comparison target over the forget split's chance and its starting accuracy."""
+    starting = forget_rows[0].get("starting_accuracy", "")
+    start = float(forget_rows[0]["accuracy"]) if starting in ("", None) else float(starting)
+    return threshold(compare.rule, float(forget_rows[0]["chance"]), start, compare.margin, compare.kept)
+
+
+@dataclass(frozen=True)
+class OperationCurves:
+    """One operation's checkpoints for the matched comparisons: each target modality's target
+    (None: no forget rows of it), the steps and examples, and every (split, modality)'s items."""
+
+    targets: dict[str, float]
+    steps: list[int]
+    examples: list[float]
+    curves: dict[tuple[str, str], Curve]
+
+
+def operation_curves(rows: list[dict], items: list[dict], compare, forget_split: str = "forget") -> OperationCurves:
+    steps, series = _series(rows)
+    examples = [float(r["examples"]) for r in next(iter(series.values()))]
+    targets = {tm: _target(series[(forget_split, tm)], compare) for tm in MODALITIES if (forget_split, tm) in series}
+    return OperationCurves(targets, steps, examples, item_curves(items, steps))
+
+
+def matched_rows(rows: list[dict], compare, forget_split: str = "forget", items: list[dict] = (),
+                 intervals=None) -> list[dict]:
     """``matched.csv``'s rows of one operation's trajectory ``rows`` (trajectory.csv's rows of one
     unit and operation); ``compare``: the comparison target (``rule``, ``margin``, ``kept``). The
-    point is matched on ``forget_split``; every split that is not a forget split gets its rows."""
+    point is matched on ``forget_split``; every split that is not a forget split gets its rows.
+    With the checkpoints' ``items`` and the config's ``intervals``, each row gets its interval
+    columns (the module docstring)."""
     if not rows:
         return []
     steps, series = _series(rows)
+    curves = item_curves(list(items), steps) if items and intervals is not None else {}
     label = {k: rows[0][k] for k in ("scenario", "method", "update", "operation")}
     examples = [float(r["examples"]) for r in next(iter(series.values()))]
     out = []
@@ -76,21 +177,24 @@ def matched_rows(rows: list[dict], compare, forget_split: str = "forget") -> lis
         if forget_rows is None:
             continue
         f = [float(r["accuracy"]) for r in forget_rows]
-        starting = forget_rows[0].get("starting_accuracy", "")
-        start = f[0] if starting in ("", None) else float(starting)
-        target = threshold(compare.rule, float(forget_rows[0]["chance"]), start, compare.margin, compare.kept)
-        pos = crossing(f, target)
+        target = _target(forget_rows, compare)
+        pos = monotone_crossing(f, target, [float(r["n"]) for r in forget_rows])
         for (split, modality), ys in series.items():
             if split in SPLITS and SPLITS[split].per_request:  # the forget splits: what is matched, not a cost
                 continue
             y = [float(r["accuracy"]) for r in ys]
             row = {**label, "target_modality": target_modality, "target": round(target, 6),
-                   "reached": int(pos is not None), "step": "", "examples": "", "split": split,
+                   "reached": int(pos is not None), "step": "", "examples": "", "step_low": "", "step_high": "",
+                   "examples_low": "", "examples_high": "", "split": split, **dict.fromkeys(INTERVAL_COLUMNS, ""),
                    "modality": modality, "start": y[0], "accuracy": "", "cost": "", "auc": round(area(f, y), 6),
                    "budget_steps": steps[-1]}
             if pos is not None:
                 value = at(y, pos)
+                low, high = math.floor(pos), math.ceil(pos)
                 row.update(step=round(at(steps, pos), 2), examples=round(at(examples, pos), 2),
-                           accuracy=round(value, 6), cost=round(y[0] - value, 6))
+                           step_low=steps[low], step_high=steps[high], examples_low=examples[low],
+                           examples_high=examples[high], accuracy=round(value, 6), cost=round(y[0] - value, 6))
+                row.update(_intervals(curves, (forget_split, target_modality), (split, modality), target, examples,
+                                      intervals))
             out.append(row)
     return out

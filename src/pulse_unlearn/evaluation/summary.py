@@ -3,7 +3,9 @@
 
 ``summary.csv``: one row per unit (scenario, method, update), step, request, split and
 modality (``multimodal``, ``text``, ``all``), with ``n`` and the registered metrics: the headline
-(``accuracy``) before ``scoring``, the others after it, each empty where it does not apply, and
+(``accuracy``, with its bootstrap interval ``ci_low`` .. ``ci_high``: the people resampled
+together, ``intervals`` in the config) before ``scoring``, the others after it, each empty where it
+does not apply, and
 the stopping rule that produced it (``stop``: ``fixed`` or ``target (training facts)`` /
 ``target (oracle: forget questions)``). ``trajectory.csv`` has the same metric columns per
 checkpoint of an operation, with the checkpoint's ``step``, ``examples`` and ``chance``, and
@@ -14,22 +16,50 @@ into the requests already unlearned (``done``) and not yet (``pending``).
 
 from __future__ import annotations
 
+from ..config import IntervalConfig
 from ..records import MODALITIES, split_key
+from ..stats import Sample, interval
 from . import metrics as metric_registry
 from .splits import SPLITS
 
 UNIT = ("scenario", "method", "update")
 SUMMARY_KEY = (*UNIT, "step", "request", "split", "modality")
+INTERVAL = ("ci_low", "ci_high")  # the headline's bootstrap interval, people resampled together
 
 
 def summary_columns() -> tuple[str, ...]:
-    return (*SUMMARY_KEY, "n", *(m.name for m in metric_registry.headline()), "scoring", "stop",
+    return (*SUMMARY_KEY, "n", *(m.name for m in metric_registry.headline()), *INTERVAL, "scoring", "stop",
             *(m.name for m in metric_registry.extra()))
 
 
 def trajectory_columns() -> tuple[str, ...]:
     return (*UNIT, "operation", "step", "examples", "split", "modality", "n", "chance", "starting_accuracy",
-            *(m.name for m in metric_registry.headline()), "scoring", *(m.name for m in metric_registry.extra()))
+            *(m.name for m in metric_registry.headline()), *INTERVAL, "scoring",
+            *(m.name for m in metric_registry.extra()))
+
+
+def headline_interval(preds: list, intervals: IntervalConfig) -> dict[str, float]:
+    """``ci_low`` and ``ci_high`` of the group's headline metric (6 digits), its items clustered by
+    subject (a person's or concept's items move together; a benchmark row is its own subject).
+    Empty where the headline does not aggregate by mean or some item has no value."""
+    metric = metric_registry.headline()[0]
+    values = [metric.value(p) for p in preds]
+    if metric.aggregate != "mean" or not values or any(v is None for v in values):
+        return {}
+    low, high = interval(Sample(values, [p.subject for p in preds]), intervals.resamples, intervals.seed,
+                         intervals.level)
+    return {"ci_low": round(low, 6), "ci_high": round(high, 6)}
+
+
+# trajectory_predictions.csv: each checkpoint's items, what the matched point's intervals resample
+TRAJECTORY_PREDICTION_COLUMNS = (*UNIT, "operation", "step", "split", "qid", "subject", "population", "modality",
+                                 "correct")
+
+
+def trajectory_prediction_rows(label: dict, preds: dict[str, list], step: int) -> list[dict]:
+    """A checkpoint's items, labelled with the unit and operation (``label``)."""
+    keep = TRAJECTORY_PREDICTION_COLUMNS[len(UNIT) + 1:]
+    return [{**label, **{k: row[k] for k in keep}} for row in prediction_rows(preds, step)]
 
 
 def prediction_columns() -> tuple[str, ...]:
@@ -48,10 +78,13 @@ def _groups(preds: dict[str, list], requests, step: int):
             yield split, "pending", [p for p in ps if p.subject not in done]
 
 
-def summary_rows(preds: dict[str, list], requests: tuple[tuple[str, ...], ...], step: int) -> list[dict]:
+def summary_rows(preds: dict[str, list], requests: tuple[tuple[str, ...], ...], step: int,
+                 intervals: IntervalConfig | None = None) -> list[dict]:
     """split x request x modality rows of one evaluation (step ``step``; ``requests``: the
-    scenario's forget requests), each with ``n`` and every metric of the split's task that all
-    of the group's predictions have a value for."""
+    scenario's forget requests), each with ``n``, every metric of the split's task that all of
+    the group's predictions have a value for, and the headline's interval (``intervals``; unset:
+    the config's defaults)."""
+    intervals = intervals or IntervalConfig()
     rows = []
     for split, request, ps in _groups(preds, requests, step):
         reported = SPLITS[split].metrics
@@ -64,14 +97,15 @@ def summary_rows(preds: dict[str, list], requests: tuple[tuple[str, ...], ...], 
                 value = metric.of(sel)
                 if value is not None:
                     row[metric.name] = value
+            row.update(headline_interval(sel, intervals))
             rows.append(row)
     return rows
 
 
-def point_rows(preds: dict[str, list]) -> list[dict]:
+def point_rows(preds: dict[str, list], intervals: IntervalConfig | None = None) -> list[dict]:
     """A trajectory checkpoint's rows: split x modality with ``n``, ``chance`` (the mean of the
-    predictions' blind-guess scores) and the metrics, as ``summary_rows`` gives them."""
-    rows = summary_rows(preds, (), 0)
+    predictions' blind-guess scores), the metrics and the interval, as ``summary_rows`` gives them."""
+    rows = summary_rows(preds, (), 0, intervals)
     for row in rows:
         sel = [p for p in preds[row["split"]] if row["modality"] in ("all", p.modality)]
         row["chance"] = round(sum(p.chance for p in sel) / len(sel), 6)
@@ -100,9 +134,9 @@ def prediction_rows(preds: dict[str, list], step: int) -> list[dict]:
 
 
 def evaluation_rows(unit: dict, preds: dict[str, list], requests, step: int, scoring: str,
-                    stop: str = "fixed") -> dict[str, list[dict]]:
+                    stop: str = "fixed", intervals: IntervalConfig | None = None) -> dict[str, list[dict]]:
     """An evaluation's summary and prediction rows, labelled with its unit, scoring and stopping
     rule (``stopping.StopRule.label``)."""
     return {"summary": [{**unit, **row, "scoring": scoring, "stop": stop}
-                        for row in summary_rows(preds, requests, step)],
+                        for row in summary_rows(preds, requests, step, intervals)],
             "predictions": [{**unit, **row} for row in prediction_rows(preds, step)]}

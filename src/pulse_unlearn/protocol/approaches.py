@@ -57,7 +57,8 @@ class Approach:
         """Operation k's rows, the attacks after it included."""
         attacks = attack_rows(self.r, self.unit, k, k == len(self.sets.requests), model, evaluate, preds,
                               self.start.attacks, weights_fixed)
-        rows = evaluation_rows(self.unit.fields, preds, self.sets.requests, k, self.r.cfg.scoring, self.r.stop.label)
+        rows = evaluation_rows(self.unit.fields, preds, self.sets.requests, k, self.r.cfg.scoring, self.r.stop.label,
+                               self.r.cfg.intervals)
         return Result(rows["summary"], rows["predictions"], operation.row, attacks=attacks, **extra)
 
 
@@ -136,6 +137,7 @@ class WeightUnlearning(Approach):
                       + (f"  (answers collapsed: {collapse.share:.0%} {collapse.letter!r})"
                          if collapse.collapsed else ""))
         result = self._result(k, model, self.evaluate, preds, op, trajectory=trajectory.rows if trajectory else [],
+                              trajectory_predictions=trajectory.item_rows if trajectory else [],
                               seconds=round(time.time() - t1, 2))
         track_operation(r, unit, result, losses)
         return result

@@ -64,6 +64,8 @@ class RunContext:
         s.search += result.search
         if result.trajectory:
             s.trajectory += result.trajectory
-            s.matched += matched_rows(result.trajectory, self.cfg.trajectory.compare)
+            s.trajectory_predictions += result.trajectory_predictions
+            s.matched += matched_rows(result.trajectory, self.cfg.trajectory.compare,
+                                      items=result.trajectory_predictions, intervals=self.cfg.intervals)
         if flush:
             s.flush()

@@ -72,6 +72,7 @@ class Result:
     predictions: list[dict]
     operation: dict | None = None  # ``Operation.row``
     trajectory: list[dict] = field(default_factory=list)
+    trajectory_predictions: list[dict] = field(default_factory=list)  # the checkpoints' items
     attacks: list[dict] = field(default_factory=list)
     search: list[dict] = field(default_factory=list)
     seconds: float | None = None  # the operation's wall time (timings.csv)

@@ -2,7 +2,8 @@
 
     load the data -> plan each scenario's sets -> (fine-tune) -> for each scenario: the starting
     model evaluated (its sets selected first where it probes) -> for each unit, for each forget
-    request: unlearn (or search a suffix), evaluate, record
+    request: unlearn (or search a suffix), evaluate, record -> the findings' comparisons, each
+    with its interval and verdict (``verdicts.py``)
 
 A scenario (``scenarios/``) declares its starting model and draws its sets; an approach
 (``approaches.py``: weight unlearning or a suffix search) turns a request into an operation's
@@ -30,14 +31,15 @@ from ..evaluation.attacks import COLUMNS as ATTACK_COLUMNS
 from ..evaluation.attacks import attack_inputs, attacked, baseline_rows
 from ..evaluation.matched import COLUMNS as MATCHED_COLUMNS
 from ..evaluation.stopping import StopRule
-from ..evaluation.summary import evaluation_rows, prediction_columns, summary_columns, trajectory_columns
+from ..evaluation.summary import (TRAJECTORY_PREDICTION_COLUMNS, evaluation_rows, prediction_columns, summary_columns,
+                                  trajectory_columns)
 from ..methods.registry import make_method
 from ..methods.unlearn import unsupported_under_fsdp
 from ..models.load import decoder_layers, load_processor, resolve_device, resolve_dtype
 from ..records import Example, Unit
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
 from ..runs.trackers import Trackers, check_available
-from . import catalog, scenarios
+from . import catalog, scenarios, verdicts
 from .approaches import approach
 from .checkpoints import Checkpoints, resume_key
 from .context import RunContext
@@ -74,6 +76,9 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         r.store.flush()
         log(f"[{name}] done in {time.time() - t0:.0f} s")
     r.store.flush()
+    r.store.write_csv("findings.csv", verdicts.findings_rows(r.store.predictions, cfg.intervals, r.store.trajectory,
+                                                             r.store.trajectory_predictions, cfg.trajectory.compare),
+                      verdicts.COLUMNS)
     r.trackers.close()
     return r.store
 
@@ -95,6 +100,7 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
                      columns={"summary.csv": summary_columns(), "predictions.csv": prediction_columns(),
                               "operations.csv": OPERATION_COLUMNS, "timings.csv": TIMING_COLUMNS,
                               "trajectory.csv": trajectory_columns(), "matched.csv": MATCHED_COLUMNS,
+                              "trajectory_predictions.csv": TRAJECTORY_PREDICTION_COLUMNS,
                               "attacks.csv": ATTACK_COLUMNS, "search.csv": SEARCH_COLUMNS})
     plan.start_models = scenarios.start_models(plan, src, models, finetune)
     fingerprints = {"config": config_hash, "data": file_fingerprint(src.files)}
@@ -162,6 +168,7 @@ def _record_start(r: RunContext, name: str, start: Start) -> None:
 
 def _start_result(r: RunContext, unit: Unit, start: Start) -> Result:
     """A unit's step 0: the scenario's starting model, and each attack's baseline."""
-    rows = evaluation_rows(unit.fields, start.preds, start.sets.requests, 0, r.cfg.scoring, r.stop.label)
+    rows = evaluation_rows(unit.fields, start.preds, start.sets.requests, 0, r.cfg.scoring, r.stop.label,
+                           r.cfg.intervals)
     return Result(rows["summary"], rows["predictions"],
                   attacks=[{**unit.fields, "operation": 0, **row} for row in start.attacks])

@@ -23,19 +23,22 @@ from ..draws import choose
 from ..evaluation.evaluator import Evaluator
 from ..evaluation.splits import SPLITS, SplitContext
 from ..evaluation.stopping import BUDGET_SPENT, DIVERGED, TARGET_MET, StopRule
-from ..evaluation.summary import point_rows
+from ..evaluation.summary import point_rows, trajectory_prediction_rows
 
 
 class Trajectory:
     """The monitor of one operation (``methods.unlearn``'s ``monitor``): scores, records, decides."""
 
     def __init__(self, scorers: dict, rule: StopRule, label: dict, scoring: str,
-                 on_point: Callable[[list[dict]], None] | None = None, starting: dict | None = None):
+                 on_point: Callable[[list[dict]], None] | None = None, starting: dict | None = None,
+                 intervals=None):
         """``starting``: (split, modality) -> the starting model's accuracy on the same items;
-        without it (a trajectory on its own) the rule is relative to the first checkpoint."""
+        without it (a trajectory on its own) the rule is relative to the first checkpoint.
+        ``intervals``: the config's bootstrap settings for each point's interval."""
         self.scorers, self.rule, self.label, self.scoring, self.on_point = scorers, rule, label, scoring, on_point
-        self.starting = starting
+        self.starting, self.intervals = starting, intervals
         self.rows: list[dict] = []
+        self.item_rows: list[dict] = []  # each checkpoint's items (trajectory_predictions.csv)
         self.start: dict[str, tuple[float, float]] | None = None
         self.met = False
 
@@ -71,7 +74,7 @@ class Trajectory:
         ``starting``: that request's ``starting_points`` rows."""
         starting = None if starting is None else {(r["split"], r["modality"]): r["accuracy"] for r in starting}
         return cls(cls.scorers_of(evaluate, cfg, request), StopRule.of(cfg.unlearn), {**unit, "operation": operation},
-                   cfg.scoring, on_point, starting)
+                   cfg.scoring, on_point, starting, cfg.intervals)
 
     @classmethod
     def starting_points(cls, evaluate: Evaluator, cfg, requests, model) -> list[list[dict]]:
@@ -92,11 +95,12 @@ class Trajectory:
         """Checkpoint ``step``: score every split, keep the rows, and whether the rule is met."""
         preds = {name: scorer(model) for name, scorer in self.scorers.items()}
         rows = [{**self.label, "step": step, "examples": examples, **row, "scoring": self.scoring}
-                for row in point_rows(preds)]
+                for row in point_rows(preds, self.intervals)]
         if self.starting is not None:
             for row in rows:
                 row["starting_accuracy"] = self.starting.get((row["split"], row["modality"]), "")
         self.rows += rows
+        self.item_rows += trajectory_prediction_rows(self.label, preds, step)
         if self.on_point is not None:
             self.on_point(rows)
         if self.rule.split is None:

@@ -16,7 +16,7 @@ from ..runs.atomic import atomic_write
 from . import plots as P
 from .attacks import attack_tables, pool_attacks, recovery_plot, residual_findings
 from .suffix_search import blackbox_findings, length_plot, queries_plot, search_table
-from .findings import Summary, stopping_note
+from .findings import Summary, judged_of, stopping_note
 from .html import page
 from .interference import interference_findings, interference_table
 from .matched import combined, matched_tables, pool_matched
@@ -35,6 +35,13 @@ def _divergence_md(runs: list[RunFiles]) -> str:
         lines.append(f"- {r.name}: {op.get('scenario')} / {op.get('method')} / {op.get('update')}, operation "
                      f"{op.get('operation')}: {what}")
     return "\n".join(lines) + "\n"
+
+
+def _judged(runs: list[RunFiles]):
+    """One run's verdicts (findings.csv); pooled runs have none of their own."""
+    if len(runs) == 1 and runs[0].findings is not None:
+        return judged_of(runs[0].findings.to_dict("records"))
+    return None
 
 
 def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles], runs_table: str = "",
@@ -80,8 +87,8 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     finally:
         P.close(figures)
     report = out / "report.html"
-    findings_block = _joined(both_findings(s, matched), interference_findings(s), residual_findings(attacks),
-                             blackbox_findings(runs))
+    findings_block = _joined(both_findings(s, matched, _judged(runs)), interference_findings(s),
+                             residual_findings(attacks), blackbox_findings(runs))
     atomic_write(report, page(title, subtitle, tables, embedded, findings_block,
                               runs, runs_table, rule))
     return report
@@ -92,7 +99,7 @@ def findings_text(run_dir: Path) -> str:
     where the run has ``matched.csv``, at matched forgetting (for ``pulse demo`` to print)."""
     run = read_run(Path(run_dir))
     s = Summary(run.rows)
-    return _joined(both_findings(s, pool_matched([run])), interference_findings(s),
+    return _joined(both_findings(s, pool_matched([run]), _judged([run])), interference_findings(s),
                    residual_findings(pool_attacks(combined([run], "attacks"))), blackbox_findings([run]))
 
 

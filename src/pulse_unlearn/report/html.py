@@ -63,7 +63,7 @@ def findings_html(text: str) -> str:
             items.append(f"<li>{_e(line.strip())}</li>")
             continue
         cls = ("ok" if verdict.startswith(("reproduced", "removed")) else
-               "no" if verdict.startswith(("not reproduced", "hidden")) else "unclear")
+               "no" if verdict.startswith(("not reproduced", "the opposite", "hidden")) else "unclear")
         items.append(f"<li><code>{_e(body)}</code> <span class='verdict {cls}'>{_e(verdict)}</span></li>")
     close()
     return "".join(out)

@@ -11,7 +11,7 @@ without them lose; PEBench's finding is that they do.
 
 from __future__ import annotations
 
-from .scenarios import of_concepts
+from ..protocol.scenarios.declared import of_concepts
 from .findings import Summary
 from .tables import Cell, Table, _cell
 

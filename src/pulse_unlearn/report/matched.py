@@ -17,6 +17,9 @@ from .tables import Cell, Table
 
 KEY = ("scenario", "method", "update", "operation", "target_modality", "split", "modality")
 AT_MATCH = ("step", "examples", "accuracy", "cost")  # empty in matched.csv where the target was not reached
+# the checkpoints around the point, and its resampled intervals (one run's; pooled runs: their means)
+RESOLUTION = ("step_low", "step_high", "examples_low", "examples_high", "cost_ci_low", "cost_ci_high",
+              "examples_ci_low", "examples_ci_high", "reached_share")
 ALWAYS = ("target", "start", "auc")
 TARGET_MODALITIES = {"multimodal": "multimodal", "text": "text-only"}
 
@@ -35,12 +38,21 @@ class Point:
         return self.mean.get(column)
 
     def where(self) -> str:
-        """Where the target was reached ("step 12.5, 50 examples"), or that it was not, with the budget tried."""
+        """Where the target was reached, at the checkpoints' resolution ("between steps 26 and 39
+        (416-624 examples)"; one run's point on a checkpoint: "step 26, 416 examples"; pooled runs:
+        the interpolated mean ± std), or that it was not, with the budget tried."""
         if not self.reached:
             return f"not reached within {_budget(self.budgets)} steps" + (
                 f" in any of {self.runs} runs" if self.runs > 1 else "")
-        out = f"step {_num(self.mean['step'], self.std['step'])}, {_num(self.mean['examples'], self.std['examples'])}" \
-              " examples"
+        low, high = self.mean.get("step_low"), self.mean.get("step_high")
+        if self.runs == 1 and low is not None and high is not None and low != high:
+            out = (f"between steps {_num(low)} and {_num(high)} ({_num(self.mean['examples_low'])}-"
+                   f"{_num(self.mean['examples_high'])} examples)")
+        elif self.runs == 1 and low is not None:
+            out = f"step {_num(low)}, {_num(self.mean['examples_low'])} examples"
+        else:
+            out = f"step {_num(self.mean['step'], self.std['step'])}, " \
+                  f"{_num(self.mean['examples'], self.std['examples'])} examples"
         if self.reached < self.runs:
             out += f"; reached in {self.reached} of {self.runs} runs (the others not within {_budget(self.budgets)} " \
                    "steps)"
@@ -119,8 +131,8 @@ def pool_matched(runs: list[RunFiles]) -> Matched | None:
                                                        if int(r["reached"]) != 1}))
         for column in ALWAYS:
             p.mean[column], p.std[column] = _pooled(_clean(r[column] for r in rows))
-        for column in AT_MATCH:
-            p.mean[column], p.std[column] = _pooled(_clean(r[column] for r in hit))
+        for column in AT_MATCH + RESOLUTION:
+            p.mean[column], p.std[column] = _pooled(_clean(r.get(column) for r in hit))
         # the start of the runs that reached it, so that start -> accuracy (change) adds up
         p.mean["start_reached"], p.std["start_reached"] = _pooled(_clean(r["start"] for r in hit))
         points[key] = p

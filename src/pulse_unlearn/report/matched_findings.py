@@ -9,13 +9,10 @@ is then not measured.
 
 from __future__ import annotations
 
-from .findings import Summary, findings, verdict
+from .findings import Judged, Summary, findings, no_interval, said
 from .matched import TARGET_MODALITIES, Matched, Point
-from .scenarios import is_sequential, one_shot_of, with_knowledge
+from ..protocol.scenarios.declared import is_sequential, one_shot_of, with_knowledge
 
-# Finding 3 compares how many forget examples each modality needed: closer than this share of the
-# larger count is not read as a finding either way.
-EXAMPLES_MARGIN = 0.10
 
 
 def _label(unit) -> str:
@@ -26,7 +23,9 @@ def _pts(p: Point | None, column: str = "cost") -> str:
     if p is None or p.value(column) is None:
         return "-"
     std = p.std.get(column)
-    return f"{100 * p.value(column):.1f}" + ("" if std is None else f" ± {100 * std:.1f}") + " pts"
+    low, high = p.value(f"{column}_ci_low"), p.value(f"{column}_ci_high")
+    interval = f" [{100 * low:.1f}, {100 * high:.1f}]" if p.runs == 1 and low is not None and high is not None else ""
+    return f"{100 * p.value(column):.1f}" + ("" if std is None else f" ± {100 * std:.1f}") + interval + " pts"
 
 
 def _target(p: Point) -> str:
@@ -65,7 +64,7 @@ def _value(m: Matched, unit, tm, split, column="cost") -> float | None:
     return None if p is None else p.value(column)
 
 
-def finetuned_vs_pretrained(m: Matched) -> list[str]:
+def finetuned_vs_pretrained(m: Matched, judged: Judged | None = None) -> list[str]:
     out = ["1. Pre-trained vs fine-tuned knowledge at the same level of forgetting (paper: unlearning fine-tuned "
            "knowledge costs up to ~10% of MMBench, pre-trained knowledge > 90%). Cost: the drop from the start to "
            "where forget accuracy reached the target."]
@@ -78,10 +77,11 @@ def finetuned_vs_pretrained(m: Matched) -> list[str]:
             continue
         costs = {sp: [m.get(u, m.operations(u)[-1], tm, sp, "all") for u in (ft, pt)] for sp in ("general", "retain")}
         g_ft, g_pt = (_value(m, u, tm, "general") for u in (ft, pt))
-        said = verdict(None if g_ft is None or g_pt is None else g_pt - g_ft)
+        estimate = None if g_ft is None or g_pt is None else g_pt - g_ft
+        said_ = said(judged, 1, ft[1], ft[2], f"{pt[0]} vs {ft[0]}", estimate, at="matched", target_modality=tm)
         out.append(head + f"targets finetuned {_target(pf)}, pretrained {_target(pp)}; "
                    + "; ".join(f"{sp} cost: finetuned {_pts(a)}, pretrained {_pts(b)}" for sp, (a, b) in costs.items())
-                   + _partial("finetuned", pf) + _partial("pretrained", pp) + f"  -> {said}")
+                   + _partial("finetuned", pf) + _partial("pretrained", pp) + f"  -> {said_}")
     return out
 
 
@@ -109,24 +109,23 @@ def sequential_vs_one_shot(m: Matched) -> list[str]:
             parts.append(f"{split} one-shot {100 * a_one:.1f}% vs {100 * a_seq:.1f}% after operation {last} "
                          f"({_pts(m.get(seq, last, tm, split, 'all'))} in that operation{below})")
         g_one, g_seq = _value(m, one, tm, "general", "accuracy"), _value(m, seq, tm, "general", "accuracy")
-        said = verdict(None if g_one is None or g_seq is None else g_one - g_seq)
+        said = no_interval(None if g_one is None or g_seq is None else g_one - g_seq)
         out.append(head + "; ".join(parts) + _partial("one-shot", po) + _partial("sequential", ps) + f"  -> {said}")
     return out
 
 
-def _first(mm: Point, txt: Point) -> str:
-    """The paper's direction: multimodal questions reach the target with fewer examples than text-only ones."""
+def _first(unit, mm: Point, txt: Point, judged: Judged | None) -> str:
+    """The paper's direction: multimodal questions reach the target with fewer examples than
+    text-only ones (findings.csv's comparison: text-only minus multimodal examples)."""
     if not mm.reached and not txt.reached:
         return "not measured (neither reached the target)"
     if not (mm.reached and txt.reached):
-        return "reproduced" if mm.reached else "not reproduced (the opposite)"
-    a, b = mm.value("examples"), txt.value("examples")
-    if abs(a - b) <= EXAMPLES_MARGIN * max(a, b):
-        return f"no clear difference (within {100 * EXAMPLES_MARGIN:.0f}% of the examples)"
-    return "reproduced" if a < b else "not reproduced (the opposite)"
+        return f"inconclusive (no interval; only {'multimodal' if mm.reached else 'text-only'} reached the target)"
+    return said(judged, 3, unit[1], unit[2], unit[0], txt.value("examples") - mm.value("examples"), at="matched",
+                unit="examples")
 
 
-def modality_first(m: Matched) -> list[str]:
+def modality_first(m: Matched, judged: Judged | None = None) -> list[str]:
     out = ["3. Which modality reaches the target first (paper: text-only questions resist unlearning, so multimodal "
            "forget accuracy should reach its target with fewer forget examples)."]
     for unit in m.units():
@@ -139,18 +138,20 @@ def modality_first(m: Matched) -> list[str]:
             continue
         mm, txt = m.point(unit, op, "multimodal"), m.point(unit, op, "text")
         desc = [f"{name} (target {_target(p)}): {p.where()}" for name, p in (("multimodal", mm), ("text-only", txt))]
-        out.append(f"   {'/'.join(unit):<30} " + "; ".join(desc) + f"  -> {_first(mm, txt)}")
+        out.append(f"   {'/'.join(unit):<30} " + "; ".join(desc) + f"  -> {_first(unit, mm, txt, judged)}")
     return out
 
 
-def matched_findings(m: Matched) -> str:
-    """The three findings at matched forgetting, in the layout of ``findings.findings``."""
-    return "\n".join(finetuned_vs_pretrained(m) + sequential_vs_one_shot(m) + modality_first(m))
+def matched_findings(m: Matched, judged: Judged | None = None) -> str:
+    """The three findings at matched forgetting, in the layout of ``findings.findings``; finding 2
+    has no interval (the sequential side is read where its own request, not all of the
+    sequence's people, reached the target)."""
+    return "\n".join(finetuned_vs_pretrained(m, judged) + sequential_vs_one_shot(m) + modality_first(m, judged))
 
 
-def both_findings(s: Summary, m: Matched | None) -> str:
-    """The findings at the run's budget (as ``findings.findings``) and, where the run has
-    ``matched.csv``, at matched forgetting; each block under a ``# `` heading line."""
+def both_findings(s: Summary, m: Matched | None, judged: Judged | None = None) -> str:
+    """The findings at the run's budget (as ``findings.findings``, verdicts from ``judged``) and,
+    where the run has ``matched.csv``, at matched forgetting; each block under a ``# `` heading line."""
     if m is None:
-        return findings(s)
-    return f"# At the run's budget\n{findings(s)}\n# At matched forgetting\n{matched_findings(m)}"
+        return findings(s, judged)
+    return f"# At the run's budget\n{findings(s, judged)}\n# At matched forgetting\n{matched_findings(m, judged)}"

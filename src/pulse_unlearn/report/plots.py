@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .findings import Summary  # noqa: E402
-from .scenarios import is_sequential, marker, one_shot_of  # noqa: E402
+from ..protocol.scenarios.declared import is_sequential, marker, one_shot_of  # noqa: E402
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,9 +34,22 @@ class Plot:
 
 
 def _pct(s: Summary, unit, step, split, modality, request="all"):
+    """(accuracy %, (below, above)): the error bar's extent under and over the value, from the
+    bootstrap interval where one run gave it, else ± the standard deviation over pooled runs."""
     v = s.get(unit, step, split, modality, request)
+    if v is None:
+        return None, (0.0, 0.0)
+    ci = s.interval(unit, step, split, modality, request)
+    if ci is not None:
+        return 100 * v, (100 * max(v - ci[0], 0.0), 100 * max(ci[1] - v, 0.0))
     spread = s.spread(unit, step, split, modality, request)
-    return (None if v is None else 100 * v), (0.0 if spread is None else 100 * spread[0])
+    e = 0.0 if spread is None else 100 * spread[0]
+    return 100 * v, (e, e)
+
+
+def _bars(extents) -> list[list[float]]:
+    """errorbar's 2 x N ``yerr`` from (below, above) pairs."""
+    return [[e[0] for e in extents], [e[1] for e in extents]]
 
 
 def _label(unit) -> str:
@@ -67,13 +80,13 @@ def sequential_curves(s: Summary):
                 pts = [p for p in pts if p[1] is not None]
                 if not pts:
                     continue
-                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=_bars([p[2] for p in pts]), marker="o",
                             ms=3, capsize=2, color=colors[u[1]], ls="-" if u[2] == "llm" else "--", label=_label(u))
                 one = (one_shot_of(u[0]), u[1], u[2])
                 if one in s.last_step:
                     y, e = _pct(s, one, s.last_step[one], split, mod)
                     if y is not None:
-                        ax.errorbar([steps[-1]], [y], yerr=[e], marker="*", ms=11, color=colors[u[1]],
+                        ax.errorbar([steps[-1]], [y], yerr=_bars([e]), marker="*", ms=11, color=colors[u[1]],
                                     mec="black", mew=0.6, ls="none")
             ax.set_title(f"{split}, {mod_title}")
             ax.set_ylim(0, 100)
@@ -134,11 +147,11 @@ def modality_bars(s: Summary):
             end, err = _pct(s, u, s.last_step[u], "forget", mod)
             ok = start is not None and end is not None
             drops.append(start - end if ok else 0.0)
-            errs.append(err)
+            errs.append(err[::-1])  # the drop is start - end: the end's upper extent lowers it
             kept.append(100 * end / start if ok and start else 0.0)
         offset = [v + (i - 0.5) * 0.38 for v in x]
-        axes[0][0].bar(offset, drops, 0.38, yerr=errs if any(errs) else None, capsize=2, label=mod_title,
-                       color=f"C{i}")
+        axes[0][0].bar(offset, drops, 0.38, yerr=_bars(errs) if any(map(any, errs)) else None, capsize=2,
+                       label=mod_title, color=f"C{i}")
         axes[0][1].bar(offset, kept, 0.38, label=mod_title, color=f"C{i}")
     labels = [f"{u[0]}\n{_label(u)}" for u in units]
     for ax, title in zip(axes[0], ("forget accuracy removed (points)", "forget accuracy kept (% of start)")):
@@ -164,7 +177,7 @@ def tradeoff_scatter(s: Summary):
         ry, re_ = _pct(s, u, s.last_step[u], "retain", "all")
         if fx is None:
             continue
-        ax.errorbar([fx], [ry], xerr=[fe], yerr=[re_], marker=marker(u[0]), ms=7,
+        ax.errorbar([fx], [ry], xerr=_bars([fe]), yerr=_bars([re_]), marker=marker(u[0]), ms=7,
                     color=colors[u[1]], mfc=colors[u[1]] if u[2] == "llm" else "white", ls="none", capsize=2)
         starts.setdefault(u[0], (_pct(s, u, 0, "forget", "all")[0], _pct(s, u, 0, "retain", "all")[0]))
     for scenario, (fx, ry) in starts.items():
@@ -275,15 +288,17 @@ def trajectory_plots(paths: pd.DataFrame | None, matched: pd.DataFrame | None) -
 def all_plots(s: Summary, paths: pd.DataFrame | None = None, matched: pd.DataFrame | None = None) -> list[Plot]:
     """The summary's plots and, where the runs have trajectories (``paths``: trajectory.csv rows
     with a ``run`` column; ``matched``: matched.csv rows alike), the trajectory plots."""
+    bars = (" Error bars: the bootstrap interval (people resampled together), or ± the standard deviation over "
+            "pooled runs.")
     made = [
         ("sequential", "Sequential unlearning", "Accuracy after each of the sequential operations (rows: multimodal "
-         "and text-only questions); the star is the one-shot run on the same forget set.", sequential_curves(s)),
+         "and text-only questions); the star is the one-shot run on the same forget set." + bars, sequential_curves(s)),
         ("requests", "Forget accuracy per request", "Forget accuracy on each request (rows) after each operation "
          "(columns) of the sequential scenario.", request_heatmap(s)),
         ("modality", "Multimodal vs text-only forgetting", "Forget accuracy removed by unlearning, and the share "
-         "of the starting accuracy kept, on multimodal and on text-only questions.", modality_bars(s)),
+         "of the starting accuracy kept, on multimodal and on text-only questions." + bars, modality_bars(s)),
         ("tradeoff", "Forget / retain trade-off", "Forget vs retain accuracy after unlearning, per scenario, "
-         "method and update strategy; grey: the starting models.", tradeoff_scatter(s)),
+         "method and update strategy; grey: the starting models." + bars, tradeoff_scatter(s)),
     ]
     return ([Plot(name, title, caption, fig) for name, title, caption, fig in made if fig is not None]
             + trajectory_plots(paths, matched))

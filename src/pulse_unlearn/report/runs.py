@@ -2,8 +2,8 @@
 
 A report needs only ``summary.csv``; ``config.yaml``, ``environment.json`` and
 ``operations.csv`` add the config, versions, hashes, divergence and stopping rules when they are
-there, ``trajectory.csv`` and ``matched.csv`` the comparison at matched forgetting, ``attacks.csv``
-the residual-knowledge section.
+there, ``findings.csv`` the verdicts with their intervals, ``trajectory.csv`` and ``matched.csv``
+the comparison at matched forgetting, ``attacks.csv`` the residual-knowledge section.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ class RunFiles:
     matched: pd.DataFrame | None = None  # matched.csv: the costs at matched forgetting
     attacks: pd.DataFrame | None = None  # attacks.csv: the recovery attacks
     search: pd.DataFrame | None = None  # search.csv: every suffix a black-box unit asked
+    findings: pd.DataFrame | None = None  # findings.csv: each finding's comparisons, intervals and verdicts
 
     @property
     def name(self) -> str:
@@ -106,6 +107,7 @@ def read_run(folder: Path) -> RunFiles:
         _check_matched(folder / "matched.csv", run.matched)
     run.attacks = read_table(folder / "attacks.csv", ATTACK_COLUMNS)
     run.search = read_table(folder / "search.csv", SEARCH_COLUMNS)
+    run.findings = read_table(folder / "findings.csv", FINDINGS_COLUMNS)
     return run
 
 
@@ -124,6 +126,8 @@ ATTACK_COLUMNS = ("scenario", "method", "update", "operation", "attack", "settin
                   "metric", "value")
 SEARCH_COLUMNS = ("scenario", "method", "update", "operation", "asked", "queries", "suffix", "forget", "retain",
                   "objective", "best_objective")
+FINDINGS_COLUMNS = ("finding", "at", "method", "update", "scenarios", "comparison", "estimate", "ci_low", "ci_high",
+                    "level", "verdict")
 MATCHED_COLUMNS = ("scenario", "method", "update", "operation", "target_modality", "target", "reached", "step",
                    "examples", "split", "modality", "start", "accuracy", "cost", "auc", "budget_steps")
 

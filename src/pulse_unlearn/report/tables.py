@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ..evaluation.metrics import METRICS
 from ..evaluation.splits import SPLITS
 from .findings import Summary
-from .scenarios import is_sequential
+from ..protocol.scenarios.declared import is_sequential
 
 # (split, modality, column title); ``forget_test`` (the forget people's multimodal questions with a
 # Test_Set image) and ``scope`` only where the run has them
@@ -32,6 +32,7 @@ class Cell:
     std: float | None = None  # across runs, when several
     delta: float | None = None  # value minus the starting model's
     forget: bool = False  # a drop is the goal (the forget set's accuracy); elsewhere it is a cost
+    interval: tuple[float, float] | None = None  # the value's bootstrap interval, people resampled together
 
     def text(self, pm: str = "±", minus: str = "-") -> str:
         if self.value is None:
@@ -39,6 +40,8 @@ class Cell:
         out = f"{100 * self.value:.1f}"
         if self.std is not None:
             out += f" {pm} {100 * self.std:.1f}"
+        if self.interval is not None:
+            out += f" [{100 * self.interval[0]:.1f}, {100 * self.interval[1]:.1f}]"
         if self.delta is not None:
             out += f" ({100 * self.delta:+.1f})".replace("-", minus)
         return out
@@ -61,7 +64,8 @@ def _cell(s: Summary, unit, step, split, modality, request="all", with_delta=Tru
     # whose lower values are better.
     metric_spec = METRICS.get(metric)
     goal_is_drop = split.startswith("forget") == (metric_spec is None or metric_spec.higher_is_better)
-    return Cell(value, None if spread is None or spread[1] < 2 else spread[0], delta, goal_is_drop)
+    interval = s.interval(unit, step, split, modality, request) if metric == "accuracy" else None
+    return Cell(value, None if spread is None or spread[1] < 2 else spread[0], delta, goal_is_drop, interval)
 
 
 def _round(x: float | None) -> float | None:
@@ -88,7 +92,8 @@ def scenario_tables(s: Summary) -> list[Table]:
                   + [c[2] for c in columns])
         t = Table(f"{scenario}: after unlearning",
                   "Accuracy (%) after the last operation" + (", mean ± std over runs" if pooled else "")
-                  + "; in brackets the change from the starting model (points). Lower is better on forget, "
+                  + "; in square brackets its bootstrap interval (people resampled together), in round brackets "
+                  "the change from the starting model (points). Lower is better on forget, "
                   "higher on retain and general." + (" stop: the rule that ended each operation." if with_stop else ""),
                   header)
         starts = {tuple(_round(s.get(u, 0, sp, m)) for sp, m, _ in columns) for u in units}  # means: float noise
@@ -106,7 +111,8 @@ def scenario_tables(s: Summary) -> list[Table]:
             continue
         t = Table(f"sequential: {u[1]} / {u[2]}, after each operation",
                   "Accuracy (%) after each operation on the forget requests done so far and those still pending, "
-                  "on retain and general; in brackets the change from the starting model (points).",
+                  "on retain and general; in square brackets the bootstrap interval, in round brackets the change "
+                  "from the starting model (points).",
                   ["op"] + [c[3] for c in SEQ_COLUMNS])
         for step in range(s.last_step[u] + 1):
             t.rows.append([str(step)] + [_seq_cell(s, u, step, sp, m, req) for sp, m, req, _ in SEQ_COLUMNS])

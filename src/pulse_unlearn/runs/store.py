@@ -52,7 +52,8 @@ from .atomic import atomic_write  # also imported from here by the run's other w
 # answer "None" stays "None") by the Python API and the report.
 TEXT_COLUMNS = ("scenario", "method", "update", "request", "split", "modality", "scoring", "qid", "subject",
                 "population", "answer", "predicted", "id", "top_answer", "selected", "target_modality", "stop",
-                "sees", "rule", "reason", "attack", "setting", "metric", "suffix")
+                "sees", "rule", "reason", "attack", "setting", "metric", "suffix", "at", "scenarios", "comparison",
+                "verdict")
 
 
 def csv_text(rows: list[dict], columns) -> str:
@@ -119,6 +120,7 @@ class RunStore:
         self.operations: list[dict] = []
         self.timings: list[dict] = []
         self.trajectory: list[dict] = []
+        self.trajectory_predictions: list[dict] = []
         self.matched: list[dict] = []
         self.attacks: list[dict] = []
         self.search: list[dict] = []
@@ -152,6 +154,8 @@ class RunStore:
             self.write_csv("timings.csv", self.timings, self.columns["timings.csv"])
         if self.trajectory:
             self.write_trajectory()
+            self.write_csv("trajectory_predictions.csv", self.trajectory_predictions,
+                           self.columns["trajectory_predictions.csv"])
             self.write_csv("matched.csv", self.matched, self.columns["matched.csv"])
         if self.attacks:
             self.write_csv("attacks.csv", self.attacks, self.columns["attacks.csv"])

@@ -1,9 +1,9 @@
-"""What the report knows of a scenario: only what the scenario declares (``protocol/scenarios``).
-A run folder from a scenario that is not installed here reads as a one-shot scenario of its own."""
+"""What the findings and the report know of a scenario: only what it declares. A run folder from
+a scenario that is not installed here reads as a one-shot scenario of its own."""
 
 from __future__ import annotations
 
-from ..protocol.scenarios import SCENARIOS, Scenario
+from .base import SCENARIOS, Scenario
 
 
 def declared(name: str) -> type[Scenario]:

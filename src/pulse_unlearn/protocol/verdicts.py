@@ -1,0 +1,198 @@
+"""The comparisons behind the paper's findings, at the run's budget (``findings.csv``).
+
+Each comparison is a statistic of accuracies, oriented so that a positive value is the paper's
+direction, computed from ``predictions.csv``'s items:
+
+1. pre-trained vs fine-tuned knowledge, per method and update: the general benchmark's drop
+   (start minus end accuracy) in the pre-trained scenario minus that in the fine-tuned one;
+2. one-shot vs sequential, per method and update: general accuracy at the one-shot end minus
+   that after the last sequential operation;
+3. text-only vs multimodal, per one-shot unit: the share of the forget split's starting accuracy
+   above chance (``CHANCE``) that text-only questions keep, minus the share multimodal ones keep.
+
+The decision rule, fixed before any run (README, "How a verdict is reached"): the sides are
+resampled together over the people (or benchmark items) they share, ``intervals.resamples``
+times from ``intervals.seed`` (stats/bootstrap.py: ``paired``); each comparison's two-sided
+bootstrap p-value is corrected by Holm's method over every comparison of the run (family-wise
+error 1 - ``intervals.level``), and its interval is the percentile interval at its Holm level
+(stats/holm.py). "reproduced" when that interval lies above 0, "the opposite" when below it,
+otherwise "inconclusive".
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from ..evaluation.matched import OperationCurves, cost_at_match, examples_at_match, operation_curves
+from ..stats import Sample, holm, holm_levels, monotone_crossing, p_value, paired, percentile_interval
+from .scenarios.declared import is_sequential, one_shot_of, with_knowledge
+
+CHANCE = 0.25  # MLLMU-Bench's (and the world's) questions have four options
+COLUMNS = ("finding", "at", "method", "update", "scenarios", "target_modality", "comparison", "estimate", "ci_low",
+           "ci_high", "level", "p", "p_holm", "clusters", "shared", "resamples", "verdict")
+VERDICTS = ("reproduced", "the opposite", "inconclusive")
+
+
+def kept(start, end):
+    """The share of the knowledge above chance that is left: 1 = nothing forgotten, 0 = at (or
+    below) chance, however the model got there (numpy-vectorised)."""
+    return np.maximum(0.0, (end - CHANCE) / np.maximum(start - CHANCE, 1e-12))
+
+
+class Items:
+    """predictions.csv's rows by (scenario, method, update, step, split): each item's headline
+    value (``correct``), modality and cluster (its subject, with its population)."""
+
+    def __init__(self, rows: Iterable[dict]):
+        self.by: dict[tuple, list[tuple[float, str, tuple]]] = defaultdict(list)
+        self.last: dict[tuple[str, str, str], int] = {}
+        for r in rows:
+            unit, step = (r["scenario"], r["method"], r["update"]), int(r["step"])
+            if r["correct"] in ("", None):
+                continue
+            self.by[(*unit, step, r["split"])].append(
+                (float(r["correct"]), r["modality"], (r["population"], str(r["subject"]))))
+            self.last[unit] = max(self.last.get(unit, 0), step)
+
+    def sample(self, unit, step: int, split: str, modality: str = "all") -> Sample:
+        items = [i for i in self.by.get((*unit, step, split), []) if modality in ("all", i[1])]
+        return Sample([i[0] for i in items], [i[2] for i in items])
+
+    def has(self, unit, split: str) -> bool:
+        return unit in self.last and (*unit, 0, split) in self.by and (*unit, self.last[unit], split) in self.by
+
+    def units(self) -> list[tuple[str, str, str]]:
+        return list(self.last)
+
+
+def _drop_difference(ft0, ftE, pt0, ptE):
+    return (pt0 - ptE) - (ft0 - ftE)
+
+
+def _difference(a, b):
+    return a - b
+
+
+def _kept_difference(mm0, mmE, txt0, txtE):
+    return kept(txt0, txtE) - kept(mm0, mmE)
+
+
+def _label(finding: int, at: str, method: str, update: str, scenarios: str, comparison: str,
+           target_modality: str = "") -> dict:
+    return {"finding": finding, "at": at, "method": method, "update": update, "scenarios": scenarios,
+            "target_modality": target_modality, "comparison": comparison}
+
+
+def comparisons(items: Items) -> list[tuple[dict, list[Sample], Callable]]:
+    """(labels, sides, statistic) of every comparison at the budget the run's units allow."""
+    out = []
+    ft_name, pt_name = with_knowledge("fine-tuned"), with_knowledge("pre-trained")
+    for unit in items.units():
+        scenario, method, update = unit
+        if scenario == ft_name and items.has(unit, "general") and items.has((pt_name, method, update), "general"):
+            pt = (pt_name, method, update)
+            sides = [items.sample(u, s, "general") for u in (unit, pt) for s in (0, items.last[u])]
+            out.append((_label(1, "budget", method, update, f"{pt_name} vs {ft_name}",
+                               "general drop: pre-trained minus fine-tuned"), sides, _drop_difference))
+        one = (one_shot_of(scenario), method, update)
+        if is_sequential(scenario) and items.has(unit, "general") and items.has(one, "general"):
+            sides = [items.sample(u, items.last[u], "general") for u in (one, unit)]
+            out.append((_label(2, "budget", method, update, f"{one[0]} vs {scenario}",
+                               "general accuracy: one-shot minus sequential"), sides, _difference))
+    for unit in items.units():
+        if is_sequential(unit[0]) or not items.has(unit, "forget"):
+            continue
+        sides = [items.sample(unit, s, "forget", m) for m in ("multimodal", "text") for s in (0, items.last[unit])]
+        if not all(side.values for side in sides) or min(sides[0].mean(), sides[2].mean()) <= CHANCE:
+            continue  # a modality missing, or nothing above chance to forget
+        out.append((_label(3, "budget", unit[1], unit[2], unit[0],
+                           "forget, share kept above chance: text-only minus multimodal"), sides, _kept_difference))
+    return out
+
+
+def _last_operations(trajectory: Iterable[dict], items: Iterable[dict], compare) -> dict[tuple, OperationCurves]:
+    """Each unit's last operation with a trajectory, as ``OperationCurves``."""
+    rows, its = defaultdict(list), defaultdict(list)
+    for r in trajectory:
+        rows[(r["scenario"], r["method"], r["update"], int(r["operation"]))].append(r)
+    for r in items:
+        its[(r["scenario"], r["method"], r["update"], int(r["operation"]))].append(r)
+    last = {}
+    for key in rows:
+        if key[:3] not in last or key[3] > last[key[:3]]:
+            last[key[:3]] = key[3]
+    return {unit: operation_curves(rows[(*unit, op)], its[(*unit, op)], compare) for unit, op in last.items()}
+
+
+def _reached(op: OperationCurves, tm: str) -> bool:
+    key = ("forget", tm)
+    if tm not in op.targets or key not in op.curves:
+        return False
+    return monotone_crossing(op.curves[key].means(), op.targets[tm]) is not None
+
+
+def _cost_difference(a: OperationCurves, b: OperationCurves, tm: str, split: str = "general"):
+    """b's cost at its matched point minus a's, as a statistic of (forget, split) curves of a, then b."""
+    return lambda fa, ya, fb, yb: (cost_at_match(fb, yb, b.targets[tm]) - cost_at_match(fa, ya, a.targets[tm]))
+
+
+def _examples_difference(op: OperationCurves):
+    """Examples text-only questions needed to reach their target minus multimodal ones'."""
+    return lambda mm, txt: (examples_at_match(txt, op.examples, op.targets["text"])
+                            - examples_at_match(mm, op.examples, op.targets["multimodal"]))
+
+
+def matched_comparisons(ops: dict[tuple, OperationCurves]) -> list[tuple[dict, list, Callable]]:
+    """(labels, sides, statistic) of the comparisons at matched forgetting: finding 1 (the general
+    benchmark's cost, pretrained minus finetuned) and finding 3 (forget examples to the target,
+    text-only minus multimodal), where the units' own points reached their targets."""
+    out = []
+    ft_name, pt_name = with_knowledge("fine-tuned"), with_knowledge("pre-trained")
+    general = ("general", "all")
+    for unit, a in ops.items():
+        b = ops.get((pt_name, *unit[1:]))
+        if unit[0] != ft_name or b is None:
+            continue
+        for tm in (m for m in ("multimodal", "text") if _reached(a, m) and _reached(b, m)):
+            if general in a.curves and general in b.curves:
+                sides = [a.curves[("forget", tm)], a.curves[general], b.curves[("forget", tm)], b.curves[general]]
+                out.append((_label(1, "matched", unit[1], unit[2], f"{pt_name} vs {ft_name}",
+                                   "general cost at matched forgetting: pre-trained minus fine-tuned", tm), sides,
+                            _cost_difference(a, b, tm)))
+    for unit, op in ops.items():
+        if is_sequential(unit[0]) or not (_reached(op, "multimodal") and _reached(op, "text")):
+            continue
+        sides = [op.curves[("forget", "multimodal")], op.curves[("forget", "text")]]
+        out.append((_label(3, "matched", unit[1], unit[2], unit[0],
+                           "forget examples to the target: text-only minus multimodal"), sides,
+                    _examples_difference(op)))
+    return out
+
+
+def verdict(low: float, high: float) -> str:
+    """The decision rule: an interval that excludes 0 decides; one that holds it does not."""
+    return "reproduced" if low > 0 else "the opposite" if high < 0 else "inconclusive"
+
+
+def findings_rows(predictions: Iterable[dict], intervals, trajectory: Iterable[dict] = (),
+                  trajectory_predictions: Iterable[dict] = (), compare=None) -> list[dict]:
+    """``findings.csv``: one row per comparison, at the budget and (with the trajectories, their
+    items and ``compare``, the comparison target) at matched forgetting, Holm-corrected over them
+    all (``intervals``: the config's ``resamples``, ``seed`` and ``level``)."""
+    found = comparisons(Items(predictions))
+    if compare is not None and trajectory:
+        found += matched_comparisons(_last_operations(trajectory, trajectory_predictions, compare))
+    measured = [(labels, paired(sides, statistic, intervals.resamples, intervals.seed))
+                for labels, sides, statistic in found]
+    ps = [p_value(m.resampled) for _, m in measured]
+    rows = []
+    for (labels, m), p, adjusted, level in zip(measured, ps, holm(ps), holm_levels(ps, 1 - intervals.level)):
+        low, high = (round(x, 6) for x in percentile_interval(m.resampled, level))
+        rows.append({**labels, "estimate": round(m.estimate, 6), "ci_low": low, "ci_high": high,
+                     "level": round(level, 6), "p": round(p, 6), "p_holm": round(adjusted, 6),
+                     "clusters": m.clusters, "shared": m.shared, "resamples": intervals.resamples,
+                     "verdict": verdict(low, high)})
+    return rows

@@ -1,0 +1,180 @@
+"""findings.csv: each finding's comparisons from a run's predictions, paired over the people or
+items both sides share, Holm-corrected, "inconclusive" unless the interval excludes 0."""
+
+from __future__ import annotations
+
+import pytest
+
+from pulse_unlearn.config import IntervalConfig
+from pulse_unlearn.protocol.verdicts import COLUMNS, findings_rows
+from pulse_unlearn.stats import holm, holm_levels
+
+SETTINGS = IntervalConfig(resamples=2000, seed=0)
+
+
+def item(scenario, step, split, subject, correct, modality="multimodal", population="", method="ga"):
+    return {"scenario": scenario, "method": method, "update": "llm", "step": step, "split": split,
+            "qid": f"{subject}/{modality}", "subject": subject, "population": population, "modality": modality,
+            "correct": correct}
+
+
+def general(scenario, step, wrong: int, n: int = 40, method="ga"):
+    """n benchmark items, the first ``wrong`` of them answered wrong."""
+    return [item(scenario, step, "general", str(i), int(i >= wrong), method=method) for i in range(n)]
+
+
+def forget(scenario, step, mm_right: int, text_right: int, people: int = 10):
+    return [row for p in range(people) for row in (
+        item(scenario, step, "forget", f"p{p}", int(p < mm_right), "multimodal", "fictitious"),
+        item(scenario, step, "forget", f"p{p}", int(p < text_right), "text", "fictitious"))]
+
+
+def by(rows, finding, scenarios=None):
+    return next(r for r in rows if r["finding"] == finding and (scenarios is None or r["scenarios"] == scenarios))
+
+
+def test_a_clear_general_drop_difference_is_reproduced_and_its_estimate_is_worked_by_hand():
+    # finetuned loses 2 of 40 general items (5 pts), pretrained 20 (50 pts): +45 pts in the paper's direction
+    preds = general("finetuned", 0, 0) + general("finetuned", 1, 2) + general("pretrained", 0, 0) \
+        + general("pretrained", 1, 20)
+    (row,) = findings_rows(preds, SETTINGS)
+    assert set(row) == set(COLUMNS)
+    assert row["estimate"] == pytest.approx(0.45) and row["clusters"] == row["shared"] == 40
+    assert 0 < row["ci_low"] < 0.45 < row["ci_high"] and row["verdict"] == "reproduced"
+    assert row["level"] == pytest.approx(0.95)  # one comparison: Holm leaves it at 95%
+
+
+def test_the_opposite_and_inconclusive():
+    preds = general("finetuned", 0, 0) + general("finetuned", 1, 20) + general("pretrained", 0, 0) \
+        + general("pretrained", 1, 0)
+    assert findings_rows(preds, SETTINGS)[0]["verdict"] == "the opposite"
+    preds = general("finetuned", 0, 0) + general("finetuned", 1, 3) + general("pretrained", 0, 0) \
+        + general("pretrained", 1, 4)
+    (row,) = findings_rows(preds, SETTINGS)
+    assert row["estimate"] == pytest.approx(0.025) and row["ci_low"] <= 0 <= row["ci_high"]
+    assert row["verdict"] == "inconclusive"
+
+
+def test_finding_3_pairs_each_persons_two_modalities():
+    # 10 people right on both at the start; at the end multimodal 0/10 (keeps max(0, -0.25 / 0.75) = 0),
+    # text 6/10 (keeps (0.6 - 0.25) / 0.75)
+    preds = forget("finetuned", 0, 10, 10) + forget("finetuned", 1, 0, 6)
+    (row,) = findings_rows(preds, SETTINGS)
+    assert (row["finding"], row["scenarios"], row["clusters"], row["shared"]) == (3, "finetuned", 10, 10)
+    assert row["estimate"] == pytest.approx(0.35 / 0.75, abs=1e-6) and row["verdict"] == "reproduced"
+
+
+def test_finding_2_compares_one_shot_with_the_last_sequential_operation():
+    preds = general("finetuned", 0, 0) + general("finetuned", 1, 4) + general("sequential", 0, 0) \
+        + general("sequential", 3, 30)
+    (row,) = findings_rows(preds, SETTINGS)
+    assert row["scenarios"] == "finetuned vs sequential"
+    assert row["estimate"] == pytest.approx(36 / 40 - 10 / 40) and row["verdict"] == "reproduced"
+
+
+def test_holm_runs_over_every_comparison_and_decides_the_verdict():
+    preds = general("finetuned", 0, 0) + general("finetuned", 1, 2) + general("pretrained", 0, 0) \
+        + general("pretrained", 1, 9) + forget("finetuned", 0, 10, 10) + forget("finetuned", 1, 1, 3) \
+        + forget("pretrained", 0, 10, 10) + forget("pretrained", 1, 0, 9)
+    rows = findings_rows(preds, SETTINGS)
+    assert len(rows) == 3
+    ps = [r["p"] for r in rows]
+    assert [r["p_holm"] for r in rows] == pytest.approx(holm(ps), abs=3e-6)
+    assert [r["level"] for r in rows] == pytest.approx(holm_levels(ps, 0.05), abs=3e-6)
+    for r in rows:
+        contains_zero = r["ci_low"] <= 0 <= r["ci_high"]
+        assert (r["verdict"] == "inconclusive") == contains_zero
+        assert (r["verdict"] != "inconclusive") == (r["p_holm"] <= 0.05 + 1e-9)
+    assert findings_rows(preds, SETTINGS) == rows  # seeded
+
+
+def test_sides_without_shared_items_are_resampled_apart():
+    # the pretrained general items are other items: nothing is paired, the union of 80 is resampled
+    preds = general("finetuned", 0, 0) + general("finetuned", 1, 2) + [
+        {**r, "subject": f"x{r['subject']}"} for r in general("pretrained", 0, 0) + general("pretrained", 1, 20)]
+    (row,) = findings_rows(preds, SETTINGS)
+    assert (row["clusters"], row["shared"]) == (80, 0) and row["estimate"] == pytest.approx(0.45)
+    paired_row = findings_rows(general("finetuned", 0, 0) + general("finetuned", 1, 2) + general("pretrained", 0, 0)
+                               + general("pretrained", 1, 20), SETTINGS)[0]
+    assert row["ci_high"] - row["ci_low"] > paired_row["ci_high"] - paired_row["ci_low"]
+
+
+def test_a_unit_without_knowledge_above_chance_is_left_out():
+    # multimodal at chance from the start: nothing above chance to forget
+    assert findings_rows(forget("finetuned", 0, 2, 10) + forget("finetuned", 1, 0, 5), SETTINGS) == []
+
+
+def test_the_cost_and_examples_at_a_resampled_matched_point_by_hand():
+    import numpy as np
+
+    from pulse_unlearn.evaluation.matched import cost_at_match, examples_at_match
+
+    # target 0.3875 on 0.8, 0.5, 0.2: between checkpoints 1 and 2 at t = 0.375 (tests/test_trajectory.py);
+    # the second resample never gets there
+    f = np.array([[0.8, 0.5, 0.2], [0.8, 0.7, 0.6]])
+    y = np.array([[0.6, 0.55, 0.4], [0.6, 0.6, 0.6]])
+    cost = cost_at_match(f, y, 0.3875)
+    assert cost[0] == pytest.approx(0.6 - (0.55 - 0.375 * 0.15)) and np.isnan(cost[1])
+    where = examples_at_match(f, [0, 64, 128], 0.3875)
+    assert where[0] == pytest.approx(64 + 0.375 * 64) and np.isnan(where[1])
+
+
+STEPS = (0, 4, 8, 12)
+
+
+def operation(scenario, curves: dict[tuple[str, str], list[int]], size: dict[str, int]):
+    """One operation's trajectory.csv and trajectory_predictions.csv rows from how many of each
+    split's items are right at each checkpoint (forget: one question per person and modality)."""
+    items, rows = [], []
+    for (split, modality), rights in curves.items():
+        n = size[split]
+        for step, right in zip(STEPS, rights):
+            for i in range(n):
+                kind = "celebrity" if scenario == "pretrained" else "fictitious"  # other people
+                person, population = (f"p{i}", kind) if split == "forget" else (str(i), "")
+                items.append({"scenario": scenario, "method": "ga", "update": "llm", "operation": 1, "step": step,
+                              "split": split, "qid": f"{split}/{i}/{modality}", "subject": person,
+                              "population": population, "modality": modality, "correct": int(i < right)})
+            rows.append({"scenario": scenario, "method": "ga", "update": "llm", "operation": 1, "step": step,
+                         "examples": 16 * step, "split": split, "modality": modality, "n": n, "chance": 0.25,
+                         "starting_accuracy": rights[0] / n, "accuracy": right / n})
+    return rows, items
+
+
+def test_finding_1_at_matched_forgetting_resamples_the_crossing():
+    """Both units forget 10 people alike (1.0, 0.6, 0.2, 0: target 0.25 + 0.5 x 0.75 = 0.625 is
+    reached at checkpoint 0.9375); the general benchmark (40 items) keeps 1.0, 1.0 under the
+    finetuned unit and falls 1.0, 0.5 under the pretrained one: costs 0 and 0.9375 x 0.5."""
+    from pulse_unlearn.config.schema import ForgetTarget
+
+    forget = {("forget", m): [10, 6, 2, 0] for m in ("multimodal", "text")}
+    ft = operation("finetuned", {**forget, ("general", "multimodal"): [40, 40, 39, 38]}, {"forget": 10, "general": 40})
+    pt = operation("pretrained", {**forget, ("general", "multimodal"): [40, 20, 10, 5]}, {"forget": 10, "general": 40})
+    general_all = [{**r, "modality": "all"} for r in ft[0] + pt[0] if r["split"] == "general"]
+    rows = findings_rows([], SETTINGS, ft[0] + pt[0] + general_all, ft[1] + pt[1], ForgetTarget(rule="kept", kept=0.5))
+    at_matched = [r for r in rows if r["finding"] == 1]
+    assert {r["target_modality"] for r in at_matched} == {"multimodal", "text"}
+    for r in at_matched:
+        assert r["at"] == "matched" and r["estimate"] == pytest.approx(0.9375 * 0.5)
+        assert r["verdict"] == "reproduced" and r["ci_low"] > 0 and (r["clusters"], r["shared"]) == (60, 0)
+    # finding 3: the same people forget both modalities alike, so text-only minus multimodal examples is 0
+    # in every resample: inconclusive
+    third = [r for r in rows if r["finding"] == 3]
+    assert len(third) == 2 and all(r["estimate"] == 0 == r["ci_low"] == r["ci_high"] for r in third)
+    assert {r["verdict"] for r in third} == {"inconclusive"}
+    assert len(rows) == 4 and [r["p_holm"] for r in rows] == pytest.approx(holm([r["p"] for r in rows]), abs=3e-6)
+
+
+def test_matched_rows_carry_the_resampled_points_intervals():
+    from pulse_unlearn.config.schema import ForgetTarget
+    from pulse_unlearn.evaluation.matched import matched_rows
+
+    rows, items = operation("pretrained", {("forget", "multimodal"): [10, 6, 2, 0],
+                                           ("general", "multimodal"): [40, 20, 10, 5]}, {"forget": 10, "general": 40})
+    (row,) = matched_rows(rows, ForgetTarget(rule="kept", kept=0.5), items=items, intervals=SETTINGS)
+    assert row["cost"] == pytest.approx(0.46875) and row["examples"] == pytest.approx(0.9375 * 64, abs=0.01)
+    assert row["cost_ci_low"] <= row["cost"] <= row["cost_ci_high"] and row["cost_ci_low"] < row["cost_ci_high"]
+    assert row["examples_ci_low"] <= row["examples"] <= row["examples_ci_high"]
+    assert row["reached_share"] == 1.0  # every person is forgotten by the last checkpoint: every resample reaches it
+    (bare,) = matched_rows(rows, ForgetTarget(rule="kept", kept=0.5))
+    assert bare["cost"] == row["cost"] and bare["cost_ci_low"] == bare["reached_share"] == ""
