@@ -46,6 +46,8 @@ def test_rows_carry_unlearned_start_and_recovery():
     rows = outcome_rows("image_transforms", [Outcome("transform=blur:2", "forget", attacked)], plain)
     # plain on the same people and modality: p1's two multimodal questions, both wrong
     assert [(r["modality"], r["n"], r["value"], r["unlearned"]) for r in rows] == [("multimodal", 2, 0.5, 0.0)]
+    # one person (p1): nothing to resample, the interval is the value itself
+    assert (rows[0]["ci_low"], rows[0]["ci_high"]) == (0.5, 0.5)
     base = baseline_rows([{**rows[0], "value": 1.0, "unlearned": 1.0}])
     assert base[0]["start"] == 1.0 and base[0]["recovery"] == ""
     (row,) = with_recovery(rows, base)

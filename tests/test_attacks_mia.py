@@ -67,7 +67,8 @@ def _ctx(finetune_people, forget, retain, people, population="fictitious", image
     group = {key(i): None for i in range(people)}
     src = SimpleNamespace(fictitious=group if population == "fictitious" else {},
                           celebrities=group if population == "celebrity" else {}, facts=facts)
-    cfg = SimpleNamespace(seed=0, splits=SimpleNamespace(finetune_people=finetune_people))
+    cfg = SimpleNamespace(seed=0, model=SimpleNamespace(world_seed=0),
+                          splits=SimpleNamespace(finetune_people=finetune_people))
     sets = Sets(requests=(tuple(key(i) for i in forget),), retain=tuple(key(i) for i in retain))
     return AttackContext(SimpleNamespace(cfg=cfg, src=src, sets=sets), {})
 

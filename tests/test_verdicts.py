@@ -178,3 +178,30 @@ def test_matched_rows_carry_the_resampled_points_intervals():
     assert row["reached_share"] == 1.0  # every person is forgotten by the last checkpoint: every resample reaches it
     (bare,) = matched_rows(rows, ForgetTarget(rule="kept", kept=0.5))
     assert bare["cost"] == row["cost"] and bare["cost_ci_low"] == bare["reached_share"] == ""
+
+
+def test_pooled_comparisons_resample_worlds_then_people_and_count_agreeing_runs():
+    import numpy as np
+
+    from pulse_unlearn.protocol.verdicts import RunComparisons, key_of, measure, pooled_rows, two_level
+
+    # two worlds' people-level resamples: the pooled b-th resample averages the drawn worlds' b-th
+    stats = [np.array([1.0, 2.0, 3.0]), np.array([3.0, 4.0, 5.0])]
+    pick = np.random.default_rng([0, 1]).integers(0, 2, size=(3, 2))
+    expected = [np.mean([stats[w][b] for w in pick[b]]) for b in range(3)]
+    assert two_level(stats, 0) == pytest.approx(expected)
+    # three runs of one comparison: worlds 0 (two run seeds) and 1
+    clear = general("finetuned", 0, 0) + general("finetuned", 1, 2) + general("pretrained", 0, 0) \
+        + general("pretrained", 1, 20)
+    faint = general("finetuned", 0, 0) + general("finetuned", 1, 3) + general("pretrained", 0, 0) \
+        + general("pretrained", 1, 4)
+    runs = []
+    for world, preds in ((0, clear), (0, clear), (1, faint)):
+        measured = measure(preds, SETTINGS)
+        own = {key_of(r): r["verdict"] for r in findings_rows(preds, SETTINGS)}
+        runs.append(RunComparisons(world, measured, own))
+    (row,) = pooled_rows(runs, SETTINGS)
+    assert (row["worlds"], row["runs"]) == (2, 3)
+    assert row["estimate"] == pytest.approx((0.45 + 0.025) / 2)  # the worlds' means, each over its runs
+    assert row["agree"] == f"{[*['reproduced'] * 2, 'inconclusive'].count(row['verdict'])}/3"
+    assert row["per_run"] == "reproduced 2; inconclusive 1"

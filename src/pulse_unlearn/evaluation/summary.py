@@ -38,11 +38,11 @@ def trajectory_columns() -> tuple[str, ...]:
             *(m.name for m in metric_registry.extra()))
 
 
-def headline_interval(preds: list, intervals: IntervalConfig) -> dict[str, float]:
+def headline_interval(preds: list, intervals: IntervalConfig | None = None) -> dict[str, float]:
     """``ci_low`` and ``ci_high`` of the group's headline metric (6 digits), its items clustered by
     subject (a person's or concept's items move together; a benchmark row is its own subject).
     Empty where the headline does not aggregate by mean or some item has no value."""
-    metric = metric_registry.headline()[0]
+    metric, intervals = metric_registry.headline()[0], intervals or IntervalConfig()
     values = [metric.value(p) for p in preds]
     if metric.aggregate != "mean" or not values or any(v is None for v in values):
         return {}

@@ -39,7 +39,7 @@ from .sets import Sets
 
 # The layout of the records themselves (predictions by kind, people by subject key): records of
 # another layout are never read back.
-RECORD_FORMAT = 5
+RECORD_FORMAT = 6
 
 
 def resume_key(parts: dict) -> str:

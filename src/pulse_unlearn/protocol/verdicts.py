@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..evaluation.matched import OperationCurves, cost_at_match, examples_at_match, operation_curves
-from ..stats import Sample, holm, holm_levels, monotone_crossing, p_value, paired, percentile_interval
+from ..stats import Paired, Sample, holm, holm_levels, monotone_crossing, p_value, paired, percentile_interval
 from .scenarios.declared import is_sequential, one_shot_of, with_knowledge
 
 CHANCE = 0.25  # MLLMU-Bench's (and the world's) questions have four options
@@ -177,22 +178,92 @@ def verdict(low: float, high: float) -> str:
     return "reproduced" if low > 0 else "the opposite" if high < 0 else "inconclusive"
 
 
-def findings_rows(predictions: Iterable[dict], intervals, trajectory: Iterable[dict] = (),
-                  trajectory_predictions: Iterable[dict] = (), compare=None) -> list[dict]:
-    """``findings.csv``: one row per comparison, at the budget and (with the trajectories, their
-    items and ``compare``, the comparison target) at matched forgetting, Holm-corrected over them
-    all (``intervals``: the config's ``resamples``, ``seed`` and ``level``)."""
+def measure(predictions: Iterable[dict], intervals, trajectory: Iterable[dict] = (),
+            trajectory_predictions: Iterable[dict] = (), compare=None) -> list[tuple[dict, Paired]]:
+    """Every comparison of a run, resampled: at the budget and (with the trajectories, their items
+    and ``compare``, the comparison target) at matched forgetting."""
     found = comparisons(Items(predictions))
     if compare is not None and trajectory:
         found += matched_comparisons(_last_operations(trajectory, trajectory_predictions, compare))
-    measured = [(labels, paired(sides, statistic, intervals.resamples, intervals.seed))
-                for labels, sides, statistic in found]
-    ps = [p_value(m.resampled) for _, m in measured]
+    return [(labels, paired(sides, statistic, intervals.resamples, intervals.seed))
+            for labels, sides, statistic in found]
+
+
+def decide(measured: list[tuple[dict, float, np.ndarray, dict]], intervals) -> list[dict]:
+    """Rows of (labels, estimate, resampled statistics, more columns), Holm-corrected over them
+    all, each with its Holm-level interval and verdict."""
+    ps = [p_value(stats) for _, _, stats, _ in measured]
     rows = []
-    for (labels, m), p, adjusted, level in zip(measured, ps, holm(ps), holm_levels(ps, 1 - intervals.level)):
-        low, high = (round(x, 6) for x in percentile_interval(m.resampled, level))
-        rows.append({**labels, "estimate": round(m.estimate, 6), "ci_low": low, "ci_high": high,
-                     "level": round(level, 6), "p": round(p, 6), "p_holm": round(adjusted, 6),
-                     "clusters": m.clusters, "shared": m.shared, "resamples": intervals.resamples,
-                     "verdict": verdict(low, high)})
+    for (labels, estimate, stats, more), p, adjusted, level in zip(measured, ps, holm(ps),
+                                                                   holm_levels(ps, 1 - intervals.level)):
+        low, high = (round(x, 6) for x in percentile_interval(stats, level))
+        rows.append({**labels, "estimate": round(estimate, 6), "ci_low": low, "ci_high": high,
+                     "level": round(level, 6), "p": round(p, 6), "p_holm": round(adjusted, 6), **more,
+                     "resamples": intervals.resamples, "verdict": verdict(low, high)})
+    return rows
+
+
+def findings_rows(predictions: Iterable[dict], intervals, trajectory: Iterable[dict] = (),
+                  trajectory_predictions: Iterable[dict] = (), compare=None) -> list[dict]:
+    """``findings.csv``: one row per comparison (``measure``), Holm-corrected over them all
+    (``intervals``: the config's ``resamples``, ``seed`` and ``level``)."""
+    measured = measure(predictions, intervals, trajectory, trajectory_predictions, compare)
+    return decide([(labels, m.estimate, m.resampled, {"clusters": m.clusters, "shared": m.shared})
+                   for labels, m in measured], intervals)
+
+
+KEY = ("finding", "at", "method", "update", "scenarios", "target_modality", "comparison")
+POOLED_COLUMNS = (*KEY, "estimate", "ci_low", "ci_high", "level", "p", "p_holm", "worlds", "runs", "resamples",
+                  "verdict", "agree", "per_run")
+
+
+def key_of(row: dict) -> tuple[str, ...]:
+    """What a comparison compares, as text (a findings.csv row's or a comparison's labels)."""
+    return tuple(str(row[k]) for k in KEY)
+
+
+@dataclass(frozen=True)
+class RunComparisons:
+    """One run's resampled comparisons (``measure``), its world seed and its own verdicts."""
+
+    world: int
+    measured: list[tuple[dict, Paired]]
+    verdicts: dict[tuple[str, ...], str]  # key_of -> the run's own verdict
+
+
+def two_level(per_world: list[np.ndarray], seed: int) -> np.ndarray:
+    """Worlds, then people: each resample draws the worlds with replacement and averages the
+    drawn worlds' own people-level resamples (the b-th of each)."""
+    stats = np.stack(per_world)
+    worlds, b = stats.shape
+    pick = np.random.default_rng([seed, 1]).integers(0, worlds, size=(b, worlds))
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(stats[pick, np.arange(b)[:, None]], axis=1)
+
+
+def pooled_rows(runs: list[RunComparisons], intervals) -> list[dict]:
+    """``pulse compare``'s findings.csv: each comparison pooled over the runs that have it (a
+    world's runs, differing in their run seed, averaged; then the worlds resampled, ``two_level``),
+    Holm-corrected over the pooled comparisons, with how many per-run verdicts agree."""
+    grouped: dict[tuple, dict] = {}
+    for run in runs:
+        for labels, m in run.measured:
+            key = key_of(labels)
+            cell = grouped.setdefault(key, {"labels": labels, "worlds": defaultdict(list), "verdicts": []})
+            cell["worlds"][run.world].append(m)
+            cell["verdicts"].append(run.verdicts.get(key, "inconclusive"))
+    measured = []
+    for cell in grouped.values():
+        worlds = list(cell["worlds"].values())
+        with np.errstate(invalid="ignore"):
+            per_world = [np.nanmean(np.stack([m.resampled for m in ms]), axis=0) for ms in worlds]
+        estimate = float(np.mean([np.mean([m.estimate for m in ms]) for ms in worlds]))
+        measured.append((cell["labels"], estimate, two_level(per_world, intervals.seed),
+                         {"worlds": len(worlds), "runs": len(cell["verdicts"]), "_verdicts": cell["verdicts"]}))
+    rows = decide(measured, intervals)
+    for row in rows:
+        said = row.pop("_verdicts")
+        counts = {v: said.count(v) for v in VERDICTS if v in said}
+        row["agree"] = f"{said.count(row['verdict'])}/{len(said)}"
+        row["per_run"] = "; ".join(f"{v} {n}" for v, n in counts.items())
     return rows

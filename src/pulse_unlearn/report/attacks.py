@@ -37,18 +37,24 @@ KEY = ("scenario", "method", "update", "operation", "attack", "setting", "split"
 
 def pool_attacks(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     """attacks.csv rows of one or more runs (a ``run`` column) averaged per key: ``value``,
-    ``unlearned``, ``start``, ``recovery`` means, their ``*_std`` across runs, and ``runs``."""
+    ``unlearned``, ``start``, ``recovery`` means, their ``*_std`` across runs, and ``runs``; the
+    value's interval (``ci_low``, ``ci_high``) is kept where one run gave the row."""
     if frame is None or frame.empty:
         return None
     import pandas as pd
 
     frame = frame.assign(run=frame["run"] if "run" in frame else 0)
-    for c in ("value", "unlearned", "start", "recovery"):
+    for c in ("ci_low", "ci_high"):
+        if c not in frame:
+            frame[c] = float("nan")  # attacks.csv of an older run
+    for c in ("value", "unlearned", "start", "recovery", "ci_low", "ci_high"):
         frame[c] = pd.to_numeric(frame[c], errors="coerce")
     grouped = frame.groupby(list(KEY), sort=False, dropna=False)
-    out = grouped[["value", "unlearned", "start", "recovery"]].mean()
+    out = grouped[["value", "unlearned", "start", "recovery", "ci_low", "ci_high"]].mean()
     spread = grouped[["value", "recovery"]].std().rename(columns=lambda c: f"{c}_std")
-    return out.join(spread).join(grouped["run"].nunique().rename("runs")).reset_index()
+    out = out.join(spread).join(grouped["run"].nunique().rename("runs")).reset_index()
+    out.loc[out.runs > 1, ["ci_low", "ci_high"]] = float("nan")  # the mean of intervals is none
+    return out
 
 
 def _headline(pooled: pd.DataFrame) -> pd.DataFrame:
@@ -75,6 +81,8 @@ class AttackCell(Cell):
         if self.value is None:
             return "-"
         out = f"{100 * self.value:.1f}" if self.share else f"{self.value:.3f}"
+        if self.interval is not None and self.share:
+            out += f" [{100 * self.interval[0]:.1f}, {100 * self.interval[1]:.1f}]"
         if self.std is not None:
             out += f" {pm} {100 * self.std:.1f}" if self.share else f" {pm} {self.std:.3f}"
         if self.recovery is not None:
@@ -87,6 +95,11 @@ def _num(x) -> float | None:
     return None if x != x else float(x)  # NaN -> None
 
 
+def _interval(row) -> tuple[float, float] | None:
+    low, high = _num(row.ci_low), _num(row.ci_high)
+    return None if low is None or high is None else (low, high)
+
+
 def attack_tables(pooled: pd.DataFrame | None) -> list[Table]:
     """Per scenario, method x update x operation rows, one column per attack, setting, split and metric."""
     if pooled is None:
@@ -96,13 +109,15 @@ def attack_tables(pooled: pd.DataFrame | None) -> list[Table]:
     for scenario, rows in head.groupby("scenario", sort=False):
         columns = list(dict.fromkeys(_label(r) for r in rows.itertuples()))
         t = Table(f"{scenario}: residual knowledge (recovery attacks)",
-                  "Accuracy (%) under each attack (an AUC for mia; shares of question pairs for consistency), "
+                  "Accuracy (%) under each attack [its bootstrap interval, one run's] (an AUC for mia; shares of "
+                  "question pairs for consistency), "
                   "and its recovery = (attacked - unlearned) / (starting model under the same attack - unlearned): "
                   "0 nothing comes back, 1 all of it. Operation 0 is the starting model.",
                   ["method", "update", "op", *columns])
         for (method, update, op), unit in rows.groupby(["method", "update", "operation"], sort=False):
             cells = {_label(r): AttackCell(_num(r.value), _num(r.value_std), recovery=_num(r.recovery),
-                                           recovery_std=_num(r.recovery_std), share=r.metric != "auc")
+                                           recovery_std=_num(r.recovery_std), share=r.metric != "auc",
+                                           interval=_interval(r))
                      for r in unit.itertuples()}
             t.rows.append([method, update, str(op)] + [cells.get(c, AttackCell(None)) for c in columns])
         tables.append(t)

@@ -14,10 +14,11 @@ from ...core.names import unknown_name
 from ...core.registry import Registry
 from ...records import MODALITIES
 from ..splits import SPLITS, SplitContext
+from ..summary import headline_interval
 
 ATTACKS: Registry[type] = Registry("attack", "pulse_unlearn.attacks")
 COLUMNS = ("scenario", "method", "update", "operation", "attack", "setting", "split", "modality", "n", "metric",
-           "value", "unlearned", "start", "recovery")
+           "value", "ci_low", "ci_high", "unlearned", "start", "recovery")
 MIN_GAP = 1e-6  # start - unlearned at or below this: recovery is not defined
 WEIGHTS_FIXED = ("a black-box suffix leaves the weights as they were: there is nothing in them to recover "
                  "(a guardrail, not removal)")
@@ -137,9 +138,11 @@ def _by_modality(preds: list) -> dict[str, list]:
     return {**out, "all": list(preds)} if len(out) > 1 else out
 
 
-def outcome_rows(attack: str, outcomes: list[Outcome], plain: dict[str, list]) -> list[dict]:
+def outcome_rows(attack: str, outcomes: list[Outcome], plain: dict[str, list], intervals=None) -> list[dict]:
     """``attacks.csv``'s rows of one attacked model, without ``start`` and ``recovery``: per
-    outcome and modality, n, the accuracy and the plain accuracy on the same people and modality."""
+    outcome and modality, n, the accuracy with its interval (people resampled together;
+    ``intervals``: the config's settings, unset: their defaults) and the plain accuracy on the
+    same people and modality. An attack's own statistics (``Outcome.rows``) have no interval."""
     rows = []
     for o in outcomes:
         if o.preds is None:
@@ -151,7 +154,7 @@ def outcome_rows(attack: str, outcomes: list[Outcome], plain: dict[str, list]) -
             same = [p for p in plain.get(o.split, ()) if p.subject in people and p.modality in modalities]
             rows.append({"attack": attack, "setting": o.setting, "split": o.split, "modality": modality,
                          "n": len(ps), "metric": "accuracy", "value": round(_accuracy(ps), 6),
-                         "unlearned": round(_accuracy(same), 6) if same else ""})
+                         **headline_interval(ps, intervals), "unlearned": round(_accuracy(same), 6) if same else ""})
     return rows
 
 
@@ -188,7 +191,7 @@ def attacked(specs: list[dict], model, evaluator, plain: dict[str, list], scenar
                 said.add((attack.name, why))
                 log(f"attack {attack.name} does not apply: {why}")
             continue
-        rows += outcome_rows(attack.name, attack(model, ctx), plain)
+        rows += outcome_rows(attack.name, attack(model, ctx), plain, evaluator.cfg.intervals)
     return rows
 
 

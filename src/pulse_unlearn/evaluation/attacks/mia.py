@@ -107,7 +107,8 @@ def trained_people(ctx: AttackContext) -> set[str]:
     """The fictitious people the fine-tuned model learnt (the run's seeded draw), and the
     scenario's forget and retain people."""
     cfg, src, sets = ctx.evaluator.cfg, ctx.evaluator.src, ctx.evaluator.sets
-    drawn = finetune_people(list(src.fictitious), min(cfg.splits.finetune_people, len(src.fictitious)), cfg.seed)
+    drawn = finetune_people(list(src.fictitious), min(cfg.splits.finetune_people, len(src.fictitious)),
+                            cfg.model.world_seed)
     return set(drawn) | set(sets.forget) | set(sets.retain)
 
 

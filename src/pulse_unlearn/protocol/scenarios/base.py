@@ -103,7 +103,7 @@ def plan(cfg, units: list[Unit], src: Sources, mllmu: Path) -> Plan:
     for s in p.scenarios.values():
         s.check_data(cfg, src, mllmu)
     if any(s.start == FINETUNED for s in p.scenarios.values()):
-        p.finetune_people = finetune_people(list(src.fictitious), finetune_count(cfg, src), cfg.seed)
+        p.finetune_people = finetune_people(list(src.fictitious), finetune_count(cfg, src), cfg.model.world_seed)
     for name, s in p.scenarios.items():
         drawn = s.draw(cfg, src, p.finetune_people)
         if drawn is not None:
