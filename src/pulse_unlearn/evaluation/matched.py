@@ -94,14 +94,20 @@ def item_curves(items: list[dict], steps: Sequence[int]) -> dict[tuple[str, str]
             for key, pts in by.items() if all(s in pts for s in steps)}
 
 
-def _intervals(curves: dict, forget_key, key, target: float, examples, intervals) -> dict:
-    """The matched point's resampled cost and examples, as matched.csv's interval columns."""
-    if forget_key not in curves or key not in curves:
+def _examples_resampled(curves: dict, forget_key, target: float, examples, intervals) -> np.ndarray | None:
+    """The matched point's resampled examples (one target modality: the same for every cost split)."""
+    if forget_key not in curves:
+        return None
+    return paired([curves[forget_key]], lambda f: examples_at_match(f, examples, target),
+                  intervals.resamples, intervals.seed).resampled
+
+
+def _intervals(curves: dict, forget_key, key, target: float, where: np.ndarray | None, intervals) -> dict:
+    """The matched point's resampled cost and examples (``where``), as matched.csv's interval columns."""
+    if where is None or key not in curves:
         return {}
     cost = paired([curves[forget_key], curves[key]], lambda f, y: cost_at_match(f, y, target),
                   intervals.resamples, intervals.seed).resampled
-    where = paired([curves[forget_key]], lambda f: examples_at_match(f, examples, target),
-                   intervals.resamples, intervals.seed).resampled
     reached = float(np.mean(~np.isnan(cost)))
     out = {"reached_share": round(reached, 4)}
     if reached > 0:
@@ -179,6 +185,8 @@ def matched_rows(rows: list[dict], compare, forget_split: str = "forget", items:
         f = [float(r["accuracy"]) for r in forget_rows]
         target = _target(forget_rows, compare)
         pos = monotone_crossing(f, target, [float(r["n"]) for r in forget_rows])
+        where = None if pos is None or not curves else _examples_resampled(
+            curves, (forget_split, target_modality), target, examples, intervals)
         for (split, modality), ys in series.items():
             if split in SPLITS and SPLITS[split].per_request:  # the forget splits: what is matched, not a cost
                 continue
@@ -194,7 +202,7 @@ def matched_rows(rows: list[dict], compare, forget_split: str = "forget", items:
                 row.update(step=round(at(steps, pos), 2), examples=round(at(examples, pos), 2),
                            step_low=steps[low], step_high=steps[high], examples_low=examples[low],
                            examples_high=examples[high], accuracy=round(value, 6), cost=round(y[0] - value, 6))
-                row.update(_intervals(curves, (forget_split, target_modality), (split, modality), target, examples,
+                row.update(_intervals(curves, (forget_split, target_modality), (split, modality), target, where,
                                       intervals))
             out.append(row)
     return out
