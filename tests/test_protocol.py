@@ -43,6 +43,49 @@ def test_demo_prints_table_and_findings(tiny_demo):
     assert "the end accuracy's bootstrap interval" in printed
 
 
+def _copy_as_world(run: Path, folder: Path, world: int, **intervals) -> Path:
+    """A run folder's results under another world seed (and interval settings) in its config."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(run, folder, ignore=shutil.ignore_patterns("resume", "report"))
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    cfg["model"]["world_seed"] = world
+    cfg["intervals"].update(intervals)
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return folder
+
+
+def test_compare_pools_runs_verdicts_over_worlds(tiny_demo, tmp_path):
+    """Two worlds holding the same results pool to the run's own verdicts (the same resamples in
+    every world), with both runs' verdicts agreeing; runs resampled differently are refused."""
+    import pandas as pd
+
+    from pulse_unlearn import load_run
+    from pulse_unlearn.errors import PulseError
+    from pulse_unlearn.protocol.verdicts import KEY
+    from pulse_unlearn.report.build import build_compare
+
+    out, _ = tiny_demo
+    runs = [_copy_as_world(out, tmp_path / f"world{w}", w) for w in (0, 1)]
+    page = build_compare(runs, tmp_path / "cmp").read_text()
+    pooled = pd.read_csv(tmp_path / "cmp" / "findings.csv", keep_default_na=False)
+    own = load_run(out).findings.fillna("")
+    both = own.astype({"finding": str}).merge(pooled.astype({"finding": str}), on=list(KEY), suffixes=("", "_pooled"))
+    assert len(both) == len(own) == len(pooled) > 0
+    for col in ("estimate", "ci_low", "ci_high", "p_holm"):
+        assert (both[col] - both[f"{col}_pooled"]).abs().max() < 1e-9, col
+    assert (both.verdict == both.verdict_pooled).all()
+    assert set(pooled.worlds) == {2} and set(pooled.agree) == {"2/2"}
+    assert "Pooled over 2 world(s)" in page
+    assert f"{2 * len(pooled)} of {2 * len(pooled)} per-run verdicts agree" in page
+    other = _copy_as_world(out, tmp_path / "other", 2, resamples=500)
+    with pytest.raises(PulseError, match="intervals"):
+        build_compare([runs[0], other], tmp_path / "cmp2")
+    assert not (tmp_path / "cmp2").exists()
+
+
 def test_pulse_run_with_overrides(tiny_models, cache, tmp_path):
     """`pulse run` on a YAML file with key=value overrides: one scenario, one method."""
     cfg = tmp_path / "exp.yaml"

@@ -163,10 +163,12 @@ def compare(
     out: Path = typer.Option(Path("runs") / "compare", help="folder to write"),
 ) -> None:
     """The report's tables and plots across runs: a unit (scenario, method, update) present in
-    several runs that differ only in seed is shown as mean ± std; prints the path of report.html."""
+    several runs that differ only in their seeds (run, world) is shown as mean ± std, and every
+    finding's comparison is pooled over them (worlds, then people resampled; findings.csv), with
+    how many per-run verdicts agree; prints the path of report.html."""
     from .report.build import build_compare
 
-    typer.echo(str(build_compare(run_dirs, out)))
+    typer.echo(str(build_compare(run_dirs, out, log=typer.echo)))
 
 
 @app.command()

@@ -21,6 +21,7 @@ from .html import page
 from .interference import interference_findings, interference_table
 from .matched import combined, matched_tables, pool_matched
 from .matched_findings import both_findings
+from .pooled_findings import agreement_line, pooled_findings
 from .runs import RunFiles, read_run, pool, variants
 from .tables import open_task_tables, scenario_tables, stopping_table, to_latex, to_markdown
 
@@ -38,14 +39,14 @@ def _divergence_md(runs: list[RunFiles]) -> str:
 
 
 def _judged(runs: list[RunFiles]):
-    """One run's verdicts (findings.csv); pooled runs have none of their own."""
+    """One run's verdicts (its findings.csv)."""
     if len(runs) == 1 and runs[0].findings is not None:
         return judged_of(runs[0].findings.to_dict("records"))
     return None
 
 
 def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles], runs_table: str = "",
-           runs_md: str = "") -> Path:
+           runs_md: str = "", judged=None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     matched = pool_matched(runs)
     attacks = pool_attacks(combined(runs, "attacks"))
@@ -87,7 +88,7 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     finally:
         P.close(figures)
     report = out / "report.html"
-    findings_block = _joined(both_findings(s, matched, _judged(runs)), interference_findings(s),
+    findings_block = _joined(both_findings(s, matched, judged if judged is not None else _judged(runs)), interference_findings(s),
                              residual_findings(attacks), blackbox_findings(runs))
     atomic_write(report, page(title, subtitle, tables, embedded, findings_block,
                               runs, runs_table, rule))
@@ -120,9 +121,10 @@ def build_report(run_dir: Path, out: Path | None = None) -> Path:
     return _write(out, f"PULSE report: {run.name}", subtitle, Summary(run.rows), [run])
 
 
-def build_compare(run_dirs: list[Path], out: Path) -> Path:
+def build_compare(run_dirs: list[Path], out: Path, log=lambda line: None) -> Path:
     """Several runs side by side: units of the same variant in several runs (seeds) are averaged,
-    shown as mean ± sample standard deviation."""
+    shown as mean ± sample standard deviation; the verdicts pooled over the runs (``log`` gets
+    how far the runs' own verdicts agree)."""
     seen, runs = set(), []
     for d in run_dirs:
         key = Path(d).resolve()
@@ -135,16 +137,26 @@ def build_compare(run_dirs: list[Path], out: Path) -> Path:
     names = [r.name for r in runs]
     if len(set(names)) < len(names):  # same config name: tell them apart by folder
         names = [str(r.folder) for r in runs]
-    head = "<tr><th>run</th><th>folder</th><th>seed</th><th>variant</th><th>units</th></tr>"
+    head = "<tr><th>run</th><th>folder</th><th>seed</th><th>world seed</th><th>variant</th><th>units</th></tr>"
     body, md = [], ["Runs:", ""]
     for r, name, label in zip(runs, names, labels):
         units = len({(x["scenario"], x["method"], x["update"]) for x in r.rows})
-        cells = (name, r.folder, r.seed if r.seed is not None else "?", label or "-", units)
+        world = (r.config.get("model") or {}).get("world_seed", "?")
+        cells = (name, r.folder, r.seed if r.seed is not None else "?", world, label or "-", units)
         body.append("<tr>" + "".join(f"<td class='label'>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         where = "" if name == str(r.folder) else f" ({r.folder})"
-        md.append(f"- {name}{where}: seed {cells[2]}, {units} unit(s)" + (f", {label}" if label else ""))
+        md.append(f"- {name}{where}: seed {cells[2]}, world seed {world}, {units} unit(s)"
+                  + (f", {label}" if label else ""))
     subtitle = (f"{len(runs)} runs, {_scoring([x for r in runs for x in r.rows])} scoring. Accuracy in %: mean ± "
                 "sample standard deviation where a unit was run several times (seeds); changes in points from the "
                 "starting model.")
+    pooled = pooled_findings(runs, Path(out))
+    if pooled is not None:
+        agreement = agreement_line(pooled)
+        subtitle += (" Verdicts: each comparison pooled over the runs (worlds resampled, then people; "
+                     f"findings.csv). {agreement}")
+        md.append(agreement + "\n")
+        log(agreement)
     return _write(Path(out), "PULSE comparison", subtitle, Summary(pool(runs)), runs,
-                  runs_table=f"<table>{head}{''.join(body)}</table>", runs_md="\n".join(md) + "\n\n")
+                  runs_table=f"<table>{head}{''.join(body)}</table>", runs_md="\n".join(md) + "\n\n",
+                  judged=judged_of(pooled) if pooled is not None else None)

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 KEY = ("scenario", "method", "update", "step", "request", "split", "modality")
-# Config keys that say which units a run holds or which seed it drew, not how it unlearns:
-# runs that differ only in these are pooled by ``pulse compare``.
-POOLED_KEYS = ("name", "seed", "grid", "_config_hash", "unlearn.seed")
+# Config keys that say which units a run holds or which seeds (world, run) it drew, not how it
+# unlearns: runs that differ only in these are pooled by ``pulse compare``.
+POOLED_KEYS = ("name", "seed", "model.world_seed", "grid", "_config_hash", "unlearn.seed")
 
 
 @dataclass
