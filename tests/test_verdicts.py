@@ -3,6 +3,7 @@ items both sides share, Holm-corrected, "inconclusive" unless the interval exclu
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from pulse_unlearn.config import IntervalConfig
@@ -102,6 +103,23 @@ def test_sides_without_shared_items_are_resampled_apart():
 def test_a_unit_without_knowledge_above_chance_is_left_out():
     # multimodal at chance from the start: nothing above chance to forget
     assert findings_rows(forget("finetuned", 0, 2, 10) + forget("finetuned", 1, 0, 5), SETTINGS) == []
+
+
+def test_kept_is_undefined_without_knowledge_above_chance():
+    from pulse_unlearn.protocol.verdicts import kept
+
+    assert float(kept(0.75, 0.5)) == pytest.approx(0.5) and float(kept(0.75, 0.1)) == 0.0
+    assert np.isnan(kept([0.25, 0.2], [0.5, 0.1])).all()
+
+
+def test_resamples_without_knowledge_above_chance_are_left_out():
+    # 2 of 5 people known on both modalities at the start, still known by name at the end, not by
+    # image: text keeps 1, multimodal 0. A resample drawing at most one of them (34%) starts at or
+    # below chance: its shares are undefined and left out, not counted as 0 (or as 1e12)
+    preds = forget("finetuned", 0, 2, 2, people=5) + forget("finetuned", 1, 0, 2, people=5)
+    (row,) = findings_rows(preds, SETTINGS)
+    assert row["estimate"] == pytest.approx(1.0)
+    assert row["ci_low"] == row["ci_high"] == pytest.approx(1.0) and row["verdict"] == "reproduced"
 
 
 def test_the_cost_and_examples_at_a_resampled_matched_point_by_hand():

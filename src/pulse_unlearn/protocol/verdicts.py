@@ -39,8 +39,12 @@ VERDICTS = ("reproduced", "the opposite", "inconclusive")
 
 def kept(start, end):
     """The share of the knowledge above chance that is left: 1 = nothing forgotten, 0 = at (or
-    below) chance, however the model got there (numpy-vectorised)."""
-    return np.maximum(0.0, (end - CHANCE) / np.maximum(start - CHANCE, 1e-12))
+    below) chance, however the model got there; undefined (nan) where the start is not above
+    chance, e.g. in a resample that drew only people the model did not know (numpy-vectorised)."""
+    start, end = np.asarray(start, dtype=float), np.asarray(end, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.maximum(0.0, (end - CHANCE) / (start - CHANCE))
+    return np.where(start > CHANCE, share, np.nan)
 
 
 class Items:

@@ -88,7 +88,8 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     finally:
         P.close(figures)
     report = out / "report.html"
-    findings_block = _joined(both_findings(s, matched, judged if judged is not None else _judged(runs)), interference_findings(s),
+    judged = judged if judged is not None else _judged(runs)
+    findings_block = _joined(both_findings(s, matched, judged), interference_findings(s),
                              residual_findings(attacks), blackbox_findings(runs))
     atomic_write(report, page(title, subtitle, tables, embedded, findings_block,
                               runs, runs_table, rule))
