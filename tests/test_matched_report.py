@@ -199,10 +199,11 @@ def test_findings_at_matched_forgetting(run):
     assert "pretrained: not reached within 60 steps" in ga_txt and ga_txt.endswith("-> not measured (the target "
                                                                                    "was not reached)")
     seq_mm, seq_txt = lines[f2 + 1], lines[f2 + 2]
-    # one-shot general 57.0% at its target; sequential operation 2: 50 -> 40 in that operation, 60 -> 40 overall
-    assert "general one-shot 57.0% vs 40.0% after operation 2 (10.0 pts in that operation, 20.0 pts below the " \
-           "starting model)" in seq_mm and seq_mm.endswith("-> inconclusive (no interval; estimate +17.0 pts)")
-    assert "sequential operation 2: not reached within 20 steps" in seq_txt and "not measured" in seq_txt
+    # the one-shot side's general cost 60 -> 57; the sequence's side is only in findings.csv, which this run lacks
+    assert "one-shot general cost 3.0 pts; no findings.csv holds the sequence's matched point" in seq_mm
+    assert seq_mm.endswith("-> not measured")
+    assert "one-shot: not reached within 40 steps" in seq_txt and seq_txt.endswith("not measured (the target was "
+                                                                                    "not reached)")
     third = lines[f3 + 1:]
     assert len(third) == 3  # finetuned ga, finetuned npo, pretrained ga; sequential has no line
     assert third[0].startswith("   finetuned/ga/llm ")

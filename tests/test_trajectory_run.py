@@ -28,8 +28,12 @@ def test_checkpoints_are_exactly_the_declared_steps(whole):
         assert o["stop"] == "target" and o["sees"] == "training" and o["reason"] in ("target met", "budget spent")
     # a sequential operation's forget split holds its own request only, at most 8 items each
     seq = [r for r in traj if r["scenario"] == "sequential" and r["modality"] == "all"]
-    assert {r["split"] for r in seq} == {"forget", "retain", "general", "forget_facts"}
+    # ... and all of the sequence's people together (forget_sequence), at every checkpoint
+    assert {r["split"] for r in seq} == {"forget", "forget_sequence", "retain", "general", "forget_facts"}
     assert all(int(r["n"]) <= 8 for r in seq)
+    n = {(r["operation"], r["step"], r["split"]): int(r["n"]) for r in seq}
+    assert all(n[(op, step, "forget_sequence")] >= n[(op, step, "forget")] for op, step, split in n
+               if split == "forget")
     assert {r["stop"] for r in rows(whole / "summary.csv")} == {"target (training facts)"}
     # the rule reads the facts at its checkpoints; the end of an operation evaluates the questions
     assert "forget_facts" not in {r["split"] for r in rows(whole / "summary.csv")}

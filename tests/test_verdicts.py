@@ -140,7 +140,7 @@ def test_the_cost_and_examples_at_a_resampled_matched_point_by_hand():
 STEPS = (0, 4, 8, 12)
 
 
-def operation(scenario, curves: dict[tuple[str, str], list[int]], size: dict[str, int]):
+def operation(scenario, curves: dict[tuple[str, str], list[int]], size: dict[str, int], op: int = 1):
     """One operation's trajectory.csv and trajectory_predictions.csv rows from how many of each
     split's items are right at each checkpoint (forget: one question per person and modality)."""
     items, rows = [], []
@@ -149,11 +149,11 @@ def operation(scenario, curves: dict[tuple[str, str], list[int]], size: dict[str
         for step, right in zip(STEPS, rights):
             for i in range(n):
                 kind = "celebrity" if scenario == "pretrained" else "fictitious"  # other people
-                person, population = (f"p{i}", kind) if split == "forget" else (str(i), "")
-                items.append({"scenario": scenario, "method": "ga", "update": "llm", "operation": 1, "step": step,
+                person, population = (f"p{i}", kind) if split.startswith("forget") else (str(i), "")
+                items.append({"scenario": scenario, "method": "ga", "update": "llm", "operation": op, "step": step,
                               "split": split, "qid": f"{split}/{i}/{modality}", "subject": person,
                               "population": population, "modality": modality, "correct": int(i < right)})
-            rows.append({"scenario": scenario, "method": "ga", "update": "llm", "operation": 1, "step": step,
+            rows.append({"scenario": scenario, "method": "ga", "update": "llm", "operation": op, "step": step,
                          "examples": 16 * step, "split": split, "modality": modality, "n": n, "chance": 0.25,
                          "starting_accuracy": rights[0] / n, "accuracy": right / n})
     return rows, items
@@ -181,6 +181,49 @@ def test_finding_1_at_matched_forgetting_resamples_the_crossing():
     assert len(third) == 2 and all(r["estimate"] == 0 == r["ci_low"] == r["ci_high"] for r in third)
     assert {r["verdict"] for r in third} == {"inconclusive"}
     assert len(rows) == 4 and [r["p_holm"] for r in rows] == pytest.approx(holm([r["p"] for r in rows]), abs=3e-6)
+
+
+def test_joined_operations_run_on_from_where_the_previous_one_ended():
+    from pulse_unlearn.config.schema import ForgetTarget
+    from pulse_unlearn.evaluation.matched import joined, operation_curves
+
+    target = ForgetTarget(rule="kept", kept=0.5)
+    size = {"forget_sequence": 10, "general": 40}
+    first = operation("sequential", {("forget_sequence", "multimodal"): [10, 9, 8, 7]}, size)
+    second = operation("sequential", {("forget_sequence", "multimodal"): [7, 6, 2, 0]}, size, op=2)
+    path = joined([operation_curves(*first, target, forget_split="forget_sequence"),
+                   operation_curves(*second, target, forget_split="forget_sequence")])
+    # the second operation's step 0 is the first's last checkpoint, so it is counted once
+    assert path.steps == [0, 4, 8, 12, 16, 20, 24] and path.examples == [0, 64, 128, 192, 256, 320, 384]
+    curve = path.curves[("forget_sequence", "multimodal")]
+    assert [p.mean() for p in curve.points] == pytest.approx([1.0, 0.9, 0.8, 0.7, 0.6, 0.2, 0.0])
+    assert path.targets == {"multimodal": pytest.approx(0.625)}  # the first operation's: kept 0.5 of 1.0 - 0.25
+
+
+def test_finding_2_at_matched_forgetting_follows_the_whole_sequence():
+    """All of the sequence's 10 people (forget_sequence) fall 1.0, 0.9, 0.8, 0.7 in operation 1 and
+    0.7, 0.6, 0.2, 0 in operation 2: joined, the target 0.625 (kept 0.5 of 0.75 above chance) is
+    crossed at position 3 + 0.75, where the general benchmark (1.0 down by 0.1 per checkpoint)
+    stands at 0.625: a cost of 0.375. The one-shot unit forgets the same people with no general
+    cost, so sequential minus one-shot is +0.375."""
+    from pulse_unlearn.config.schema import ForgetTarget
+
+    size = {"forget": 10, "forget_sequence": 10, "general": 40}
+    one = operation("finetuned", {("forget", "multimodal"): [10, 6, 2, 0], ("general", "multimodal"): [40] * 4},
+                    size)
+    seq = [operation("sequential", {("forget", "multimodal"): own, ("forget_sequence", "multimodal"): everyone,
+                                    ("general", "multimodal"): general_}, size, op=k)
+           for k, own, everyone, general_ in ((1, [10, 5, 0, 0], [10, 9, 8, 7], [40, 36, 32, 28]),
+                                              (2, [10, 5, 0, 0], [7, 6, 2, 0], [28, 24, 20, 16]))]
+    rows = [r for part in (one, *seq) for r in part[0]]
+    rows += [{**r, "modality": "all"} for r in rows if r["split"] == "general"]
+    items = [r for part in (one, *seq) for r in part[1]]
+    found = findings_rows([], SETTINGS, rows, items, ForgetTarget(rule="kept", kept=0.5))
+    (second,) = [r for r in found if r["finding"] == 2]
+    assert (second["at"], second["scenarios"], second["target_modality"]) == ("matched", "finetuned vs sequential",
+                                                                              "multimodal")
+    assert second["estimate"] == pytest.approx(0.375)
+    assert second["ci_low"] <= second["estimate"] <= second["ci_high"] and second["verdict"] == "reproduced"
 
 
 def test_matched_rows_carry_the_resampled_points_intervals():

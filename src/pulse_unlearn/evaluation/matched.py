@@ -38,7 +38,7 @@ import numpy as np
 
 from ..records import MODALITIES
 from ..stats import Curve, Sample, monotone_crossing, paired, percentile_interval
-from .splits import SPLITS
+from .splits import SEQUENCE, SPLITS
 from .stopping import threshold
 
 COLUMNS = ("scenario", "method", "update", "operation", "target_modality", "target", "reached", "step", "examples",
@@ -164,6 +164,21 @@ def operation_curves(rows: list[dict], items: list[dict], compare, forget_split:
     return OperationCurves(targets, steps, examples, item_curves(items, steps))
 
 
+def joined(ops: list[OperationCurves]) -> OperationCurves:
+    """Operations one after another as one path (a sequence): steps and examples run on, each
+    later operation's step 0 (the model the previous one ended with) is left out, and the targets
+    are the first operation's (all of them relative to the scenario's starting model)."""
+    first, steps, examples = ops[0], list(ops[0].steps), list(ops[0].examples)
+    keys = [k for k in first.curves if all(k in op.curves for op in ops)]
+    points = {k: list(first.curves[k].points) for k in keys}
+    for op in ops[1:]:
+        steps += [steps[-1] + s for s in op.steps[1:]]
+        examples += [examples[-1] + e for e in op.examples[1:]]
+        for k in keys:
+            points[k] += op.curves[k].points[1:]
+    return OperationCurves(first.targets, steps, examples, {k: Curve(p) for k, p in points.items()})
+
+
 def matched_rows(rows: list[dict], compare, forget_split: str = "forget", items: list[dict] = (),
                  intervals=None) -> list[dict]:
     """``matched.csv``'s rows of one operation's trajectory ``rows`` (trajectory.csv's rows of one
@@ -188,7 +203,7 @@ def matched_rows(rows: list[dict], compare, forget_split: str = "forget", items:
         where = None if pos is None or not curves else _examples_resampled(
             curves, (forget_split, target_modality), target, examples, intervals)
         for (split, modality), ys in series.items():
-            if split in SPLITS and SPLITS[split].per_request:  # the forget splits: what is matched, not a cost
+            if split == SEQUENCE or split in SPLITS and SPLITS[split].per_request:  # forgetting, not a cost
                 continue
             y = [float(r["accuracy"]) for r in ys]
             row = {**label, "target_modality": target_modality, "target": round(target, 6),

@@ -77,6 +77,12 @@ def _open_tasks(cfg) -> bool:
 
 register_split(Split("forget", lambda c: c.src.questions_of(c.sets.forget), per_request=True,
                      description="the forget people's multiple-choice questions"))
+# A sequence's trajectories also score all of its requests' people at every checkpoint, so that
+# the whole sequence can be matched at one level of forgetting (finding 2 at matched forgetting);
+# the summary's forget split already holds them at each operation's end, hence never enabled there.
+SEQUENCE = "forget_sequence"
+register_split(Split(SEQUENCE, lambda c: c.src.questions_of(c.sets.forget), enabled=lambda cfg: False,
+                     description="every forget request's people together, in a sequence's trajectories only"))
 register_split(Split("forget_test",
                      lambda c: with_test_images(c.src.questions_of(c.sets.forget), c.src),
                      per_request=True,

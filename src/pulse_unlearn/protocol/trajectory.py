@@ -3,7 +3,9 @@
 At every checkpoint (step 0, every ``unlearn.eval_every`` steps, the end) the declared
 ``trajectory.splits`` are scored, plus the split the stopping rule looks at. A split that is
 broken down per request (the forget splits) holds only the operation's own request, so a
-sequential operation's trajectory shows the people it is unlearning. ``trajectory.subset``
+sequential operation's trajectory shows the people it is unlearning; a sequence's trajectories
+also score all of its requests' people (``forget_sequence``, drawn like ``forget``), so that the
+whole sequence can be compared at one level of forgetting. ``trajectory.subset``
 keeps a seeded draw of at most that many items per split, the same at every checkpoint; a
 split the run's config does not evaluate (cloze items under a forward-pass scoring) is left
 out. The
@@ -21,7 +23,7 @@ from collections.abc import Callable
 
 from ..draws import choose
 from ..evaluation.evaluator import Evaluator
-from ..evaluation.splits import SPLITS, SplitContext
+from ..evaluation.splits import SEQUENCE, SPLITS, SplitContext
 from ..evaluation.stopping import BUDGET_SPENT, DIVERGED, TARGET_MET, StopRule
 from ..evaluation.summary import point_rows, trajectory_prediction_rows
 
@@ -50,11 +52,14 @@ class Trajectory:
         names = list(cfg.trajectory.splits)
         if rule.split and rule.split not in names:
             names.append(rule.split)
+        sequence = len(evaluate.sets.requests) > 1 and "forget" in names
+        if sequence:
+            names.append(SEQUENCE)
         ctx = SplitContext(cfg, evaluate.src, evaluate.sets)
         scorers, people = {}, set(request)
         for name in names:
             spec = SPLITS[name]
-            if not spec.enabled(cfg) and name != rule.split:  # e.g. cloze items under a forward-pass scoring
+            if not spec.enabled(cfg) and name not in (rule.split, SEQUENCE):  # e.g. cloze items, logits scoring
                 continue
             items = spec.items(ctx)
             if spec.per_request:

@@ -10,6 +10,13 @@ direction, computed from ``predictions.csv``'s items:
 3. text-only vs multimodal, per one-shot unit: the share of the forget split's starting accuracy
    above chance (``CHANCE``) that text-only questions keep, minus the share multimodal ones keep.
 
+With trajectories they are also compared at matched forgetting (``matched_comparisons``), each
+resample locating the crossings of its own monotone fits again: 1. the general cost where each
+scenario's forget accuracy reached its target; 2. the general cost where all of the sequence's
+people together (``forget_sequence``, the operations joined into one path) reached the target
+the one-shot unit reached, sequential minus one-shot; 3. the forget examples each modality
+needed, text-only minus multimodal.
+
 The decision rule, fixed before any run (README, "How a verdict is reached"): the sides are
 resampled together over the people (or benchmark items) they share, ``intervals.resamples``
 times from ``intervals.seed`` (stats/bootstrap.py: ``paired``); each comparison's two-sided
@@ -27,7 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..evaluation.matched import OperationCurves, cost_at_match, examples_at_match, operation_curves
+from ..evaluation.matched import OperationCurves, cost_at_match, examples_at_match, joined, operation_curves
+from ..evaluation.splits import SEQUENCE
 from ..stats import Paired, Sample, holm, holm_levels, monotone_crossing, p_value, paired, percentile_interval
 from .scenarios.declared import is_sequential, one_shot_of, with_knowledge
 
@@ -118,18 +126,40 @@ def comparisons(items: Items) -> list[tuple[dict, list[Sample], Callable]]:
     return out
 
 
-def _last_operations(trajectory: Iterable[dict], items: Iterable[dict], compare) -> dict[tuple, OperationCurves]:
-    """Each unit's last operation with a trajectory, as ``OperationCurves``."""
+def _by_operation(trajectory: Iterable[dict], items: Iterable[dict]) -> tuple[dict, dict]:
+    """trajectory.csv's and trajectory_predictions.csv's rows by (scenario, method, update, operation)."""
     rows, its = defaultdict(list), defaultdict(list)
     for r in trajectory:
         rows[(r["scenario"], r["method"], r["update"], int(r["operation"]))].append(r)
     for r in items:
         its[(r["scenario"], r["method"], r["update"], int(r["operation"]))].append(r)
+    return rows, its
+
+
+def _last_operations(rows: dict, its: dict, compare) -> dict[tuple, OperationCurves]:
+    """Each unit's last operation with a trajectory, as ``OperationCurves``."""
     last = {}
     for key in rows:
         if key[:3] not in last or key[3] > last[key[:3]]:
             last[key[:3]] = key[3]
     return {unit: operation_curves(rows[(*unit, op)], its[(*unit, op)], compare) for unit, op in last.items()}
+
+
+def _sequences(rows: dict, its: dict, compare) -> dict[tuple, OperationCurves]:
+    """Each sequential unit's operations joined into one path (``joined``) whose forget curves
+    are those of all the sequence's people (``SEQUENCE``), for units that scored them throughout."""
+    ops = defaultdict(dict)
+    for (*unit, op), r in rows.items():
+        if is_sequential(unit[0]) and any(x["split"] == SEQUENCE for x in r):
+            ops[tuple(unit)][op] = operation_curves(r, its[(*unit, op)], compare, forget_split=SEQUENCE)
+    out = {}
+    for unit, by_op in ops.items():
+        path = joined([by_op[k] for k in sorted(by_op)])
+        curves = {k: c for k, c in path.curves.items() if k[0] != "forget"}
+        curves.update({("forget", m): c for (split, m), c in path.curves.items() if split == SEQUENCE})
+        if len(by_op) == max(by_op) and all(("forget", tm) in curves for tm in path.targets):
+            out[unit] = OperationCurves(path.targets, path.steps, path.examples, curves)
+    return out
 
 
 def _reached(op: OperationCurves, tm: str) -> bool:
@@ -150,23 +180,36 @@ def _examples_difference(op: OperationCurves):
                             - examples_at_match(mm, op.examples, op.targets["multimodal"]))
 
 
-def matched_comparisons(ops: dict[tuple, OperationCurves]) -> list[tuple[dict, list, Callable]]:
+def _costs(a: OperationCurves, b: OperationCurves, labels) -> list[tuple[dict, list, Callable]]:
+    """The general cost at matched forgetting, b's minus a's, per target modality both reached."""
+    out, general = [], ("general", "all")
+    for tm in (m for m in ("multimodal", "text") if _reached(a, m) and _reached(b, m)):
+        if general in a.curves and general in b.curves:
+            sides = [a.curves[("forget", tm)], a.curves[general], b.curves[("forget", tm)], b.curves[general]]
+            out.append(({**labels, "target_modality": tm}, sides, _cost_difference(a, b, tm)))
+    return out
+
+
+def matched_comparisons(ops: dict[tuple, OperationCurves],
+                        sequences: dict[tuple, OperationCurves] | None = None) -> list[tuple[dict, list, Callable]]:
     """(labels, sides, statistic) of the comparisons at matched forgetting: finding 1 (the general
-    benchmark's cost, pretrained minus finetuned) and finding 3 (forget examples to the target,
-    text-only minus multimodal), where the units' own points reached their targets."""
+    benchmark's cost, pretrained minus finetuned), finding 2 (the cost where all of a sequence's
+    people are forgotten as far as the one-shot unit's, sequential minus one-shot) and finding 3
+    (forget examples to the target, text-only minus multimodal), where the units' own points
+    reached their targets."""
     out = []
     ft_name, pt_name = with_knowledge("fine-tuned"), with_knowledge("pre-trained")
-    general = ("general", "all")
     for unit, a in ops.items():
         b = ops.get((pt_name, *unit[1:]))
-        if unit[0] != ft_name or b is None:
-            continue
-        for tm in (m for m in ("multimodal", "text") if _reached(a, m) and _reached(b, m)):
-            if general in a.curves and general in b.curves:
-                sides = [a.curves[("forget", tm)], a.curves[general], b.curves[("forget", tm)], b.curves[general]]
-                out.append((_label(1, "matched", unit[1], unit[2], f"{pt_name} vs {ft_name}",
-                                   "general cost at matched forgetting: pre-trained minus fine-tuned", tm), sides,
-                            _cost_difference(a, b, tm)))
+        if unit[0] == ft_name and b is not None:
+            out += _costs(a, b, _label(1, "matched", unit[1], unit[2], f"{pt_name} vs {ft_name}",
+                                       "general cost at matched forgetting: pre-trained minus fine-tuned"))
+    for unit, b in (sequences or {}).items():
+        one = (one_shot_of(unit[0]), *unit[1:])
+        if one in ops:
+            out += _costs(ops[one], b, _label(2, "matched", unit[1], unit[2], f"{one[0]} vs {unit[0]}",
+                                              "general cost at matched forgetting of all the sequence's people: "
+                                              "sequential minus one-shot"))
     for unit, op in ops.items():
         if is_sequential(unit[0]) or not (_reached(op, "multimodal") and _reached(op, "text")):
             continue
@@ -188,7 +231,8 @@ def measure(predictions: Iterable[dict], intervals, trajectory: Iterable[dict] =
     and ``compare``, the comparison target) at matched forgetting."""
     found = comparisons(Items(predictions))
     if compare is not None and trajectory:
-        found += matched_comparisons(_last_operations(trajectory, trajectory_predictions, compare))
+        rows, its = _by_operation(trajectory, trajectory_predictions)
+        found += matched_comparisons(_last_operations(rows, its, compare), _sequences(rows, its, compare))
     return [(labels, paired(sides, statistic, intervals.resamples, intervals.seed))
             for labels, sides, statistic in found]
 
