@@ -61,6 +61,17 @@ def area(xs: list[float], ys: list[float]) -> float:
     return sum((xs[i] - xs[i + 1]) * (ys[i] + ys[i + 1]) / 2 for i in range(len(xs) - 1))
 
 
+def mean_to(forget: list[float], ys: list[float], pos: float | None) -> float | None:
+    """ys's mean over forget accuracy from the start to the crossing at ``pos`` (monotone paths)."""
+    if not pos:
+        return None
+    i = int(pos)
+    xs, vs = forget[:i + 1], ys[:i + 1]
+    if pos > i:
+        xs, vs = xs + [at(forget, pos)], vs + [at(ys, pos)]
+    return area(xs, vs) / (xs[0] - xs[-1])
+
+
 def paths(shift: float, pretrained_mm) -> dict:
     """PATHS with ``shift`` added to finetuned retain and general after step 0 (another seed) and
     the pretrained scenario's forget multimodal path replaced by ``pretrained_mm``."""
@@ -103,7 +114,8 @@ def matched_rows(data: dict) -> list[dict]:
                              "target_modality": tm, "target": TARGET, "reached": int(pos is not None),
                              "step": hit.get("step"), "examples": hit.get("examples"), "split": split,
                              "modality": modality, "start": round(ys[0], 6), "accuracy": hit.get("accuracy"),
-                             "cost": hit.get("cost"), "auc": round(area(forget, ys), 6), "budget_steps": steps[-1]})
+                             "cost": hit.get("cost"), "budget_steps": steps[-1],
+                             "auc": None if pos is None else round(mean_to(forget, ys, pos), 6)})
     return rows
 
 
@@ -156,6 +168,8 @@ def test_fixture_helpers_agree_with_hand_computation():
     assert at(steps, pos) == pytest.approx(15) and at(s["retain"], pos) == pytest.approx(0.675)
     # 0.2 * (0.8 + 0.75) / 2 + 0.2 * (0.75 + 0.6) / 2 + 0.1 * (0.6 + 0.55) / 2 + 0.05 * (0.55 + 0.5) / 2
     assert area(s["fmm"], s["retain"]) == pytest.approx(0.37375)
+    # to the target only: (0.2 * (0.8 + 0.75) / 2 + 0.1 * (0.75 + 0.675) / 2) / (0.8 - 0.5)
+    assert mean_to(s["fmm"], s["retain"], pos) == pytest.approx(0.22625 / 0.3)
     assert crossing(s["ftxt"], TARGET) is None
 
 
@@ -168,7 +182,7 @@ def test_matched_table_shows_costs_and_unreached_targets(run):
     # retain multimodal starts at 78.0 and is 65.5 half way between 73.0 and 58.0: a cost of 12.5 points
     assert ga_mm["retain mm"] == "78.0 -> 65.5 (-12.5)" and ga_mm["retain text"] == "82.0 -> 69.5 (-12.5)"
     assert ga_mm["general"] == "60.0 -> 57.0 (-3.0)"
-    assert ga_mm["AUC retain"] == "37.4"  # 0.37375, see the test above
+    assert ga_mm["AUC retain"] == "75.4"  # 0.22625 / 0.3, see the test above
     assert ga_txt["forgotten on"] == "text-only" and ga_txt["reached at"] == "not reached within 40 steps"
     assert ga_txt["retain mm"] == "-" and ga_txt["general"] == "-"
     assert ga_mm["stop"] == ORACLE
@@ -346,3 +360,26 @@ def test_python_api_reads_trajectory_and_matched(tmp_path):
     assert ga.cost.tolist() == pytest.approx([0.125]) and ga.reached.tolist() == [1]
     old = pulse_unlearn.load_run(make_run(tmp_path / "old", trajectories=False))
     assert old.trajectory is None and old.matched is None
+
+
+def test_the_report_shows_each_matched_verdict_at_every_kept_level(tmp_path):
+    """sensitivity.csv's rows side by side, one column per level, the run's own level marked."""
+    folder = make_run(tmp_path / "sens")
+    (folder / "config.yaml").write_text("name: sens\nseed: 0\ntrajectory: {compare: {rule: kept, kept: 0.5}}\n")
+    base = {"finding": 1, "at": "matched", "method": "ga", "update": "llm", "scenarios": "pretrained vs finetuned",
+            "target_modality": "multimodal", "comparison": "general cost at matched forgetting: pre-trained minus "
+            "fine-tuned", "level": 0.98, "p": 0.01, "p_holm": 0.02, "clusters": 60, "shared": 0, "resamples": 2000}
+    rows = [{"kept": 0.3, **base, "estimate": 0.2349, "ci_low": 0.05, "ci_high": 0.4, "verdict": "reproduced"},
+            {"kept": 0.5, **base, "estimate": 0.1, "ci_low": -0.02, "ci_high": 0.3, "verdict": "inconclusive"},
+            {"kept": 0.3, **base, "finding": 3, "scenarios": "finetuned", "target_modality": "",
+             "comparison": "forget examples to the target: text-only minus multimodal", "estimate": -150.4,
+             "ci_low": -300.0, "ci_high": -10.6, "verdict": "the opposite"}]
+    pd.DataFrame(rows).to_csv(folder / "sensitivity.csv", index=False)
+    build_report(folder)
+    (table,) = [t for name, t in md_tables((folder / "report" / "tables.md").read_text(encoding="utf-8")).items()
+                if name == "matched forgetting: sensitivity to the target"]
+    first, third = table
+    assert first["kept 0.3"] == "reproduced +23.5 [+5.0, +40.0]"
+    assert first["kept 0.5 (run's)"] == "inconclusive +10.0 [-2.0, +30.0]"
+    assert third["finding"] == "3" and third["forgotten on"] == "-"
+    assert third["kept 0.3"] == "the opposite -150 examples [-300, -11]" and third["kept 0.5 (run's)"] == "-"

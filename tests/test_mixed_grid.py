@@ -12,7 +12,7 @@ from pulse_unlearn.protocol.records import OPERATION_COLUMNS
 
 ARGS = ["demo_tiny", "scenario=finetuned", "method=[ga,blackbox_random]",
         "method_params.blackbox_random={length: 2, budget: 80, feedback_forget: 10, feedback_retain: 10, holdout: 0}"]
-FILES = ("summary.csv", "predictions.csv", "operations.csv", "search.csv")
+FILES = ("summary.csv", "predictions.csv", "operations.csv", "search.csv", "findings.csv")
 
 
 @pytest.mark.parametrize("scoring", ["likelihood", "logits", "mllmu"])

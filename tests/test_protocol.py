@@ -29,6 +29,10 @@ def test_demo_prints_table_and_findings(tiny_demo):
     for finding in ("1. Pre-trained vs fine-tuned", "2. Sequential unlearning", "3. Text-only vs multimodal"):
         assert finding in printed
     assert str(out) in printed
+    # the results line names the files the run wrote, and only those (the tiny demo has no trajectories)
+    listed = printed.split(f"results: {out}/ (", 1)[1].split(")", 1)[0].split(", ")
+    assert "findings.csv" in listed and "trajectory.csv" not in listed
+    assert all((out / name).exists() for name in listed)
     assert f"report: {out / 'report' / 'report.html'}" in printed and (out / "report" / "tables.md").exists()
     assert "[sequential] done" in (out / "run.log").read_text()
     # the verdicts: findings.csv, "inconclusive" exactly when the Holm-level interval holds 0, and the

@@ -63,7 +63,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_summary(uninterrupted, seq_confi
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(log):
         assert main(["run", str(seq_config), "--out", str(out), "--cache", str(cache)]) == 0
     assert "operation(s) read back from the interrupted run" in log.getvalue()
-    for name in ("summary.csv", "predictions.csv", "operations.csv"):
+    for name in ("summary.csv", "predictions.csv", "operations.csv", "findings.csv"):
         assert (out / name).read_bytes() == (uninterrupted / name).read_bytes(), name
     assert not list(unit.glob("*.adapter"))  # a finished unit keeps its records, not its adapters
     # A finished run run again reads everything back and computes nothing.
@@ -93,7 +93,7 @@ def test_sigkill_after_step_0_resumes_under_every_scoring(scoring, seq_config, c
     splits = {r["split"] for r in csv.DictReader(open(whole / "summary.csv", newline=""))}
     if scoring == "mllmu":
         assert {"forget_cloze", "forget_generation", "retain_cloze", "retain_generation"} <= splits
-    for name in ("summary.csv", "predictions.csv", "operations.csv", "sets.json"):
+    for name in ("summary.csv", "predictions.csv", "operations.csv", "sets.json", "findings.csv"):
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
 
 

@@ -154,6 +154,19 @@ def test_crossing_and_interpolation_by_hand():
     assert area([0.5, 0.6], [1.0, 1.0]) == pytest.approx(-0.1)  # forget accuracy rising counts negative
 
 
+def test_mean_to_target_follows_the_monotone_fit_by_hand():
+    from pulse_unlearn.evaluation.matched import mean_to_target
+    from pulse_unlearn.stats import monotone_fit
+
+    # 0.8, 0.9 pool to 0.85, 0.85 (a flat stretch: no width); target 0.5 is crossed at 1 + 0.35 / 0.65,
+    # where y is 0.6 - 0.2 x 0.35 / 0.65: the mean over the span 0.85 -> 0.5 is that segment's midpoint
+    fit = monotone_fit([0.8, 0.9, 0.2])
+    assert fit == pytest.approx([0.85, 0.85, 0.2])
+    pos = 1 + 0.35 / 0.65
+    assert mean_to_target(fit, [0.6, 0.6, 0.4], pos) == pytest.approx((0.6 + 0.6 - 0.2 * 0.35 / 0.65) / 2)
+    assert mean_to_target(fit, [0.6, 0.6, 0.4], 0.0) is None and mean_to_target(fit, [0.6, 0.6, 0.4], None) is None
+
+
 def _rows(split, modality, values, chance=0.25, steps=(0, 4, 8), examples=(0, 64, 128)):
     return [{"scenario": "finetuned", "method": "ga", "update": "llm", "operation": 1, "step": s, "examples": e,
              "split": split, "modality": modality, "n": 20, "chance": chance, "accuracy": v}
@@ -169,12 +182,14 @@ def test_matched_rows_by_hand():
     assert row["step"] == pytest.approx(5.5) and row["examples"] == pytest.approx(88.0)
     assert (row["step_low"], row["step_high"], row["examples_low"], row["examples_high"]) == (4, 8, 64, 128)
     assert row["accuracy"] == pytest.approx(0.49375) and row["cost"] == pytest.approx(0.10625)
-    assert row["auc"] == pytest.approx(0.315) and row["budget_steps"] == 8 and row["start"] == 0.6
+    # the mean of general from the start to the target: ((0.8 - 0.5)(0.6 + 0.55)/2 + (0.5 - 0.3875)(0.55 +
+    # 0.49375)/2) / (0.8 - 0.3875)
+    assert row["auc"] == pytest.approx((0.1725 + 0.1125 * 0.521875) / 0.4125)
+    assert row["budget_steps"] == 8 and row["start"] == 0.6
     (missed,) = matched_rows(rows, ForgetTarget(rule="margin", margin=0.0), forget_split="forget_facts")
     # chance 0: the target is 0.0, which forget_facts (0.5, 0.2, 0.1) never reaches
     assert missed["target"] == 0.0 and missed["reached"] == 0 and missed["step"] == "" and missed["cost"] == ""
-    # (0.5-0.2)(0.6+0.55)/2 + (0.2-0.1)(0.55+0.4)/2 = 0.1725 + 0.0475
-    assert missed["auc"] == pytest.approx(0.22) and missed["split"] == "general"
+    assert missed["auc"] == "" and missed["split"] == "general"  # no span to the target: no AUC
     # relative to the starting model (0.9 on these items): target 0.25 + 0.25 x 0.65 = 0.4125,
     # reached at t = (0.5 - 0.4125) / 0.3 = 0.291666... between steps 4 and 8
     for r in rows:

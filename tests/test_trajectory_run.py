@@ -68,8 +68,26 @@ def test_the_end_of_an_operation_is_its_last_checkpoint(whole):
 def test_sigkill_mid_trajectory_resumes_byte_identically(whole, watched_killed):
     out, _ = watched_killed  # killed while operation 2 had a checkpoint past step 0 and no record
     for name in ("trajectory.csv", "matched.csv", "summary.csv", "predictions.csv", "operations.csv",
-                 "trajectory_predictions.csv", "findings.csv"):
+                 "trajectory_predictions.csv", "findings.csv", "sensitivity.csv"):
         assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_findings_and_their_sensitivity_are_the_files_judged_again(whole):
+    """findings.csv and sensitivity.csv hold what protocol/verdicts.py gives on the run's own item
+    files, read back; the sensitivity's levels are 0.3, 0.5 and 0.7 and compare at matched forgetting only."""
+    import yaml
+
+    from pulse_unlearn.config.schema import ForgetTarget, IntervalConfig
+    from pulse_unlearn.protocol import verdicts
+
+    raw = yaml.safe_load((whole / "config.yaml").read_text())
+    intervals, compare = IntervalConfig(**raw["intervals"]), ForgetTarget(**raw["trajectory"]["compare"])
+    files = [rows(whole / f) for f in ("predictions.csv", "trajectory.csv", "trajectory_predictions.csv")]
+    again = verdicts.sensitivity_rows(files[0], intervals, files[1], files[2], compare)
+    assert again, "the watched run has comparisons at matched forgetting"
+    written = rows(whole / "sensitivity.csv")
+    assert [{k: str(v) for k, v in r.items()} for r in again] == written
+    assert {float(r["kept"]) for r in written} == {0.3, 0.5, 0.7} and {r["at"] for r in written} == {"matched"}
 
 
 def test_tensorboard_holds_the_trajectory_points(whole):

@@ -226,6 +226,28 @@ def test_finding_2_at_matched_forgetting_follows_the_whole_sequence():
     assert second["ci_low"] <= second["estimate"] <= second["ci_high"] and second["verdict"] == "reproduced"
 
 
+def test_sensitivity_repeats_the_matched_comparisons_at_each_kept_level():
+    """The finding-1 case above at kept 0.3, 0.5, 0.7: targets 0.475, 0.625, 0.775 on forget 1.0,
+    0.6, 0.2, 0 are crossed at positions 1.3125, 0.9375, 0.5625; there the pretrained general
+    curve (1.0, 0.5, 0.25, 0.125) has lost 0.578125, 0.46875, 0.28125 and the finetuned one (1.0,
+    1.0, 0.975, 0.95) 0.0078125, 0, 0."""
+    from pulse_unlearn.config.schema import ForgetTarget
+    from pulse_unlearn.protocol.verdicts import sensitivity_rows
+
+    forget = {("forget", m): [10, 6, 2, 0] for m in ("multimodal", "text")}
+    ft = operation("finetuned", {**forget, ("general", "multimodal"): [40, 40, 39, 38]}, {"forget": 10, "general": 40})
+    pt = operation("pretrained", {**forget, ("general", "multimodal"): [40, 20, 10, 5]}, {"forget": 10, "general": 40})
+    rows = ft[0] + pt[0] + [{**r, "modality": "all"} for r in ft[0] + pt[0] if r["split"] == "general"]
+    compare = ForgetTarget(rule="kept", kept=0.5)
+    found = sensitivity_rows([], SETTINGS, rows, ft[1] + pt[1], compare)
+    first = {r["kept"]: r["estimate"] for r in found if r["finding"] == 1 and r["target_modality"] == "multimodal"}
+    assert first == pytest.approx({0.3: 0.578125 - 0.0078125, 0.5: 0.46875, 0.7: 0.28125})
+    # the run's own level repeats findings.csv's matched rows exactly
+    own = [r for r in findings_rows([], SETTINGS, rows, ft[1] + pt[1], compare) if r["at"] == "matched"]
+    assert [{k: v for k, v in r.items() if k != "kept"} for r in found if r["kept"] == 0.5] == own
+    assert sensitivity_rows([], SETTINGS, rows, ft[1] + pt[1], ForgetTarget(rule="margin", margin=0.1)) == []
+
+
 def test_matched_rows_carry_the_resampled_points_intervals():
     from pulse_unlearn.config.schema import ForgetTarget
     from pulse_unlearn.evaluation.matched import matched_rows

@@ -30,7 +30,8 @@ class Run:
     scenario ran, ``trajectory`` and ``matched`` only where the run evaluated checkpoints,
     ``attacks`` only where it ran attacks, ``search`` only where it ran black-box units;
     ``timings``: each operation's wall time; ``findings``: each finding's comparisons with their
-    intervals and verdicts; ``trajectory_predictions``: each checkpoint's items), its
+    intervals and verdicts; ``sensitivity``: the matched ones again at other comparison targets
+    (``kept``); ``trajectory_predictions``: each checkpoint's items), its
     config (as run), environment and sets as dicts."""
 
     folder: Path
@@ -48,6 +49,7 @@ class Run:
     timings: pd.DataFrame | None = None
     findings: pd.DataFrame | None = None
     trajectory_predictions: pd.DataFrame | None = None
+    sensitivity: pd.DataFrame | None = None
 
 
 def run(config: str | Path | dict | RunConfig, overrides: Iterable[str] = (), out: str | Path | None = None,
@@ -93,17 +95,17 @@ def load_run(folder: str | Path) -> Run:
         environment, sets = (_json(folder / name) for name in ("environment.json", "sets.json"))
         summary, predictions, operations = (_csv(folder / f"{name}.csv")
                                             for name in ("summary", "predictions", "operations"))
-        probe, trajectory, matched, attacks, search, timings, findings, trajectory_predictions = (
+        probe, trajectory, matched, attacks, search, timings, findings, trajectory_predictions, sensitivity = (
             _csv(folder / f"{name}.csv") if (folder / f"{name}.csv").is_file() else None
             for name in ("probe", "trajectory", "matched", "attacks", "search", "timings", "findings",
-                         "trajectory_predictions"))
+                         "trajectory_predictions", "sensitivity"))
     except (yaml.YAMLError, ValueError, UnicodeDecodeError) as e:
         raise PulseError(f"{folder}: unreadable run file ({first_line(e)})") from None
     if not isinstance(config, dict):
         raise PulseError(f"{folder / 'config.yaml'}: not a mapping")
     config.pop("_config_hash", None)  # the run folder's own check, not a setting
     return Run(folder, config, environment, sets, summary, predictions, operations, probe, trajectory, matched,
-               attacks, search, timings, findings, trajectory_predictions)
+               attacks, search, timings, findings, trajectory_predictions, sensitivity)
 
 
 def _json(path: Path) -> dict:

@@ -102,9 +102,12 @@ def demo(
     typer.echo(main_table(summary))
     typer.echo("\nThe paper's findings, and ours\n")
     typer.echo(findings_text(folder))
-    files = "summary.csv, predictions.csv, operations.csv, timings.csv, " + (
-        "trajectory.csv, matched.csv, " if (folder / "matched.csv").exists() else "")
-    typer.echo(f"\nresults: {folder}/ ({files}probe.csv, sets.json, config.yaml, environment.json, run.log)")
+    files = ", ".join(name for name in ("summary.csv", "predictions.csv", "operations.csv", "timings.csv",
+                                        "findings.csv", "sensitivity.csv", "trajectory.csv",
+                                        "trajectory_predictions.csv", "matched.csv", "attacks.csv", "probe.csv",
+                                        "sets.json", "config.yaml", "environment.json", "run.log")
+                      if (folder / name).exists())
+    typer.echo(f"\nresults: {folder}/ ({files})")
     typer.echo(f"report: {build_report(folder)}")
 
 

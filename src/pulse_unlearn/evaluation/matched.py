@@ -15,9 +15,11 @@ f_i on a modality and any other split's accuracy y_i):
   ``step_low`` / ``step_high`` (and ``examples_low`` / ``examples_high``) are the checkpoints
   around it: the resolution the point is known to. No such i: "not reached within the budget";
 - *cost* = y_0 - y at the matched point (positive: lost);
-- *auc* = sum over consecutive checkpoints of (f_{i-1} - f_i)(y_{i-1} + y_i)/2: the area under y
-  as a function of f along the path, positive as forget accuracy falls (trapezoids, exact for
-  the piecewise-linear path).
+- *auc* = the mean of y over the same span of forgetting for every unit: from the fit's start
+  g_0 down to the target, the area under y as a function of g along the path (trapezoids
+  (g_{i-1} - g_i)(y_{i-1} + y_i)/2 up to the matched point, the last one cut there) divided by
+  g_0 - target. Empty where the target is not reached, or is met at step 0 (no span). Under
+  ``rule: kept`` the span is the same share of every unit's above-chance knowledge.
 
 Intervals (from the checkpoints' items, ``trajectory_predictions.csv``): the forget people and
 the cost split's people (or benchmark items) are drawn from their union, once for every
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..records import MODALITIES
-from ..stats import Curve, Sample, monotone_crossing, paired, percentile_interval
+from ..stats import Curve, Sample, monotone_crossing, monotone_fit, paired, percentile_interval
 from .splits import SEQUENCE, SPLITS
 from .stopping import threshold
 
@@ -129,6 +131,21 @@ def area(forget: Sequence[float], values: Sequence[float]) -> float:
     return sum((forget[i - 1] - forget[i]) * (values[i - 1] + values[i]) / 2 for i in range(1, len(forget)))
 
 
+def mean_to_target(fit: Sequence[float], values: Sequence[float], pos: float | None) -> float | None:
+    """The mean of ``values`` over forget accuracy from ``fit[0]`` to the point at fractional index
+    ``pos`` (the crossing on the monotone ``fit``): the area up to there over its span; None
+    without a span (not reached, or reached at step 0)."""
+    if pos is None or pos <= 0:
+        return None
+    whole = math.floor(pos)
+    xs, ys = list(fit[:whole + 1]), list(values[:whole + 1])
+    if pos > whole:
+        xs.append(at(fit, pos))
+        ys.append(at(values, pos))
+    span = xs[0] - xs[-1]
+    return area(xs, ys) / span if span > 0 else None
+
+
 def _series(rows: list[dict]) -> tuple[list[int], dict[tuple[str, str], list[dict]]]:
     """Checkpoint steps in order, and each (split, modality)'s rows on them (only series that
     every checkpoint has)."""
@@ -179,6 +196,10 @@ def joined(ops: list[OperationCurves]) -> OperationCurves:
     return OperationCurves(first.targets, steps, examples, {k: Curve(p) for k, p in points.items()})
 
 
+def _rounded(x: float | None):
+    return "" if x is None else round(x, 6)
+
+
 def matched_rows(rows: list[dict], compare, forget_split: str = "forget", items: list[dict] = (),
                  intervals=None) -> list[dict]:
     """``matched.csv``'s rows of one operation's trajectory ``rows`` (trajectory.csv's rows of one
@@ -199,7 +220,9 @@ def matched_rows(rows: list[dict], compare, forget_split: str = "forget", items:
             continue
         f = [float(r["accuracy"]) for r in forget_rows]
         target = _target(forget_rows, compare)
-        pos = monotone_crossing(f, target, [float(r["n"]) for r in forget_rows])
+        weights = [float(r["n"]) for r in forget_rows]
+        pos = monotone_crossing(f, target, weights)
+        fit = monotone_fit(f, weights)
         where = None if pos is None or not curves else _examples_resampled(
             curves, (forget_split, target_modality), target, examples, intervals)
         for (split, modality), ys in series.items():
@@ -209,8 +232,8 @@ def matched_rows(rows: list[dict], compare, forget_split: str = "forget", items:
             row = {**label, "target_modality": target_modality, "target": round(target, 6),
                    "reached": int(pos is not None), "step": "", "examples": "", "step_low": "", "step_high": "",
                    "examples_low": "", "examples_high": "", "split": split, **dict.fromkeys(INTERVAL_COLUMNS, ""),
-                   "modality": modality, "start": y[0], "accuracy": "", "cost": "", "auc": round(area(f, y), 6),
-                   "budget_steps": steps[-1]}
+                   "modality": modality, "start": y[0], "accuracy": "", "cost": "",
+                   "auc": _rounded(mean_to_target(fit, y, pos)), "budget_steps": steps[-1]}
             if pos is not None:
                 value = at(y, pos)
                 low, high = math.floor(pos), math.ceil(pos)

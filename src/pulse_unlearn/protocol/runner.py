@@ -76,9 +76,12 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         r.store.flush()
         log(f"[{name}] done in {time.time() - t0:.0f} s")
     r.store.flush()
-    r.store.write_csv("findings.csv", verdicts.findings_rows(r.store.predictions, cfg.intervals, r.store.trajectory,
-                                                             r.store.trajectory_predictions, cfg.trajectory.compare),
-                      verdicts.COLUMNS)
+    judged = (r.store.predictions, cfg.intervals, r.store.trajectory, r.store.trajectory_predictions,
+              cfg.trajectory.compare)
+    r.store.write_csv("findings.csv", verdicts.findings_rows(*judged), verdicts.COLUMNS)
+    sensitivity = verdicts.sensitivity_rows(*judged)
+    if sensitivity:
+        r.store.write_csv("sensitivity.csv", sensitivity, verdicts.SENSITIVITY_COLUMNS)
     r.trackers.close()
     return r.store
 

@@ -225,16 +225,24 @@ def verdict(low: float, high: float) -> str:
     return "reproduced" if low > 0 else "the opposite" if high < 0 else "inconclusive"
 
 
+def _resampled(found: list[tuple[dict, list, Callable]], intervals) -> list[tuple[dict, Paired]]:
+    return [(labels, paired(sides, statistic, intervals.resamples, intervals.seed))
+            for labels, sides, statistic in found]
+
+
+def _matched(trajectory: Iterable[dict], trajectory_predictions: Iterable[dict], compare) -> list:
+    rows, its = _by_operation(trajectory, trajectory_predictions)
+    return matched_comparisons(_last_operations(rows, its, compare), _sequences(rows, its, compare))
+
+
 def measure(predictions: Iterable[dict], intervals, trajectory: Iterable[dict] = (),
             trajectory_predictions: Iterable[dict] = (), compare=None) -> list[tuple[dict, Paired]]:
     """Every comparison of a run, resampled: at the budget and (with the trajectories, their items
     and ``compare``, the comparison target) at matched forgetting."""
     found = comparisons(Items(predictions))
     if compare is not None and trajectory:
-        rows, its = _by_operation(trajectory, trajectory_predictions)
-        found += matched_comparisons(_last_operations(rows, its, compare), _sequences(rows, its, compare))
-    return [(labels, paired(sides, statistic, intervals.resamples, intervals.seed))
-            for labels, sides, statistic in found]
+        found += _matched(trajectory, trajectory_predictions, compare)
+    return _resampled(found, intervals)
 
 
 def decide(measured: list[tuple[dict, float, np.ndarray, dict]], intervals) -> list[dict]:
@@ -255,9 +263,34 @@ def findings_rows(predictions: Iterable[dict], intervals, trajectory: Iterable[d
                   trajectory_predictions: Iterable[dict] = (), compare=None) -> list[dict]:
     """``findings.csv``: one row per comparison (``measure``), Holm-corrected over them all
     (``intervals``: the config's ``resamples``, ``seed`` and ``level``)."""
-    measured = measure(predictions, intervals, trajectory, trajectory_predictions, compare)
+    return _decided(measure(predictions, intervals, trajectory, trajectory_predictions, compare), intervals)
+
+
+def _decided(measured: list[tuple[dict, Paired]], intervals) -> list[dict]:
     return decide([(labels, m.estimate, m.resampled, {"clusters": m.clusters, "shared": m.shared})
                    for labels, m in measured], intervals)
+
+
+KEPT_LEVELS = (0.3, 0.5, 0.7)
+SENSITIVITY_COLUMNS = ("kept", *COLUMNS)
+
+
+def sensitivity_rows(predictions: Iterable[dict], intervals, trajectory: Iterable[dict],
+                     trajectory_predictions: Iterable[dict], compare, levels=KEPT_LEVELS) -> list[dict]:
+    """``sensitivity.csv``: the comparisons at matched forgetting again with the comparison
+    target's ``kept`` at each of ``levels`` (rule ``kept`` only; none otherwise). Each level is
+    decided as findings.csv is, Holm over the budget's comparisons and that level's matched ones,
+    so the level equal to the run's own ``kept`` repeats findings.csv's matched rows."""
+    trajectory, trajectory_predictions = list(trajectory), list(trajectory_predictions)
+    if compare is None or compare.rule != "kept" or not trajectory:
+        return []
+    budget = _resampled(comparisons(Items(predictions)), intervals)
+    out = []
+    for kept in levels:
+        matched = _resampled(_matched(trajectory, trajectory_predictions, compare.model_copy(update={"kept": kept})),
+                             intervals)
+        out += [{"kept": kept, **r} for r in _decided(budget + matched, intervals)[len(budget):]]
+    return out
 
 
 KEY = ("finding", "at", "method", "update", "scenarios", "target_modality", "comparison")

@@ -23,6 +23,7 @@ from .matched import combined, matched_tables, pool_matched
 from .matched_findings import both_findings
 from .pooled_findings import agreement_line, pooled_findings
 from .runs import RunFiles, read_run, pool, variants
+from .sensitivity import sensitivity_table
 from .tables import open_task_tables, scenario_tables, stopping_table, to_latex, to_markdown
 
 
@@ -45,6 +46,11 @@ def _judged(runs: list[RunFiles]):
     return None
 
 
+def _kept(run: RunFiles) -> float | None:
+    compare = ((run.config.get("trajectory") or {}).get("compare") or {})
+    return float(compare["kept"]) if compare.get("rule") == "kept" and "kept" in compare else None
+
+
 def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles], runs_table: str = "",
            runs_md: str = "", judged=None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
@@ -52,9 +58,10 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     attacks = pool_attacks(combined(runs, "attacks"))
     stopping = stopping_table([(r.name, op) for r in runs for op in r.operations])
     interference, suffixes = interference_table(s), search_table(s, runs)
+    sensitivity = sensitivity_table(runs[0].sensitivity, _kept(runs[0])) if len(runs) == 1 else None
     tables = (scenario_tables(s) + [t for t in (interference, suffixes) if t] + open_task_tables(s)
-              + (matched_tables(matched, s.stop) if matched else []) + ([stopping] if stopping else [])
-              + attack_tables(attacks))
+              + (matched_tables(matched, s.stop) if matched else []) + ([sensitivity] if sensitivity else [])
+              + ([stopping] if stopping else []) + attack_tables(attacks))
     rule = stopping_note(s)
     atomic_write(out / "tables.md", f"# {title}\n\n{subtitle}\n\n" + (f"{rule}\n\n" if rule else "") + runs_md
                  + to_markdown(tables) + _divergence_md(runs))

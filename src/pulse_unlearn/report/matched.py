@@ -3,8 +3,8 @@ target modality, retain and general accuracy where forget accuracy first reached
 target, pooled over runs, and the report's table of them.
 
 A unit that reached the target in only some runs is pooled over those runs alone (and says so);
-the target, the starting accuracies and the AUC are defined whether or not it was reached and
-are pooled over all runs.
+the target and the starting accuracies are defined whether or not it was reached and are pooled
+over all runs.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from .runs import RunFiles, labelled, mean_std, variants
 from .tables import Cell, Table
 
 KEY = ("scenario", "method", "update", "operation", "target_modality", "split", "modality")
-AT_MATCH = ("step", "examples", "accuracy", "cost")  # empty in matched.csv where the target was not reached
+AT_MATCH = ("step", "examples", "accuracy", "cost", "auc")  # empty in matched.csv where the target was not reached
 # the checkpoints around the point, and its resampled intervals (one run's; pooled runs: their means)
 RESOLUTION = ("step_low", "step_high", "examples_low", "examples_high", "cost_ci_low", "cost_ci_high",
               "examples_ci_low", "examples_ci_high", "reached_share")
-ALWAYS = ("target", "start", "auc")
+ALWAYS = ("target", "start")
 TARGET_MODALITIES = {"multimodal": "multimodal", "text": "text-only"}
 
 
@@ -157,8 +157,9 @@ AUC_SPLITS = ("retain", "general")
 
 NOTE = ("Forgotten: the first point where forget accuracy on the named modality reaches the target (trajectory.compare"
         "), linearly interpolated between the two checkpoints around it. Accuracy (%) at the operation's step 0 -> at "
-        "that point; in brackets the change (points; a loss is the cost of forgetting). AUC (x 100): area under that "
-        "split's accuracy as a function of forget accuracy (both 0..1), from step 0 to the operation's end.")
+        "that point; in brackets the change (points; a loss is the cost of forgetting). AUC (x 100): that split's mean "
+        "accuracy while forget accuracy (its monotone fit) fell from its step-0 value to the target: the same span "
+        "of forgetting for every unit.")
 
 
 def _columns(m: Matched, units) -> tuple[list, list]:

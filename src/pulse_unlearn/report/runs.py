@@ -49,6 +49,7 @@ class RunFiles:
     attacks: pd.DataFrame | None = None  # attacks.csv: the recovery attacks
     search: pd.DataFrame | None = None  # search.csv: every suffix a black-box unit asked
     findings: pd.DataFrame | None = None  # findings.csv: each finding's comparisons, intervals and verdicts
+    sensitivity: pd.DataFrame | None = None  # sensitivity.csv: the matched ones at other targets (kept)
 
     @property
     def name(self) -> str:
@@ -108,6 +109,7 @@ def read_run(folder: Path) -> RunFiles:
     run.attacks = read_table(folder / "attacks.csv", ATTACK_COLUMNS)
     run.search = read_table(folder / "search.csv", SEARCH_COLUMNS)
     run.findings = read_table(folder / "findings.csv", FINDINGS_COLUMNS)
+    run.sensitivity = read_table(folder / "sensitivity.csv", ("kept", *FINDINGS_COLUMNS))
     return run
 
 

@@ -1,0 +1,137 @@
+"""The READMEs' findings tables, generated from ``benchmarks/findings.py``'s output files.
+
+    python benchmarks/render.py          # rewrite the generated blocks in README.md and benchmarks/README.md
+    python benchmarks/render.py --check  # exit 1 if either block differs from what the files give
+
+Each block sits between ``<!-- findings:begin -->`` and ``<!-- findings:end -->`` in its file; the
+text around it is written by hand, the block never is. The figures come from
+``results/findings-pooled.csv`` (the pooled verdicts) and ``results/findings-meta.json`` (machine,
+seeds, commit, minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
+FINDINGS = {"1": "pre-trained vs fine-tuned knowledge", "2": "sequential vs one-shot",
+            "3": "text-only vs multimodal forgetting"}
+
+
+def load(results: Path) -> tuple[list[dict], dict]:
+    missing = [n for n in ("findings-pooled.csv", "findings-meta.json") if not (results / n).is_file()]
+    if missing:
+        print(f"render: {results} lacks {', '.join(missing)} (run python benchmarks/findings.py)", file=sys.stderr)
+        sys.exit(2)
+    with open(results / "findings-pooled.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return rows, json.loads((results / "findings-meta.json").read_text())
+
+
+def _scaled(row: dict, column: str) -> str:
+    value = float(row[column]) * (1 if "examples" in row["comparison"] else 100)
+    digits = 0 if "examples" in row["comparison"] else 1
+    return f"{round(value, digits) + 0.0:+.{digits}f}"  # + 0.0: no "-0.0" for a value that rounds to zero
+
+
+def _unit(row: dict) -> str:
+    return "examples" if "examples" in row["comparison"] else "pts"
+
+
+def provenance(meta: dict) -> str:
+    m = meta["machine"]
+    runs = len(meta["world_seeds"]) * len(meta["run_seeds"])
+    return (f"`benchmarks/findings.py`, {meta['date']}, commit {m['commit']}: the demo config (`pulse demo`'s) on "
+            f"world seeds {', '.join(map(str, meta['world_seeds']))} x run seeds "
+            f"{', '.join(map(str, meta['run_seeds']))} ({runs} runs, {meta['total_minutes']:.0f} min) on "
+            f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, transformers {m['transformers']}.")
+
+
+def table(rows: list[dict]) -> list[str]:
+    out = ["| finding | at | compares | method | forgotten on | estimate | Holm-level interval | verdict | "
+           "per-run verdicts agreeing |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        method = r["method"] if r["update"] == "llm" else f"{r['method']} ({r['update']})"
+        level = 100 * float(r["level"])
+        out.append(f"| {r['finding']} | {r['at']} | {r['comparison']} | {method} | {r['target_modality'] or '-'} | "
+                   f"{_scaled(r, 'estimate')} {_unit(r)} | [{_scaled(r, 'ci_low')}, {_scaled(r, 'ci_high')}] "
+                   f"({level:.1f}%) | {r['verdict']} | {r['agree']} ({r['per_run']}) |")
+    return out
+
+
+def counts(rows: list[dict]) -> str:
+    c = Counter(r["verdict"] for r in rows)
+    return ", ".join(f"{c[v]} {v}" for v in ("reproduced", "the opposite", "inconclusive"))
+
+
+def agreement(rows: list[dict]) -> str:
+    agreed, total = (sum(int(r["agree"].split("/")[i]) for r in rows) for i in (0, 1))
+    return f"{agreed} of {total} per-run verdicts agree with the pooled verdict of their comparison."
+
+
+def benchmarks_block(rows: list[dict], meta: dict) -> str:
+    lines = [provenance(meta), "",
+             f"Pooled (worlds resampled, then people; Holm over the {len(rows)} pooled comparisons): {counts(rows)}. "
+             f"{agreement(rows)}", "",
+             "Estimates in points of accuracy (finding 3 at the budget: of the share of above-chance knowledge "
+             "kept) or in forget examples; \"reproduced\": the interval lies on the paper's side of 0.", "",
+             *table(rows)]
+    return "\n".join(lines)
+
+
+def readme_block(rows: list[dict], meta: dict) -> str:
+    lines = [f"The demo's verdicts over {len(meta['world_seeds'])} worlds x {len(meta['run_seeds'])} run seeds "
+             f"(pooled two-level bootstrap, Holm over {len(rows)} comparisons; {provenance(meta)[:-1]}):"
+             f" {counts(rows)}."]
+    for finding, name in FINDINGS.items():
+        mine = [r for r in rows if r["finding"] == finding]
+        if not mine:
+            continue
+        decided = [r for r in mine if r["verdict"] != "inconclusive"]
+        said = "; ".join(f"{r['verdict']} for {r['method']}" + (f" on {r['target_modality']}" if r["target_modality"]
+                                                                  else "")
+                         + f" at {r['at']} ({_scaled(r, 'estimate')} {_unit(r)} [{_scaled(r, 'ci_low')}, "
+                           f"{_scaled(r, 'ci_high')}])" for r in decided)
+        lines.append(f"- Finding {finding}, {name}: {counts(mine)}" + (f"; {said}." if said else "."))
+    lines.append("Every comparison with its interval and the per-run agreement: `benchmarks/README.md`.")
+    return "\n".join(lines)
+
+
+def spliced(text: str, block: str, name: str) -> str:
+    if text.count(BEGIN) != 1 or text.count(END) != 1:
+        print(f"render: {name} needs exactly one {BEGIN} ... {END} pair", file=sys.stderr)
+        sys.exit(2)
+    head, rest = text.split(BEGIN)
+    _, tail = rest.split(END)
+    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="only compare; exit 1 where a block is stale")
+    ap.add_argument("--results", type=Path, default=HERE / "results")
+    ap.add_argument("--root", type=Path, default=HERE.parent, help="the repository (README.md, benchmarks/)")
+    args = ap.parse_args()
+    rows, meta = load(args.results)
+    stale = []
+    for path, block in ((args.root / "README.md", readme_block(rows, meta)),
+                        (args.root / "benchmarks" / "README.md", benchmarks_block(rows, meta))):
+        text = path.read_text(encoding="utf-8")
+        new = spliced(text, block, path.name)
+        if new != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+    if args.check and stale:
+        print(f"stale: {', '.join(map(str, stale))} (run python benchmarks/render.py)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""benchmarks/render.py: the READMEs' findings blocks come from the benchmark's files, and the
+repository's blocks are what its committed results give (never typed by hand)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RENDER = ROOT / "benchmarks" / "render.py"
+FIELDS = ("finding", "at", "method", "update", "scenarios", "target_modality", "comparison", "estimate", "ci_low",
+          "ci_high", "level", "p", "p_holm", "worlds", "runs", "resamples", "verdict", "agree", "per_run")
+
+
+def render(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RENDER), *map(str, args)], capture_output=True, text=True)
+
+
+def results(folder: Path) -> Path:
+    rows = [("1", "budget", "ga", "llm", "pretrained vs finetuned", "", "general drop: pre-trained minus fine-tuned",
+             0.2149, 0.05, 0.4, 0.975, 0.01, 0.02, 5, 10, 2000, "reproduced", "7/10", "reproduced 7, inconclusive 3"),
+            ("2", "budget", "npo", "llm", "finetuned vs sequential", "", "general accuracy: one-shot minus sequential",
+             -0.0004, -0.1, 0.1, 0.95, 0.9, 1.0, 5, 10, 2000, "inconclusive", "10/10", "inconclusive 10"),
+            ("3", "matched", "ga", "llm", "finetuned", "", "forget examples to the target: text-only minus multimodal",
+             -151.6, -300.2, -20.0, 0.98, 0.02, 0.04, 5, 10, 2000, "the opposite", "4/10",
+             "the opposite 4, inconclusive 6")]
+    folder.mkdir(parents=True)
+    with open(folder / "findings-pooled.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(FIELDS)
+        w.writerows(rows)
+    meta = {"world_seeds": [0, 1, 2, 3, 4], "run_seeds": [0, 1], "date": "2026-12-07", "total_minutes": 61.4,
+            "machine": {"cpu": "Some CPU", "cores": 2, "torch": "2.13.0+cpu", "transformers": "5.23.0",
+                        "commit": "abc1234"}}
+    (folder / "findings-meta.json").write_text(json.dumps(meta))
+    return folder
+
+
+def repository(folder: Path) -> Path:
+    (folder / "benchmarks").mkdir(parents=True)
+    for path in (folder / "README.md", folder / "benchmarks" / "README.md"):
+        path.write_text("# typed\n<!-- findings:begin -->\nstale\n<!-- findings:end -->\ntyped after\n")
+    return folder
+
+
+def test_blocks_are_written_from_the_files_and_checked(tmp_path):
+    data, root = results(tmp_path / "results"), repository(tmp_path / "repo")
+    assert render("--results", data, "--root", root, "--check").returncode == 1
+    assert render("--results", data, "--root", root).returncode == 0
+    assert render("--results", data, "--root", root, "--check").returncode == 0
+    readme = (root / "README.md").read_text()
+    assert readme.startswith("# typed\n<!-- findings:begin -->\n") and readme.endswith("<!-- findings:end -->\n"
+                                                                                      "typed after\n")
+    assert "stale" not in readme
+    assert "5 worlds x 2 run seeds" in readme and "1 reproduced, 1 the opposite, 1 inconclusive." in readme
+    assert "- Finding 1, pre-trained vs fine-tuned knowledge: 1 reproduced, 0 the opposite, 0 inconclusive; " \
+           "reproduced for ga at budget (+21.5 pts [+5.0, +40.0])." in readme
+    assert "the opposite for ga at matched (-152 examples [-300, -20])" in readme
+    table = (root / "benchmarks" / "README.md").read_text()
+    assert "commit abc1234" in table and "Some CPU, 2 cores" in table and "(10 runs, 61 min)" in table
+    # a value that rounds to zero is printed +0.0, never -0.0
+    assert "| 2 | budget | general accuracy: one-shot minus sequential | npo | - | +0.0 pts | [-10.0, +10.0] " \
+           "(95.0%) | inconclusive | 10/10 (inconclusive 10) |" in table
+    assert "21 of 30 per-run verdicts agree" in table  # 7 + 10 + 4 of 10 + 10 + 10
+
+
+def test_missing_results_are_one_clear_line(tmp_path):
+    root = repository(tmp_path / "repo")
+    out = render("--results", tmp_path / "none", "--root", root)
+    assert out.returncode == 2 and "lacks findings-pooled.csv, findings-meta.json" in out.stderr
+    assert "stale" in (root / "README.md").read_text()
+
+
+def test_the_repositorys_blocks_are_generated():
+    out = render("--check")
+    assert out.returncode == 0, out.stderr
