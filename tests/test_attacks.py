@@ -13,10 +13,11 @@ from processes import rows
 
 from pulse_unlearn.cli import main
 from pulse_unlearn.evaluation.attacks import (MIN_GAP, Outcome, baseline_rows, make_attack, outcome_rows,
-                                              recovery, with_recovery)
+                                              recovery, recovery_interval, with_recovery)
 from pulse_unlearn.evaluation.attacks.consistency import pair_counts, pairs_of
 from pulse_unlearn.evaluation.attacks.images import TRANSFORMS, transform_image
 from pulse_unlearn.evaluation.predictions import Prediction
+from pulse_unlearn.stats import Sample
 
 
 def _pred(qid, right, modality=None):
@@ -31,6 +32,24 @@ def test_recovery_by_hand():
     assert recovery(0.2, 0.3, 0.8) == pytest.approx(-0.2)  # the attack made it worse
     assert recovery(0.5, 0.3, 0.3 + MIN_GAP / 2) is None  # nothing was forgotten: not defined
     assert recovery(0.2, 0.5, 0.3) is None  # unlearned above the start under the attack: nothing to recover
+
+
+def _people(values: dict[str, float]) -> Sample:
+    return Sample(list(values.values()), list(values))
+
+
+def test_recovery_interval_by_hand():
+    # p1 came all the way back (attacked 1, unlearned 0, start 1), p2 not at all (attacked 0):
+    # a draw of two people gives recovery 1 ({p1, p1}, a quarter of the draws), 0 ({p2, p2}, a
+    # quarter) or 1/2: the 95% interval runs from 0 to 1
+    assert recovery_interval(_people({"p1": 1, "p2": 0}), _people({"p1": 0, "p2": 0}),
+                             _people({"p1": 1, "p2": 1})) == (0.0, 1.0)
+    # p2 had nothing forgotten (start 0 = unlearned 0): {p2, p2} defines no recovery and is left
+    # out; {p1, p1} and {p1, p2} both give (1/2 - 0) / (1/2 - 0) = 1 or 1
+    assert recovery_interval(_people({"p1": 1, "p2": 0}), _people({"p1": 0, "p2": 0}),
+                             _people({"p1": 1, "p2": 0})) == (1.0, 1.0)
+    # no draw defines it
+    assert recovery_interval(_people({"p1": 1}), _people({"p1": 0}), _people({"p1": 0})) is None
 
 
 def test_splits_and_scenarios_are_declared_per_attack():
@@ -48,10 +67,15 @@ def test_rows_carry_unlearned_start_and_recovery():
     assert [(r["modality"], r["n"], r["value"], r["unlearned"]) for r in rows] == [("multimodal", 2, 0.5, 0.0)]
     # one person (p1): nothing to resample, the interval is the value itself
     assert (rows[0]["ci_low"], rows[0]["ci_high"]) == (0.5, 0.5)
-    base = baseline_rows([{**rows[0], "value": 1.0, "unlearned": 1.0}])
+    started = [_pred("p1/multimodal/0", True), _pred("p1/multimodal/1", True)]
+    (start,) = outcome_rows("image_transforms", [Outcome("transform=blur:2", "forget", started)], plain)
+    base = baseline_rows([start])
     assert base[0]["start"] == 1.0 and base[0]["recovery"] == ""
     (row,) = with_recovery(rows, base)
     assert row["start"] == 1.0 and row["recovery"] == 0.5  # (0.5 - 0) / (1 - 0)
+    # one person: the recovery's interval is the recovery; the items the interval read are not written
+    assert (row["recovery_ci_low"], row["recovery_ci_high"]) == (0.5, 0.5)
+    assert not any(k.startswith("_") for k in row)
 
 
 def test_consistency_counts_by_hand():
@@ -169,6 +193,11 @@ def test_attacks_run_after_every_operation_and_on_the_starting_model(watched):
             value, un, start = float(r["value"]), float(r["unlearned"]), float(r["start"])
             if start - un > MIN_GAP:
                 assert float(r["recovery"]) == pytest.approx((value - un) / (start - un), abs=1e-5)
+                # the interval, where a resample defines it, holds the estimate
+                if r["recovery_ci_low"] != "":
+                    assert float(r["recovery_ci_low"]) <= float(r["recovery"]) <= float(r["recovery_ci_high"])
+            else:
+                assert r["recovery"] == r["recovery_ci_low"] == r["recovery_ci_high"] == ""
         if r["attack"] == "consistency":
             assert r["modality"] == "pair" and r["recovery"] == ""
     shares = {}
@@ -194,8 +223,10 @@ def test_sigkill_after_the_first_unit_resumes_attacks_byte_identically(watched, 
         assert (out / name).read_bytes() == (watched / name).read_bytes(), name
 
 
-def _frame(recoveries: dict[str, float], align=(0.1, 0.3), start: dict[str, float] | None = None):
-    """Operation 0 and 1 of one unit: each attack's starting value (default 80%), unlearned 25%."""
+def _frame(recoveries: dict[str, float], align=(0.1, 0.3), start: dict[str, float] | None = None,
+           ci: dict[str, tuple[float, float]] | None = None):
+    """Operation 0 and 1 of one unit: each attack's starting value (default 80%), unlearned 25%;
+    each recovery's interval (default: +- 0.05)."""
     import pandas as pd
 
     rows = []
@@ -205,7 +236,9 @@ def _frame(recoveries: dict[str, float], align=(0.1, 0.3), start: dict[str, floa
             rows.append({"scenario": "finetuned", "method": "ga", "update": "llm", "operation": op, "attack": attack,
                          "setting": "", "split": "forget", "modality": "all", "n": 10, "metric": "accuracy",
                          "value": s if op == 0 else 0.25 + rec * (s - 0.25), "unlearned": s if op == 0 else 0.25,
-                         "start": s, "recovery": "" if op == 0 else rec})
+                         "start": s, "recovery": "" if op == 0 else rec,
+                         "recovery_ci_low": "" if op == 0 else (ci or {}).get(attack, (rec - 0.05, rec + 0.05))[0],
+                         "recovery_ci_high": "" if op == 0 else (ci or {}).get(attack, (rec - 0.05, rec + 0.05))[1]})
         rows.append({"scenario": "finetuned", "method": "ga", "update": "llm", "operation": op,
                      "attack": "consistency", "setting": "", "split": "forget", "modality": "pair", "n": 10,
                      "metric": "image_wrong_text_right", "value": align[op], "unlearned": "", "start": "",
@@ -217,16 +250,22 @@ def test_the_residual_finding_follows_its_thresholds():
     from pulse_unlearn.report.attacks import pool_attacks, residual_findings
 
     hidden = residual_findings(pool_attacks(_frame({"relearn": 0.6, "quantize": 0.1})))
-    assert "hidden: relearn brings back 60% of what was forgotten (25.0% -> 58.0%" in hidden
+    assert "hidden: relearn brings back 60% [55%, 65%] of what was forgotten (25.0% -> 58.0%" in hidden
     assert "broken alignment" in hidden  # 10% -> 30% of the forget pairs: +20 points >= 10
     removed = residual_findings(pool_attacks(_frame({"relearn": 0.15, "quantize": -0.2}, align=(0.1, 0.15))))
-    assert "removed: no attack brings back more than 15% (most: relearn)" in removed
+    assert "removed: no attack brings back more than 15% (most: relearn 15% [10%, 20%])" in removed
     assert "broken alignment" not in removed
-    assert "unclear: relearn brings back 30%" in residual_findings(pool_attacks(_frame({"relearn": 0.3})))
+    assert "unclear: relearn brings back 30% [25%, 35%]" in residual_findings(pool_attacks(_frame({"relearn": 0.3})))
+    # an estimate in one zone whose interval reaches the other is inconclusive
+    wide = residual_findings(pool_attacks(_frame({"relearn": 0.6}, ci={"relearn": (0.1, 0.9)})))
+    assert "inconclusive: relearn brings back 60% [10%, 90%], its interval reaches 20%" in wide
+    low = residual_findings(pool_attacks(_frame({"relearn": 0.15, "quantize": 0.0},
+                                                ci={"quantize": (-0.3, 0.55)})))
+    assert "inconclusive: no attack brings back more than 15% (most: relearn), but quantize up to 55%" in low
     # an attack whose questions the starting model barely knows (start 33%, unlearned 25%: 8 points
     # forgotten) does not count, whatever its ratio; the finding says so
     small = residual_findings(pool_attacks(_frame({"relearn": 0.1, "neighbours": 1.0}, start={"neighbours": 0.33})))
-    assert "removed: no attack brings back more than 10% (most: relearn)" in small
+    assert "removed: no attack brings back more than 10% (most: relearn 10% [5%, 15%])" in small
     assert "not counted (the starting model under it is less than 10 points above the unlearned model): " \
            "neighbours (8.0 points)" in small
 
@@ -241,6 +280,11 @@ def test_compare_pools_attacks_over_runs():
     row = pooled[(pooled.attack == "relearn") & (pooled.operation == 1)].iloc[0]
     assert row.runs == 2 and row.recovery == pytest.approx(0.4)
     assert row.recovery_std == pytest.approx(pd.Series([0.6, 0.2]).std())
+    assert np.isnan(row.recovery_ci_low) and np.isnan(row.recovery_ci_high)  # the mean of intervals is none
+    # read from the mean recovery, and said so
+    from pulse_unlearn.report.attacks import residual_findings
+
+    assert "unclear: relearn brings back 40% (the mean over 2 runs; no interval)" in residual_findings(pooled)
 
 
 def test_the_report_has_the_residual_knowledge_section(watched, tmp_path):

@@ -213,6 +213,8 @@ OUT_OF_RANGE = [
     ("intervals.resamples=10", "intervals.resamples", "must be >= 100 (got 10)"),
     ("intervals.level=1", "intervals.level", "must be < 1 (got 1)"),
     ("intervals.level=0.3", "intervals.level", "must be >= 0.5 (got 0.3)"),
+    ("trajectory.sensitivity=[0.3, 1.5]", "trajectory.sensitivity.1", "must be <= 1 (got 1.5)"),
+    ("trajectory.sensitivity=[0.5, 0.5]", "trajectory.sensitivity", "a level is named twice"),
     ("method_params.npo.betta=0.5", "method_params.npo.betta",
      "unknown parameter (did you mean method_params.npo.beta?); npo takes beta (float > 0)"),
     ("method_params.npo.beta=0", "method_params.npo.beta", "must be > 0 (got 0)"),

@@ -74,7 +74,7 @@ def test_sigkill_mid_trajectory_resumes_byte_identically(whole, watched_killed):
 
 def test_findings_and_their_sensitivity_are_the_files_judged_again(whole):
     """findings.csv and sensitivity.csv hold what protocol/verdicts.py gives on the run's own item
-    files, read back; the sensitivity's levels are 0.3, 0.5 and 0.7 and compare at matched forgetting only."""
+    files, read back; the sensitivity's levels are trajectory.sensitivity's (0.3, 0.5, 0.7) and compare at matched forgetting only."""
     import yaml
 
     from pulse_unlearn.config.schema import ForgetTarget, IntervalConfig
@@ -83,7 +83,8 @@ def test_findings_and_their_sensitivity_are_the_files_judged_again(whole):
     raw = yaml.safe_load((whole / "config.yaml").read_text())
     intervals, compare = IntervalConfig(**raw["intervals"]), ForgetTarget(**raw["trajectory"]["compare"])
     files = [rows(whole / f) for f in ("predictions.csv", "trajectory.csv", "trajectory_predictions.csv")]
-    again = verdicts.sensitivity_rows(files[0], intervals, files[1], files[2], compare)
+    again = verdicts.sensitivity_rows(files[0], intervals, files[1], files[2], compare,
+                                      levels=raw["trajectory"]["sensitivity"])
     assert again, "the watched run has comparisons at matched forgetting"
     written = rows(whole / "sensitivity.csv")
     assert [{k: str(v) for k, v in r.items()} for r in again] == written

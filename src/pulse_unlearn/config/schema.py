@@ -158,11 +158,13 @@ class TrajectoryConfig(Strict):
     a seeded ``subset`` of at most that many items, the same at every checkpoint (unset: all).
     The end of an operation is always evaluated in full as well. ``compare``: the forget
     accuracy that counts as forgotten when units are compared at matched forgetting
-    (``matched.csv``)."""
+    (``matched.csv``); ``sensitivity``: the ``kept`` levels at which the matched comparisons
+    are made again (``sensitivity.csv``, rule ``kept`` only; empty: none)."""
 
     splits: list[str] = Field(default_factory=lambda: ["forget", "retain", "general"], min_length=1)
     subset: Count | None = None
     compare: ForgetTarget = Field(default_factory=ForgetTarget)
+    sensitivity: list[Share] = Field(default_factory=lambda: [0.3, 0.5, 0.7], max_length=9)
 
     @field_validator("splits")
     @classmethod
@@ -170,6 +172,13 @@ class TrajectoryConfig(Strict):
         if len(set(values)) != len(values):
             raise ValueError("a split is named twice")
         return values
+
+    @field_validator("sensitivity")
+    @classmethod
+    def _levels_once(cls, values):
+        if len(set(values)) != len(values):
+            raise ValueError("a level is named twice")
+        return sorted(values)
 
 
 class IntervalConfig(Strict):

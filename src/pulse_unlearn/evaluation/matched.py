@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..records import MODALITIES
-from ..stats import Curve, Sample, monotone_crossing, monotone_fit, paired, percentile_interval
-from .splits import SEQUENCE, SPLITS
+from ..stats import Curve, Sample, crossing, monotone_crossing, monotone_fit, paired, percentile_interval
+from .splits import SPLITS
 from .stopping import threshold
 
 COLUMNS = ("scenario", "method", "update", "operation", "target_modality", "target", "reached", "step", "examples",
@@ -156,29 +156,41 @@ def _series(rows: list[dict]) -> tuple[list[int], dict[tuple[str, str], list[dic
     return steps, {key: [pts[s] for s in steps] for key, pts in by.items() if len(pts) == len(steps)}
 
 
-def _target(forget_rows: list[dict], compare) -> float:
-    """The comparison target over the forget split's chance and its starting accuracy."""
+def _base(forget_rows: list[dict]) -> tuple[float, float]:
+    """What a target is set over: the forget split's chance and its starting accuracy."""
     starting = forget_rows[0].get("starting_accuracy", "")
     start = float(forget_rows[0]["accuracy"]) if starting in ("", None) else float(starting)
-    return threshold(compare.rule, float(forget_rows[0]["chance"]), start, compare.margin, compare.kept)
+    return float(forget_rows[0]["chance"]), start
+
+
+def _target(base: tuple[float, float], compare) -> float:
+    """The comparison target (``rule``, ``margin``, ``kept``) over ``base`` (``_base``)."""
+    return threshold(compare.rule, *base, compare.margin, compare.kept)
 
 
 @dataclass(frozen=True)
 class OperationCurves:
     """One operation's checkpoints for the matched comparisons: each target modality's target
-    (None: no forget rows of it), the steps and examples, and every (split, modality)'s items."""
+    (None: no forget rows of it) and what it was set over (``bases``: chance, start), the steps
+    and examples, and every (split, modality)'s items."""
 
     targets: dict[str, float]
     steps: list[int]
     examples: list[float]
     curves: dict[tuple[str, str], Curve]
+    bases: dict[str, tuple[float, float]]
+
+    def retargeted(self, compare) -> OperationCurves:
+        """The same curves with targets from another comparison target (e.g. another ``kept``)."""
+        return replace(self, targets={tm: _target(b, compare) for tm, b in self.bases.items()})
 
 
 def operation_curves(rows: list[dict], items: list[dict], compare, forget_split: str = "forget") -> OperationCurves:
     steps, series = _series(rows)
     examples = [float(r["examples"]) for r in next(iter(series.values()))]
-    targets = {tm: _target(series[(forget_split, tm)], compare) for tm in MODALITIES if (forget_split, tm) in series}
-    return OperationCurves(targets, steps, examples, item_curves(items, steps))
+    bases = {tm: _base(series[(forget_split, tm)]) for tm in MODALITIES if (forget_split, tm) in series}
+    return OperationCurves({tm: _target(b, compare) for tm, b in bases.items()}, steps, examples,
+                           item_curves(items, steps), bases)
 
 
 def joined(ops: list[OperationCurves]) -> OperationCurves:
@@ -193,7 +205,7 @@ def joined(ops: list[OperationCurves]) -> OperationCurves:
         examples += [examples[-1] + e for e in op.examples[1:]]
         for k in keys:
             points[k] += op.curves[k].points[1:]
-    return OperationCurves(first.targets, steps, examples, {k: Curve(p) for k, p in points.items()})
+    return OperationCurves(first.targets, steps, examples, {k: Curve(p) for k, p in points.items()}, first.bases)
 
 
 def _rounded(x: float | None):
@@ -219,14 +231,14 @@ def matched_rows(rows: list[dict], compare, forget_split: str = "forget", items:
         if forget_rows is None:
             continue
         f = [float(r["accuracy"]) for r in forget_rows]
-        target = _target(forget_rows, compare)
+        target = _target(_base(forget_rows), compare)
         weights = [float(r["n"]) for r in forget_rows]
-        pos = monotone_crossing(f, target, weights)
         fit = monotone_fit(f, weights)
+        pos = crossing(fit, target)
         where = None if pos is None or not curves else _examples_resampled(
             curves, (forget_split, target_modality), target, examples, intervals)
         for (split, modality), ys in series.items():
-            if split == SEQUENCE or split in SPLITS and SPLITS[split].per_request:  # forgetting, not a cost
+            if split in SPLITS and SPLITS[split].forgotten:  # forgetting, not a cost
                 continue
             y = [float(r["accuracy"]) for r in ys]
             row = {**label, "target_modality": target_modality, "target": round(target, 6),

@@ -39,6 +39,8 @@ class Split:
     items: Callable[[SplitContext], list]
     task: str = "choice"  # one of metrics.TASKS
     per_request: bool = False  # rows per sequential request, and done / pending
+    forgotten: bool = False  # its people are asked to be forgotten: it measures forgetting, never a cost
+    in_sequences: bool = False  # scored in a sequence's trajectories wherever forget is, whatever enables it
     about_people: bool = True  # False: a benchmark (few-shot demo never; circular evaluation may apply)
     enabled: Callable[[object], bool] = lambda cfg: True  # under this run config
     description: str = ""
@@ -75,17 +77,18 @@ def _open_tasks(cfg) -> bool:
     return cfg.scoring == "mllmu" and cfg.parity.open_tasks
 
 
-register_split(Split("forget", lambda c: c.src.questions_of(c.sets.forget), per_request=True,
+register_split(Split("forget", lambda c: c.src.questions_of(c.sets.forget), per_request=True, forgotten=True,
                      description="the forget people's multiple-choice questions"))
 # A sequence's trajectories also score all of its requests' people at every checkpoint, so that
 # the whole sequence can be matched at one level of forgetting (finding 2 at matched forgetting);
 # the summary's forget split already holds them at each operation's end, hence never enabled there.
 SEQUENCE = "forget_sequence"
 register_split(Split(SEQUENCE, lambda c: c.src.questions_of(c.sets.forget), enabled=lambda cfg: False,
+                     forgotten=True, in_sequences=True,
                      description="every forget request's people together, in a sequence's trajectories only"))
 register_split(Split("forget_test",
                      lambda c: with_test_images(c.src.questions_of(c.sets.forget), c.src),
-                     per_request=True,
+                     per_request=True, forgotten=True,
                      description="the forget people's multimodal questions with a Test_Set image"))
 register_split(Split("retain", lambda c: c.src.away_from(c.src.questions_of(c.sets.retain), c.sets.forget),
                      description="the retain people's multiple-choice questions (in a concepts scenario, "
@@ -99,7 +102,8 @@ for _who in ("forget", "retain"):
     for _task in ("cloze", "generation"):
         register_split(Split(f"{_who}_{_task}",
                              lambda c, who=_who, task=_task: c.src.open_of(getattr(c.sets, who), task),
-                             task=_task, per_request=_who == "forget", enabled=_open_tasks,
+                             task=_task, per_request=_who == "forget", forgotten=_who == "forget",
+                             enabled=_open_tasks,
                              description=f"the {_who} people's {_task} items (scoring=mllmu)"))
 
 
@@ -117,5 +121,6 @@ def _facts_of(c: SplitContext, who: str) -> list:
 
 for _who in ("forget", "retain"):
     register_split(Split(f"{_who}_facts", lambda c, who=_who: _facts_of(c, who), task="facts",
-                         per_request=_who == "forget", enabled=lambda cfg, who=_who: _facts_named(cfg, who),
+                         per_request=_who == "forget", forgotten=_who == "forget",
+                         enabled=lambda cfg, who=_who: _facts_named(cfg, who),
                          description=f"the {_who} people's training facts (answer-token accuracy)"))

@@ -23,7 +23,7 @@ def attack_rows(r: RunContext, unit: Unit, k: int, last: bool, model, evaluate: 
     if not last and not r.cfg.attacks_every_operation:
         return []
     rows = attacked(r.cfg.attacks, model, evaluate, preds, unit.scenario, r.log, r.attacks_said, weights_fixed)
-    return [{**unit.fields, "operation": k, **row} for row in with_recovery(rows, baseline)]
+    return [{**unit.fields, "operation": k, **row} for row in with_recovery(rows, baseline, r.cfg.intervals)]
 
 
 def log_operation(r: RunContext, unit: Unit, what: str, preds: dict, how: str = "") -> None:

@@ -28,7 +28,7 @@ from ..data.batches import Encoder
 from ..data.sources import Sources, load_sources
 from ..errors import PulseError
 from ..evaluation.attacks import COLUMNS as ATTACK_COLUMNS
-from ..evaluation.attacks import attack_inputs, attacked, baseline_rows
+from ..evaluation.attacks import attack_inputs, attacked, baseline_rows, public
 from ..evaluation.matched import COLUMNS as MATCHED_COLUMNS
 from ..evaluation.stopping import StopRule
 from ..evaluation.summary import (TRAJECTORY_PREDICTION_COLUMNS, evaluation_rows, prediction_columns, summary_columns,
@@ -79,7 +79,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     judged = (r.store.predictions, cfg.intervals, r.store.trajectory, r.store.trajectory_predictions,
               cfg.trajectory.compare)
     r.store.write_csv("findings.csv", verdicts.findings_rows(*judged), verdicts.COLUMNS)
-    sensitivity = verdicts.sensitivity_rows(*judged)
+    sensitivity = verdicts.sensitivity_rows(*judged, levels=cfg.trajectory.sensitivity)
     if sensitivity:
         r.store.write_csv("sensitivity.csv", sensitivity, verdicts.SENSITIVITY_COLUMNS)
     r.trackers.close()
@@ -174,4 +174,4 @@ def _start_result(r: RunContext, unit: Unit, start: Start) -> Result:
     rows = evaluation_rows(unit.fields, start.preds, start.sets.requests, 0, r.cfg.scoring, r.stop.label,
                            r.cfg.intervals)
     return Result(rows["summary"], rows["predictions"],
-                  attacks=[{**unit.fields, "operation": 0, **row} for row in start.attacks])
+                  attacks=[{**unit.fields, "operation": 0, **row} for row in public(start.attacks)])

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from ..draws import choose
 from ..evaluation.evaluator import Evaluator
-from ..evaluation.splits import SEQUENCE, SPLITS, SplitContext
+from ..evaluation.splits import SPLITS, SplitContext
 from ..evaluation.stopping import BUDGET_SPENT, DIVERGED, TARGET_MET, StopRule
 from ..evaluation.summary import point_rows, trajectory_prediction_rows
 
@@ -52,14 +52,13 @@ class Trajectory:
         names = list(cfg.trajectory.splits)
         if rule.split and rule.split not in names:
             names.append(rule.split)
-        sequence = len(evaluate.sets.requests) > 1 and "forget" in names
-        if sequence:
-            names.append(SEQUENCE)
+        if len(evaluate.sets.requests) > 1 and "forget" in names:
+            names += [s.name for s in SPLITS.values() if s.in_sequences and s.name not in names]
         ctx = SplitContext(cfg, evaluate.src, evaluate.sets)
         scorers, people = {}, set(request)
         for name in names:
             spec = SPLITS[name]
-            if not spec.enabled(cfg) and name not in (rule.split, SEQUENCE):  # e.g. cloze items, logits scoring
+            if not (spec.enabled(cfg) or name == rule.split or spec.in_sequences):  # e.g. cloze items, logits scoring
                 continue
             items = spec.items(ctx)
             if spec.per_request:

@@ -28,9 +28,10 @@ otherwise "inconclusive".
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -158,7 +159,7 @@ def _sequences(rows: dict, its: dict, compare) -> dict[tuple, OperationCurves]:
         curves = {k: c for k, c in path.curves.items() if k[0] != "forget"}
         curves.update({("forget", m): c for (split, m), c in path.curves.items() if split == SEQUENCE})
         if len(by_op) == max(by_op) and all(("forget", tm) in curves for tm in path.targets):
-            out[unit] = OperationCurves(path.targets, path.steps, path.examples, curves)
+            out[unit] = replace(path, curves=curves)
     return out
 
 
@@ -230,9 +231,29 @@ def _resampled(found: list[tuple[dict, list, Callable]], intervals) -> list[tupl
             for labels, sides, statistic in found]
 
 
+@dataclass(frozen=True)
+class Paths:
+    """What the matched comparisons read: each unit's last operation, each sequence joined."""
+
+    ops: dict[tuple, OperationCurves]
+    sequences: dict[tuple, OperationCurves]
+
+    @classmethod
+    def of(cls, trajectory: Iterable[dict], trajectory_predictions: Iterable[dict], compare) -> Paths:
+        rows, its = _by_operation(trajectory, trajectory_predictions)
+        return cls(_last_operations(rows, its, compare), _sequences(rows, its, compare))
+
+    def retargeted(self, compare) -> Paths:
+        """The same curves, every target set again from ``compare``."""
+        return Paths({u: op.retargeted(compare) for u, op in self.ops.items()},
+                     {u: op.retargeted(compare) for u, op in self.sequences.items()})
+
+    def comparisons(self) -> list[tuple[dict, list, Callable]]:
+        return matched_comparisons(self.ops, self.sequences)
+
+
 def _matched(trajectory: Iterable[dict], trajectory_predictions: Iterable[dict], compare) -> list:
-    rows, its = _by_operation(trajectory, trajectory_predictions)
-    return matched_comparisons(_last_operations(rows, its, compare), _sequences(rows, its, compare))
+    return Paths.of(trajectory, trajectory_predictions, compare).comparisons()
 
 
 def measure(predictions: Iterable[dict], intervals, trajectory: Iterable[dict] = (),
@@ -271,24 +292,22 @@ def _decided(measured: list[tuple[dict, Paired]], intervals) -> list[dict]:
                    for labels, m in measured], intervals)
 
 
-KEPT_LEVELS = (0.3, 0.5, 0.7)
 SENSITIVITY_COLUMNS = ("kept", *COLUMNS)
 
 
 def sensitivity_rows(predictions: Iterable[dict], intervals, trajectory: Iterable[dict],
-                     trajectory_predictions: Iterable[dict], compare, levels=KEPT_LEVELS) -> list[dict]:
+                     trajectory_predictions: Iterable[dict], compare, levels=(0.3, 0.5, 0.7)) -> list[dict]:
     """``sensitivity.csv``: the comparisons at matched forgetting again with the comparison
     target's ``kept`` at each of ``levels`` (rule ``kept`` only; none otherwise). Each level is
     decided as findings.csv is, Holm over the budget's comparisons and that level's matched ones,
     so the level equal to the run's own ``kept`` repeats findings.csv's matched rows."""
     trajectory, trajectory_predictions = list(trajectory), list(trajectory_predictions)
-    if compare is None or compare.rule != "kept" or not trajectory:
+    if compare is None or compare.rule != "kept" or not trajectory or not levels:
         return []
     budget = _resampled(comparisons(Items(predictions)), intervals)
-    out = []
+    paths, out = Paths.of(trajectory, trajectory_predictions, compare), []
     for kept in levels:
-        matched = _resampled(_matched(trajectory, trajectory_predictions, compare.model_copy(update={"kept": kept})),
-                             intervals)
+        matched = _resampled(paths.retargeted(compare.model_copy(update={"kept": kept})).comparisons(), intervals)
         out += [{"kept": kept, **r} for r in _decided(budget + matched, intervals)[len(budget):]]
     return out
 
@@ -318,8 +337,14 @@ def two_level(per_world: list[np.ndarray], seed: int) -> np.ndarray:
     stats = np.stack(per_world)
     worlds, b = stats.shape
     pick = np.random.default_rng([seed, 1]).integers(0, worlds, size=(b, worlds))
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(stats[pick, np.arange(b)[:, None]], axis=1)
+    return _nanmean(stats[pick, np.arange(b)[:, None]], axis=1)
+
+
+def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """The mean over ``axis`` leaving out nan; nan, without a warning, where all are nan."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values, axis=axis)
 
 
 def pooled_rows(runs: list[RunComparisons], intervals) -> list[dict]:
@@ -336,8 +361,7 @@ def pooled_rows(runs: list[RunComparisons], intervals) -> list[dict]:
     measured = []
     for cell in grouped.values():
         worlds = list(cell["worlds"].values())
-        with np.errstate(invalid="ignore"):
-            per_world = [np.nanmean(np.stack([m.resampled for m in ms]), axis=0) for ms in worlds]
+        per_world = [_nanmean(np.stack([m.resampled for m in ms]), axis=0) for ms in worlds]
         estimate = float(np.mean([np.mean([m.estimate for m in ms]) for ms in worlds]))
         measured.append((cell["labels"], estimate, two_level(per_world, intervals.seed),
                          {"worlds": len(worlds), "runs": len(cell["verdicts"]), "_verdicts": cell["verdicts"]}))

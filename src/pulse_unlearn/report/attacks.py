@@ -4,9 +4,15 @@ Per scenario a table (method x update x operation; per attack, setting and split
 accuracy and its recovery, or the attack's metric), a plot of the recoveries, and a finding per
 unit, read after its last attacked operation from the recoveries on the forget split:
 
-- *hidden*: some attack brings back at least ``HIDDEN`` of what was forgotten (named, with how much);
-- *removed*: no attack brings back more than ``REMOVED``;
+- *hidden*: some attack brings back at least ``HIDDEN`` of what was forgotten (named, with how
+  much), and its interval lies above ``REMOVED``;
+- *removed*: no attack brings back more than ``REMOVED``, and every counted attack's interval lies
+  below ``HIDDEN``;
+- *inconclusive*: an estimate in one zone whose interval reaches the other;
 - *unclear*: in between, or no recovery is defined (nothing was forgotten, or no attack scored).
+
+The intervals are each run's recovery intervals (people resampled together, ``attacks.csv``);
+pooled over runs there is none, and the finding is read from the mean recoveries and says so.
 
 Only attacks under which the starting model stands at least ``MIN_FORGOTTEN`` above the unlearned
 model count: with a smaller gap a recovery is a ratio of noise (the world's neighbours questions,
@@ -33,27 +39,28 @@ REMOVED = 0.2
 ALIGNMENT = 0.10
 MIN_FORGOTTEN = 0.10  # start - unlearned (accuracy) below this: the attack's recovery is not counted
 KEY = ("scenario", "method", "update", "operation", "attack", "setting", "split", "modality", "metric")
+INTERVALS = ("ci_low", "ci_high", "recovery_ci_low", "recovery_ci_high")
 
 
 def pool_attacks(frame: pd.DataFrame | None) -> pd.DataFrame | None:
     """attacks.csv rows of one or more runs (a ``run`` column) averaged per key: ``value``,
     ``unlearned``, ``start``, ``recovery`` means, their ``*_std`` across runs, and ``runs``; the
-    value's interval (``ci_low``, ``ci_high``) is kept where one run gave the row."""
+    value's and the recovery's intervals are kept where one run gave the row."""
     if frame is None or frame.empty:
         return None
     import pandas as pd
 
     frame = frame.assign(run=frame["run"] if "run" in frame else 0)
-    for c in ("ci_low", "ci_high"):
+    for c in INTERVALS:
         if c not in frame:
             frame[c] = float("nan")  # attacks.csv of an older run
-    for c in ("value", "unlearned", "start", "recovery", "ci_low", "ci_high"):
+    for c in ("value", "unlearned", "start", "recovery", *INTERVALS):
         frame[c] = pd.to_numeric(frame[c], errors="coerce")
     grouped = frame.groupby(list(KEY), sort=False, dropna=False)
-    out = grouped[["value", "unlearned", "start", "recovery", "ci_low", "ci_high"]].mean()
+    out = grouped[["value", "unlearned", "start", "recovery", *INTERVALS]].mean()
     spread = grouped[["value", "recovery"]].std().rename(columns=lambda c: f"{c}_std")
     out = out.join(spread).join(grouped["run"].nunique().rename("runs")).reset_index()
-    out.loc[out.runs > 1, ["ci_low", "ci_high"]] = float("nan")  # the mean of intervals is none
+    out.loc[out.runs > 1, list(INTERVALS)] = float("nan")  # the mean of intervals is none
     return out
 
 
@@ -75,6 +82,7 @@ def _label(row) -> str:
 class AttackCell(Cell):
     recovery: float | None = None
     recovery_std: float | None = None
+    recovery_interval: tuple[float, float] | None = None
     share: bool = True  # a share/accuracy in 0..1 shown in percent; an AUC as it is
 
     def text(self, pm: str = "±", minus: str = "-") -> str:
@@ -87,6 +95,8 @@ class AttackCell(Cell):
             out += f" {pm} {100 * self.std:.1f}" if self.share else f" {pm} {self.std:.3f}"
         if self.recovery is not None:
             r = f"{self.recovery:.2f}".replace("-", minus)
+            if self.recovery_interval is not None:
+                r += " [" + ", ".join(f"{x:.2f}".replace("-", minus) for x in self.recovery_interval) + "]"
             out += f" (rec {r}" + (f" {pm} {self.recovery_std:.2f}" if self.recovery_std is not None else "") + ")"
         return out
 
@@ -95,8 +105,8 @@ def _num(x) -> float | None:
     return None if x != x else float(x)  # NaN -> None
 
 
-def _interval(row) -> tuple[float, float] | None:
-    low, high = _num(row.ci_low), _num(row.ci_high)
+def _interval(row, prefix: str = "") -> tuple[float, float] | None:
+    low, high = _num(getattr(row, f"{prefix}ci_low")), _num(getattr(row, f"{prefix}ci_high"))
     return None if low is None or high is None else (low, high)
 
 
@@ -111,13 +121,14 @@ def attack_tables(pooled: pd.DataFrame | None) -> list[Table]:
         t = Table(f"{scenario}: residual knowledge (recovery attacks)",
                   "Accuracy (%) under each attack [its bootstrap interval, one run's] (an AUC for mia; shares of "
                   "question pairs for consistency), "
-                  "and its recovery = (attacked - unlearned) / (starting model under the same attack - unlearned): "
+                  "and its recovery = (attacked - unlearned) / (starting model under the same attack - unlearned) "
+                  "[its interval, the same people drawn for all three]: "
                   "0 nothing comes back, 1 all of it. Operation 0 is the starting model.",
                   ["method", "update", "op", *columns])
         for (method, update, op), unit in rows.groupby(["method", "update", "operation"], sort=False):
             cells = {_label(r): AttackCell(_num(r.value), _num(r.value_std), recovery=_num(r.recovery),
                                            recovery_std=_num(r.recovery_std), share=r.metric != "auc",
-                                           interval=_interval(r))
+                                           interval=_interval(r), recovery_interval=_interval(r, "recovery_"))
                      for r in unit.itertuples()}
             t.rows.append([method, update, str(op)] + [cells.get(c, AttackCell(None)) for c in columns])
         tables.append(t)
@@ -137,15 +148,28 @@ def _unit_finding(unit: pd.DataFrame, start: pd.DataFrame) -> str:
         verdict = "unclear (no recovery is defined on the forget split)"
     else:
         best, value = max(recs, key=lambda x: x[1])
-        name = _name(best)
-        if value >= HIDDEN:
-            verdict = (f"hidden: {name} brings back {value:.0%} of what was forgotten "
+        name, ci = _name(best), _interval(best, "recovery_")
+        pooled = int(best.runs) > 1
+        said = f"{value:.0%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
+        if value >= HIDDEN and (pooled or (ci is not None and ci[0] > REMOVED)):
+            verdict = (f"hidden: {name} brings back {said} of what was forgotten "
                        f"({100 * best.unlearned:.1f}% -> {100 * best.value:.1f}%; the starting model under it "
                        f"{100 * best.start:.1f}%)")
+        elif value >= HIDDEN:
+            verdict = f"inconclusive: {name} brings back {said}, its interval reaches {REMOVED:.0%}"
         elif value <= REMOVED:
-            verdict = f"removed: no attack brings back more than {max(value, 0):.0%} (most: {name})"
+            highs = [_interval(r, "recovery_") for r, _ in recs]
+            reach = [f"{_name(r)} up to {h[1]:.0%}" for (r, _), h in zip(recs, highs) if h and h[1] >= HIDDEN]
+            if not pooled and (reach or any(h is None for h in highs)):
+                verdict = (f"inconclusive: no attack brings back more than {max(value, 0):.0%} (most: {name}), "
+                           + ("but " + ", ".join(reach) if reach else "but some recovery has no interval"))
+            else:
+                verdict = f"removed: no attack brings back more than {max(value, 0):.0%} (most: {name}" + \
+                    (f" {said})" if ci else ")")
         else:
-            verdict = f"unclear: {name} brings back {value:.0%}"
+            verdict = f"unclear: {name} brings back {said}"
+        if pooled:
+            verdict += f" (the mean over {int(best.runs)} runs; no interval)"
     if small:
         verdict += "; not counted (the starting model under it is less than " + f"{100 * MIN_FORGOTTEN:.0f}" + \
             " points above the unlearned model): " + ", ".join(
@@ -167,8 +191,9 @@ def residual_findings(pooled: pd.DataFrame | None) -> str:
     if pooled is None:
         return ""
     head = _headline(pooled)
-    lines = [f"# Residual knowledge (hidden: an attack brings back >= {HIDDEN:.0%} of what was forgotten; "
-             f"removed: none brings back more than {REMOVED:.0%})"]
+    lines = [f"# Residual knowledge (hidden: an attack brings back >= {HIDDEN:.0%} of what was forgotten, "
+             f"its interval above {REMOVED:.0%}; removed: none brings back more than {REMOVED:.0%}, every "
+             f"interval below {HIDDEN:.0%}; inconclusive otherwise)"]
     for scenario, rows in head.groupby("scenario", sort=False):
         lines.append(f"{scenario}: after the last attacked operation")
         for (method, update), unit in rows.groupby(["method", "update"], sort=False):
@@ -180,8 +205,8 @@ def residual_findings(pooled: pd.DataFrame | None) -> str:
 
 
 def recovery_plot(pooled: pd.DataFrame | None):
-    """Bars: the recovery of each attack (forget split) per unit after its last operation, one
-    panel per scenario; None without any defined recovery."""
+    """Bars: the recovery of each attack (forget split) per unit after its last operation, with
+    its interval where one run gave it, one panel per scenario; None without any defined recovery."""
     if pooled is None:
         return None
     head = _headline(pooled)
@@ -199,8 +224,13 @@ def recovery_plot(pooled: pd.DataFrame | None):
         attacks = list(dict.fromkeys(_label(r) for r in rows.itertuples()))
         width = 0.8 / max(len(attacks), 1)
         for j, a in enumerate(attacks):
-            vals = {f"{r.method}/{r.update}": r.recovery for r in rows.itertuples() if _label(r) == a}
-            ax.bar([i + j * width for i in range(len(units))], [vals.get(u, 0.0) for u in units], width, label=a)
+            mine = {f"{r.method}/{r.update}": r for r in rows.itertuples() if _label(r) == a}
+            heights = [mine[u].recovery if u in mine else 0.0 for u in units]
+            spans = [_interval(mine[u], "recovery_") if u in mine else None for u in units]
+            errors = [[max(h - s[0], 0.0) if s else 0.0 for h, s in zip(heights, spans)],  # a ratio's
+                      [max(s[1] - h, 0.0) if s else 0.0 for h, s in zip(heights, spans)]]  # interval may miss it
+            ax.bar([i + j * width for i in range(len(units))], heights, width, label=a,
+                   yerr=errors if any(spans) else None, capsize=2, error_kw={"lw": 0.8})
         ax.axhline(HIDDEN, color="#a33", lw=0.8, ls="--")
         ax.axhline(REMOVED, color="#262", lw=0.8, ls=":")
         ax.set_xticks([i + 0.4 - width / 2 for i in range(len(units))], units, rotation=20)

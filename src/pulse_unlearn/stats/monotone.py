@@ -23,9 +23,11 @@ def monotone_fit(values: Sequence[float], weights: Sequence[float] | None = None
 
 def monotone_crossing(values: Sequence[float], target: float, weights: Sequence[float] | None = None) -> float | None:
     """The fractional checkpoint index where the monotone fit first reaches ``target`` (None: never)."""
-    if not len(values):
-        return None
-    fit = monotone_fit(values, weights)
+    return crossing(monotone_fit(values, weights), target) if len(values) else None
+
+
+def crossing(fit: Sequence[float], target: float) -> float | None:
+    """The fractional checkpoint index where a non-increasing ``fit`` first reaches ``target``."""
     if fit[0] <= target:
         return 0.0
     for i in range(1, len(fit)):

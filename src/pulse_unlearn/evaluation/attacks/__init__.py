@@ -20,14 +20,17 @@ metric rows), which become ``attacks.csv``'s rows per modality (``attack_rows``)
   transform loss is thereby separated from what the attack brings back);
 - ``recovery = (value - unlearned) / (start - unlearned)``: 0 = nothing came back, 1 = back to
   where the starting model is under the same attack; empty unless start exceeds unlearned by
-  more than ``MIN_GAP`` (nothing was forgotten, so nothing can be recovered).
+  more than ``MIN_GAP`` (nothing was forgotten, so nothing can be recovered);
+- ``ci_low`` .. ``ci_high`` the value's bootstrap interval, ``recovery_ci_low`` ..
+  ``recovery_ci_high`` the recovery's: the same people drawn for the attacked, the unlearned and
+  the starting model (``recovery_interval``).
 """
 
 from .base import (ATTACKS, COLUMNS, MIN_GAP, ROW_KEY, WEIGHTS_FIXED, Attack, AttackContext, AttackParams, Distinct,
-                   InputAttack, Outcome, attack_inputs, attacked, baseline_rows, make_attack, outcome_rows, recovery,
-                   with_recovery)
+                   InputAttack, Outcome, attack_inputs, attacked, baseline_rows, make_attack, outcome_rows, public,
+                   recovery, recovery_interval, with_recovery)
 from . import consistency, images, mia, neighbours, paraphrase, quantize, relearn  # noqa: F401,E402  (the built-in attacks register themselves)
 
 __all__ = ["ATTACKS", "Attack", "AttackContext", "AttackParams", "COLUMNS", "Distinct", "InputAttack", "MIN_GAP",
            "Outcome", "ROW_KEY", "WEIGHTS_FIXED", "attack_inputs", "attacked", "baseline_rows", "make_attack",
-           "outcome_rows", "recovery", "with_recovery"]
+           "outcome_rows", "public", "recovery", "recovery_interval", "with_recovery"]

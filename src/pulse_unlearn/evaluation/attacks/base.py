@@ -8,17 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 
 from ...core.params import Distinct, Parametrized, StrictParams  # noqa: F401  (Distinct: for the attacks' list parameters)
 from ...core.names import unknown_name
 from ...core.registry import Registry
+from ...config import IntervalConfig
 from ...records import MODALITIES
+from ...stats import Sample, paired, percentile_interval
 from ..splits import SPLITS, SplitContext
 from ..summary import headline_interval
 
 ATTACKS: Registry[type] = Registry("attack", "pulse_unlearn.attacks")
 COLUMNS = ("scenario", "method", "update", "operation", "attack", "setting", "split", "modality", "n", "metric",
-           "value", "ci_low", "ci_high", "unlearned", "start", "recovery")
+           "value", "ci_low", "ci_high", "unlearned", "start", "recovery", "recovery_ci_low", "recovery_ci_high")
 MIN_GAP = 1e-6  # start - unlearned at or below this: recovery is not defined
 WEIGHTS_FIXED = ("a black-box suffix leaves the weights as they were: there is nothing in them to recover "
                  "(a guardrail, not removal)")
@@ -128,6 +131,37 @@ def recovery(value: float, unlearned: float, start: float) -> float | None:
     return None if gap <= MIN_GAP else (value - unlearned) / gap
 
 
+def _items(preds: list) -> dict[str, list]:
+    """A row's items as the recovery's interval resamples them (kept with the row, not written)."""
+    return {"values": [float(p.value) for p in preds], "subjects": [p.subject for p in preds]}
+
+
+def _sample(items: dict) -> Sample:
+    return Sample(items["values"], items["subjects"])
+
+
+def recovery_interval(attacked: Sample, unlearned: Sample, start: Sample,
+                      intervals: IntervalConfig | None = None) -> tuple[float, float] | None:
+    """The recovery's interval: one draw of people for the attacked model, the unlearned model and
+    the starting model under the attack (the same people on all three), the ratio in each
+    resample, those where the starting model is not above the unlearned one left out. None where
+    no resample defines it."""
+    intervals = intervals or IntervalConfig()
+
+    def ratio(value, plain, begin):
+        gap = begin - plain
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(gap > MIN_GAP, (value - plain) / gap, np.nan)
+
+    stats = paired([attacked, unlearned, start], ratio, intervals.resamples, intervals.seed).resampled
+    return None if np.isnan(stats).all() else percentile_interval(stats, intervals.level)
+
+
+def public(rows: list[dict]) -> list[dict]:
+    """``rows`` without what they carry for the recovery's interval (keys starting ``_``)."""
+    return [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+
+
 def _accuracy(preds: list) -> float:
     return sum(p.value for p in preds) / len(preds)
 
@@ -142,7 +176,9 @@ def outcome_rows(attack: str, outcomes: list[Outcome], plain: dict[str, list], i
     """``attacks.csv``'s rows of one attacked model, without ``start`` and ``recovery``: per
     outcome and modality, n, the accuracy with its interval (people resampled together;
     ``intervals``: the config's settings, unset: their defaults) and the plain accuracy on the
-    same people and modality. An attack's own statistics (``Outcome.rows``) have no interval."""
+    same people and modality. An attack's own statistics (``Outcome.rows``) have no interval.
+    Each accuracy row also carries its items and the plain ones (``_items``, ``_plain``) for
+    the recovery's interval (``with_recovery``); ``public`` drops them."""
     rows = []
     for o in outcomes:
         if o.preds is None:
@@ -154,23 +190,31 @@ def outcome_rows(attack: str, outcomes: list[Outcome], plain: dict[str, list], i
             same = [p for p in plain.get(o.split, ()) if p.subject in people and p.modality in modalities]
             rows.append({"attack": attack, "setting": o.setting, "split": o.split, "modality": modality,
                          "n": len(ps), "metric": "accuracy", "value": round(_accuracy(ps), 6),
-                         **headline_interval(ps, intervals), "unlearned": round(_accuracy(same), 6) if same else ""})
+                         **headline_interval(ps, intervals), "unlearned": round(_accuracy(same), 6) if same else "",
+                         "_items": _items(ps), "_plain": _items(same)})
     return rows
 
 
 ROW_KEY = ("attack", "setting", "split", "modality", "metric")
 
 
-def with_recovery(rows: list[dict], baseline: list[dict]) -> list[dict]:
-    """``rows`` with ``start`` (the baseline row of the same attack, setting, split, modality and
-    metric) and ``recovery`` where both are defined."""
-    start = {tuple(r[k] for k in ROW_KEY): r["value"] for r in baseline}
+def with_recovery(rows: list[dict], baseline: list[dict], intervals: IntervalConfig | None = None) -> list[dict]:
+    """``rows`` (public) with ``start`` (the baseline row of the same attack, setting, split,
+    modality and metric) and ``recovery`` where both are defined, with its interval
+    (``recovery_interval``) where the rows carry their items."""
+    start = {tuple(r[k] for k in ROW_KEY): r for r in baseline}
     out = []
     for r in rows:
-        s = start.get(tuple(r[k] for k in ROW_KEY), "")
+        base = start.get(tuple(r[k] for k in ROW_KEY))
+        s = "" if base is None else base["value"]
         rec = None if "" in (s, r["unlearned"]) else recovery(r["value"], r["unlearned"], s)
-        out.append({**r, "start": s, "recovery": "" if rec is None else round(rec, 6)})
-    return out
+        ci = None
+        if rec is not None and "_items" in r and "_items" in (base or {}):
+            ci = recovery_interval(_sample(r["_items"]), _sample(r["_plain"]), _sample(base["_items"]), intervals)
+        out.append({**r, "start": s, "recovery": "" if rec is None else round(rec, 6),
+                    "recovery_ci_low": "" if ci is None else round(ci[0], 6),
+                    "recovery_ci_high": "" if ci is None else round(ci[1], 6)})
+    return public(out)
 
 
 def attacked(specs: list[dict], model, evaluator, plain: dict[str, list], scenario: str, log=print,
@@ -196,6 +240,8 @@ def attacked(specs: list[dict], model, evaluator, plain: dict[str, list], scenar
 
 
 def baseline_rows(rows: list[dict]) -> list[dict]:
-    """The starting model's rows: it is its own ``start``; recovery is not defined."""
-    return [{**r, "start": r["value"], "recovery": ""} for r in rows]
+    """The starting model's rows: it is its own ``start``; recovery is not defined. They keep
+    their items (``_items``) for the recoveries later operations are read against."""
+    return [{**{k: v for k, v in r.items() if k != "_plain"}, "start": r["value"], "recovery": "",
+             "recovery_ci_low": "", "recovery_ci_high": ""} for r in rows]
 
