@@ -5,8 +5,9 @@
 
 Each block sits between ``<!-- findings:begin -->`` and ``<!-- findings:end -->`` in its file; the
 text around it is written by hand, the block never is. The figures come from
-``results/findings-pooled.csv`` (the pooled verdicts) and ``results/findings-meta.json`` (machine,
-seeds, commit, minutes).
+``results/findings-pooled.csv`` (the pooled verdicts), ``results/findings-meta.json`` (machine,
+seeds, commit, minutes) and, where it exists, ``results/findings-sensitivity.csv`` (benchmarks/README
+only: the matched comparisons at each ``kept`` level).
 """
 
 from __future__ import annotations
@@ -24,14 +25,19 @@ FINDINGS = {"1": "pre-trained vs fine-tuned knowledge", "2": "sequential vs one-
             "3": "text-only vs multimodal forgetting"}
 
 
-def load(results: Path) -> tuple[list[dict], dict]:
+def _csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load(results: Path) -> tuple[list[dict], dict, list[dict]]:
     missing = [n for n in ("findings-pooled.csv", "findings-meta.json") if not (results / n).is_file()]
     if missing:
         print(f"render: {results} lacks {', '.join(missing)} (run python benchmarks/findings.py)", file=sys.stderr)
         sys.exit(2)
-    with open(results / "findings-pooled.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return rows, json.loads((results / "findings-meta.json").read_text())
+    sensitivity = results / "findings-sensitivity.csv"
+    return (_csv(results / "findings-pooled.csv"), json.loads((results / "findings-meta.json").read_text()),
+            _csv(sensitivity) if sensitivity.is_file() else [])
 
 
 def _scaled(row: dict, column: str) -> str:
@@ -75,13 +81,37 @@ def agreement(rows: list[dict]) -> str:
     return f"{agreed} of {total} per-run verdicts agree with the pooled verdict of their comparison."
 
 
-def benchmarks_block(rows: list[dict], meta: dict) -> str:
+def sensitivity_table(rows: list[dict]) -> list[str]:
+    """One row per matched comparison, one column per ``kept`` level: verdict, estimate, interval."""
+    levels = sorted({r["kept"] for r in rows}, key=float)
+    key = ("finding", "scenarios", "method", "update", "target_modality", "comparison")
+    by: dict[tuple, dict] = {}
+    for r in rows:
+        by.setdefault(tuple(r[k] for k in key), {})[r["kept"]] = r
+    out = ["| finding | compares | method | forgotten on | " + " | ".join(f"kept {k}" for k in levels) + " |",
+           "|---|---|---|---|" + "---|" * len(levels)]
+    for (finding, scenarios, method, update, tm, _), cells in by.items():
+        said = [f"{c['verdict']} {_scaled(c, 'estimate')} [{_scaled(c, 'ci_low')}, {_scaled(c, 'ci_high')}]"
+                if (c := cells.get(k)) else "-" for k in levels]
+        label = method if update == "llm" else f"{method} ({update})"
+        out.append(f"| {finding} | {scenarios} | {label} | {tm or '-'} | " + " | ".join(said) + " |")
+    return out
+
+
+def benchmarks_block(rows: list[dict], meta: dict, sensitivity: list[dict] = ()) -> str:
     lines = [provenance(meta), "",
              f"Pooled (worlds resampled, then people; Holm over the {len(rows)} pooled comparisons): {counts(rows)}. "
              f"{agreement(rows)}", "",
              "Estimates in points of accuracy (finding 3 at the budget: of the share of above-chance knowledge "
              "kept) or in forget examples; \"reproduced\": the interval lies on the paper's side of 0.", "",
              *table(rows)]
+    if sensitivity:
+        lines += ["", "At matched forgetting, again at each `kept` level of the target (pooled the same way, Holm "
+                  f"over the budget's and that level's comparisons): {counts(sensitivity)}. Estimates in points "
+                  "(finding 3: forget examples).", "", *sensitivity_table(sensitivity)]
+    if meta.get("pooled_again"):
+        again = meta["pooled_again"]
+        lines += ["", f"(The same runs pooled again on {again['date']} at commit {again['commit']}.)"]
     return "\n".join(lines)
 
 
@@ -118,10 +148,10 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=HERE / "results")
     ap.add_argument("--root", type=Path, default=HERE.parent, help="the repository (README.md, benchmarks/)")
     args = ap.parse_args()
-    rows, meta = load(args.results)
+    rows, meta, sensitivity = load(args.results)
     stale = []
     for path, block in ((args.root / "README.md", readme_block(rows, meta)),
-                        (args.root / "benchmarks" / "README.md", benchmarks_block(rows, meta))):
+                        (args.root / "benchmarks" / "README.md", benchmarks_block(rows, meta, sensitivity))):
         text = path.read_text(encoding="utf-8")
         new = spliced(text, block, path.name)
         if new != text:

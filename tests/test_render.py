@@ -67,6 +67,26 @@ def test_blocks_are_written_from_the_files_and_checked(tmp_path):
     assert "21 of 30 per-run verdicts agree" in table  # 7 + 10 + 4 of 10 + 10 + 10
 
 
+def test_the_sensitivity_table_is_one_column_per_level(tmp_path):
+    data, root = results(tmp_path / "results"), repository(tmp_path / "repo")
+    fields = ("kept", *FIELDS)
+    with open(data / "findings-sensitivity.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(fields)
+        for kept, estimate, low, high, verdict in (("0.3", 0.031, -0.01, 0.07, "inconclusive"),
+                                                   ("0.7", 0.052, 0.012, 0.09, "reproduced")):
+            w.writerow((kept, "2", "matched", "ga", "llm", "finetuned vs sequential", "text",
+                        "general cost at matched forgetting", estimate, low, high, 0.99, 0.1, 0.2, 5, 10, 2000,
+                        verdict, "9/10", ""))
+    assert render("--results", data, "--root", root).returncode == 0
+    table = (root / "benchmarks" / "README.md").read_text()
+    assert "| finding | compares | method | forgotten on | kept 0.3 | kept 0.7 |" in table
+    assert "| 2 | finetuned vs sequential | ga | text | inconclusive +3.1 [-1.0, +7.0] | " \
+           "reproduced +5.2 [+1.2, +9.0] |" in table
+    assert "1 reproduced, 0 the opposite, 1 inconclusive" in table
+    assert "kept 0.3" not in (root / "README.md").read_text()  # benchmarks/README only
+
+
 def test_missing_results_are_one_clear_line(tmp_path):
     root = repository(tmp_path / "repo")
     out = render("--results", tmp_path / "none", "--root", root)

@@ -74,7 +74,8 @@ def test_sigkill_mid_trajectory_resumes_byte_identically(whole, watched_killed):
 
 def test_findings_and_their_sensitivity_are_the_files_judged_again(whole):
     """findings.csv and sensitivity.csv hold what protocol/verdicts.py gives on the run's own item
-    files, read back; the sensitivity's levels are trajectory.sensitivity's (0.3, 0.5, 0.7) and compare at matched forgetting only."""
+    files, read back; the sensitivity's levels are trajectory.sensitivity's (0.3, 0.5, 0.7) and
+    compare at matched forgetting only."""
     import yaml
 
     from pulse_unlearn.config.schema import ForgetTarget, IntervalConfig
@@ -163,3 +164,27 @@ def test_an_operation_met_at_step_0_reuses_the_previous_evaluation(cache, tiny_m
         by_step.setdefault(p["step"], []).append({k: v for k, v in p.items() if k not in ("step", "operation")})
     assert set(by_step) == {"0", "1", "2", "3"}
     assert by_step["1"] == by_step["0"] and by_step["2"] == by_step["0"] and by_step["3"] == by_step["0"]
+
+
+def test_compare_pools_the_sensitivity_at_each_level(whole, tmp_path):
+    """Two copies of the watched run as two worlds: each level's pooled estimates are the run's own."""
+    import shutil
+
+    import yaml
+
+    from pulse_unlearn.report.build import build_compare
+
+    other = tmp_path / "other"
+    shutil.copytree(whole, other, ignore=shutil.ignore_patterns("report", "trackers", "checkpoints"))
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["model"]["world_seed"] = int(cfg["model"].get("world_seed") or 0) + 1
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    build_compare([whole, other], tmp_path / "cmp")
+    pooled, own = rows(tmp_path / "cmp" / "sensitivity.csv"), rows(whole / "sensitivity.csv")
+    key = ("kept", "finding", "method", "update", "scenarios", "target_modality", "comparison")
+    assert sorted(tuple(r[k] for k in key) for r in pooled) == sorted(tuple(r[k] for k in key) for r in own)
+    estimates = {tuple(r[k] for k in key): float(r["estimate"]) for r in own}
+    for r in pooled:
+        assert float(r["estimate"]) == pytest.approx(estimates[tuple(r[k] for k in key)], abs=1e-6)
+        assert r["worlds"] == "2" and r["agree"].endswith("/2")
+    assert "matched forgetting: sensitivity to the target" in (tmp_path / "cmp" / "tables.md").read_text()

@@ -259,8 +259,27 @@ def test_matched_rows_carry_the_resampled_points_intervals():
     assert row["cost_ci_low"] <= row["cost"] <= row["cost_ci_high"] and row["cost_ci_low"] < row["cost_ci_high"]
     assert row["examples_ci_low"] <= row["examples"] <= row["examples_ci_high"]
     assert row["reached_share"] == 1.0  # every person is forgotten by the last checkpoint: every resample reaches it
+    assert row["auc_ci_low"] <= row["auc"] <= row["auc_ci_high"]
     (bare,) = matched_rows(rows, ForgetTarget(rule="kept", kept=0.5))
-    assert bare["cost"] == row["cost"] and bare["cost_ci_low"] == bare["reached_share"] == ""
+    assert bare["cost"] == row["cost"] and bare["cost_ci_low"] == bare["reached_share"] == bare["auc_ci_low"] == ""
+
+
+def test_the_resampled_auc_by_hand():
+    import numpy as np
+
+    from pulse_unlearn.evaluation.matched import auc_at_match
+
+    forget = np.array([[1.0, 0.5, 0.0],  # reaches 0.25 half way to the last checkpoint (position 1.5)
+                       [1.0, 0.2, 0.4],  # fitted 1, 0.3, 0.3: at 0.35 at position 0.65 / 0.7
+                       [1.0, np.nan, 0.0],  # a resample without an item at some checkpoint
+                       [0.2, 0.1, 0.0]])  # at the target from step 0: no span
+    values = np.array([[1.0, 1.0, 0.5], [0.8, 0.6, 0.1], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    got = auc_at_match(forget, values, 0.25)
+    # (0.5 (1 + 1) / 2 + 0.25 (1 + 0.75) / 2) / 0.75; then at target 0.35 the mean of 0.8 and
+    # the curve there, 0.8 - 0.2 (0.65 / 0.7), over one trapezoid (the raw 0.2 below it never counts)
+    assert got[0] == pytest.approx((0.5 + 0.21875) / 0.75)
+    assert auc_at_match(forget[1:2], values[1:2], 0.35)[0] == pytest.approx((0.8 + 0.8 - 0.2 * 0.65 / 0.7) / 2)
+    assert np.isnan(got[2]) and np.isnan(got[3])
 
 
 def test_pooled_comparisons_resample_worlds_then_people_and_count_agreeing_runs():

@@ -26,8 +26,9 @@ the cost split's people (or benchmark items) are drawn from their union, once fo
 checkpoint (``stats.paired`` on ``Curve``s); in each resample the crossing is located again on
 that resample's monotone fit, with the target held at its value, and the cost and the examples
 read there. A resample whose curve never reaches the target has no matched point and is left
-out of ``cost_ci_low`` .. ``cost_ci_high`` and ``examples_ci_low`` .. ``examples_ci_high``;
-``reached_share`` is the share of resamples that reached it.
+out of ``cost_ci_low`` .. ``cost_ci_high``, ``examples_ci_low`` .. ``examples_ci_high`` and
+``auc_ci_low`` .. ``auc_ci_high`` (the auc of that resample's fit and curve; also left out where it
+reaches the target at step 0); ``reached_share`` is the share of resamples that reached it.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from .stopping import threshold
 COLUMNS = ("scenario", "method", "update", "operation", "target_modality", "target", "reached", "step", "examples",
            "step_low", "step_high", "examples_low", "examples_high", "split", "modality", "start", "accuracy", "cost",
            "cost_ci_low", "cost_ci_high", "examples_ci_low", "examples_ci_high", "reached_share", "auc",
-           "budget_steps")
-INTERVAL_COLUMNS = ("cost_ci_low", "cost_ci_high", "examples_ci_low", "examples_ci_high", "reached_share")
+           "auc_ci_low", "auc_ci_high", "budget_steps")
+INTERVAL_COLUMNS = ("cost_ci_low", "cost_ci_high", "examples_ci_low", "examples_ci_high", "reached_share",
+                    "auc_ci_low", "auc_ci_high")
 
 
 def crossings(forget: np.ndarray, target: float) -> np.ndarray:
@@ -77,6 +79,19 @@ def at_positions(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
 def cost_at_match(forget: np.ndarray, values: np.ndarray, target: float) -> np.ndarray:
     """y_0 - y at the matched point, per resample (nan where the target is not reached)."""
     return values[:, 0] - at_positions(values, crossings(forget, target))
+
+
+def auc_at_match(forget: np.ndarray, values: np.ndarray, target: float) -> np.ndarray:
+    """``mean_to_target`` per resample, on that resample's monotone fit (nan where not defined)."""
+    out = np.full(len(forget), np.nan)
+    for b, (f, y) in enumerate(zip(forget, values)):
+        if np.isnan(f).any() or np.isnan(y).any():
+            continue
+        fit = monotone_fit(f)
+        value = mean_to_target(fit, list(y), crossing(fit, target))
+        if value is not None:
+            out[b] = value
+    return out
 
 
 def examples_at_match(forget: np.ndarray, examples: Sequence[float], target: float) -> np.ndarray:
@@ -116,6 +131,11 @@ def _intervals(curves: dict, forget_key, key, target: float, where: np.ndarray |
         (cl, ch), (el, eh) = percentile_interval(cost, intervals.level), percentile_interval(where, intervals.level)
         out.update(cost_ci_low=round(cl, 6), cost_ci_high=round(ch, 6), examples_ci_low=round(el, 2),
                    examples_ci_high=round(eh, 2))
+    auc = paired([curves[forget_key], curves[key]], lambda f, y: auc_at_match(f, y, target),
+                 intervals.resamples, intervals.seed).resampled
+    if not np.isnan(auc).all():
+        al, ah = percentile_interval(auc, intervals.level)
+        out.update(auc_ci_low=round(al, 6), auc_ci_high=round(ah, 6))
     return out
 
 

@@ -295,21 +295,29 @@ def _decided(measured: list[tuple[dict, Paired]], intervals) -> list[dict]:
 SENSITIVITY_COLUMNS = ("kept", *COLUMNS)
 
 
+def measured_levels(predictions: Iterable[dict], intervals, trajectory: Iterable[dict],
+                    trajectory_predictions: Iterable[dict], compare,
+                    levels=(0.3, 0.5, 0.7)) -> tuple[list, dict[float, list]]:
+    """The budget's comparisons, resampled, and per ``kept`` level the matched ones with every
+    target set again at that level (rule ``kept`` only; none otherwise): the curves are built once."""
+    trajectory, trajectory_predictions = list(trajectory), list(trajectory_predictions)
+    if compare is None or compare.rule != "kept" or not trajectory or not levels:
+        return [], {}
+    budget = _resampled(comparisons(Items(predictions)), intervals)
+    paths = Paths.of(trajectory, trajectory_predictions, compare)
+    return budget, {kept: _resampled(paths.retargeted(compare.model_copy(update={"kept": kept})).comparisons(),
+                                     intervals) for kept in levels}
+
+
 def sensitivity_rows(predictions: Iterable[dict], intervals, trajectory: Iterable[dict],
                      trajectory_predictions: Iterable[dict], compare, levels=(0.3, 0.5, 0.7)) -> list[dict]:
     """``sensitivity.csv``: the comparisons at matched forgetting again with the comparison
-    target's ``kept`` at each of ``levels`` (rule ``kept`` only; none otherwise). Each level is
-    decided as findings.csv is, Holm over the budget's comparisons and that level's matched ones,
-    so the level equal to the run's own ``kept`` repeats findings.csv's matched rows."""
-    trajectory, trajectory_predictions = list(trajectory), list(trajectory_predictions)
-    if compare is None or compare.rule != "kept" or not trajectory or not levels:
-        return []
-    budget = _resampled(comparisons(Items(predictions)), intervals)
-    paths, out = Paths.of(trajectory, trajectory_predictions, compare), []
-    for kept in levels:
-        matched = _resampled(paths.retargeted(compare.model_copy(update={"kept": kept})).comparisons(), intervals)
-        out += [{"kept": kept, **r} for r in _decided(budget + matched, intervals)[len(budget):]]
-    return out
+    target's ``kept`` at each of ``levels`` (``measured_levels``). Each level is decided as
+    findings.csv is, Holm over the budget's comparisons and that level's matched ones, so the
+    level equal to the run's own ``kept`` repeats findings.csv's matched rows."""
+    budget, by_level = measured_levels(predictions, intervals, trajectory, trajectory_predictions, compare, levels)
+    return [{"kept": kept, **r} for kept, matched in by_level.items()
+            for r in _decided(budget + matched, intervals)[len(budget):]]
 
 
 KEY = ("finding", "at", "method", "update", "scenarios", "target_modality", "comparison")

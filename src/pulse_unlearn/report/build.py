@@ -11,6 +11,8 @@ import html
 import io
 from pathlib import Path
 
+import pandas as pd
+
 from ..errors import PulseError
 from ..runs.atomic import atomic_write
 from . import plots as P
@@ -21,7 +23,7 @@ from .html import page
 from .interference import interference_findings, interference_table
 from .matched import combined, matched_tables, pool_matched
 from .matched_findings import both_findings
-from .pooled_findings import agreement_line, pooled_findings
+from .pooled_findings import agreement_line, pooled_findings, pooled_sensitivity
 from .runs import RunFiles, read_run, pool, variants
 from .sensitivity import sensitivity_table
 from .tables import open_task_tables, scenario_tables, stopping_table, to_latex, to_markdown
@@ -52,13 +54,16 @@ def _kept(run: RunFiles) -> float | None:
 
 
 def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles], runs_table: str = "",
-           runs_md: str = "", judged=None) -> Path:
+           runs_md: str = "", judged=None, sensitivity=None) -> Path:
+    """``sensitivity``: the pooled sensitivity.csv's rows of several runs (one run: its own file)."""
     out.mkdir(parents=True, exist_ok=True)
     matched = pool_matched(runs)
     attacks = pool_attacks(combined(runs, "attacks"))
     stopping = stopping_table([(r.name, op) for r in runs for op in r.operations])
     interference, suffixes = interference_table(s), search_table(s, runs)
-    sensitivity = sensitivity_table(runs[0].sensitivity, _kept(runs[0])) if len(runs) == 1 else None
+    kept = {_kept(r) for r in runs}
+    frame = runs[0].sensitivity if len(runs) == 1 else None if sensitivity is None else pd.DataFrame(sensitivity)
+    sensitivity = sensitivity_table(frame, kept.pop() if len(kept) == 1 else None)
     tables = (scenario_tables(s) + [t for t in (interference, suffixes) if t] + open_task_tables(s)
               + (matched_tables(matched, s.stop) if matched else []) + ([sensitivity] if sensitivity else [])
               + ([stopping] if stopping else []) + attack_tables(attacks))
@@ -167,4 +172,5 @@ def build_compare(run_dirs: list[Path], out: Path, log=lambda line: None) -> Pat
         log(agreement)
     return _write(Path(out), "PULSE comparison", subtitle, Summary(pool(runs)), runs,
                   runs_table=f"<table>{head}{''.join(body)}</table>", runs_md="\n".join(md) + "\n\n",
-                  judged=judged_of(pooled) if pooled is not None else None)
+                  judged=judged_of(pooled) if pooled is not None else None,
+                  sensitivity=pooled_sensitivity(runs, Path(out)) if pooled is not None else None)

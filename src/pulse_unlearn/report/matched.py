@@ -19,7 +19,7 @@ KEY = ("scenario", "method", "update", "operation", "target_modality", "split", 
 AT_MATCH = ("step", "examples", "accuracy", "cost", "auc")  # empty in matched.csv where the target was not reached
 # the checkpoints around the point, and its resampled intervals (one run's; pooled runs: their means)
 RESOLUTION = ("step_low", "step_high", "examples_low", "examples_high", "cost_ci_low", "cost_ci_high",
-              "examples_ci_low", "examples_ci_high", "reached_share")
+              "examples_ci_low", "examples_ci_high", "reached_share", "auc_ci_low", "auc_ci_high")
 ALWAYS = ("target", "start")
 TARGET_MODALITIES = {"multimodal": "multimodal", "text": "text-only"}
 
@@ -159,7 +159,7 @@ NOTE = ("Forgotten: the first point where forget accuracy on the named modality 
         "), linearly interpolated between the two checkpoints around it. Accuracy (%) at the operation's step 0 -> at "
         "that point; in brackets the change (points; a loss is the cost of forgetting). AUC (x 100): that split's mean "
         "accuracy while forget accuracy (its monotone fit) fell from its step-0 value to the target: the same span "
-        "of forgetting for every unit.")
+        "of forgetting for every unit [its interval, one run's: each resample's own fit and crossing].")
 
 
 def _columns(m: Matched, units) -> tuple[list, list]:
@@ -182,7 +182,9 @@ def _row(m: Matched, unit, op, tm, costs, aucs) -> list:
                               start=None if p is None else p.value("start_reached")))
     for sp, _ in aucs:
         p = m.get(unit, op, tm, sp, "all")
-        cells.append(Cell(None if p is None else p.value("auc"), None if p is None else p.std["auc"]))
+        low, high = (None, None) if p is None or p.runs > 1 else (p.value("auc_ci_low"), p.value("auc_ci_high"))
+        cells.append(Cell(None if p is None else p.value("auc"), None if p is None else p.std["auc"],
+                          interval=None if low is None or high is None else (low, high)))
     return cells
 
 

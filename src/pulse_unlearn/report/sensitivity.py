@@ -28,7 +28,8 @@ def sensitivity_table(frame: pd.DataFrame | None, kept: float | None = None) -> 
     t = Table("matched forgetting: sensitivity to the target",
               "Each comparison at matched forgetting again with the comparison target's kept share at each level "
               "(trajectory.compare: accuracy - chance <= kept x (start - chance)): verdict, estimate and Holm-level "
-              "interval (points; finding 3: forget examples), decided over the run's comparisons at that level. "
+              "interval (points; finding 3: forget examples), decided over the comparisons at that level (one run's, "
+              "or pooled over the runs: worlds, then people). "
               "'-': not compared there (a unit did not reach that target).", header)
     frame = frame.fillna("")
     for key, group in frame.groupby(list(KEY), sort=False):
