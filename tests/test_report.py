@@ -109,7 +109,7 @@ def test_report_files(report):
     out = run / "report"
     assert html_path == out / "report.html"
     for name in ("tables.md", "tables.tex", "sequential.png", "sequential.svg", "requests.png", "requests.svg",
-                 "modality.png", "modality.svg", "tradeoff.png", "tradeoff.svg"):
+                 "selectivity.png", "selectivity.svg", "modality.png", "modality.svg", "tradeoff.png", "tradeoff.svg"):
         assert (out / name).stat().st_size > 0, name
     from PIL import Image
 
@@ -158,7 +158,7 @@ def test_report_shows_divergence_and_findings(report):
     assert "abc123" in page and "summary.csv sha256" in page
     # self-contained: no scripts, no external resources
     assert "<script" not in page and not re.search(r"(src|href)=['\"]?(https?:)?//", page)
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 5
 
 
 def test_compare_mean_and_std(tmp_path):
@@ -351,7 +351,7 @@ def test_report_html_in_headless_chromium(report):
         finally:
             browser.close()
     assert problems(events) == []
-    assert len(images) == 4 and all(i[0] > 0 for i in images), images  # every plot decoded
+    assert len(images) == 5 and all(i[0] > 0 for i in images), images  # every plot decoded
     png = Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
     assert png.size[1] > 2000  # the whole page, not just the first screen
     for _, x, y, w, h in images:  # where each plot is on the page, the screenshot is not blank

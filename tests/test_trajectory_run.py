@@ -5,6 +5,8 @@ at its own target on its training facts (``shared_runs.WATCHED``, shared with te
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from processes import pulse, rows
 from shared_runs import WATCHED
@@ -29,7 +31,14 @@ def test_checkpoints_are_exactly_the_declared_steps(whole):
     # a sequential operation's forget split holds its own request only, at most 8 items each
     seq = [r for r in traj if r["scenario"] == "sequential" and r["modality"] == "all"]
     # ... and all of the sequence's people together (forget_sequence), at every checkpoint
-    assert {r["split"] for r in seq} == {"forget", "forget_sequence", "retain", "general", "forget_facts"}
+    # ... and, before the last operation, the people of the later requests (forget_pending)
+    assert {r["split"] for r in seq} == {"forget", "forget_sequence", "forget_pending", "retain", "general",
+                                         "forget_facts"}
+    assert {r["operation"] for r in seq if r["split"] == "forget_pending"} == {"1"}
+    sets = json.loads((whole / "sets.json").read_text())["sequential"]
+    pending = {r["subject"] for r in rows(whole / "trajectory_predictions.csv")
+               if r["scenario"] == "sequential" and r["split"] == "forget_pending"}
+    assert pending and pending <= {str(pid) for pid in sets["forget_requests"][1]}
     assert all(int(r["n"]) <= 8 for r in seq)
     n = {(r["operation"], r["step"], r["split"]): int(r["n"]) for r in seq}
     assert all(n[(op, step, "forget_sequence")] >= n[(op, step, "forget")] for op, step, split in n
@@ -45,7 +54,9 @@ def test_the_end_of_an_operation_is_its_last_checkpoint(whole):
     traj = rows(whole / "trajectory.csv")
     summary = rows(whole / "summary.csv")
     matched = rows(whole / "matched.csv")
-    assert matched and {m["split"] for m in matched} == {"retain", "general"}
+    # forget_pending is a cost at matched forgetting: what the later requests' people lost by then
+    assert matched and {m["split"] for m in matched} == {"retain", "general", "forget_pending"}
+    assert {m["scenario"] for m in matched if m["split"] == "forget_pending"} == {"sequential"}
     for m in matched:
         if m["reached"] == "1":
             assert float(m["cost"]) == pytest.approx(float(m["start"]) - float(m["accuracy"]), abs=1e-6)

@@ -41,6 +41,7 @@ class Split:
     per_request: bool = False  # rows per sequential request, and done / pending
     forgotten: bool = False  # its people are asked to be forgotten: it measures forgetting, never a cost
     in_sequences: bool = False  # scored in a sequence's trajectories wherever forget is, whatever enables it
+    pending: bool = False  # in a sequence's trajectory, only the people of the requests after the operation's own
     about_people: bool = True  # False: a benchmark (few-shot demo never; circular evaluation may apply)
     enabled: Callable[[object], bool] = lambda cfg: True  # under this run config
     description: str = ""
@@ -86,6 +87,11 @@ SEQUENCE = "forget_sequence"
 register_split(Split(SEQUENCE, lambda c: c.src.questions_of(c.sets.forget), enabled=lambda cfg: False,
                      forgotten=True, in_sequences=True,
                      description="every forget request's people together, in a sequence's trajectories only"))
+# ... and the people of the requests still to come: what forgetting one request takes from those
+# nobody has asked to forget yet (selectivity), a cost at matched forgetting like retain's.
+register_split(Split("forget_pending", lambda c: c.src.questions_of(c.sets.forget), enabled=lambda cfg: False,
+                     in_sequences=True, pending=True,
+                     description="the people of a sequence's later requests, in its trajectories only"))
 register_split(Split("forget_test",
                      lambda c: with_test_images(c.src.questions_of(c.sets.forget), c.src),
                      per_request=True, forgotten=True,

@@ -5,7 +5,9 @@ At every checkpoint (step 0, every ``unlearn.eval_every`` steps, the end) the de
 broken down per request (the forget splits) holds only the operation's own request, so a
 sequential operation's trajectory shows the people it is unlearning; a sequence's trajectories
 also score all of its requests' people (``forget_sequence``, drawn like ``forget``), so that the
-whole sequence can be compared at one level of forgetting. ``trajectory.subset``
+whole sequence can be compared at one level of forgetting, and the people of its later requests
+(``forget_pending``: what unlearning one request takes from people nobody has asked to forget
+yet; none in the last operation). ``trajectory.subset``
 keeps a seeded draw of at most that many items per split, the same at every checkpoint; a
 split the run's config does not evaluate (cloze items under a forward-pass scoring) is left
 out. The
@@ -55,7 +57,7 @@ class Trajectory:
         if len(evaluate.sets.requests) > 1 and "forget" in names:
             names += [s.name for s in SPLITS.values() if s.in_sequences and s.name not in names]
         ctx = SplitContext(cfg, evaluate.src, evaluate.sets)
-        scorers, people = {}, set(request)
+        scorers, people, later = {}, set(request), _later(evaluate.sets.requests, request)
         for name in names:
             spec = SPLITS[name]
             if not (spec.enabled(cfg) or name == rule.split or spec.in_sequences):  # e.g. cloze items, logits scoring
@@ -63,6 +65,8 @@ class Trajectory:
             items = spec.items(ctx)
             if spec.per_request:
                 items = [q for q in items if q.subject in people]
+            if spec.pending:
+                items = [q for q in items if q.subject in later]
             if cfg.trajectory.subset is not None and len(items) > cfg.trajectory.subset:
                 keep = set(choose([q.qid for q in items], cfg.trajectory.subset, cfg.seed, "trajectory"))
                 items = [q for q in items if q.qid in keep]
@@ -120,3 +124,9 @@ class Trajectory:
     def reason(self, diverged: bool) -> str:
         """Why the operation stopped."""
         return DIVERGED if diverged else TARGET_MET if self.met else BUDGET_SPENT
+
+
+def _later(requests, request) -> set:
+    """The people of the requests after ``request`` (none where it is not one of them)."""
+    own = [i for i, r in enumerate(requests) if tuple(r) == tuple(request)]
+    return {pid for r in requests[own[0] + 1:] for pid in r} if own else set()

@@ -131,6 +131,40 @@ def request_heatmap(s: Summary):
     return fig
 
 
+def selectivity_curves(s: Summary):
+    """After each sequential operation k: forget accuracy on request k (just unlearned), on the
+    requests still pending, and retain accuracy, one panel per unit: selective forgetting takes
+    the first down and leaves the other two where they started (dotted: the pending people's start)."""
+    units = [u for u in s.units() if is_sequential(u[0]) and len(s.requests(u)) > 1]
+    if not units:
+        return None
+    fig, axes = plt.subplots(1, len(units), figsize=(3.4 * len(units) + 0.6, 3.4), sharey=True, squeeze=False,
+                             layout="constrained")
+    for ax, u in zip(axes[0], units):
+        ops = list(range(1, s.last_step[u] + 1))
+        for label, color, point in (("request k (just unlearned)", "#a33", lambda k: ("forget", str(k))),
+                                    ("pending requests", "#c80", lambda k: ("forget", "pending")),
+                                    ("retain", "#262", lambda k: ("retain", "all"))):
+            pts = [(k, *_pct(s, u, k, point(k)[0], "all", point(k)[1])) for k in ops]
+            pts = [p for p in pts if p[1] is not None]
+            if pts:
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=_bars([p[2] for p in pts]), marker="o",
+                            ms=3, capsize=2, color=color, label=label)
+        start, _ = _pct(s, u, 0, "forget", "all", "pending")
+        if start is not None:
+            ax.axhline(start, color="#c80", lw=0.8, ls=":")
+        ax.set_title(_label(u))
+        ax.set_xlabel("after operation k")
+        ax.set_xticks(ops)
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (%)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8)
+    fig.suptitle("Selectivity: what forgetting one request takes from the others")
+    return fig
+
+
 def modality_bars(s: Summary):
     """How much forget accuracy each unlearning removed, multimodal vs text-only questions: the
     paper's finding that text-only questions resist unlearning."""
@@ -295,6 +329,9 @@ def all_plots(s: Summary, paths: pd.DataFrame | None = None, matched: pd.DataFra
          "and text-only questions); the star is the one-shot run on the same forget set." + bars, sequential_curves(s)),
         ("requests", "Forget accuracy per request", "Forget accuracy on each request (rows) after each operation "
          "(columns) of the sequential scenario.", request_heatmap(s)),
+        ("selectivity", "Selectivity", "After each sequential operation k: forget accuracy on request k, on the "
+         "requests not yet unlearned (pending) and on retain; dotted: the pending people's starting accuracy." + bars,
+         selectivity_curves(s)),
         ("modality", "Multimodal vs text-only forgetting", "Forget accuracy removed by unlearning, and the share "
          "of the starting accuracy kept, on multimodal and on text-only questions." + bars, modality_bars(s)),
         ("tradeoff", "Forget / retain trade-off", "Forget vs retain accuracy after unlearning, per scenario, "
