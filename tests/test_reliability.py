@@ -80,7 +80,8 @@ def test_sigkill_after_step_0_resumes_under_every_scoring(scoring, seq_config, c
     from the step-0 record of a killed run, and the files end up byte-identical to a whole run's.
     (likelihood: the test above.)"""
     quick = ["scenario=finetuned", "method=ga", f"scoring={scoring}", "data.mmbench_subset=6",
-             "parity.mc_max_new_tokens=3", "parity.open_max_new_tokens=6"]
+             "parity.mc_max_new_tokens=3", "parity.open_max_new_tokens=6", "unlearn.eval_every=2",
+             "trajectory.subset=8", "attacks=[{name: image_transforms}]"]
     whole, out = tmp_path / "whole", tmp_path / "killed"
     assert pulse("run", seq_config, *quick, "--out", whole, "--cache", cache) == 0
     run_killed_once(out / "resume" / "finetuned" / "start.json",
@@ -93,8 +94,14 @@ def test_sigkill_after_step_0_resumes_under_every_scoring(scoring, seq_config, c
     splits = {r["split"] for r in csv.DictReader(open(whole / "summary.csv", newline=""))}
     if scoring == "mllmu":
         assert {"forget_cloze", "forget_generation", "retain_cloze", "retain_generation"} <= splits
-    for name in ("summary.csv", "predictions.csv", "operations.csv", "sets.json", "findings.csv"):
-        assert (out / name).read_bytes() == (whole / name).read_bytes(), name
+    # ... with its trajectory, matched points, sensitivity and attacks (their intervals included)
+    for name in ("summary.csv", "predictions.csv", "operations.csv", "sets.json", "findings.csv", "trajectory.csv",
+                 "trajectory_predictions.csv", "matched.csv", "sensitivity.csv", "attacks.csv"):
+        assert (whole / name).is_file() == (out / name).is_file(), name
+        if name in ("summary.csv", "trajectory.csv", "matched.csv", "attacks.csv"):
+            assert (whole / name).is_file(), name
+        if (whole / name).is_file():
+            assert (out / name).read_bytes() == (whole / name).read_bytes(), name
 
 
 def test_records_of_other_data_or_models_are_never_reused(tmp_path):

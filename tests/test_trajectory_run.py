@@ -95,8 +95,8 @@ def test_findings_and_their_sensitivity_are_the_files_judged_again(whole):
     raw = yaml.safe_load((whole / "config.yaml").read_text())
     intervals, compare = IntervalConfig(**raw["intervals"]), ForgetTarget(**raw["trajectory"]["compare"])
     files = [rows(whole / f) for f in ("predictions.csv", "trajectory.csv", "trajectory_predictions.csv")]
-    again = verdicts.sensitivity_rows(files[0], intervals, files[1], files[2], compare,
-                                      levels=raw["trajectory"]["sensitivity"])
+    again = verdicts.level_rows(verdicts.measured(files[0], intervals, files[1], files[2], compare,
+                                                  raw["trajectory"]["sensitivity"]), intervals)
     assert again, "the watched run has comparisons at matched forgetting"
     written = rows(whole / "sensitivity.csv")
     assert [{k: str(v) for k, v in r.items()} for r in again] == written

@@ -232,20 +232,21 @@ def test_sensitivity_repeats_the_matched_comparisons_at_each_kept_level():
     curve (1.0, 0.5, 0.25, 0.125) has lost 0.578125, 0.46875, 0.28125 and the finetuned one (1.0,
     1.0, 0.975, 0.95) 0.0078125, 0, 0."""
     from pulse_unlearn.config.schema import ForgetTarget
-    from pulse_unlearn.protocol.verdicts import sensitivity_rows
+    from pulse_unlearn.protocol.verdicts import level_rows, measured
 
     forget = {("forget", m): [10, 6, 2, 0] for m in ("multimodal", "text")}
     ft = operation("finetuned", {**forget, ("general", "multimodal"): [40, 40, 39, 38]}, {"forget": 10, "general": 40})
     pt = operation("pretrained", {**forget, ("general", "multimodal"): [40, 20, 10, 5]}, {"forget": 10, "general": 40})
     rows = ft[0] + pt[0] + [{**r, "modality": "all"} for r in ft[0] + pt[0] if r["split"] == "general"]
     compare = ForgetTarget(rule="kept", kept=0.5)
-    found = sensitivity_rows([], SETTINGS, rows, ft[1] + pt[1], compare)
+    found = level_rows(measured([], SETTINGS, rows, ft[1] + pt[1], compare, (0.3, 0.5, 0.7)), SETTINGS)
     first = {r["kept"]: r["estimate"] for r in found if r["finding"] == 1 and r["target_modality"] == "multimodal"}
     assert first == pytest.approx({0.3: 0.578125 - 0.0078125, 0.5: 0.46875, 0.7: 0.28125})
     # the run's own level repeats findings.csv's matched rows exactly
     own = [r for r in findings_rows([], SETTINGS, rows, ft[1] + pt[1], compare) if r["at"] == "matched"]
     assert [{k: v for k, v in r.items() if k != "kept"} for r in found if r["kept"] == 0.5] == own
-    assert sensitivity_rows([], SETTINGS, rows, ft[1] + pt[1], ForgetTarget(rule="margin", margin=0.1)) == []
+    margin = ForgetTarget(rule="margin", margin=0.1)
+    assert level_rows(measured([], SETTINGS, rows, ft[1] + pt[1], margin, (0.3, 0.5, 0.7)), SETTINGS) == []
 
 
 def test_matched_rows_carry_the_resampled_points_intervals():

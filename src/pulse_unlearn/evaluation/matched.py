@@ -81,17 +81,26 @@ def cost_at_match(forget: np.ndarray, values: np.ndarray, target: float) -> np.n
     return values[:, 0] - at_positions(values, crossings(forget, target))
 
 
-def auc_at_match(forget: np.ndarray, values: np.ndarray, target: float) -> np.ndarray:
-    """``mean_to_target`` per resample, on that resample's monotone fit (nan where not defined)."""
-    out = np.full(len(forget), np.nan)
+def _cost_and_auc(forget: np.ndarray, values: np.ndarray, target: float) -> np.ndarray:
+    """(cost_at_match, auc_at_match) per resample, each resample's monotone fit made once."""
+    out = np.full((len(forget), 2), np.nan)
     for b, (f, y) in enumerate(zip(forget, values)):
-        if np.isnan(f).any() or np.isnan(y).any():
+        if np.isnan(f).any():
             continue
         fit = monotone_fit(f)
-        value = mean_to_target(fit, list(y), crossing(fit, target))
+        pos = crossing(fit, target)
+        if pos is None:
+            continue
+        out[b, 0] = y[0] - at(y, pos)
+        value = None if np.isnan(y).any() else mean_to_target(fit, list(y), pos)
         if value is not None:
-            out[b] = value
+            out[b, 1] = value
     return out
+
+
+def auc_at_match(forget: np.ndarray, values: np.ndarray, target: float) -> np.ndarray:
+    """``mean_to_target`` per resample, on that resample's monotone fit (nan where not defined)."""
+    return _cost_and_auc(forget, values, target)[:, 1]
 
 
 def examples_at_match(forget: np.ndarray, examples: Sequence[float], target: float) -> np.ndarray:
@@ -123,16 +132,15 @@ def _intervals(curves: dict, forget_key, key, target: float, where: np.ndarray |
     """The matched point's resampled cost and examples (``where``), as matched.csv's interval columns."""
     if where is None or key not in curves:
         return {}
-    cost = paired([curves[forget_key], curves[key]], lambda f, y: cost_at_match(f, y, target),
-                  intervals.resamples, intervals.seed).resampled
+    both = paired([curves[forget_key], curves[key]], lambda f, y: _cost_and_auc(f, y, target),
+                  intervals.resamples, intervals.seed).resampled.reshape(-1, 2)  # one draw, one fit per resample
+    cost, auc = both[:, 0], both[:, 1]
     reached = float(np.mean(~np.isnan(cost)))
     out = {"reached_share": round(reached, 4)}
     if reached > 0:
         (cl, ch), (el, eh) = percentile_interval(cost, intervals.level), percentile_interval(where, intervals.level)
         out.update(cost_ci_low=round(cl, 6), cost_ci_high=round(ch, 6), examples_ci_low=round(el, 2),
                    examples_ci_high=round(eh, 2))
-    auc = paired([curves[forget_key], curves[key]], lambda f, y: auc_at_match(f, y, target),
-                 intervals.resamples, intervals.seed).resampled
     if not np.isnan(auc).all():
         al, ah = percentile_interval(auc, intervals.level)
         out.update(auc_ci_low=round(al, 6), auc_ci_high=round(ah, 6))

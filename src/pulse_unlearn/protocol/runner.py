@@ -76,10 +76,10 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         r.store.flush()
         log(f"[{name}] done in {time.time() - t0:.0f} s")
     r.store.flush()
-    judged = (r.store.predictions, cfg.intervals, r.store.trajectory, r.store.trajectory_predictions,
-              cfg.trajectory.compare)
-    r.store.write_csv("findings.csv", verdicts.findings_rows(*judged), verdicts.COLUMNS)
-    sensitivity = verdicts.sensitivity_rows(*judged, levels=cfg.trajectory.sensitivity)
+    judged = verdicts.measured(r.store.predictions, cfg.intervals, r.store.trajectory,
+                               r.store.trajectory_predictions, cfg.trajectory.compare, cfg.trajectory.sensitivity)
+    r.store.write_csv("findings.csv", verdicts.decided(judged.own, cfg.intervals), verdicts.COLUMNS)
+    sensitivity = verdicts.level_rows(judged, cfg.intervals)
     if sensitivity:
         r.store.write_csv("sensitivity.csv", sensitivity, verdicts.SENSITIVITY_COLUMNS)
     r.trackers.close()

@@ -256,14 +256,43 @@ def _matched(trajectory: Iterable[dict], trajectory_predictions: Iterable[dict],
     return Paths.of(trajectory, trajectory_predictions, compare).comparisons()
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A run's comparisons, resampled: at the budget, at matched forgetting under the run's own
+    target, and at matched forgetting again per ``kept`` level (``sensitivity.csv``)."""
+
+    budget: list[tuple[dict, Paired]]
+    matched: list[tuple[dict, Paired]]
+    levels: dict[float, list[tuple[dict, Paired]]]
+
+    @property
+    def own(self) -> list[tuple[dict, Paired]]:
+        return self.budget + self.matched
+
+
+def measured(predictions: Iterable[dict], intervals, trajectory: Iterable[dict] = (),
+             trajectory_predictions: Iterable[dict] = (), compare=None, levels=()) -> Measured:
+    """Every comparison of a run, each resampled once: the budget's, and (with the trajectories,
+    their items and ``compare``, the comparison target) the matched ones, from curves built once
+    and retargeted per ``kept`` of ``levels`` (rule ``kept`` only; the run's own level reused)."""
+    budget = _resampled(comparisons(Items(predictions)), intervals)
+    trajectory = list(trajectory)
+    if compare is None or not trajectory:
+        return Measured(budget, [], {})
+    paths = Paths.of(trajectory, trajectory_predictions, compare)
+    matched = _resampled(paths.comparisons(), intervals)
+    by_level = {}
+    for kept in (levels if compare.rule == "kept" else ()):
+        by_level[kept] = matched if kept == compare.kept else _resampled(
+            paths.retargeted(compare.model_copy(update={"kept": kept})).comparisons(), intervals)
+    return Measured(budget, matched, by_level)
+
+
 def measure(predictions: Iterable[dict], intervals, trajectory: Iterable[dict] = (),
             trajectory_predictions: Iterable[dict] = (), compare=None) -> list[tuple[dict, Paired]]:
     """Every comparison of a run, resampled: at the budget and (with the trajectories, their items
     and ``compare``, the comparison target) at matched forgetting."""
-    found = comparisons(Items(predictions))
-    if compare is not None and trajectory:
-        found += _matched(trajectory, trajectory_predictions, compare)
-    return _resampled(found, intervals)
+    return measured(predictions, intervals, trajectory, trajectory_predictions, compare).own
 
 
 def decide(measured: list[tuple[dict, float, np.ndarray, dict]], intervals) -> list[dict]:
@@ -284,40 +313,24 @@ def findings_rows(predictions: Iterable[dict], intervals, trajectory: Iterable[d
                   trajectory_predictions: Iterable[dict] = (), compare=None) -> list[dict]:
     """``findings.csv``: one row per comparison (``measure``), Holm-corrected over them all
     (``intervals``: the config's ``resamples``, ``seed`` and ``level``)."""
-    return _decided(measure(predictions, intervals, trajectory, trajectory_predictions, compare), intervals)
+    return decided(measure(predictions, intervals, trajectory, trajectory_predictions, compare), intervals)
 
 
-def _decided(measured: list[tuple[dict, Paired]], intervals) -> list[dict]:
+def decided(found: list[tuple[dict, Paired]], intervals) -> list[dict]:
+    """findings.csv's rows of resampled comparisons (``decide``, with their clusters)."""
     return decide([(labels, m.estimate, m.resampled, {"clusters": m.clusters, "shared": m.shared})
-                   for labels, m in measured], intervals)
+                   for labels, m in found], intervals)
 
 
 SENSITIVITY_COLUMNS = ("kept", *COLUMNS)
 
 
-def measured_levels(predictions: Iterable[dict], intervals, trajectory: Iterable[dict],
-                    trajectory_predictions: Iterable[dict], compare,
-                    levels=(0.3, 0.5, 0.7)) -> tuple[list, dict[float, list]]:
-    """The budget's comparisons, resampled, and per ``kept`` level the matched ones with every
-    target set again at that level (rule ``kept`` only; none otherwise): the curves are built once."""
-    trajectory, trajectory_predictions = list(trajectory), list(trajectory_predictions)
-    if compare is None or compare.rule != "kept" or not trajectory or not levels:
-        return [], {}
-    budget = _resampled(comparisons(Items(predictions)), intervals)
-    paths = Paths.of(trajectory, trajectory_predictions, compare)
-    return budget, {kept: _resampled(paths.retargeted(compare.model_copy(update={"kept": kept})).comparisons(),
-                                     intervals) for kept in levels}
-
-
-def sensitivity_rows(predictions: Iterable[dict], intervals, trajectory: Iterable[dict],
-                     trajectory_predictions: Iterable[dict], compare, levels=(0.3, 0.5, 0.7)) -> list[dict]:
-    """``sensitivity.csv``: the comparisons at matched forgetting again with the comparison
-    target's ``kept`` at each of ``levels`` (``measured_levels``). Each level is decided as
-    findings.csv is, Holm over the budget's comparisons and that level's matched ones, so the
-    level equal to the run's own ``kept`` repeats findings.csv's matched rows."""
-    budget, by_level = measured_levels(predictions, intervals, trajectory, trajectory_predictions, compare, levels)
-    return [{"kept": kept, **r} for kept, matched in by_level.items()
-            for r in _decided(budget + matched, intervals)[len(budget):]]
+def level_rows(m: Measured, intervals) -> list[dict]:
+    """``sensitivity.csv``: each ``kept`` level of ``m`` decided as findings.csv is, Holm over the
+    budget's comparisons and that level's matched ones, so the level equal to the run's own
+    ``kept`` repeats findings.csv's matched rows (none: rule ``margin``, or no trajectories)."""
+    return [{"kept": kept, **r} for kept, matched in m.levels.items()
+            for r in decided(m.budget + matched, intervals)[len(m.budget):]]
 
 
 KEY = ("finding", "at", "method", "update", "scenarios", "target_modality", "comparison")

@@ -23,7 +23,7 @@ from .html import page
 from .interference import interference_findings, interference_table
 from .matched import combined, matched_tables, pool_matched
 from .matched_findings import both_findings
-from .pooled_findings import agreement_line, pooled_findings, pooled_sensitivity
+from .pooled_findings import agreement_line, pooled_verdicts
 from .runs import RunFiles, read_run, pool, variants
 from .sensitivity import sensitivity_table
 from .tables import open_task_tables, scenario_tables, stopping_table, to_latex, to_markdown
@@ -163,7 +163,7 @@ def build_compare(run_dirs: list[Path], out: Path, log=lambda line: None) -> Pat
     subtitle = (f"{len(runs)} runs, {_scoring([x for r in runs for x in r.rows])} scoring. Accuracy in %: mean ± "
                 "sample standard deviation where a unit was run several times (seeds); changes in points from the "
                 "starting model.")
-    pooled = pooled_findings(runs, Path(out))
+    pooled, sensitivity = pooled_verdicts(runs, Path(out))
     if pooled is not None:
         agreement = agreement_line(pooled)
         subtitle += (" Verdicts: each comparison pooled over the runs (worlds resampled, then people; "
@@ -173,4 +173,4 @@ def build_compare(run_dirs: list[Path], out: Path, log=lambda line: None) -> Pat
     return _write(Path(out), "PULSE comparison", subtitle, Summary(pool(runs)), runs,
                   runs_table=f"<table>{head}{''.join(body)}</table>", runs_md="\n".join(md) + "\n\n",
                   judged=judged_of(pooled) if pooled is not None else None,
-                  sensitivity=pooled_sensitivity(runs, Path(out)) if pooled is not None else None)
+                  sensitivity=sensitivity)

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from ..config.schema import ForgetTarget, IntervalConfig, TrajectoryConfig
 from ..errors import PulseError
-from ..protocol.verdicts import (POOLED_COLUMNS, RunComparisons, decide, key_of, measure, measured_levels,
-                                 pooled_rows)
+from ..protocol.verdicts import POOLED_COLUMNS, RunComparisons, decide, key_of, measured, pooled_rows
 from ..runs.atomic import atomic_write
 from ..runs.store import csv_text
 from .runs import RunFiles, labelled, variants
@@ -60,17 +59,10 @@ def _compare(run: RunFiles) -> ForgetTarget:
     return ForgetTarget(**((run.config.get("trajectory") or {}).get("compare") or {}))
 
 
-def _own(run: RunFiles, measured: list) -> RunComparisons:
+def _own(run: RunFiles, found: list, intervals: IntervalConfig) -> RunComparisons:
     """A run's resampled comparisons with the verdicts the run alone gives."""
-    own = decide([(labels, m.estimate, m.resampled, {}) for labels, m in measured], _intervals([run]))
-    return RunComparisons(_world(run), measured, {key_of(r): r["verdict"] for r in own})
-
-
-def run_comparisons(run: RunFiles, label: str, intervals: IntervalConfig) -> RunComparisons | None:
-    """One run's comparisons, resampled from predictions.csv (and its trajectories), with the
-    verdicts the run alone gives; None for a run without predictions.csv."""
-    files = _files(run, label)
-    return None if files is None else _own(run, measure(*files[:1], intervals, *files[1:], _compare(run)))
+    own = decide([(labels, m.estimate, m.resampled, {}) for labels, m in found], intervals)
+    return RunComparisons(_world(run), found, {key_of(r): r["verdict"] for r in own})
 
 
 def _levels(runs: list[RunFiles]) -> list[float]:
@@ -80,39 +72,34 @@ def _levels(runs: list[RunFiles]) -> list[float]:
     return sorted(set.intersection(*named)) if named else []
 
 
-def pooled_findings(runs: list[RunFiles], out: Path) -> list[dict] | None:
-    """The pooled findings of ``runs``, written to ``out/findings.csv``; None where no run has
-    predictions.csv (nothing to resample)."""
-    intervals = _intervals(runs)
-    measured = [m for r, label in zip(runs, variants(runs)) if (m := run_comparisons(r, label, intervals))]
-    if not measured:
-        return None
-    rows = pooled_rows(measured, intervals)
-    atomic_write(Path(out) / "findings.csv", csv_text(rows, POOLED_COLUMNS))
-    return rows
-
-
 SENSITIVITY_COLUMNS = ("kept", *POOLED_COLUMNS)
 
 
-def pooled_sensitivity(runs: list[RunFiles], out: Path) -> list[dict] | None:
-    """The matched comparisons pooled at each ``kept`` level the runs share, written to
-    ``out/sensitivity.csv``; None where no run has comparisons at matched forgetting."""
+def pooled_verdicts(runs: list[RunFiles], out: Path) -> tuple[list[dict] | None, list[dict] | None]:
+    """The pooled findings of ``runs`` (``out/findings.csv``; None where no run has
+    predictions.csv: nothing to resample) and the matched comparisons pooled at each ``kept``
+    level the runs share (``out/sensitivity.csv``; None without any), each run read and
+    resampled once (``verdicts.measured``)."""
     intervals, levels = _intervals(runs), _levels(runs)
+    own: list[RunComparisons] = []
     by_level: dict[float, list[RunComparisons]] = {}
     for run, label in zip(runs, variants(runs)):
         files = _files(run, label)
         if files is None:
             continue
-        budget, matched = measured_levels(*files[:1], intervals, *files[1:], _compare(run), levels)
-        for kept, found in matched.items():
-            by_level.setdefault(kept, []).append(_own(run, budget + found))
-    rows = [{"kept": kept, **r} for kept, measured in by_level.items()
-            for r in pooled_rows(measured, intervals) if r["at"] == "matched"]
-    if not rows:
-        return None
-    atomic_write(Path(out) / "sensitivity.csv", csv_text(rows, SENSITIVITY_COLUMNS))
-    return rows
+        m = measured(*files[:1], intervals, *files[1:], _compare(run), levels)
+        own.append(_own(run, m.own, intervals))
+        for kept, found in m.levels.items():
+            by_level.setdefault(kept, []).append(_own(run, m.budget + found, intervals))
+    if not own:
+        return None, None
+    rows = pooled_rows(own, intervals)
+    atomic_write(Path(out) / "findings.csv", csv_text(rows, POOLED_COLUMNS))
+    sensitivity = [{"kept": kept, **r} for kept, found in by_level.items()
+                   for r in pooled_rows(found, intervals) if r["at"] == "matched"]
+    if sensitivity:
+        atomic_write(Path(out) / "sensitivity.csv", csv_text(sensitivity, SENSITIVITY_COLUMNS))
+    return rows, sensitivity or None
 
 
 def agreement_line(rows: list[dict]) -> str:
