@@ -7,7 +7,9 @@ Each block sits between ``<!-- findings:begin -->`` and ``<!-- findings:end -->`
 text around it is written by hand, the block never is. The figures come from
 ``results/findings-pooled.csv`` (the pooled verdicts), ``results/findings-meta.json`` (machine,
 seeds, commit, minutes) and, where it exists, ``results/findings-sensitivity.csv`` (benchmarks/README
-only: the matched comparisons at each ``kept`` level).
+only: the matched comparisons at each ``kept`` level). benchmarks/README's block between
+``<!-- selectivity:begin -->`` and ``<!-- selectivity:end -->`` comes from
+``results/world-selectivity.csv`` (``world_quality.py --selectivity``: what each lever did).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
+SELECTIVITY, SELECTIVITY_MARKS = "world-selectivity.csv", ("<!-- selectivity:begin -->", "<!-- selectivity:end -->")
 FINDINGS = {"1": "pre-trained vs fine-tuned knowledge", "2": "sequential vs one-shot",
             "3": "text-only vs multimodal forgetting"}
 
@@ -133,13 +136,32 @@ def readme_block(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-def spliced(text: str, block: str, name: str) -> str:
-    if text.count(BEGIN) != 1 or text.count(END) != 1:
-        print(f"render: {name} needs exactly one {BEGIN} ... {END} pair", file=sys.stderr)
+def selectivity_block(rows: list[dict]) -> str:
+    """One row per lever set, world seed and method: the pending people's kept share after
+    operation 1 (multimodal, text) with its interval, request 1 then, each operation's steps."""
+    by: dict[tuple, dict] = {}
+    for r in rows:
+        by.setdefault((r["levers"], r["world_seed"], r["method"]), {})[r["modality"]] = r
+    out = ["| levers | world seed | method | pending kept after op 1, multimodal | text | request 1 after op 1 "
+           "(mm / text) | steps of ops 1-5 | selective |", "|---|---|---|---|---|---|---|---|"]
+    for (levers, seed, method), cells in by.items():
+        mm, text = cells["multimodal"], cells["text"]
+        kept = [f"{float(c['pending_kept']):.2f} [{float(c['kept_ci_low']):.2f}, {float(c['kept_ci_high']):.2f}]"
+                for c in (mm, text)]
+        selective = "yes" if mm["selective"] == "True" and text["selective"] == "True" else "no"
+        out.append(f"| {levers} | {seed} | {method} | {kept[0]} | {kept[1]} | "
+                   f"{float(mm['request1_after_op1']):.2f} / {float(text['request1_after_op1']):.2f} | "
+                   f"{mm['steps']} | {selective} |")
+    return "\n".join(out)
+
+
+def spliced(text: str, block: str, name: str, begin: str = BEGIN, end: str = END) -> str:
+    if text.count(begin) != 1 or text.count(end) != 1:
+        print(f"render: {name} needs exactly one {begin} ... {end} pair", file=sys.stderr)
         sys.exit(2)
-    head, rest = text.split(BEGIN)
-    _, tail = rest.split(END)
-    return f"{head}{BEGIN}\n{block}\n{END}{tail}"
+    head, rest = text.split(begin)
+    _, tail = rest.split(end)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
 
 
 def main() -> None:
@@ -149,13 +171,17 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=HERE.parent, help="the repository (README.md, benchmarks/)")
     args = ap.parse_args()
     rows, meta, sensitivity = load(args.results)
+    bench = args.root / "benchmarks" / "README.md"
+    blocks = [(args.root / "README.md", readme_block(rows, meta), BEGIN, END),
+              (bench, benchmarks_block(rows, meta, sensitivity), BEGIN, END)]
+    if (args.results / SELECTIVITY).is_file():
+        blocks.append((bench, selectivity_block(_csv(args.results / SELECTIVITY)), *SELECTIVITY_MARKS))
     stale = []
-    for path, block in ((args.root / "README.md", readme_block(rows, meta)),
-                        (args.root / "benchmarks" / "README.md", benchmarks_block(rows, meta, sensitivity))):
+    for path, block, begin, end in blocks:
         text = path.read_text(encoding="utf-8")
-        new = spliced(text, block, path.name)
+        new = spliced(text, block, path.name, begin, end)
         if new != text:
-            stale.append(path)
+            stale += [] if path in stale else [path]
             if not args.check:
                 path.write_text(new, encoding="utf-8")
     if args.check and stale:

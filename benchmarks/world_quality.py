@@ -6,7 +6,14 @@ often they appear in pre-training, on the general benchmark and on the fictitiou
 (should be chance), and the fine-tuned model on its fictitious people (and, in a world with
 events, on the PEBench-style questions about people in event images and about the events).
 
+``--selectivity`` runs the demo's sequential scenario (GA+KL and NPO, LoRA on the LLM) on each
+world seed named and prints whether forgetting is selective (issue #31's figures): after
+operation 1, the share of their above-chance accuracy that the people of requests 2-5 keep
+(people resampled, start and end paired), request 1 against its stop target, and each
+operation's steps; the rows go to ``--selectivity-out`` (a CSV) for the README's table.
+
     python benchmarks/world_quality.py [--preset default] [--cache DIR]
+    python benchmarks/world_quality.py --selectivity 0 1 [--run-set unlearn.lr=5e-4 ...]
 """
 
 from __future__ import annotations
@@ -58,19 +65,22 @@ def main() -> None:
                     help="override the models config, e.g. pretrain.lr=2e-3 finetune.steps=600")
     ap.add_argument("--world-set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override the world config, e.g. n_benchmark_train=6000")
+    ap.add_argument("--selectivity", nargs="+", type=int, default=None, metavar="WORLD_SEED",
+                    help="run the demo's sequential scenario on these world seeds and print its selectivity")
+    ap.add_argument("--run-set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="overrides of the demo config for --selectivity, e.g. unlearn.lr=5e-4")
+    ap.add_argument("--selectivity-of", nargs="+", type=Path, default=None, metavar="RUN",
+                    help="read the selectivity of finished run folders (a sequential scenario with ga_klr or npo) "
+                         "instead of running; --levers names what they changed")
+    ap.add_argument("--levers", default=None, help="the levers column for --selectivity-of (default: as shipped)")
+    ap.add_argument("--selectivity-out", type=Path, default=None,
+                    help="CSV the selectivity rows are appended to, each with its levers")
     args = ap.parse_args()
+    if args.selectivity is not None or args.selectivity_of is not None:
+        selectivity_report(args)
+        return
     cache = Path(args.cache or tempfile.mkdtemp(prefix="pulse-quality-"))
-    wcfg, mcfg = world_config(args.preset), models_config(args.preset)
-    if args.set:
-        from pulse_unlearn.config import apply_overrides
-
-        mcfg = type(mcfg)(**apply_overrides(mcfg.model_dump(), args.set))
-        print("models config overrides:", " ".join(args.set))
-    if args.world_set:
-        from pulse_unlearn.config import apply_overrides
-
-        wcfg = type(wcfg)(**apply_overrides(wcfg.model_dump(), args.world_set))
-        print("world config overrides:", " ".join(args.world_set))
+    wcfg, mcfg = configs(args, seed=None)
 
     t0 = time.time()
     world = ensure_world(wcfg, cache, log=lambda *_: None)
@@ -94,6 +104,22 @@ def main() -> None:
     if args.base_only:
         return
     ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench)
+
+
+def configs(args, seed: int | None):
+    """The world and models configs of ``--preset`` (at world seed ``seed``, if given) with the
+    ``--world-set`` and ``--set`` overrides."""
+    from pulse_unlearn.config import apply_overrides
+
+    extra = {} if seed is None else {"seed": seed}
+    wcfg, mcfg = world_config(args.preset, **extra), models_config(args.preset, **extra)
+    if args.set:
+        mcfg = type(mcfg)(**apply_overrides(mcfg.model_dump(), args.set))
+        print("models config overrides:", " ".join(args.set))
+    if args.world_set:
+        wcfg = type(wcfg)(**apply_overrides(wcfg.model_dump(), args.world_set))
+        print("world config overrides:", " ".join(args.world_set))
+    return wcfg, mcfg
 
 
 def evaluate_base(model, enc, celebs, mentions, bench, fictitious) -> None:
@@ -124,6 +150,91 @@ def ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench) -> N
         for concept in ("person", "event"):
             line(f"{concept}s, PEBench-style questions", model, enc,
                  [q for q in concepts.questions if q.subject.startswith(f"{concept}:")])
+
+
+SELECTIVE_METHODS = ("ga_klr", "npo")
+PENDING_KEPT = 0.6  # issue #31: the pending people keep at least this share of their above-chance accuracy
+
+
+def selectivity_report(args) -> None:
+    import pandas as pd
+
+    import pulse_unlearn
+    from pulse_unlearn.pipeline import cache_folder
+
+    rows = []
+    if args.selectivity_of:
+        for folder in args.selectivity_of:
+            run = pulse_unlearn.load_run(folder)
+            rows += [{"world_seed": run.config["model"]["world_seed"], **r} for r in selectivity(run)]
+        levers = args.levers or "as shipped"
+    else:
+        cache = cache_folder(Path(args.cache) if args.cache else None)
+        root = Path(tempfile.mkdtemp(prefix="pulse-selectivity-"))
+        for seed in args.selectivity:
+            t0 = time.time()
+            run = pulse_unlearn.run("demo", ["scenario=sequential", f"method=[{','.join(SELECTIVE_METHODS)}]",
+                                             f"model.world_seed={seed}", *models_of(args, seed, cache),
+                                             *args.run_set], out=root / f"world{seed}", cache=cache,
+                                    log=lambda *_: None)
+            rows += [{"world_seed": seed, **r} for r in selectivity(run)]
+            print(f"world seed {seed}: {time.time() - t0:.0f} s ({root / f'world{seed}'})", flush=True)
+        levers = " ".join([*args.world_set, *args.set, *args.run_set]) or "as shipped"
+    table = pd.DataFrame(rows)
+    print(f"levers: {levers}")
+    print(table.to_string(index=False))
+    if args.selectivity_out is not None:
+        table.insert(0, "levers", levers)
+        table.to_csv(args.selectivity_out, mode="a", header=not args.selectivity_out.exists(), index=False)
+
+
+def models_of(args, seed: int, cache: Path) -> list[str]:
+    """Run overrides that point the demo at world models built with ``--set``/``--world-set``
+    (none without them: the run builds or finds its own)."""
+    if not (args.set or args.world_set):
+        return []
+    wcfg, mcfg = configs(args, seed)
+    world = ensure_world(wcfg, cache, log=lambda *_: None)
+    base = build_base(world, wcfg.training_fingerprint(), mcfg, cache / "models")
+    finetuned = build_finetuned(world, wcfg.training_fingerprint(), mcfg, cache / "models")
+    return ["model.source=path", f"model.base={base}", f"model.finetuned={finetuned}",
+            f"data.mllmu={world / 'MLLMU-Bench'}", f"data.mmbench={world / 'MMBench' / 'mmbench_dev_en.tsv'}"]
+
+
+def selectivity(run) -> list[dict]:
+    """Per method and modality: the pending people's kept share after operation 1 with its paired
+    interval, request 1's accuracy then, and the steps of operations 1-5."""
+    from pulse_unlearn.protocol.verdicts import kept
+    from pulse_unlearn.stats.bootstrap import paired, percentile_interval
+
+    ci = run.config["intervals"]
+    requests = run.sets["sequential"]["forget_requests"]
+    pending = {pid for request in requests[1:] for pid in request}
+    preds = run.predictions
+    preds = preds[(preds.scenario == "sequential") & (preds.split == "forget")]
+    ops = run.operations[run.operations.scenario == "sequential"]
+    out = []
+    for method in [m for m in SELECTIVE_METHODS if m in set(ops.method)]:
+        steps = ops[ops.method == method].sort_values("operation").steps.astype(int).tolist()
+        for modality in ("multimodal", "text"):
+            cell = preds[(preds.method == method) & (preds.modality == modality)]
+            start, after = _sample(cell, 0, pending), _sample(cell, 1, pending)
+            share = paired([start, after], kept, ci["resamples"], ci["seed"])
+            low, high = percentile_interval(share.resampled, ci["level"])
+            out.append({"method": method, "modality": modality, "pending_start": start.mean(),
+                        "pending_after_op1": after.mean(), "pending_kept": share.estimate, "kept_ci_low": low,
+                        "kept_ci_high": high, "request1_after_op1": _sample(cell, 1, set(requests[0])).mean(),
+                        "steps": " ".join(map(str, steps)),
+                        "selective": share.estimate >= PENDING_KEPT and min(steps[1:], default=0) > 0})
+    return out
+
+
+def _sample(predictions, step: int, people: set[str]):
+    """The items of ``people`` at ``step``, each person a cluster."""
+    from pulse_unlearn.stats.bootstrap import Sample
+
+    rows = predictions[(predictions.step == step) & predictions.subject.isin(people)]
+    return Sample(rows.correct.astype(float).tolist(), rows.subject.tolist())
 
 
 if __name__ == "__main__":

@@ -182,7 +182,7 @@ def test_a_world_with_events_fine_tunes_for_proportionally_more_steps(worlds):
     cfg = models_config("default")
     assert cfg.for_world(without) is cfg
     scaled = cfg.for_world(with_events)
-    assert scaled.finetune.steps == round(960 * 2.5) == 2400 and scaled.events_step_scale == 1.0
+    assert scaled.finetune.steps == round(1920 * 1.25) == 2400 and scaled.events_step_scale == 1.0
     assert scaled.for_world(with_events) == scaled  # folded in once, never twice
     assert scaled.key("w", "base") == cfg.key("w", "base")  # the base model is not retrained
     assert scaled.key("w", "finetuned") != cfg.key("w", "finetuned")

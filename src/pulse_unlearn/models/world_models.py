@@ -56,21 +56,22 @@ class WorldModelsConfig(BaseModel):
     # benchmarks/README.md: world + base <= 300 s and fine-tuning about 2 minutes on two CPU cores.
     pretrain: TrainConfig = Field(default_factory=lambda: TrainConfig(
         steps=2000, lr=1.5e-3, caption_stage=0.25, pack_len=128, weighting="sequence"))
-    # 960 steps with half as many replayed examples as facts: the demo's forget people reach
-    # >= 70% multimodal / >= 90% text-only while the general benchmark loses half as much as with
-    # 480 steps and 10% replay (benchmarks/finetune_start.py; figures in benchmarks/README.md).
+    # 1920 steps with half as many replayed examples as facts. Replay at 0.5 halves the general
+    # benchmark's loss against 10% (benchmarks/finetune_start.py); 1920 steps rather than 960 learn
+    # the people firmly enough that forgetting one sequential request leaves the next ones to
+    # forget (world_quality.py --selectivity; both in benchmarks/README.md).
     finetune: TrainConfig = Field(default_factory=lambda: TrainConfig(
-        steps=960, lr=2.5e-3, caption_stage=0.15, warmup=20, pack_len=128, weighting="sequence"))
+        steps=1920, lr=2.5e-3, caption_stage=0.15, warmup=20, pack_len=128, weighting="sequence"))
     lora: LoraSettings = Field(default_factory=LoraSettings)
     finetune_people: int = 100  # how many fictitious people the fine-tuned model learns (seeded choice)
     # Pre-training examples mixed into fine-tuning, as a share of the fine-tuning examples:
     # a 1M-parameter model otherwise loses its general skills while learning new people.
     replay: float = 0.5
     # A world with events fine-tunes on about 2.5x the examples (the same people, plus their event
-    # images and the events): its steps grow by this factor so every example is seen about as often.
-    # 960 steps left people in event images at 0.40 multimodal and the portraits at 0.50; 2400 steps
-    # reached 0.48 and 0.69 (benchmarks/README.md, "Concepts").
-    events_step_scale: float = Field(2.5, ge=1.0, le=10.0)
+    # images and the events): its steps grow by this factor, to the 2400 at which people in event
+    # images reached 0.48 multimodal and the portraits 0.69 (960 steps: 0.40 and 0.50;
+    # benchmarks/README.md, "Concepts").
+    events_step_scale: float = Field(1.25, ge=1.0, le=10.0)
     seed: int = 0
 
     def for_world(self, world: Path) -> "WorldModelsConfig":
