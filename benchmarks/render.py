@@ -149,8 +149,9 @@ def selectivity_block(rows: list[dict]) -> str:
         kept = [f"{float(c['pending_kept']):.2f} [{float(c['kept_ci_low']):.2f}, {float(c['kept_ci_high']):.2f}]"
                 for c in (mm, text)]
         selective = "yes" if mm["selective"] == "True" and text["selective"] == "True" else "no"
-        out.append(f"| {levers} | {seed} | {method} | {kept[0]} | {kept[1]} | "
-                   f"{float(mm['request1_after_op1']):.2f} / {float(text['request1_after_op1']):.2f} | "
+        request1 = [f"{float(c['request1_after_op1']):.2f} [{float(c['request1_ci_low']):.2f}, "
+                    f"{float(c['request1_ci_high']):.2f}]" for c in (mm, text)]
+        out.append(f"| {levers} | {seed} | {method} | {kept[0]} | {kept[1]} | {request1[0]} / {request1[1]} | "
                    f"{mm['steps']} | {selective} |")
     return "\n".join(out)
 

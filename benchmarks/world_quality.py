@@ -203,9 +203,9 @@ def models_of(args, seed: int, cache: Path) -> list[str]:
 
 def selectivity(run) -> list[dict]:
     """Per method and modality: the pending people's kept share after operation 1 with its paired
-    interval, request 1's accuracy then, and the steps of operations 1-5."""
+    interval, request 1's accuracy then with its interval, and the steps of operations 1-5."""
     from pulse_unlearn.protocol.verdicts import kept
-    from pulse_unlearn.stats.bootstrap import paired, percentile_interval
+    from pulse_unlearn.stats.bootstrap import interval, paired, percentile_interval
 
     ci = run.config["intervals"]
     requests = run.sets["sequential"]["forget_requests"]
@@ -221,10 +221,12 @@ def selectivity(run) -> list[dict]:
             start, after = _sample(cell, 0, pending), _sample(cell, 1, pending)
             share = paired([start, after], kept, ci["resamples"], ci["seed"])
             low, high = percentile_interval(share.resampled, ci["level"])
+            request1 = _sample(cell, 1, set(requests[0]))
+            r_low, r_high = interval(request1, ci["resamples"], ci["seed"], ci["level"])
             out.append({"method": method, "modality": modality, "pending_start": start.mean(),
                         "pending_after_op1": after.mean(), "pending_kept": share.estimate, "kept_ci_low": low,
-                        "kept_ci_high": high, "request1_after_op1": _sample(cell, 1, set(requests[0])).mean(),
-                        "steps": " ".join(map(str, steps)),
+                        "kept_ci_high": high, "request1_after_op1": request1.mean(), "request1_ci_low": r_low,
+                        "request1_ci_high": r_high, "steps": " ".join(map(str, steps)),
                         "selective": share.estimate >= PENDING_KEPT and min(steps[1:], default=0) > 0})
     return out
 

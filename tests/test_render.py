@@ -104,19 +104,25 @@ def test_the_selectivity_block_comes_from_its_file(tmp_path):
     bench = root / "benchmarks" / "README.md"
     bench.write_text(bench.read_text() + "<!-- selectivity:begin -->\ntyped\n<!-- selectivity:end -->\n")
     fields = ("levers", "world_seed", "method", "modality", "pending_start", "pending_after_op1", "pending_kept",
-              "kept_ci_low", "kept_ci_high", "request1_after_op1", "steps", "selective")
+              "kept_ci_low", "kept_ci_high", "request1_after_op1", "request1_ci_low", "request1_ci_high", "steps",
+              "selective")
     with open(data / "world-selectivity.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(fields)
-        w.writerow(("as shipped", 0, "npo", "multimodal", 0.8, 0.3, 0.0909, 0.0, 0.2, 0.16, "25 0 0 0 0", False))
-        w.writerow(("as shipped", 0, "npo", "text", 1.0, 0.3, 0.0667, 0.0, 0.17, 0.26, "25 0 0 0 0", False))
-        w.writerow(("unlearn.lr=5e-4", 0, "ga_klr", "multimodal", 0.8, 0.7, 0.818, 0.7, 0.9, 0.2, "80 5 5 5 5", True))
-        w.writerow(("unlearn.lr=5e-4", 0, "ga_klr", "text", 1.0, 0.9, 0.8667, 0.8, 0.93, 0.6, "80 5 5 5 5", True))
+        w.writerow(("as shipped", 0, "npo", "multimodal", 0.8, 0.3, 0.0909, 0.0, 0.2, 0.16, 0.06, 0.3, "25 0 0 0 0",
+                    False))
+        w.writerow(("as shipped", 0, "npo", "text", 1.0, 0.3, 0.0667, 0.0, 0.17, 0.26, 0.14, 0.4, "25 0 0 0 0",
+                    False))
+        w.writerow(("unlearn.lr=5e-4", 0, "ga_klr", "multimodal", 0.8, 0.7, 0.818, 0.7, 0.9, 0.2, 0.1, 0.32,
+                    "80 5 5 5 5", True))
+        w.writerow(("unlearn.lr=5e-4", 0, "ga_klr", "text", 1.0, 0.9, 0.8667, 0.8, 0.93, 0.6, 0.48, 0.7,
+                    "80 5 5 5 5", True))
     assert render("--results", data, "--root", root, "--check").returncode == 1
     assert render("--results", data, "--root", root).returncode == 0
     text = bench.read_text()
     assert "typed\n<!-- selectivity:end -->" not in text
-    assert "| as shipped | 0 | npo | 0.09 [0.00, 0.20] | 0.07 [0.00, 0.17] | 0.16 / 0.26 | 25 0 0 0 0 | no |" in text
-    assert "| unlearn.lr=5e-4 | 0 | ga_klr | 0.82 [0.70, 0.90] | 0.87 [0.80, 0.93] | 0.20 / 0.60 | 80 5 5 5 5 | yes |" \
-        in text
+    assert ("| as shipped | 0 | npo | 0.09 [0.00, 0.20] | 0.07 [0.00, 0.17] | 0.16 [0.06, 0.30] / 0.26 [0.14, 0.40] "
+            "| 25 0 0 0 0 | no |") in text
+    assert ("| unlearn.lr=5e-4 | 0 | ga_klr | 0.82 [0.70, 0.90] | 0.87 [0.80, 0.93] | 0.20 [0.10, 0.32] / "
+            "0.60 [0.48, 0.70] | 80 5 5 5 5 | yes |") in text
     assert render("--results", data, "--root", root, "--check").returncode == 0
