@@ -9,7 +9,9 @@ text around it is written by hand, the block never is. The figures come from
 seeds, commit, minutes) and, where it exists, ``results/findings-sensitivity.csv`` (benchmarks/README
 only: the matched comparisons at each ``kept`` level). benchmarks/README's block between
 ``<!-- selectivity:begin -->`` and ``<!-- selectivity:end -->`` comes from
-``results/world-selectivity.csv`` (``world_quality.py --selectivity``: what each lever did).
+``results/world-selectivity.csv`` (``world_quality.py --selectivity``: what each lever did), and the
+block between ``<!-- oracle:begin -->`` and ``<!-- oracle:end -->`` from ``results/oracle.csv`` and
+``results/oracle-meta.json`` (``oracle.py``: the retrain oracle beside the start and the methods).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
 SELECTIVITY, SELECTIVITY_MARKS = "world-selectivity.csv", ("<!-- selectivity:begin -->", "<!-- selectivity:end -->")
+ORACLE, ORACLE_MARKS = "oracle.csv", ("<!-- oracle:begin -->", "<!-- oracle:end -->")
+ORACLE_CELLS = (("forget", "multimodal"), ("forget", "text"), ("pending", "multimodal"), ("pending", "text"),
+                ("retain", "multimodal"), ("retain", "text"), ("general", "all"))
 FINDINGS = {"1": "pre-trained vs fine-tuned knowledge", "2": "sequential vs one-shot",
             "3": "text-only vs multimodal forgetting"}
 
@@ -156,6 +161,27 @@ def selectivity_block(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def oracle_block(rows: list[dict], meta: dict) -> str:
+    """One row per world seed, scenario, operation and model: accuracy (%) with its interval on
+    the operation's request (forget), the later requests (pending), retain and general."""
+    m = meta["machine"]
+    minutes = f", {meta['minutes']} min" if meta.get("minutes") else ""
+    by: dict[tuple, dict] = {}
+    for r in rows:
+        by.setdefault((r["world_seed"], r["scenario"], r["operation"], r["model"]), {})[(r["split"], r["modality"])] = r
+    out = [f"`benchmarks/oracle.py`, {meta['date']}, commit {m['commit']}: the demo config with "
+           f"`{' '.join(meta['overrides'])}`, world seed(s) {', '.join(map(str, meta['world_seeds']))}, run seed "
+           f"{meta['run_seed']}; {m['cpu']}, {m['cores']} cores{minutes}.", "",
+           "| world seed | scenario | op | model | forget mm | forget text | pending mm | pending text | retain mm | "
+           "retain text | general |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (seed, scenario, op, model), cells in by.items():
+        shown = [f"{100 * float(c['accuracy']):.0f} [{100 * float(c['ci_low']):.0f}, {100 * float(c['ci_high']):.0f}]"
+                 if (c := cells.get(key)) else "-" for key in ORACLE_CELLS]
+        name = {"start": "starting model", "retrain": "retrain oracle"}.get(model, model)
+        out.append(f"| {seed} | {scenario} | {op} | {name} | " + " | ".join(shown) + " |")
+    return "\n".join(out)
+
+
 def spliced(text: str, block: str, name: str, begin: str = BEGIN, end: str = END) -> str:
     if text.count(begin) != 1 or text.count(end) != 1:
         print(f"render: {name} needs exactly one {begin} ... {end} pair", file=sys.stderr)
@@ -177,6 +203,9 @@ def main() -> None:
               (bench, benchmarks_block(rows, meta, sensitivity), BEGIN, END)]
     if (args.results / SELECTIVITY).is_file():
         blocks.append((bench, selectivity_block(_csv(args.results / SELECTIVITY)), *SELECTIVITY_MARKS))
+    if (args.results / ORACLE).is_file():
+        meta = json.loads((args.results / "oracle-meta.json").read_text())
+        blocks.append((bench, oracle_block(_csv(args.results / ORACLE), meta), *ORACLE_MARKS))
     stale = []
     for path, block, begin, end in blocks:
         text = path.read_text(encoding="utf-8")

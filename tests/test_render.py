@@ -126,3 +126,25 @@ def test_the_selectivity_block_comes_from_its_file(tmp_path):
     assert ("| unlearn.lr=5e-4 | 0 | ga_klr | 0.82 [0.70, 0.90] | 0.87 [0.80, 0.93] | 0.20 [0.10, 0.32] / "
             "0.60 [0.48, 0.70] | 80 5 5 5 5 | yes |") in text
     assert render("--results", data, "--root", root, "--check").returncode == 0
+
+
+def test_the_oracle_block_comes_from_its_files(tmp_path):
+    data, root = results(tmp_path / "results"), repository(tmp_path / "repo")
+    bench = root / "benchmarks" / "README.md"
+    bench.write_text(bench.read_text() + "<!-- oracle:begin -->\ntyped\n<!-- oracle:end -->\n")
+    with open(data / "oracle.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(("world_seed", "scenario", "operation", "model", "split", "modality", "n", "accuracy", "ci_low",
+                    "ci_high"))
+        w.writerow((0, "sequential", 1, "retrain", "forget", "multimodal", 50, 0.262, 0.2, 0.34))
+        w.writerow((0, "sequential", 1, "retrain", "pending", "text", 200, 0.805, 0.75, 0.86))
+        w.writerow((0, "sequential", 1, "retrain", "general", "all", 300, 0.7, 0.65, 0.75))
+    (data / "oracle-meta.json").write_text(json.dumps({
+        "date": "2026-12-07", "machine": {"commit": "abc1234", "cpu": "Some CPU", "cores": 2},
+        "overrides": ["oracle=retrain"], "world_seeds": [0], "run_seed": 0, "minutes": 31.5}))
+    assert render("--results", data, "--root", root).returncode == 0
+    text = bench.read_text()
+    assert "typed\n<!-- oracle:end -->" not in text
+    assert "| 0 | sequential | 1 | retrain oracle | 26 [20, 34] | - | - | 80 [75, 86] | - | - | 70 [65, 75] |" in text
+    assert "commit abc1234" in text and "`oracle=retrain`" in text and "31.5 min" in text
+    assert render("--results", data, "--root", root, "--check").returncode == 0

@@ -149,8 +149,9 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
     """Resolve models and data for a run config (the world's, or the user's), then run it."""
     from . import distributed
     from .errors import PulseError
-    from .models.world_models import build_finetuned, models_config
+    from .models.world_models import build_base, build_finetuned, models_config
     from .protocol.runner import run
+    from .protocol.scenarios import Makers
 
     if distributed.setup() > 1 and not distributed.is_main():
         log = lambda *_: None  # noqa: E731  (the first process logs)
@@ -167,15 +168,22 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
         world = paths["world"]
         models = {"base": paths["base"], "finetuned": Path(cfg.model.finetuned) if cfg.model.finetuned else None}
 
-        def finetune(ids, facts=None):
-            wcfg = world_config(cfg.model.preset, seed=cfg.model.world_seed, n_events=cfg.model.events)
-            mcfg = models_config(cfg.model.preset, seed=cfg.model.world_seed)
-            def build():
-                with cache_lock(cache):
-                    return build_finetuned(world, wcfg.training_fingerprint(), mcfg, Path(cache) / "models", log,
-                                           people=ids)
+        wcfg = world_config(cfg.model.preset, seed=cfg.model.world_seed, n_events=cfg.model.events)
+        mcfg = models_config(cfg.model.preset, seed=cfg.model.world_seed)
 
-            return distributed.main_first(build)
+        def cached(build):
+            """A world model made by the first process, under the cache's lock."""
+            def locked():
+                with cache_lock(cache):
+                    return build(world, wcfg.training_fingerprint(), mcfg, Path(cache) / "models", log)
+
+            return distributed.main_first(locked)
+
+        def finetune(ids, facts=None, passes_of=None):
+            return cached(functools.partial(build_finetuned, people=ids, passes_of=passes_of))
+
+        def pretrain(without):
+            return cached(functools.partial(build_base, without=without))
 
         mllmu = data_mllmu or world / "MLLMU-Bench"
         mmbench = data_mmbench or world / "MMBench" / "mmbench_dev_en.tsv"
@@ -184,10 +192,14 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
         models = {"base": cfg.model.base, "finetuned": cfg.model.finetuned}
         mllmu, mmbench, pebench = data_mllmu, data_mmbench, cfg.data.pebench
 
-        def finetune(ids, facts):
+        pretrain = None  # a user's pre-trained model cannot be made again without some of its people
+
+        def finetune(ids, facts, passes_of=None):
+            """The recipe counts epochs, so fewer people (the retrain oracle) get as many passes each."""
             from .models.finetune import finetune_checkpoint
 
             m = cfg.model  # every process trains (data-parallel): no lock, which only the first could take
             return finetune_checkpoint(m.base, facts, cfg.finetune, Path(cache) / "models", m.dtype, m.device,
                                        m.trust_remote_code, cfg.unlearn.gradient_checkpointing, log)
-    return run(cfg, out, models, Path(mllmu), Path(mmbench), finetune=finetune, log=log, pebench=pebench)
+    return run(cfg, out, models, Path(mllmu), Path(mmbench), makers=Makers(finetune, pretrain), log=log,
+               pebench=pebench)

@@ -105,6 +105,11 @@ class Example:
     source: str = ""
 
 
+# The retrain oracle's unit: its method and update names (protocol/oracle.py). No method or search
+# may be registered under ORACLE.
+ORACLE, ORACLE_UPDATE = "retrain", "none"
+
+
 class Unit(NamedTuple):
     """One cell of a run's grid: a scenario, a method (a weight-unlearning method or a black-box
     search) and an update strategy. Every result row starts with its three fields."""
@@ -119,6 +124,10 @@ class Unit(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.scenario}/{self.method}/{self.update}"
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.method == ORACLE
 
 
 @dataclass(frozen=True)

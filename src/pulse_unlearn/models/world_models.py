@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -115,11 +116,28 @@ def models_config(preset: str = "default", **overrides) -> WorldModelsConfig:
     return WorldModelsConfig(**{**MODEL_PRESETS[preset], **overrides})
 
 
-def read_corpus(world: Path) -> list[Example]:
+def read_corpus(world: Path, without: Collection[str] = ()) -> list[Example]:
+    """The pre-training corpus, less the mentions of the celebrities ``without`` (Retain_Set IDs)."""
     import pyarrow.parquet as pq
 
     rows = pq.read_table(Path(world) / "corpus" / "pretrain.parquet").to_pylist()
-    return [Example(r["prompt"], r["answer"], r["image"], r["source"]) for r in rows]
+    return [Example(r["prompt"], r["answer"], r["image"], r["source"]) for r in rows if r["subject"] not in without]
+
+
+def same_passes(train_cfg: TrainConfig, kept: int, full: int) -> TrainConfig:
+    """The recipe for ``kept`` of the ``full`` examples it was set for: the steps scaled by
+    ``kept / full`` (at least 1), so each remaining example is seen as often. The retrain oracle
+    is the starting model's recipe without the forget people, not more epochs on the others."""
+    if kept == full:
+        return train_cfg
+    return train_cfg.model_copy(update={"steps": max(1, round(train_cfg.steps * kept / full))})
+
+
+def _without_key(key: str, without: Collection[str]) -> str:
+    """A model's cache key, extended by the people its training left out (none: the key itself)."""
+    if not without:
+        return key
+    return hashlib.sha256(f"{key}:without:{','.join(sorted(without))}".encode()).hexdigest()[:16]
 
 
 def finetune_examples(world: Path, cfg: WorldModelsConfig) -> tuple[list[str], list[Example]]:
@@ -164,20 +182,27 @@ def _save(model, processor, out: Path, meta: dict) -> None:
         (tmp / "pulse_model.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
 
 
-def build_base(world: Path, world_fingerprint: str, cfg: WorldModelsConfig, cache: Path, log=print) -> Path:
-    """Pre-train the base model from scratch on the world's corpus (cached)."""
-    out = Path(cache) / f"base-{cfg.key(world_fingerprint, 'base')}"
+def build_base(world: Path, world_fingerprint: str, cfg: WorldModelsConfig, cache: Path, log=print,
+               without: Collection[str] = ()) -> Path:
+    """Pre-train the base model from scratch on the world's corpus (cached). ``without``: celebrities
+    (Retain_Set IDs) whose mentions are left out, at the same passes over the rest (the pretrained
+    scenario's retrain oracle); the tokenizer and the initial weights are the base model's."""
+    out = Path(cache) / f"base-{_without_key(cfg.key(world_fingerprint, 'base'), without)}"
+    what = f"base model without {len(without)} celebrities" if without else "base model"
     if (out / "model.safetensors").exists():
-        log(f"base model: cached at {out}")
+        log(f"{what}: cached at {out}")
         return out
     t0 = time.time()
     tokenizer = train_tokenizer(_world_texts(world, "USER: <image>\nA B C D ASSISTANT: A</s>"), cfg.model.vocab_size)
     processor = build_processor(tokenizer, cfg.model)
     model = build_model(tokenizer, cfg.model, seed=cfg.seed)
-    losses = train(model, Encoder(processor), read_corpus(world), cfg.pretrain, desc="pre-training base model")
+    corpus = read_corpus(world, set(without))
+    recipe = same_passes(cfg.pretrain, len(corpus), len(read_corpus(world))) if without else cfg.pretrain
+    losses = train(model, Encoder(processor), corpus, recipe, desc=f"pre-training {what}")
     _save(model, processor, out, {"kind": "base", "world": world_fingerprint, "config": cfg.settings(),
+                                  "without": sorted(without), "steps": recipe.steps,
                                   "final_loss": float(np.mean(losses[-20:])), "seconds": time.time() - t0})
-    log(f"base model: pre-trained in {time.time() - t0:.0f} s (final loss {np.mean(losses[-20:]):.3f}) -> {out}")
+    log(f"{what}: pre-trained in {time.time() - t0:.0f} s (final loss {np.mean(losses[-20:]):.3f}) -> {out}")
     return out
 
 
@@ -213,13 +238,18 @@ def finetuned_dir(cache: Path, cfg: WorldModelsConfig, world_fingerprint: str, p
 
 
 def build_finetuned(world: Path, world_fingerprint: str, cfg: WorldModelsConfig, cache: Path, log=print,
-                    people: list[str] | None = None) -> Path:
-    """The base model fine-tuned on fictitious people (default: the seeded choice), cached."""
+                    people: list[str] | None = None, passes_of: list[str] | None = None) -> Path:
+    """The base model fine-tuned on fictitious people (default: the seeded choice), cached.
+    ``passes_of``: the people whose fine-tuning the steps are set for; fewer ``people`` (the retrain
+    oracle: those people less the forgotten ones) get the steps that give each fact as many passes."""
     cfg = cfg.for_world(world)
     chosen, examples = finetune_examples(world, cfg)
     if people is not None and sorted(people) != sorted(chosen):
         chosen = sorted(people)
         examples = facts_of(world, chosen)
+    if passes_of is not None and sorted(passes_of) != sorted(chosen):
+        full = len(facts_of(world, sorted(passes_of)))
+        cfg = cfg.model_copy(update={"finetune": same_passes(cfg.finetune, len(examples), full)})
     out = finetuned_dir(cache, cfg, world_fingerprint, chosen)
     if (out / "model.safetensors").exists():
         log(f"fine-tuned model: cached at {out}")

@@ -8,6 +8,10 @@ split evaluated, and what the hooks after an operation add).
 - ``SuffixSearch``: a black-box search finds a prompt suffix from the model's answers alone
   (``suffix_search.py``); every split is then evaluated with it appended; the weights never
   change, so the attacks on the weights do not apply.
+- ``Retrain``: the retrain oracle (``oracle: retrain``): operation k scores the starting model made
+  again without the people of requests 1..k (``Scenario.oracle_model``), the reference for
+  forgetting that leaves everything else alone. The attacks run on it as on any unit: relearning
+  it measures what the attack teaches people the model never knew.
 
 The model is loaded (and rebuilt from the adapters an interrupted run saved) only when the
 first operation is computed, not read back.
@@ -25,6 +29,7 @@ from ..methods.registry import make_method
 from ..methods.unlearn import unlearn
 from ..models.lora import adapter_state
 from ..records import Unit, split_key
+from ..runs.store import model_fingerprint
 from .catalog import is_search
 from .checkpoints import UnitCheckpoints, apply_adapters
 from .context import RunContext
@@ -57,13 +62,19 @@ class Approach:
         """Operation k's rows, the attacks after it included."""
         attacks = attack_rows(self.r, self.unit, k, k == len(self.sets.requests), model, evaluate, preds,
                               self.start.attacks, weights_fixed)
-        rows = evaluation_rows(self.unit.fields, preds, self.sets.requests, k, self.r.cfg.scoring, self.r.stop.label,
-                               self.r.cfg.intervals)
+        rows = evaluation_rows(self.unit.fields, preds, self.sets.requests, k, self.r.cfg.scoring,
+                               stop_label(self.r, self.unit), self.r.cfg.intervals)
         return Result(rows["summary"], rows["predictions"], operation.row, attacks=attacks, **extra)
 
 
+def stop_label(r: RunContext, unit: Unit) -> str:
+    """summary.csv's ``stop``: the run's stopping rule, or ``retrain`` for the oracle, which trains none."""
+    return "retrain" if unit.is_oracle else r.stop.label
+
+
 def approach(r: RunContext, unit: Unit, start: Start, done: UnitCheckpoints) -> Approach:
-    return (SuffixSearch if is_search(unit.method) else WeightUnlearning)(r, unit, start, done)
+    kind = Retrain if unit.is_oracle else SuffixSearch if is_search(unit.method) else WeightUnlearning
+    return kind(r, unit, start, done)
 
 
 class WeightUnlearning(Approach):
@@ -167,3 +178,22 @@ class SuffixSearch(Approach):
                       "questions", preds)
         return self._result(k, self.model, suffixed, preds, op, weights_fixed=True, search=rows,
                             seconds=found["seconds"])
+
+
+class Retrain(Approach):
+    def operate(self, k: int) -> Result:
+        """Operation k: the starting model made without requests 1..k, every split evaluated."""
+        self.computed, t1 = True, time.time()
+        forgotten = tuple(key for request in self.sets.requests[:k] for key in request)
+        path = self.r.oracle_model(self.unit.scenario, forgotten)
+        model = self.r.load(path)[0]
+        preds = self.evaluate(model)
+        collapse = answer_collapse(preds)
+        subjects = self.r.plan.scenarios[self.unit.scenario].subjects
+        op = Operation.of(self.unit, k, steps=0, top_answer=collapse.letter, top_share=round(collapse.share, 4),
+                          collapsed=int(collapse.collapsed), stop="retrain", sees="",
+                          rule=f"trained without the {len(forgotten)} {subjects} of "
+                               + (f"requests 1-{k}" if k > 1 else "request 1"),
+                          reason="retrained", model=model_fingerprint(path))
+        log_operation(self.r, self.unit, f"retrain oracle op {k}", preds, f" (without {len(forgotten)})")
+        return self._result(k, model, self.evaluate, preds, op, seconds=round(time.time() - t1, 2))

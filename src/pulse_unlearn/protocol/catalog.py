@@ -16,7 +16,7 @@ from ..core.messages import unknown_key
 from ..core.names import ConfigProblem, unknown_name
 from ..core.params import checked_params
 from ..errors import PulseError
-from ..records import Unit
+from ..records import ORACLE, ORACLE_UPDATE, Unit
 from .scenarios import SCENARIOS, check_config
 
 
@@ -28,6 +28,9 @@ def approaches() -> dict[str, type]:
     both = sorted(set(METHODS) & set(SEARCHES))
     if both:
         raise PulseError(f"{', '.join(both)}: registered both as a method and as a black-box search; rename one")
+    if ORACLE in METHODS or ORACLE in SEARCHES:
+        raise PulseError(f"{ORACLE}: the retrain oracle's name (oracle: retrain) is registered as a method or "
+                         "search; rename it")
     return {**METHODS, **SEARCHES}
 
 
@@ -40,7 +43,8 @@ def is_search(name: str) -> bool:
 def units(cfg: RunConfig) -> list[Unit]:
     """Each (scenario, method, update) once, in the scenarios' registration order, then grid
     order; a scenario's companion (sequential: the finetuned scenario on the same forget set)
-    comes along with the same method and update."""
+    comes along with the same method and update. With ``oracle: retrain`` every scenario's last
+    unit is its retrain oracle (method ``retrain``, update ``none``)."""
     out: list[Unit] = []
     for block in cfg.grid:
         for s in block.scenarios:
@@ -50,6 +54,8 @@ def units(cfg: RunConfig) -> list[Unit]:
                     for unit in ([Unit(companion, m, u)] if companion else []) + [Unit(s, m, u)]:
                         if unit not in out:
                             out.append(unit)
+    if cfg.oracle == "retrain":
+        out += [Unit(s, ORACLE, ORACLE_UPDATE) for s in dict.fromkeys(u.scenario for u in out)]
     order = {name: i for i, name in enumerate(SCENARIOS)}
     return sorted(out, key=lambda unit: order[unit.scenario])
 
@@ -59,7 +65,7 @@ def resolved_params(cfg: RunConfig) -> dict[str, dict]:
     made with, for environment.json and the resume key (a changed default then starts over
     instead of resuming old results)."""
     classes = approaches()
-    names = dict.fromkeys(u.method for u in units(cfg))
+    names = dict.fromkeys(u.method for u in units(cfg) if not u.is_oracle)
     return {name: classes[name](**cfg.method_params.get(name, {})).params.model_dump(mode="json") for name in names}
 
 

@@ -18,7 +18,7 @@ from ..runs.store import RunStore
 from ..runs.trackers import Trackers
 from .checkpoints import Checkpoints
 from .records import TIMING_COLUMNS, Result
-from .scenarios import Plan
+from .scenarios import Makers, Plan
 from .sets import Sets
 
 
@@ -32,6 +32,7 @@ class RunContext:
     log: Callable
     stop: StopRule
     trackers: Trackers
+    makers: Makers = field(default_factory=Makers)
     sets_record: dict[str, dict] = field(default_factory=dict)
     shared_scorers: dict = field(default_factory=dict)
     evaluators: dict[str, Evaluator] = field(default_factory=dict)
@@ -51,6 +52,10 @@ class RunContext:
 
     def start_model(self, scenario: str):
         return self.load(self.plan.start_models[scenario])[0]
+
+    def oracle_model(self, scenario: str, forgotten: tuple[str, ...]) -> Path:
+        """The scenario's starting model made again without ``forgotten`` (the retrain oracle)."""
+        return self.plan.scenarios[scenario].oracle_model(self.plan, self.src, self.makers, forgotten)
 
     def record(self, result: Result, flush: bool = False) -> None:
         """Append an evaluation's rows (and its operation's, if any) to the run's results."""

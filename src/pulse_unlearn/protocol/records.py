@@ -28,8 +28,8 @@ class Start:
 @dataclass(frozen=True)
 class Operation:
     """Operation ``operation`` of a unit: how long it ran, how it stopped, whether its model's
-    answers collapsed; a weight unlearning's losses, a suffix search's suffix and questions asked.
-    ``""``: does not apply."""
+    answers collapsed; a weight unlearning's losses, a suffix search's suffix and questions asked,
+    the retrain oracle's model. ``""``: does not apply."""
 
     scenario: str
     method: str
@@ -49,6 +49,7 @@ class Operation:
     reason: str = ""
     suffix: str = ""
     queries: int | str = ""
+    model: str = ""  # the fingerprint of a model made for the operation (the retrain oracle's)
 
     @classmethod
     def of(cls, unit: Unit, k: int, **values) -> Operation:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -36,32 +35,31 @@ from ..evaluation.summary import (TRAJECTORY_PREDICTION_COLUMNS, evaluation_rows
 from ..methods.registry import make_method
 from ..methods.unlearn import unsupported_under_fsdp
 from ..models.load import decoder_layers, load_processor, resolve_device, resolve_dtype
-from ..records import Example, Unit
+from ..records import Unit
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
 from ..runs.trackers import Trackers, check_available
 from . import catalog, scenarios, verdicts
-from .approaches import approach
+from .approaches import approach, stop_label
 from .checkpoints import Checkpoints, resume_key
 from .context import RunContext
 from .records import OPERATION_COLUMNS, TIMING_COLUMNS, Result, Start
-from .scenarios import PROBE_COLUMNS, Plan
+from .scenarios import PROBE_COLUMNS, Makers, Plan
 from .suffix_search import COLUMNS as SEARCH_COLUMNS
 from .suffix_search import check_search
 from .trajectory import Trajectory
 
 
 def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, mmbench: Path,
-        finetune: Callable[[list[str], list[Example]], Path] | None = None, log=print,
-        pebench: Path | None = None) -> RunStore:
+        makers: Makers = Makers(), log=print, pebench: Path | None = None) -> RunStore:
     """Run every unit of ``cfg`` into ``out``. ``models`` holds ``base`` and optionally
-    ``finetuned``; ``finetune(ids, facts)`` makes the fine-tuned model when it is missing (``ids``:
-    the chosen people's Full_Set IDs); ``pebench``: the people and events of the concepts
+    ``finetuned``; ``makers`` make the fine-tuned model when it is missing and the retrain
+    oracle's models (``scenarios.Makers``); ``pebench``: the people and events of the concepts
     scenarios. Inputs are checked before anything is written."""
     catalog.checked(cfg)
     src = load_sources(mllmu, mmbench, cfg.data.mmbench_subset, cfg.seed, cfg.data.replay, pebench)
     src.files += attack_inputs(cfg.attacks, src)  # checked here: before anything is written
     plan = scenarios.plan(cfg, catalog.units(cfg), src, Path(mllmu))
-    r = _open(cfg, out, src, plan, models, finetune, log)
+    r = _open(cfg, out, src, plan, models, makers, log)
     for name in plan.scenarios:
         t0 = time.time()
         start = r.checkpoints.start(name, partial(_evaluate_start, r, name))
@@ -86,7 +84,7 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
     return r.store
 
 
-def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str, Path | None], finetune,
+def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str, Path | None], makers: Makers,
           log) -> RunContext:
     """Check the models' processors and the trackers' packages, open the run folder (refused when
     it holds another config), make the starting models (fine-tuning where needed), write
@@ -105,7 +103,7 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
                               "trajectory.csv": trajectory_columns(), "matched.csv": MATCHED_COLUMNS,
                               "trajectory_predictions.csv": TRAJECTORY_PREDICTION_COLUMNS,
                               "attacks.csv": ATTACK_COLUMNS, "search.csv": SEARCH_COLUMNS})
-    plan.start_models = scenarios.start_models(plan, src, models, finetune)
+    plan.start_models = scenarios.start_models(plan, src, models, makers)
     fingerprints = {"config": config_hash, "data": file_fingerprint(src.files)}
     for label, path in {**models, **plan.start_models}.items():
         if path is not None:
@@ -117,13 +115,13 @@ def _open(cfg: RunConfig, out: Path, src: Sources, plan: Plan, models: dict[str,
     key = resume_key({**env, "device": device, "dtype": str(resolve_dtype(cfg.model.dtype, device))})
     checkpoints = Checkpoints(store.folder / "resume", key, log, write=distributed.is_main())
     trackers = Trackers.open(cfg.log_with, Path(cfg.tracker_dir or store.folder / "trackers"), cfg.name, config)
-    return RunContext(cfg, src, plan, store, checkpoints, log, StopRule.of(cfg.unlearn), trackers)
+    return RunContext(cfg, src, plan, store, checkpoints, log, StopRule.of(cfg.unlearn), trackers, makers)
 
 
 def _check_methods(cfg: RunConfig, units: list[Unit], models: list[Path], src: Sources) -> None:
     """Each method's parameters against the models' depth, its data, and what FSDP cannot run;
     each black-box search's vocabulary."""
-    for name in dict.fromkeys(u.method for u in units):
+    for name in dict.fromkeys(u.method for u in units if not u.is_oracle):
         if catalog.is_search(name):
             check_search(name, cfg, src)
             continue
@@ -171,7 +169,7 @@ def _record_start(r: RunContext, name: str, start: Start) -> None:
 
 def _start_result(r: RunContext, unit: Unit, start: Start) -> Result:
     """A unit's step 0: the scenario's starting model, and each attack's baseline."""
-    rows = evaluation_rows(unit.fields, start.preds, start.sets.requests, 0, r.cfg.scoring, r.stop.label,
+    rows = evaluation_rows(unit.fields, start.preds, start.sets.requests, 0, r.cfg.scoring, stop_label(r, unit),
                            r.cfg.intervals)
     return Result(rows["summary"], rows["predictions"],
                   attacks=[{**unit.fields, "operation": 0, **row} for row in public(start.attacks)])

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..evaluation.matched import OperationCurves, cost_at_match, examples_at_match, joined, operation_curves
 from ..evaluation.splits import SEQUENCE
+from ..records import ORACLE
 from ..stats import Paired, Sample, holm, holm_levels, monotone_crossing, p_value, paired, percentile_interval
 from .scenarios.declared import is_sequential, one_shot_of, with_knowledge
 
@@ -79,7 +80,9 @@ class Items:
         return unit in self.last and (*unit, 0, split) in self.by and (*unit, self.last[unit], split) in self.by
 
     def units(self) -> list[tuple[str, str, str]]:
-        return list(self.last)
+        """The units the findings judge: every one but the retrain oracle, which is their reference
+        (summary.csv), not a method under test."""
+        return [u for u in self.last if u[1] != ORACLE]
 
 
 def _drop_difference(ft0, ftE, pt0, ptE):

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .findings import Summary  # noqa: E402
 from ..protocol.scenarios.declared import is_sequential, marker, one_shot_of  # noqa: E402
+from ..records import ORACLE, ORACLE_UPDATE  # noqa: E402
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -258,12 +259,28 @@ def _matched_marks(ax, matched, scenario: str, x_modality: str, split: str, colo
                 mew=0.5, ls="none")
 
 
-def trajectory_paths(paths: pd.DataFrame, matched: pd.DataFrame | None, x_modality: str):
+def _oracle_marks(ax, s: Summary | None, scenario: str, x_modality: str, split: str) -> None:
+    """The retrain oracle after each operation as a black cross at (its forget accuracy on the
+    operation's request, its ``split`` accuracy): where forgetting that leaves the rest alone ends."""
+    unit = (scenario, ORACLE, ORACLE_UPDATE)
+    if s is None or unit not in s.last_step:
+        return
+    for k in range(1, s.last_step[unit] + 1):
+        request = str(k) if is_sequential(scenario) else "all"
+        x, y = s.get(unit, k, "forget", x_modality, request), s.get(unit, k, split, "all")
+        if x is not None and y is not None:
+            ax.plot([100 * x], [100 * y], marker="X", ms=8, color="black", ls="none")
+            if is_sequential(scenario):
+                ax.annotate(str(k), (100 * x, 100 * y), fontsize=7, xytext=(3, -8), textcoords="offset points")
+
+
+def trajectory_paths(paths: pd.DataFrame, matched: pd.DataFrame | None, x_modality: str, s: Summary | None = None):
     """Retain and general accuracy (rows; all questions) as forget accuracy on ``x_modality`` falls
     (x, inverted: unlearning moves a path to the right), one path per method (colour) and update
     (dashed: projector + LLM) and run, markers at the checkpoints, one panel per scenario; in the
     sequential scenario one path per operation (its own request's forget accuracy), numbered at
-    its start. Dotted: the comparison target; stars: where each path reached it."""
+    its start. Dotted: the comparison target; stars: where each path reached it; black crosses:
+    the retrain oracle (from the summary ``s``, where the runs have one)."""
     scenarios = list(dict.fromkeys(paths.scenario))
     methods = list(dict.fromkeys(paths.method))
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
@@ -282,6 +299,7 @@ def trajectory_paths(paths: pd.DataFrame, matched: pd.DataFrame | None, x_modali
                     if is_sequential(scenario):
                         ax.annotate(str(key[3]), (x[0], y[0]), fontsize=7, xytext=(2, 2), textcoords="offset points")
             _matched_marks(ax, matched, scenario, x_modality, split, colors)
+            _oracle_marks(ax, s, scenario, x_modality, split)
             ax.set_xlim(100, 0)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
@@ -296,13 +314,15 @@ def trajectory_paths(paths: pd.DataFrame, matched: pd.DataFrame | None, x_modali
         axes[0][0].plot([], [], color="black", ls="--", label="projector + LLM")
     axes[0][0].plot([], [], color="grey", ls=":", label="comparison target")
     axes[0][0].plot([], [], marker="*", ms=10, color="grey", mec="black", ls="none", label="reached it")
+    if s is not None and any(u[1] == ORACLE for u in s.units()):
+        axes[0][0].plot([], [], marker="X", ms=8, color="black", ls="none", label="retrain oracle")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=8)
     fig.suptitle(f"Unlearning trajectories: retain and general as {x_modality} forget accuracy falls")
     return fig
 
 
-def trajectory_plots(paths: pd.DataFrame | None, matched: pd.DataFrame | None) -> list[Plot]:
+def trajectory_plots(paths: pd.DataFrame | None, matched: pd.DataFrame | None, s: Summary | None = None) -> list[Plot]:
     """One trajectory figure per target modality of ``matched`` (multimodal when there is none)."""
     if paths is None:
         return []
@@ -313,9 +333,11 @@ def trajectory_plots(paths: pd.DataFrame | None, matched: pd.DataFrame | None) -
         caption = (f"Retain and general accuracy (all questions) against forget accuracy on {tm} questions, at each "
                    "checkpoint of each operation (markers), one colour per method; the x axis is inverted, so "
                    "unlearning moves right. Dotted: the comparison target; stars: the matched point. Sequential: one "
-                   "path per operation, numbered, its x the forget accuracy of that operation's own request.")
+                   "path per operation, numbered, its x the forget accuracy of that operation's own request. "
+                   "Black crosses: the retrain oracle (the starting model trained without the forgotten people), "
+                   "where the runs have one.")
         out.append(Plot(f"trajectory_{tm}", f"Trajectories ({tm} forget accuracy)", caption,
-                        trajectory_paths(paths, matched, tm)))
+                        trajectory_paths(paths, matched, tm, s)))
     return out
 
 
@@ -338,7 +360,7 @@ def all_plots(s: Summary, paths: pd.DataFrame | None = None, matched: pd.DataFra
          "method and update strategy; grey: the starting models." + bars, tradeoff_scatter(s)),
     ]
     return ([Plot(name, title, caption, fig) for name, title, caption, fig in made if fig is not None]
-            + trajectory_plots(paths, matched))
+            + trajectory_plots(paths, matched, s))
 
 
 def close(plots: list[Plot]) -> None:

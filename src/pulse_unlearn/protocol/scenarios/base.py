@@ -19,11 +19,23 @@ from ...core.registry import Registry
 from ...data.sources import Sources
 from ...draws import finetune_people
 from ...errors import PulseError
-from ...records import CONCEPTS, Example, Unit, split_key
+from ...records import CONCEPTS, Unit, split_key
 from ..sets import Sets
 
 SCENARIOS: Registry[type[Scenario]] = Registry("scenario", "pulse_unlearn.scenarios")
 FINETUNED, BASE = "finetuned", "base"  # the two starting models a scenario may declare
+
+
+@dataclass(frozen=True)
+class Makers:
+    """How a run makes the models it is not given. ``finetune(ids, facts, passes_of=None)``: the base
+    model fine-tuned on those fictitious people (``ids``: Full_Set IDs; ``passes_of``: the people the
+    recipe's length is set for, so fewer people get as many passes each). ``pretrain(without)``:
+    the base model pre-trained without those celebrities (Retain_Set IDs), only where the run can
+    pre-train (the embedded world); None elsewhere."""
+
+    finetune: Callable | None = None
+    pretrain: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,16 @@ class Scenario:
         """The sets at the start, with the starting model at hand: by default the drawn ones."""
         return Selected(drawn)
 
+    def check_oracle(self, cfg) -> None:
+        """``oracle: retrain`` where this scenario cannot make its starting model again without
+        some of its people: a ``ConfigProblem``. By default it cannot."""
+        raise ConfigProblem("oracle", f"the {self.name} scenario has no retrain oracle; set oracle: none "
+                            "or leave the scenario out")
+
+    def oracle_model(self, plan: Plan, src: Sources, makers: Makers, forgotten: tuple[str, ...]) -> Path:
+        """The starting model made again, by the same recipe, without the ``forgotten`` subjects."""
+        raise PulseError(f"the {self.name} scenario has no retrain oracle")
+
 
 def scenario(name: str) -> Scenario:
     return SCENARIOS[name]()
@@ -111,26 +133,28 @@ def plan(cfg, units: list[Unit], src: Sources, mllmu: Path) -> Plan:
     return p
 
 
-def start_models(p: Plan, src: Sources, models: dict[str, Path | None],
-                 finetune: Callable[[list[str], list[Example]], Path] | None) -> dict[str, Path]:
+def start_models(p: Plan, src: Sources, models: dict[str, Path | None], makers: Makers) -> dict[str, Path]:
     """Each scenario's starting model: the base model, or the fine-tuned one, made by
-    ``finetune(ids, facts)`` on the chosen people (``ids``: their Full_Set IDs) where no
-    fine-tuned model is given."""
+    ``makers.finetune`` on the chosen people where no fine-tuned model is given."""
     out: dict[str, Path] = {}
     finetuned = models.get("finetuned")
     if p.finetune_people and finetuned is None:
-        if finetune is None:
+        if makers.finetune is None:
             raise PulseError("the scenarios that start from the fine-tuned model need one (model.finetuned)")
-        finetuned = finetune([split_key(key)[1] for key in p.finetune_people], src.facts_of(p.finetune_people))
+        finetuned = makers.finetune([split_key(key)[1] for key in p.finetune_people],
+                                    src.facts_of(p.finetune_people))
     for name, s in p.scenarios.items():
         out[name] = Path(finetuned if s.start == FINETUNED else models["base"])
     return out
 
 
 def check_config(cfg, names: list[str]) -> None:
-    """Every scenario of the grid checks the config's split sizes (``ConfigProblem``)."""
+    """Every scenario of the grid checks the config's split sizes and, with ``oracle: retrain``,
+    that it can make its retrain oracle (``ConfigProblem``)."""
     for name in names:
         scenario(name).check_config(cfg)
+        if cfg.oracle == "retrain":
+            scenario(name).check_oracle(cfg)
 
 
 def sets_record(sets: Sets) -> dict:
@@ -146,5 +170,5 @@ def sets_record(sets: Sets) -> dict:
             "retain": [split_key(key)[1] for key in sets.retain]}
 
 
-__all__ = ["BASE", "ConfigProblem", "FINETUNED", "Plan", "SCENARIOS", "Scenario", "Selected", "check_config",
+__all__ = ["BASE", "ConfigProblem", "FINETUNED", "Makers", "Plan", "SCENARIOS", "Scenario", "Selected", "check_config",
            "finetune_count", "plan", "scenario", "sets_record", "start_models"]

@@ -5,6 +5,7 @@ operation. Its sets are known only once the starting model has been probed (``pr
 
 from __future__ import annotations
 
+from ...core.names import ConfigProblem
 from ...errors import PulseError
 from ...evaluation.evaluator import demo_for, make_scorer
 from ...records import split_key
@@ -28,6 +29,18 @@ class Pretrained(Scenario):
 
     def draw(self, cfg, src, people):
         return None
+
+    def check_oracle(self, cfg) -> None:
+        if cfg.model.source != "world":
+            raise ConfigProblem("oracle", "retrain in the pretrained scenario pre-trains the base model again "
+                                "without the forget celebrities, which only the embedded world can "
+                                "(model.source: world); leave the scenario out or set oracle: none")
+
+    def oracle_model(self, plan, src, makers, forgotten):
+        """The base model pre-trained without the ``forgotten`` celebrities' mentions."""
+        if makers.pretrain is None:
+            raise PulseError("the pretrained scenario's retrain oracle needs a model the run can pre-train")
+        return makers.pretrain(sorted(split_key(key)[1] for key in forgotten))
 
     def select(self, cfg, src, drawn, encoder, model, log) -> Selected:
         """Probe the base model on every celebrity and select the known ones; the probe has
