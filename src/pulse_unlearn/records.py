@@ -105,7 +105,7 @@ class Example:
     source: str = ""
 
 
-# The retrain oracle's unit: its method and update names (protocol/oracle.py). No method or search
+# The retrain oracle's unit: its method and update names (protocol/approaches.py). No method or search
 # may be registered under ORACLE.
 ORACLE, ORACLE_UPDATE = "retrain", "none"
 

@@ -307,11 +307,12 @@ class RunConfig(Strict):
     # (the baseline); attacks_every_operation: after every operation (the sequential scenario).
     attacks: list[dict[str, Any]] = Field(default_factory=list)
     attacks_every_operation: bool = False
-    # The retrain oracle (protocol/oracle.py): ``retrain`` scores, in each scenario and after each
-    # request, the starting model trained again without the people forgotten so far (the same recipe,
-    # as many passes over each remaining person), as the reference for forgetting that leaves
-    # everything else alone. Its rows carry method ``retrain``; each model costs a fine-tuning (a
-    # pre-training in the pretrained scenario) and is cached like the starting models.
+    # The retrain oracle (protocol/approaches.py, Retrain; each scenario's oracle_model): ``retrain``
+    # scores, in each scenario and after each request, the starting model trained again without the
+    # people forgotten so far (the same recipe, as many passes over each remaining person), as the
+    # reference for forgetting that leaves everything else alone. Its rows carry method ``retrain``;
+    # each model costs a fine-tuning (a pre-training in the pretrained scenario), cached like the
+    # starting models.
     oracle: Literal["none", "retrain"] = "none"
 
     @field_validator("log_with")
