@@ -1,6 +1,7 @@
 """The retrain oracle (``oracle: retrain``): after each request, the starting model trained again
 without the people forgotten so far, at as many passes over each remaining person, scored like a
-unit (method ``retrain``); refused where it cannot be made; resumed after SIGKILL byte for byte."""
+unit (method ``retrain``, attacked like one); refused where it cannot be made; resumed after SIGKILL byte
+for byte."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from pulse_unlearn.protocol.catalog import load_config, units
 from pulse_unlearn.records import Unit
 from pulse_unlearn.runs.store import model_fingerprint
 
-ARGS = ["demo_tiny", "scenario=[sequential,pretrained]", "method=[ga]", "oracle=retrain", "unlearn.epochs=1"]
-FILES = ("summary.csv", "predictions.csv", "operations.csv", "findings.csv", "sets.json")
+ARGS = ["demo_tiny", "scenario=[sequential,pretrained]", "method=[ga]", "oracle=retrain", "unlearn.epochs=1",
+        "attacks=[{name: relearn}]"]
+FILES = ("summary.csv", "predictions.csv", "operations.csv", "findings.csv", "sets.json", "attacks.csv")
 
 
 def test_same_passes_scales_the_steps_to_the_examples_kept():
@@ -88,6 +90,9 @@ def test_the_oracle_is_the_start_trained_without_the_forgotten_and_resumes_after
     assert {r["stop"] for r in summary if r["step"] != "0"} == {"retrain"}
     assert {(r["scenario"], r["step"]) for r in summary} >= {("sequential", str(k)) for k in range(6)}
     assert not [r for r in rows(whole / "findings.csv") if r["method"] == "retrain"]  # a reference, not judged
+    # relearning the oracle: what the attack teaches people the model never knew
+    relearnt = [r for r in rows(whole / "attacks.csv") if r["method"] == "retrain" and r["operation"] != "0"]
+    assert {r["scenario"] for r in relearnt} == {"finetuned", "pretrained", "sequential"}
 
     killed = tmp_path / "killed"
     run_killed_once(killed / "resume" / "sequential" / "retrain--none" / "op-2.json",
