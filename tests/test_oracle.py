@@ -100,3 +100,17 @@ def test_the_oracle_is_the_start_trained_without_the_forgotten_and_resumes_after
     assert pulse("run", *ARGS, "--out", killed, "--cache", cache) == 0
     for name in FILES:
         assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("scoring", ["logits", "mllmu"])
+def test_the_oracle_resumes_after_sigkill_under_the_other_scorings(tiny_models, cache, tmp_path, scoring):
+    args = ["demo_tiny", "scenario=finetuned", "method=[ga]", "oracle=retrain", "unlearn.epochs=1",
+            f"scoring={scoring}"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert pulse("run", *args, "--out", whole, "--cache", cache) == 0
+    run_killed_once(killed / "resume" / "finetuned" / "ga--llm" / "op-1.json",
+                    ["run", *args, "--out", str(killed), "--cache", str(cache)])
+    assert not (killed / "resume" / "finetuned" / "retrain--none" / "op-1.json").exists()  # killed before the oracle
+    assert pulse("run", *args, "--out", killed, "--cache", cache) == 0
+    for name in FILES[:-1]:  # no attacks here
+        assert (killed / name).read_bytes() == (whole / name).read_bytes(), name

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 
 from ..evaluation.collapse import answer_collapse
+from ..evaluation.attacks import public
 from ..evaluation.evaluator import Evaluator
 from ..evaluation.stopping import BUDGET_SPENT, DIVERGED
 from ..evaluation.summary import evaluation_rows
@@ -54,6 +55,15 @@ class Approach:
         """The scenario's splits (built on first use: a unit read back whole never needs them)."""
         return self.r.evaluator(self.unit.scenario, self.sets)
 
+    stop_label = property(lambda self: self.r.stop.label)  # summary.csv's ``stop``: the run's stopping rule
+
+    def start_result(self) -> Result:
+        """The unit's step 0: the scenario's starting model, and each attack's baseline."""
+        rows = evaluation_rows(self.unit.fields, self.start.preds, self.sets.requests, 0, self.r.cfg.scoring,
+                               self.stop_label, self.r.cfg.intervals)
+        return Result(rows["summary"], rows["predictions"],
+                      attacks=[{**self.unit.fields, "operation": 0, **row} for row in public(self.start.attacks)])
+
     def operate(self, k: int) -> Result:
         raise NotImplementedError
 
@@ -62,14 +72,9 @@ class Approach:
         """Operation k's rows, the attacks after it included."""
         attacks = attack_rows(self.r, self.unit, k, k == len(self.sets.requests), model, evaluate, preds,
                               self.start.attacks, weights_fixed)
-        rows = evaluation_rows(self.unit.fields, preds, self.sets.requests, k, self.r.cfg.scoring,
-                               stop_label(self.r, self.unit), self.r.cfg.intervals)
+        rows = evaluation_rows(self.unit.fields, preds, self.sets.requests, k, self.r.cfg.scoring, self.stop_label,
+                               self.r.cfg.intervals)
         return Result(rows["summary"], rows["predictions"], operation.row, attacks=attacks, **extra)
-
-
-def stop_label(r: RunContext, unit: Unit) -> str:
-    """summary.csv's ``stop``: the run's stopping rule, or ``retrain`` for the oracle, which trains none."""
-    return "retrain" if unit.is_oracle else r.stop.label
 
 
 def approach(r: RunContext, unit: Unit, start: Start, done: UnitCheckpoints) -> Approach:
@@ -181,6 +186,8 @@ class SuffixSearch(Approach):
 
 
 class Retrain(Approach):
+    stop_label = "retrain"  # it trains under no stopping rule
+
     def operate(self, k: int) -> Result:
         """Operation k: the starting model made without requests 1..k, every split evaluated."""
         self.computed, t1 = True, time.time()

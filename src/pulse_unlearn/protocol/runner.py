@@ -27,10 +27,10 @@ from ..data.batches import Encoder
 from ..data.sources import Sources, load_sources
 from ..errors import PulseError
 from ..evaluation.attacks import COLUMNS as ATTACK_COLUMNS
-from ..evaluation.attacks import attack_inputs, attacked, baseline_rows, public
+from ..evaluation.attacks import attack_inputs, attacked, baseline_rows
 from ..evaluation.matched import COLUMNS as MATCHED_COLUMNS
 from ..evaluation.stopping import StopRule
-from ..evaluation.summary import (TRAJECTORY_PREDICTION_COLUMNS, evaluation_rows, prediction_columns, summary_columns,
+from ..evaluation.summary import (TRAJECTORY_PREDICTION_COLUMNS, prediction_columns, summary_columns,
                                   trajectory_columns)
 from ..methods.registry import make_method
 from ..methods.unlearn import unsupported_under_fsdp
@@ -39,10 +39,10 @@ from ..records import Unit
 from ..runs.store import RunStore, file_fingerprint, model_fingerprint, versions
 from ..runs.trackers import Trackers, check_available
 from . import catalog, scenarios, verdicts
-from .approaches import approach, stop_label
+from .approaches import approach
 from .checkpoints import Checkpoints, resume_key
 from .context import RunContext
-from .records import OPERATION_COLUMNS, TIMING_COLUMNS, Result, Start
+from .records import OPERATION_COLUMNS, TIMING_COLUMNS, Start
 from .scenarios import PROBE_COLUMNS, Makers, Plan
 from .suffix_search import COLUMNS as SEARCH_COLUMNS
 from .suffix_search import check_search
@@ -65,9 +65,9 @@ def run(cfg: RunConfig, out: Path, models: dict[str, Path | None], mllmu: Path, 
         start = r.checkpoints.start(name, partial(_evaluate_start, r, name))
         _record_start(r, name, start)
         for unit in plan.units_of(name):
-            r.record(_start_result(r, unit, start))
             done = r.checkpoints.unit(unit, len(start.sets.requests))
             work = approach(r, unit, start, done)
+            r.record(work.start_result())
             for k in range(1, len(start.sets.requests) + 1):
                 r.record(done.operation(k, partial(work.operate, k)), flush=work.computed)
             done.done()
@@ -165,11 +165,3 @@ def _record_start(r: RunContext, name: str, start: Start) -> None:
     r.store.write_json("sets.json", r.sets_record)
     r.log(f"[{name}] forget {len(start.sets.forget)} {r.plan.scenarios[name].subjects} in "
           f"{len(start.sets.requests)} request(s), retain {len(start.sets.retain)}; start model evaluated")
-
-
-def _start_result(r: RunContext, unit: Unit, start: Start) -> Result:
-    """A unit's step 0: the scenario's starting model, and each attack's baseline."""
-    rows = evaluation_rows(unit.fields, start.preds, start.sets.requests, 0, r.cfg.scoring, stop_label(r, unit),
-                           r.cfg.intervals)
-    return Result(rows["summary"], rows["predictions"],
-                  attacks=[{**unit.fields, "operation": 0, **row} for row in public(start.attacks)])

@@ -261,17 +261,19 @@ def _matched_marks(ax, matched, scenario: str, x_modality: str, split: str, colo
 
 def _oracle_marks(ax, s: Summary | None, scenario: str, x_modality: str, split: str) -> None:
     """The retrain oracle after each operation as a black cross at (its forget accuracy on the
-    operation's request, its ``split`` accuracy): where forgetting that leaves the rest alone ends."""
+    operation's request, its ``split`` accuracy), with both intervals as error bars: where
+    forgetting that leaves the rest alone ends."""
     unit = (scenario, ORACLE, ORACLE_UPDATE)
     if s is None or unit not in s.last_step:
         return
     for k in range(1, s.last_step[unit] + 1):
         request = str(k) if is_sequential(scenario) else "all"
-        x, y = s.get(unit, k, "forget", x_modality, request), s.get(unit, k, split, "all")
+        (x, x_bar), (y, y_bar) = _pct(s, unit, k, "forget", x_modality, request), _pct(s, unit, k, split, "all")
         if x is not None and y is not None:
-            ax.plot([100 * x], [100 * y], marker="X", ms=8, color="black", ls="none")
+            ax.errorbar([x], [y], xerr=_bars([x_bar]), yerr=_bars([y_bar]), marker="X", ms=8, color="black",
+                        ls="none", elinewidth=0.8, capsize=2)
             if is_sequential(scenario):
-                ax.annotate(str(k), (100 * x, 100 * y), fontsize=7, xytext=(3, -8), textcoords="offset points")
+                ax.annotate(str(k), (x, y), fontsize=7, xytext=(3, -8), textcoords="offset points")
 
 
 def trajectory_paths(paths: pd.DataFrame, matched: pd.DataFrame | None, x_modality: str, s: Summary | None = None):
@@ -335,7 +337,7 @@ def trajectory_plots(paths: pd.DataFrame | None, matched: pd.DataFrame | None, s
                    "unlearning moves right. Dotted: the comparison target; stars: the matched point. Sequential: one "
                    "path per operation, numbered, its x the forget accuracy of that operation's own request. "
                    "Black crosses: the retrain oracle (the starting model trained without the forgotten people), "
-                   "where the runs have one.")
+                   "where the runs have one, with its bootstrap intervals.")
         out.append(Plot(f"trajectory_{tm}", f"Trajectories ({tm} forget accuracy)", caption,
                         trajectory_paths(paths, matched, tm, s)))
     return out
