@@ -35,8 +35,27 @@ from pulse_unlearn.pipeline import ensure_world
 from pulse_unlearn.world.build import PEBENCH, world_config
 
 
-def line(label: str, model, encoder, questions) -> dict:
-    """Prints both scorings' accuracy per modality; returns each scoring's predictions."""
+RECORDED: list[dict] = []  # likelihood-scored lines with their intervals, for --quality-out
+RESAMPLES = 2000
+
+
+def record(model: str, group: str, preds) -> None:
+    """Accuracy per modality (and all) with its 95% interval, people (a benchmark: items) resampled."""
+    from pulse_unlearn.stats import Sample, interval
+
+    for modality in ("multimodal", "text", "all"):
+        sel = [p for p in preds if modality in ("all", p.modality)]
+        if not sel:
+            continue
+        low, high = interval(Sample([float(p.correct) for p in sel], [p.subject for p in sel]), RESAMPLES, 0)
+        RECORDED.append({"model": model, "group": group, "modality": modality, "n": len(sel),
+                         "accuracy": round(sum(p.correct for p in sel) / len(sel), 4),
+                         "ci_low": round(low, 4), "ci_high": round(high, 4)})
+
+
+def line(label: str, model, encoder, questions, recorded: tuple[str, str] | None = None) -> dict:
+    """Prints both scorings' accuracy per modality; returns each scoring's predictions.
+    ``recorded``: (model, group) under which the likelihood line goes to ``RECORDED``."""
     cells, preds = [], {}
     for scoring in SCORINGS:
         preds[scoring] = score(model, encoder, questions, scoring)
@@ -44,15 +63,32 @@ def line(label: str, model, encoder, questions) -> dict:
         cells.append(f"{scoring}: mm {acc.get('multimodal', (0, float('nan')))[1]:6.1%} "
                      f"text {acc.get('text', (0, float('nan')))[1]:6.1%}")
     print(f"{label:<34} n={len(questions):<5} " + " | ".join(cells))
+    if recorded:
+        record(*recorded, preds["likelihood"])
     return preds
 
 
-def by_category(questions, preds) -> None:
-    """Accuracy per general-benchmark category (which skills the model has)."""
-    hits: dict[str, list[bool]] = {}
+def reworded(world: Path, questions) -> list:
+    """The questions in the world's rewordings (``paraphrases.jsonl``, the paraphrase attack's file)."""
+    from dataclasses import replace
+
+    from pulse_unlearn.evaluation.attacks.paraphrase import read_rewordings
+    from pulse_unlearn.world.rewordings import FILE_NAME
+
+    everyone = load_people(world / "MLLMU-Bench", "Full_Set") + load_people(world / "MLLMU-Bench", "Retain_Set")
+    have = read_rewordings(world / "MLLMU-Bench" / FILE_NAME, [q.qid for p in everyone for q in p.questions])
+    return [replace(q, question=have[q.qid]) for q in questions if q.qid in have]
+
+
+def by_category(questions, preds, model: str | None = None) -> None:
+    """Accuracy per general-benchmark category (which skills the model has); recorded for ``model``."""
+    hits: dict[str, list] = {}
     for q, p in zip(questions, preds):
-        hits.setdefault(q.category, []).append(p.correct)
-    print(" " * 35 + "  ".join(f"{c} {sum(h) / len(h):.0%}" for c, h in hits.items()))
+        hits.setdefault(q.category, []).append(p)
+    print(" " * 35 + "  ".join(f"{c} {sum(x.correct for x in h) / len(h):.0%}" for c, h in hits.items()))
+    if model:
+        for category, ps in hits.items():
+            record(model, f"general: {category}", ps)
 
 
 def main() -> None:
@@ -73,6 +109,9 @@ def main() -> None:
                     help="read the selectivity of finished run folders (a sequential scenario with ga_klr or npo) "
                          "instead of running; --levers names what they changed")
     ap.add_argument("--levers", default=None, help="the levers column for --selectivity-of (default: as shipped)")
+    ap.add_argument("--quality-out", type=Path, default=None,
+                    help="CSV the likelihood-scored figures (with intervals) are appended to, with the levers")
+    ap.add_argument("--world-seed", type=int, default=None, help="the world's seed (default: the preset's)")
     ap.add_argument("--selectivity-out", type=Path, default=None,
                     help="CSV the selectivity rows are appended to, each with its levers")
     args = ap.parse_args()
@@ -80,7 +119,7 @@ def main() -> None:
         selectivity_report(args)
         return
     cache = Path(args.cache or tempfile.mkdtemp(prefix="pulse-quality-"))
-    wcfg, mcfg = configs(args, seed=None)
+    wcfg, mcfg = configs(args, seed=args.world_seed)
 
     t0 = time.time()
     world = ensure_world(wcfg, cache, log=lambda *_: None)
@@ -100,10 +139,35 @@ def main() -> None:
 
     if not args.skip_base_eval:
         model, processor = load_model(base_dir)
-        evaluate_base(model, Encoder(processor), celebs, mentions, bench, [p for p in fictitious if p.id in ft_people])
+        evaluate_base(model, Encoder(processor), world, celebs, mentions, bench,
+                      [p for p in fictitious if p.id in ft_people])
     if args.base_only:
         return
-    ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench)
+    t_finetune = ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench)
+    if args.quality_out is not None:
+        write_quality(args, wcfg, {"world + base": t_world + t_base, "fine-tuning": t_finetune})
+
+
+def write_quality(args, wcfg, seconds: dict) -> None:
+    """Append the recorded lines to ``--quality-out`` (one row per model, group and modality, with
+    the world seed and the levers) and write its meta file beside it (date, commit, machine)."""
+    import datetime
+
+    import pandas as pd
+    from findings import machine
+
+    levers = " ".join([*args.world_set, *args.set]) or "as shipped"
+    table = pd.DataFrame(RECORDED)
+    table.insert(0, "world_seed", wcfg.seed)
+    table.insert(0, "levers", levers)
+    out = args.quality_out
+    table.to_csv(out, mode="a", header=not out.exists(), index=False)
+    meta = out.with_name(out.stem + "-meta.json")
+    old = json.loads(meta.read_text()) if meta.exists() else {}
+    old[f"{levers} / world {wcfg.seed}"] = {"date": datetime.date.today().isoformat(), "machine": machine(),
+                                           "seconds": {k: round(v) for k, v in seconds.items()},
+                                           "resamples": RESAMPLES}
+    meta.write_text(json.dumps(old, indent=1, sort_keys=True) + "\n")
 
 
 def configs(args, seed: int | None):
@@ -122,7 +186,7 @@ def configs(args, seed: int | None):
     return wcfg, mcfg
 
 
-def evaluate_base(model, enc, celebs, mentions, bench, fictitious) -> None:
+def evaluate_base(model, enc, world, celebs, mentions, bench, fictitious) -> None:
     cut = sorted(mentions.values())
     lo, hi = cut[len(cut) // 3], cut[2 * len(cut) // 3]
     tiers = {f"well-known (mentions >= {hi})": lambda m: m >= hi,
@@ -131,25 +195,35 @@ def evaluate_base(model, enc, celebs, mentions, bench, fictitious) -> None:
     print(f"\nbase model ({sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters)")
     for label, keep in tiers.items():
         line("celebrities, " + label, model, enc, [q for p in celebs if keep(mentions[p.id]) for q in p.questions])
-    by_category(bench, line("general benchmark", model, enc, bench)["likelihood"])
+    known = [q for p in celebs if mentions[p.id] > lo for q in p.questions]
+    line(f"celebrities (mentions > {lo})", model, enc, known, ("base", "celebrities above the lower third"))
+    line(f"  reworded (mentions > {lo})", model, enc, reworded(world, known),
+         ("base", "celebrities above the lower third, reworded"))
+    by_category(bench, line("general benchmark", model, enc, bench, ("base", "general"))["likelihood"], "base")
     line("fictitious (never seen)", model, enc, [q for p in fictitious for q in p.questions])
 
 
-def ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench) -> None:
+def ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench) -> float:
+    """Fine-tunes (or finds) the model and prints its lines; returns the fine-tuning's seconds."""
     t0 = time.time()
     ft_dir = build_finetuned(world, wcfg.training_fingerprint(), mcfg, cache / "models")
-    print(f"\nfine-tuning {time.time() - t0:.1f} s (target 60 s)")
+    seconds = time.time() - t0
+    print(f"\nfine-tuning {seconds:.1f} s (target 60 s)")
     model, processor = load_model(ft_dir)
     enc = Encoder(processor)
     print("\nfine-tuned model")
-    line("fictitious (fine-tuned on)", model, enc, [q for p in fictitious if p.id in ft_people for q in p.questions])
+    learnt = [q for p in fictitious if p.id in ft_people for q in p.questions]
+    line("fictitious (fine-tuned on)", model, enc, learnt, ("finetuned", "fictitious fine-tuned on"))
+    line("  reworded", model, enc, reworded(world, learnt), ("finetuned", "fictitious fine-tuned on, reworded"))
     line("celebrities, all", model, enc, [q for p in celebs for q in p.questions])
-    line("general benchmark", model, enc, bench)
+    by_category(bench, line("general benchmark", model, enc, bench, ("finetuned", "general"))["likelihood"],
+                "finetuned")
     if (world / PEBENCH).is_dir():  # a world with events (--world-set n_events=12)
         concepts = load_pebench(world / PEBENCH)
         for concept in ("person", "event"):
             line(f"{concept}s, PEBench-style questions", model, enc,
                  [q for q in concepts.questions if q.subject.startswith(f"{concept}:")])
+    return seconds
 
 
 SELECTIVE_METHODS = ("ga_klr", "npo")

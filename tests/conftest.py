@@ -57,6 +57,18 @@ def tiny_world(cache):
     return ensure_world(world_config("tiny"), cache, log=lambda *_: None)  # under the cache's lock
 
 
+RICH = {"attributes": 12, "wordings": 6, "world_skills": True}  # the world's people at their richest
+
+
+@pytest.fixture(scope="session")
+def rich_world(cache):
+    """The tiny world with 12 attributes per person, six wordings per fact and the world skills."""
+    from pulse_unlearn.pipeline import ensure_world
+    from pulse_unlearn.world.build import world_config
+
+    return ensure_world(world_config("tiny", **RICH), cache, log=lambda *_: None)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(cache):
     """{"world", "base", "finetuned"} paths for the tiny preset."""

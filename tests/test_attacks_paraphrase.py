@@ -26,12 +26,15 @@ def _read_jsonl(path) -> dict[str, str]:
     return {r["id"]: r["question"] for r in map(json.loads, path.read_text().splitlines())}
 
 
-def test_the_world_rewords_every_question_in_words_no_training_or_evaluation_text_uses(tiny_world):
+@pytest.mark.parametrize("world", ["tiny_world", "rich_world"])
+def test_the_world_rewords_every_question_in_words_no_training_or_evaluation_text_uses(world, request):
+    tiny_world = request.getfixturevalue(world)
+    n = json.loads((tiny_world / "world.json").read_text())["config"].get("attributes", people.FIRST_ATTRIBUTES)
     bench = tiny_world / "MLLMU-Bench"
     reworded = _read_jsonl(bench / rewordings.FILE_NAME)
     persons = load_people(bench, "Full_Set") + load_people(bench, "Retain_Set")
     questions = {q.qid: q.question for p in persons for q in p.questions}
-    assert set(reworded) == set(questions) and len(reworded) == 10 * len(persons)
+    assert set(reworded) == set(questions) and len(reworded) == 2 * n * len(persons)
     # every text the world trains on or evaluates with: corpus prompts (multiple-choice drills hold
     # their question inside the prompt), ft_Data, cloze and generation items, every subset's questions
     corpus = pq.read_table(tiny_world / "corpus" / "pretrain.parquet", columns=["prompt"]).column("prompt").to_pylist()
@@ -39,7 +42,7 @@ def test_the_world_rewords_every_question_in_words_no_training_or_evaluation_tex
     tests = load_people(bench, "Test_Set")
     others = [q.question for p in persons + tests for q in (*p.questions, *p.open_questions)]
     others += [ex.prompt for p in persons for ex in p.facts]
-    assert len(corpus) > 1000 and len(ft) == 36 * world_config("tiny").n_fictitious
+    assert len(corpus) > 1000 and len(ft) == 3 * (2 + 2 * n) * world_config("tiny").n_fictitious
     known = set(corpus) | set(ft) | set(others)
     for qid, text in reworded.items():
         assert text != questions[qid] and text not in known, text

@@ -13,7 +13,7 @@ from pulse_unlearn.errors import PulseError
 from pulse_unlearn.evaluation import metrics as metric_registry
 from pulse_unlearn.evaluation.predictions import KINDS, OpenPrediction, Prediction, from_record, to_record
 from pulse_unlearn.evaluation.splits import SPLITS, Split, split_items
-from pulse_unlearn.evaluation.summary import (prediction_columns, prediction_rows,
+from pulse_unlearn.evaluation.summary import (point_rows, prediction_columns, prediction_rows,
                                              summary_columns, summary_rows)
 from pulse_unlearn.evaluation.facts import FactPrediction
 from pulse_unlearn.records import Example, Question
@@ -47,10 +47,29 @@ def test_headline_value_and_cells_by_kind():
 
 
 def test_summary_and_prediction_columns_follow_the_metric_registry():
-    assert summary_columns() == ("scenario", "method", "update", "step", "request", "split", "modality", "n",
-                                 "accuracy", "ci_low", "ci_high", "scoring", "stop", "rouge1", "rouge2", "rougeL",
+    assert summary_columns() == ("scenario", "method", "update", "step", "request", "split", "category", "modality",
+                                 "n", "accuracy", "ci_low", "ci_high", "scoring", "stop", "rouge1", "rouge2", "rougeL",
                                  "bleu")
     assert prediction_columns()[-5:] == ("correct", "rouge1", "rouge2", "rougeL", "bleu")
+
+
+def test_the_general_benchmark_is_also_summarised_per_category():
+    """Per category: n and accuracy of its items alone (colour: 1 of 2 right; city: 2 of 2), next to
+    the row over all items; a people split has only the rows over all; predictions carry the category."""
+    def pred(i, category, right, subject=None):
+        return Prediction(f"g{i}", subject or str(i), "text", "A", "A" if right else "B", {"A": 0.0, "B": 0.0},
+                          category)
+
+    general = [pred(0, "colour", True), pred(1, "colour", False), pred(2, "city", True), pred(3, "city", True)]
+    forget = [pred(9, "hobby", False, "p"), pred(8, "city", True, "p")]
+    rows = summary_rows({"general": general, "forget": forget}, (("p",),), 1)
+    by = {(r["split"], r["category"], r["modality"]): r for r in rows}
+    assert (by[("general", "colour", "all")]["n"], by[("general", "colour", "all")]["accuracy"]) == (2, 0.5)
+    assert by[("general", "city", "all")]["accuracy"] == 1.0
+    assert by[("general", "all", "all")]["accuracy"] == 0.75
+    assert {r["category"] for r in rows if r["split"] == "forget"} == {"all"}
+    assert [r["category"] for r in prediction_rows({"forget": forget}, 1)] == ["hobby", "city"]
+    assert all("category" not in r for r in point_rows({"general": general}))
 
 
 def test_a_registered_metric_becomes_a_column_and_fills_the_rows_of_its_task(monkeypatch):

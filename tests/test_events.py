@@ -105,8 +105,8 @@ def test_questions_ask_for_the_attributes_by_image_or_by_name(concept):
     mm = events.questions(concept, cid, who.name, who.attributes, image, "007_E01", rng)
     text = events.questions(concept, cid, who.name, who.attributes, None, cid, rng)
     for qs, modality in ((mm, "multimodal"), (text, "text")):
-        assert [q.category for q in qs] == [f"{concept}_{a}" for a in w.pools]
-        for q, attr in zip(qs, w.pools):
+        assert [q.category for q in qs] == [f"{concept}_{a}" for a in who.attributes]
+        for q, attr in zip(qs, who.attributes):
             assert q.modality == modality and q.subject == cid
             assert q.options[q.answer] == who.attributes[attr]
             assert len(set(q.options.values())) == 4
@@ -126,7 +126,8 @@ def test_training_facts_answer_with_the_bare_values_in_wordings_evaluation_never
     w = events.WORDINGS[concept]
     with_image = [ex for v in range(3) for ex in events.facts(concept, who.name, who.attributes, image, rng, v)]
     by_name = [ex for v in range(3) for ex in events.facts(concept, who.name, who.attributes, None, rng, v)]
-    assert len(with_image) == 3 * (1 + len(w.pools)) and len(by_name) == 3 * len(w.pools)
+    n = len(who.attributes)
+    assert len(with_image) == 3 * (1 + n) and len(by_name) == 3 * n
     assert all(ex.answer in set(who.attributes.values()) | {who.name} for ex in with_image + by_name)
     assert {ex.source for ex in with_image} == {f"{concept}_caption", f"{concept}_fact_image"}
     assert all(ex.image == image for ex in with_image) and all(ex.image is None for ex in by_name)

@@ -117,8 +117,9 @@ def test_run_writes_tidy_results(tiny_run):
     for name in ("summary.csv", "predictions.csv", "operations.csv", "probe.csv", "sets.json", "config.yaml",
                  "environment.json"):
         assert (out / name).exists(), name
-    assert list(rows[0]) == ["scenario", "method", "update", "step", "request", "split", "modality", "n",
-                             "accuracy", "ci_low", "ci_high", "scoring", "stop", "rouge1", "rouge2", "rougeL", "bleu"]
+    assert list(rows[0]) == ["scenario", "method", "update", "step", "request", "split", "category", "modality",
+                             "n", "accuracy", "ci_low", "ci_high", "scoring", "stop", "rouge1", "rouge2", "rougeL",
+                             "bleu"]
     # every figure with its interval, people resampled together
     assert all(float(r["ci_low"]) <= float(r["accuracy"]) <= float(r["ci_high"]) for r in rows)
     assert any(float(r["ci_low"]) < float(r["ci_high"]) for r in rows)
@@ -136,6 +137,12 @@ def test_run_writes_tidy_results(tiny_run):
         assert r["modality"] in ("multimodal", "text", "all") and 0.0 <= float(r["accuracy"]) <= 1.0
     keys = {(r["split"], r["modality"]) for r in rows}
     assert {(s, m) for s in ("forget", "retain", "general") for m in ("multimodal", "text")} <= keys
+    # The general benchmark also per category: the categories' items add up to the split's.
+    general = [r for r in rows if r["split"] == "general" and r["modality"] == "all" and r["step"] == "0"
+               and (r["scenario"], r["method"], r["update"]) == ("finetuned", "ga", "llm")]
+    by = {r["category"]: int(r["n"]) for r in general}
+    assert len(by) > 2 and by.pop("all") == sum(by.values())
+    assert {r["category"] for r in rows if r["split"] != "general"} == {"all"}
     env = json.loads((out / "environment.json").read_text())
     assert {"config", "data", "model:base"} <= set(env["fingerprints"]) and env["versions"]["torch"]
     # every grid method's parameters, the defaults the config leaves unset included
@@ -178,13 +185,13 @@ def test_sequential_bookkeeping(tiny_run):
     assert not set(flat) & set(sets["sequential"]["retain"])
     # Step 0 is the same starting model for every method, and equals the finetuned scenario's step 0.
     start = {(r["method"], r["split"], r["modality"], r["request"]): r["accuracy"]
-             for r in rows if r["scenario"] == "sequential" and r["step"] == "0"}
+             for r in rows if r["scenario"] == "sequential" and r["step"] == "0" and r["category"] == "all"}
     for (method, split, modality, request), acc in start.items():
         assert acc == start[("ga", split, modality, request)]
         if request == "all":
             one_shot = [r["accuracy"] for r in rows if r["scenario"] == "finetuned" and r["step"] == "0"
                         and r["method"] == method and r["update"] == "llm" and r["split"] == split
-                        and r["modality"] == modality]
+                        and r["modality"] == modality and r["category"] == "all"]
             assert one_shot == [acc]
     # Per-request rows: "done" after step k covers exactly the first k requests (none at step 0).
     done = [r for r in rows if r["scenario"] == "sequential" and r["request"] == "done" and r["modality"] == "all"

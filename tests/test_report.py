@@ -407,3 +407,23 @@ def test_compare_averages_generation_metrics(tmp_path):
     mean, std = statistics.mean((0.15, 0.25)), statistics.stdev((0.15, 0.25))
     assert row["forget rouge1"] == f"{100 * mean:.1f} ± {100 * std:.1f} ({100 * (mean - 0.6):+.1f})"
     assert row["forget rouge2"] == "10.0 ± 0.0 (+0.0)" and row["forget cloze"] == "10.0 ± 0.0 (-80.0)"
+
+
+def test_the_general_benchmark_per_category_is_a_table_with_its_change():
+    """Start 80 then 60 on world_city (-20 points), 50 then 50 on colour; rows over all are not in it."""
+    from pulse_unlearn.report.findings import Summary
+    from pulse_unlearn.report.tables import category_tables, to_markdown
+
+    def row(step, category, acc, low, high):
+        return {"scenario": "pretrained", "method": "ga", "update": "llm", "step": step, "request": "all",
+                "split": "general", "category": category, "modality": "all", "accuracy": acc,
+                "ci_low": low, "ci_high": high}
+
+    s = Summary([row(0, "all", 0.7, 0.6, 0.8), row(1, "all", 0.55, 0.45, 0.65), row(0, "world_city", 0.8, 0.7, 0.9),
+                 row(1, "world_city", 0.6, 0.5, 0.7), row(0, "colour", 0.5, 0.4, 0.6), row(1, "colour", 0.5, 0.4, 0.6)])
+    assert s.get(("pretrained", "ga", "llm"), 1, "general", "all") == 0.55
+    tables = md_tables(to_markdown(category_tables(s)))
+    rows = tables["pretrained: general per category"]
+    assert rows[0]["world_city"] == "80.0 [70.0, 90.0]"
+    assert rows[1]["world_city"] == "60.0 [50.0, 70.0] (-20.0)" and rows[1]["colour"] == "50.0 [40.0, 60.0] (+0.0)"
+    assert "all" not in rows[0]

@@ -10,12 +10,12 @@ from PIL import Image
 
 from pulse_unlearn.records import Question
 from pulse_unlearn.world.scenes import (BACKGROUNDS, CATEGORIES, COLOURS, IMAGE_CATEGORIES, TEXT_CATEGORIES,
-                                        make_items, to_question)
+                                        WORLD_CATEGORIES, make_items, to_question)
 
 
 @pytest.fixture(scope="module")
 def items():
-    return make_items(280, np.random.default_rng(0))
+    return make_items(280, np.random.default_rng(0), categories=CATEGORIES + WORLD_CATEGORIES)
 
 
 def _pixels(item) -> np.ndarray:
@@ -86,7 +86,8 @@ def test_images_only_on_image_items(items):
             assert it.image is not None and it.l2_category == "perception"
             assert _pixels(it).shape == (32, 32, 3)
         else:
-            assert it.image is None and it.l2_category == "reasoning"
+            l2 = "world knowledge" if it.category in WORLD_CATEGORIES else "reasoning"
+            assert it.image is None and it.l2_category == l2
 
 
 def test_image_size_parameter():
@@ -154,3 +155,24 @@ def test_to_question(items):
         assert q.qid == f"mmbench/{k}" and q.subject == str(k) and q.category == it.category
         assert q.modality == ("multimodal" if it.image else "text")
         assert q.options == it.options and q.answer == it.answer and q.image == it.image
+
+
+def test_world_items_ask_the_words_of_peoples_facts(items):
+    """A city or company among values of the other attributes' pools (all capitalised, so spelling
+    gives nothing away); the earliest or latest of years in the birth years' range."""
+    from pulse_unlearn.world.people import POOLS
+
+    seen = Counter()
+    for it in items:
+        if it.category not in WORLD_CATEGORIES:
+            continue
+        seen[it.category] += 1
+        values, answer = list(it.options.values()), it.options[it.answer]
+        if it.category == "world_year":
+            assert set(values) <= set(POOLS["birth_year"])
+            assert answer == (min(values) if "earliest" in it.question else max(values))
+            continue
+        pool = POOLS["city"] if it.category == "world_city" else POOLS["employer"]
+        assert answer in pool and not set(values) - {answer} & set(pool)
+        assert all(v[:1].isupper() for v in values)
+    assert set(seen) == set(WORLD_CATEGORIES)

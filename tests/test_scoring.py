@@ -171,8 +171,8 @@ def test_summary_rows_average_each_generation_metric():
                         (("a", "b"),), step=1)
     by = {(r["split"], r["modality"]): r for r in rows}
     assert by[("forget_generation", "all")] == {"step": 1, "request": "all", "split": "forget_generation",
-                                              "modality": "all", "n": 2, "accuracy": 0.375, "rouge1": 0.75,
-                                              "rouge2": 0.0, "rougeL": 0.375, "bleu": 0.1,
+                                              "category": "all", "modality": "all", "n": 2, "accuracy": 0.375,
+                                              "rouge1": 0.75, "rouge2": 0.0, "rougeL": 0.375, "bleu": 0.1,
                                               "ci_low": 0.25, "ci_high": 0.5}  # two people: 0.25 and 0.5
     assert by[("forget_generation", "multimodal")]["bleu"] == 0.2
     assert "bleu" not in by[("forget_cloze", "all")]  # cloze rows leave the metric columns empty

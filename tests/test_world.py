@@ -11,6 +11,7 @@ import pytest
 from pulse_unlearn.data.mllmu import load_facts, load_people
 from pulse_unlearn.data.mmbench import load_mmbench
 from pulse_unlearn.models.world_models import read_corpus
+from pulse_unlearn.world import people
 from pulse_unlearn.world.build import build_world, world_config
 
 
@@ -37,7 +38,9 @@ def test_parquet_follows_mllmu_schema(tiny_world):
     row = table.slice(0, 1).to_pylist()[0]
     assert set(row["image"]) == {"bytes", "path"} and row["image"]["bytes"][:4] == b"\x89PNG"
     task = row["Classification_Task"]
-    assert len(task["Image_Textual_Questions"]) == 5 and len(task["Pure_Text_Questions"]) == 5
+    n = world_config("tiny").attributes
+    assert n == people.FIRST_ATTRIBUTES
+    assert len(task["Image_Textual_Questions"]) == n and len(task["Pure_Text_Questions"]) == n
     item = task["Pure_Text_Questions"][0]
     assert set(item["Options"]) == {"A", "B", "C", "D"} and item["Correct_Answer"] in "ABCD"
     assert {m["Type"] for m in row["Mask_Task"]} == {"Image_Textual", "Pure_Text"}
@@ -56,7 +59,8 @@ def test_populations_and_questions(tiny_world):
     celebs = load_people(tiny_world / "MLLMU-Bench", "Retain_Set")
     assert len(fictitious) == cfg.n_fictitious and len(celebs) == cfg.n_celebrities
     for p in fictitious + celebs:
-        assert len(p.questions_of("multimodal")) == 5 and len(p.questions_of("text")) == 5
+        n = cfg.attributes
+        assert len(p.questions_of("multimodal")) == n and len(p.questions_of("text")) == n
         assert all(len(q.options) == 4 and len(set(q.options.values())) == 4 for q in p.questions)
     facts = load_facts(tiny_world / "MLLMU-Bench")
     assert set(facts) == {p.id for p in fictitious}
@@ -132,3 +136,25 @@ def test_models_are_keyed_by_what_they_learn_not_by_the_worlds_side_files(monkey
     monkeypatch.setattr(build, "TRAINING_VERSION", build.TRAINING_VERSION + 1)
     assert cfg.training_fingerprint() != training
     assert build.WorldConfig(seed=1).training_fingerprint() != cfg.training_fingerprint()
+
+
+def test_a_rich_world_has_twelve_attributes_six_wordings_and_world_skills(rich_world, tiny_world):
+    """Every person answers one question per attribute in each modality; the
+    biography names every value; facts use wordings beyond the first three; the benchmark asks the
+    world categories too; the fields are recorded (the tiny world's record leaves them out)."""
+    people_ = load_people(rich_world / "MLLMU-Bench", "Full_Set")
+    for p in people_:
+        assert len(p.questions_of("multimodal")) == len(p.questions_of("text")) == len(people.ATTRIBUTES) >= 12
+    row = pq.read_table(rich_world / "MLLMU-Bench" / "Full_Set" / "train-00000-of-00001.parquet").to_pylist()[0]
+    for q in row["Classification_Task"]["Pure_Text_Questions"]:
+        assert q["Options"][q["Correct_Answer"]] in row["biography"]
+    prompts = {ex.prompt for exs in load_facts(rich_world / "MLLMU-Bench").values() for ex in exs}
+    later = {t for ts in people.TRAIN_TEMPLATES.values() for t in ts[3:]}
+    assert any(people.sentence(t.format(who=w)) in prompts for t in later for w in people.MM_WHO_TRAIN)
+    bench = {q.category for q in load_mmbench(rich_world / "MMBench" / "mmbench_dev_en.tsv")}
+    assert {"world_city", "world_company", "world_year"} <= bench
+    assert not {"world_city", "world_company", "world_year"} & {
+        q.category for q in load_mmbench(tiny_world / "MMBench" / "mmbench_dev_en.tsv")}
+    rich, tiny = (json.loads((w / "world.json").read_text())["config"] for w in (rich_world, tiny_world))
+    assert (rich["attributes"], rich["wordings"], rich["world_skills"]) == (12, 6, True)
+    assert not {"attributes", "wordings", "world_skills"} & set(tiny)

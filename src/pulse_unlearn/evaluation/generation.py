@@ -166,7 +166,7 @@ class GenerateScorer(_Generator):
                                                                  "questions")):
             letter = first_letter(reply, list(q.options))
             preds.append(Prediction(q.qid, q.subject, q.modality, q.answer, letter,
-                                    {k: float(k == letter) for k in q.options}))
+                                    {k: float(k == letter) for k in q.options}, q.category))
         return preds
 
 

@@ -1,7 +1,8 @@
 """What a scorer returns for one item, by kind, and how each kind is written to and read back
 from a run's resume records.
 
-Every kind carries ``qid``, ``subject``, ``modality``, ``answer`` and ``predicted``, and says
+Every kind carries ``qid``, ``subject``, ``modality``, ``answer`` and ``predicted`` (a multiple-choice
+answer also its question's ``category``), and says
 what the split's headline column averages (``value``: 1/0 for a right or wrong choice, a
 cloze hit, a generation's ROUGE-L F), which per-item metric values it has (``metrics``) and
 what a blind guess would score on average (``chance``, read by the stopping rules).
@@ -33,6 +34,7 @@ class Prediction:
     answer: str
     predicted: str
     scores: dict[str, float]
+    category: str = ""  # the question's category (a person's attribute, a benchmark's skill)
 
     @property
     def correct(self) -> bool:

@@ -84,7 +84,7 @@ class Scorer:
             scores = [dict() for _ in self.questions]
             for (qi, letter), v in zip(self.owners, rows):
                 scores[qi][letter] = v
-        return [Prediction(q.qid, q.subject, q.modality, q.answer, max(s, key=s.get), s)
+        return [Prediction(q.qid, q.subject, q.modality, q.answer, max(s, key=s.get), s, q.category)
                 for q, s in zip(self.questions, scores)]
 
     def _plan(self) -> tuple[list[list[int]], list[list[tuple[int, list[int]]]]]:
@@ -230,7 +230,7 @@ class CircularScorer:
                 predicted = letters[(letters.index(p.predicted) + r) % len(letters)] if p.predicted in letters else ""
             else:
                 predicted = q.answer
-            out.append(Prediction(q.qid, q.subject, q.modality, q.answer, predicted, got[0].scores))
+            out.append(Prediction(q.qid, q.subject, q.modality, q.answer, predicted, got[0].scores, q.category))
         return out
 
 

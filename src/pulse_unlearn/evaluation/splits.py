@@ -4,11 +4,11 @@ A split names its items (drawn from the data and a scenario's sets), the task ki
 needs (``choice``: multiple choice under the run's scoring; ``cloze``, ``generation``: free
 answers, ``scoring=mllmu``; ``facts``: the people's training facts, answer-token accuracy),
 whether its rows are broken down per sequential request (the forget splits: per request, and
-done / pending after each operation), and whether its questions are about people (then
-MLLMU-Bench's few-shot demonstration may precede them) or a benchmark (then MMBench's circular
-evaluation may apply). The metrics it reports follow from its task (``metrics.for_task``). A
-split whose items are empty for a scenario (no Test_Set images, no cloze items) is left out of
-that scenario.
+done / pending after each operation) or per item category (the general benchmark's skills), and
+whether its questions are about people (then MLLMU-Bench's few-shot demonstration may precede
+them) or a benchmark (then MMBench's circular evaluation may apply). The metrics it reports follow
+from its task (``metrics.for_task``). A split whose items are empty for a scenario (no Test_Set
+images, no cloze items) is left out of that scenario.
 
 Splits are evaluated in registration order, which is also the order of ``summary.csv``'s rows.
 """
@@ -43,6 +43,7 @@ class Split:
     in_sequences: bool = False  # scored in a sequence's trajectories wherever forget is, whatever enables it
     pending: bool = False  # in a sequence's trajectory, only the people of the requests after the operation's own
     about_people: bool = True  # False: a benchmark (few-shot demo never; circular evaluation may apply)
+    by_category: bool = False  # summary rows also per item category (a benchmark's skills)
     enabled: Callable[[object], bool] = lambda cfg: True  # under this run config
     description: str = ""
 
@@ -102,8 +103,8 @@ register_split(Split("retain", lambda c: c.src.away_from(c.src.questions_of(c.se
 register_split(Split("scope", lambda c: c.src.scope_of(c.sets.forget),
                      description="concepts scenarios: the questions about the other concept of the images that "
                                  "show a forget concept (cross-concept interference)"))
-register_split(Split("general", lambda c: c.src.general, about_people=False,
-                     description="the general benchmark (MMBench layout)"))
+register_split(Split("general", lambda c: c.src.general, about_people=False, by_category=True,
+                     description="the general benchmark (MMBench layout), also per category"))
 for _who in ("forget", "retain"):
     for _task in ("cloze", "generation"):
         register_split(Split(f"{_who}_{_task}",
@@ -116,7 +117,7 @@ for _who in ("forget", "retain"):
 def _facts_named(cfg, who: str) -> bool:
     """The training facts join the end-of-operation evaluation only when ``trajectory.splits`` names
     them: a stopping rule on them reads them at its checkpoints (``protocol/trajectory.py``), and
-    a request's facts outnumber its questions (36 per person in the embedded world)."""
+    a request's facts outnumber its questions (36 per person in the default embedded world)."""
     return f"{who}_facts" in cfg.trajectory.splits
 
 

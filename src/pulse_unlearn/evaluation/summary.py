@@ -1,7 +1,7 @@
 """The one summary schema: the rows and columns of ``summary.csv``, ``predictions.csv`` and
 ``trajectory.csv``, derived from the registered splits and metrics.
 
-``summary.csv``: one row per unit (scenario, method, update), step, request, split and
+``summary.csv``: one row per unit (scenario, method, update), step, request, split, category and
 modality (``multimodal``, ``text``, ``all``), with ``n`` and the registered metrics: the headline
 (``accuracy``, with its bootstrap interval ``ci_low`` .. ``ci_high``: the people resampled
 together, ``intervals`` in the config) before ``scoring``, the others after it, each empty where it
@@ -11,7 +11,10 @@ the stopping rule that produced it (``stop``: ``fixed`` or ``target (training fa
 checkpoint of an operation, with the checkpoint's ``step``, ``examples`` and ``chance``, and
 ``starting_accuracy``: the scenario's starting model on the same items (what targets are relative to).
 Splits declared ``per_request`` are also broken down per sequential request (``1`` .. ``k``) and
-into the requests already unlearned (``done``) and not yet (``pending``).
+into the requests already unlearned (``done``) and not yet (``pending``). ``category`` is ``all``
+except in the rows of a split declared ``by_category`` (the general benchmark), which are also
+broken down per item category (its skills), so a cost on abilities related to people can be told
+from one on unrelated abilities.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from . import metrics as metric_registry
 from .splits import SPLITS
 
 UNIT = ("scenario", "method", "update")
-SUMMARY_KEY = (*UNIT, "step", "request", "split", "modality")
+SUMMARY_KEY = (*UNIT, "step", "request", "split", "category", "modality")
+ALL = "all"  # the category (and request) of a row over all of its split's items
 INTERVAL = ("ci_low", "ci_high")  # the headline's bootstrap interval, people resampled together
 
 
@@ -63,36 +67,46 @@ def trajectory_prediction_rows(label: dict, preds: dict[str, list], step: int) -
 
 
 def prediction_columns() -> tuple[str, ...]:
-    return (*UNIT, "step", "split", "qid", "subject", "population", "modality", "answer", "predicted", "correct",
-            *(m.name for m in metric_registry.extra()))
+    return (*UNIT, "step", "split", "qid", "subject", "population", "modality", "category", "answer", "predicted",
+            "correct", *(m.name for m in metric_registry.extra()))
 
 
-def _groups(preds: dict[str, list], requests, step: int):
+def _groups(preds: dict[str, list], requests, step: int, categories: bool = True):
+    """(split, request, category, predictions) of every group a summary reports."""
     for split, ps in preds.items():
-        yield split, "all", ps
+        yield split, ALL, ALL, ps
+        if categories and SPLITS[split].by_category:
+            for category in dict.fromkeys(_category(p) for p in ps):
+                yield split, ALL, category, [p for p in ps if _category(p) == category]
         if SPLITS[split].per_request and len(requests) > 1:
             for k, req in enumerate(requests, start=1):
-                yield split, str(k), [p for p in ps if p.subject in req]
+                yield split, str(k), ALL, [p for p in ps if p.subject in req]
             done = {pid for req in requests[:step] for pid in req}
-            yield split, "done", [p for p in ps if p.subject in done]
-            yield split, "pending", [p for p in ps if p.subject not in done]
+            yield split, "done", ALL, [p for p in ps if p.subject in done]
+            yield split, "pending", ALL, [p for p in ps if p.subject not in done]
+
+
+def _category(p) -> str:
+    """An item's category, ``-`` where its data names none (so it never reads as ``all``)."""
+    return getattr(p, "category", "") or "-"
 
 
 def summary_rows(preds: dict[str, list], requests: tuple[tuple[str, ...], ...], step: int,
-                 intervals: IntervalConfig | None = None) -> list[dict]:
-    """split x request x modality rows of one evaluation (step ``step``; ``requests``: the
-    scenario's forget requests), each with ``n``, every metric of the split's task that all of
+                 intervals: IntervalConfig | None = None, categories: bool = True) -> list[dict]:
+    """split x request x category x modality rows of one evaluation (step ``step``; ``requests``:
+    the scenario's forget requests), each with ``n``, every metric of the split's task that all of
     the group's predictions have a value for, and the headline's interval (``intervals``; unset:
-    the config's defaults)."""
+    the config's defaults). ``categories=False``: no per-category rows."""
     intervals = intervals or IntervalConfig()
     rows = []
-    for split, request, ps in _groups(preds, requests, step):
+    for split, request, category, ps in _groups(preds, requests, step, categories):
         reported = SPLITS[split].metrics
         for modality in (*MODALITIES, "all"):
             sel = [p for p in ps if modality in ("all", p.modality)]
             if not sel:
                 continue
-            row = {"step": step, "request": request, "split": split, "modality": modality, "n": len(sel)}
+            row = {"step": step, "request": request, "split": split, "category": category, "modality": modality,
+                   "n": len(sel)}
             for metric in reported:
                 value = metric.of(sel)
                 if value is not None:
@@ -105,11 +119,11 @@ def summary_rows(preds: dict[str, list], requests: tuple[tuple[str, ...], ...], 
 def point_rows(preds: dict[str, list], intervals: IntervalConfig | None = None) -> list[dict]:
     """A trajectory checkpoint's rows: split x modality with ``n``, ``chance`` (the mean of the
     predictions' blind-guess scores), the metrics and the interval, as ``summary_rows`` gives them."""
-    rows = summary_rows(preds, (), 0, intervals)
+    rows = summary_rows(preds, (), 0, intervals, categories=False)
     for row in rows:
         sel = [p for p in preds[row["split"]] if row["modality"] in ("all", p.modality)]
         row["chance"] = round(sum(p.chance for p in sel) / len(sel), 6)
-        del row["step"], row["request"]
+        del row["step"], row["request"], row["category"]
     return rows
 
 
@@ -123,7 +137,8 @@ def prediction_rows(preds: dict[str, list], step: int) -> list[dict]:
         for p in ps:
             population, subject = split_key(p.subject)
             row = {"step": step, "split": split, "qid": split_key(p.qid)[1], "subject": subject,
-                   "population": population, "modality": p.modality, "answer": p.answer, "predicted": p.predicted,
+                   "population": population, "modality": p.modality, "category": getattr(p, "category", ""),
+                   "answer": p.answer, "predicted": p.predicted,
                    "correct": p.correct_cell()}
             for metric in per_item:
                 value = metric.value(p)

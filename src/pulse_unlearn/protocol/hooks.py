@@ -45,8 +45,13 @@ def track_operation(r: RunContext, unit: Unit, result: Result, losses=()) -> Non
     k = result.operation["operation"]
     for step, loss in enumerate(losses):
         r.trackers.log({_tag(unit, f"op{k}", "loss"): loss}, step)
-    r.trackers.log({_tag(unit, "end", row["split"], row["request"], row["modality"], "accuracy"): row["accuracy"]
-                    for row in result.summary}, k)
+    r.trackers.log({_tag(unit, "end", row["split"], row["request"], *_category(row), row["modality"], "accuracy"):
+                    row["accuracy"] for row in result.summary}, k)
+
+
+def _category(row: dict) -> tuple[str, ...]:
+    """A per-category row's category in its tag; none for a row over the whole split."""
+    return () if row.get("category", "all") == "all" else (row["category"],)
 
 
 def _tag(unit: Unit, *parts) -> str:

@@ -26,7 +26,7 @@ from .matched_findings import both_findings
 from .pooled_findings import agreement_line, pooled_verdicts
 from .runs import RunFiles, read_run, pool, variants
 from .sensitivity import sensitivity_table
-from .tables import open_task_tables, scenario_tables, stopping_table, to_latex, to_markdown
+from .tables import category_tables, open_task_tables, scenario_tables, stopping_table, to_latex, to_markdown
 
 
 def _divergence_md(runs: list[RunFiles]) -> str:
@@ -64,7 +64,7 @@ def _write(out: Path, title: str, subtitle: str, s: Summary, runs: list[RunFiles
     kept = {_kept(r) for r in runs}
     frame = runs[0].sensitivity if len(runs) == 1 else None if sensitivity is None else pd.DataFrame(sensitivity)
     sensitivity = sensitivity_table(frame, kept.pop() if len(kept) == 1 else None)
-    tables = (scenario_tables(s) + [t for t in (interference, suffixes) if t] + open_task_tables(s)
+    tables = (scenario_tables(s) + [t for t in (interference, suffixes) if t] + open_task_tables(s) + category_tables(s)
               + (matched_tables(matched, s.stop) if matched else []) + ([sensitivity] if sensitivity else [])
               + ([stopping] if stopping else []) + attack_tables(attacks))
     rule = stopping_note(s)

@@ -54,7 +54,8 @@ def _checked_row(path: Path, line: int, r: dict) -> dict:
 
 
 class Summary:
-    """Lookup of accuracies by (scenario, method, update, step, request, split, modality).
+    """Lookup of accuracies by (scenario, method, update, step, request, split, modality), over all of
+    a split's items; the rows of a split per category (``summary.csv``'s ``category``) in ``categories``.
 
     Rows averaged over several runs (``pulse compare``) also carry ``std`` and ``runs``; a single
     run's rows have neither, and ``spread`` is then None."""
@@ -67,7 +68,12 @@ class Summary:
         self.ci: dict[tuple, tuple[float, float]] = {}  # key -> the accuracy's interval, where the row has one
         self.last_step: dict[tuple, int] = {}
         self.stop: dict[tuple, str] = {}  # unit -> summary.csv's stopping-rule label, where it has one
+        # (scenario, method, update, step, split, modality) -> {category: (accuracy, interval or None)}
+        self.categories: dict[tuple, dict[str, tuple[float, tuple[float, float] | None]]] = {}
         for r in rows:
+            if r.get("category", "all") != "all":
+                self._add_category(r)
+                continue
             key = (r["scenario"], r["method"], r["update"], int(r["step"]), str(r["request"]), r["split"],
                    r["modality"])
             self.acc[key] = float(r["accuracy"])
@@ -85,6 +91,12 @@ class Summary:
             self.last_step[unit] = max(self.last_step.get(unit, 0), int(r["step"]))
             if r.get("stop"):
                 self.stop[unit] = r["stop"]
+
+    def _add_category(self, r: dict) -> None:
+        key = (r["scenario"], r["method"], r["update"], int(r["step"]), r["split"], r["modality"])
+        ci = ((float(r["ci_low"]), float(r["ci_high"])) if r.get("ci_low") not in (None, "")
+              and r.get("ci_high") not in (None, "") else None)
+        self.categories.setdefault(key, {})[r["category"]] = (float(r["accuracy"]), ci)
 
     def get(self, unit, step, split, modality, request="all", metric="accuracy") -> float | None:
         """The accuracy, or another registered metric (``rouge1``, ...) where the row has it."""

@@ -27,7 +27,7 @@ from .findings import read_summary
 if TYPE_CHECKING:
     import pandas as pd
 
-KEY = ("scenario", "method", "update", "step", "request", "split", "modality")
+KEY = ("scenario", "method", "update", "step", "request", "split", "category", "modality")
 # Config keys that say which units a run holds or which seeds (world, run) it drew, not how it
 # unlearns: runs that differ only in these are pooled by ``pulse compare``.
 POOLED_KEYS = ("name", "seed", "model.world_seed", "grid", "_config_hash", "unlearn.seed")
@@ -201,7 +201,7 @@ def pool(runs: list[RunFiles]) -> list[dict]:
     stops: dict[tuple, set[str]] = defaultdict(set)
     for run, variant in zip(runs, variants(runs)):
         for r in run.rows:
-            key = tuple(str(r[k]) for k in KEY)
+            key = tuple(str(r.get(k, "all")) if k == "category" else str(r[k]) for k in KEY)
             if variant:
                 key = (key[0], labelled(key[1], variant), *key[2:])
             if r.get("stop"):

@@ -191,6 +191,38 @@ def open_task_tables(s: Summary) -> list[Table]:
     return tables
 
 
+def category_tables(s: Summary) -> list[Table]:
+    """Per scenario, the general benchmark per category after the last operation (``summary.csv``'s
+    per-category rows): whether unlearning costs the abilities that depend on the world's people
+    and places more than the unrelated ones."""
+    tables = []
+    for scenario in dict.fromkeys(u[0] for u in s.units()):
+        units = [u for u in s.units() if u[0] == scenario]
+        for split in dict.fromkeys(k[4] for k in s.categories if k[0] == scenario):
+            cats = list(dict.fromkeys(c for k, v in s.categories.items() if k[0] == scenario and k[4] == split
+                                      for c in v))
+            t = Table(f"{scenario}: {split} per category",
+                      "Accuracy (%) per category of the benchmark, all modalities, at the start and after the last "
+                      "operation; in square brackets the bootstrap interval (items resampled), in round brackets "
+                      "the change from the starting model (points).", ["method", "update", "ops", *cats])
+            first = units[0]
+            t.rows.append(["start model", "", "0"] + [_category_cell(s, first, 0, split, c) for c in cats])
+            for u in units:
+                t.rows.append([u[1], u[2], str(s.last_step[u])]
+                              + [_category_cell(s, u, s.last_step[u], split, c) for c in cats])
+            tables.append(t)
+    return tables
+
+
+def _category_cell(s: Summary, unit, step, split, category) -> Cell:
+    got = s.categories.get((*unit, step, split, "all"), {}).get(category)
+    start = s.categories.get((*unit, 0, split, "all"), {}).get(category)
+    if got is None:
+        return Cell(None)
+    delta = got[0] - start[0] if step and start is not None else None
+    return Cell(got[0], None, delta, False, got[1])
+
+
 def _seq_cell(s: Summary, unit, step, split, modality, request) -> Cell:
     """``done`` and ``pending`` hold other people after every operation: no change is shown for them."""
     return _cell(s, unit, step, split, modality, request, with_delta=request == "all")

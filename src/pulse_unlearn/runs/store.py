@@ -1,13 +1,15 @@
 """A run's folder: every file written atomically (``runs/atomic.py``: temporary name, then rename).
 
     config.yaml        the resolved config
-    summary.csv        tidy: one row per scenario, method, update, step, request, split, modality;
+    summary.csv        tidy: one row per scenario, method, update, step, request, split, category, modality
+                       (category: all, and for the general benchmark also each of its categories);
                        forget_test: the forget people's multimodal questions with a Test_Set image;
                        scoring=mllmu adds the splits forget_cloze / retain_cloze (share of hits) and
                        forget_generation / retain_generation (mean ROUGE-L F in the accuracy column;
                        mean ROUGE-1/2/L F and BLEU in rouge1, rouge2, rougeL, bleu, empty elsewhere)
-    predictions.csv    one row per question per evaluation; subject and qid as the data names them, and
-                       the subject's population (fictitious, celebrity; empty for the general benchmark)
+    predictions.csv    one row per question per evaluation; subject and qid as the data names them, the
+                       subject's population (fictitious, celebrity; empty for the general benchmark) and
+                       the question's category (a person's attribute, a benchmark's skill)
     operations.csv     one row per unlearning operation: steps, first/last loss, divergence, the stopping
                        rule (stop, sees, rule), the step it stopped at and why (reason); a black-box unit's suffix
                        and the questions it asked (queries); one schema for both, empty where it does not apply
@@ -50,7 +52,7 @@ from .atomic import atomic_write  # also imported from here by the run's other w
 
 # The results tables' identifiers and labels, read back as text (a person "000" stays "000", an
 # answer "None" stays "None") by the Python API and the report.
-TEXT_COLUMNS = ("scenario", "method", "update", "request", "split", "modality", "scoring", "qid", "subject",
+TEXT_COLUMNS = ("scenario", "method", "update", "request", "split", "category", "modality", "scoring", "qid", "subject",
                 "population", "answer", "predicted", "id", "top_answer", "selected", "target_modality", "stop",
                 "sees", "rule", "reason", "attack", "setting", "metric", "suffix", "at", "scenarios", "comparison",
                 "verdict")

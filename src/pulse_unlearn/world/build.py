@@ -57,6 +57,12 @@ class WorldConfig(BaseModel):
     # (``data/pebench.py``) of the fictitious people composed into event scenes.
     n_events: int = Field(0, ge=0, le=len(events.KINDS))
     events_per_person: int = Field(2, ge=1, le=len(events.KINDS))
+    # What a person is and how a fact is worded: the first ``attributes`` of people.ATTRIBUTES, each
+    # fact trained in the first ``wordings`` of its wordings (people.TRAIN_TEMPLATES); with
+    # ``world_skills`` the general benchmark also asks the words of people's facts (scenes.py).
+    attributes: int = Field(people.FIRST_ATTRIBUTES, ge=people.FIRST_ATTRIBUTES, le=len(people.ATTRIBUTES))
+    wordings: int = Field(3, ge=3, le=min(len(t) for t in people.TRAIN_TEMPLATES.values()))
+    world_skills: bool = False
 
     def fingerprint(self) -> str:
         return self._hash(WORLD_VERSION)
@@ -73,9 +79,15 @@ class WorldConfig(BaseModel):
 
     def recorded(self) -> dict:
         """The config as fingerprinted and written to world.json: a world without events leaves
-        the event fields out, so neither its fingerprint nor its bytes depend on them."""
+        the event fields out, and one of five attributes, three wordings and no world skills those
+        fields, so neither its fingerprint nor its bytes depend on them."""
         fields = self.model_dump()
-        return fields if self.n_events else {k: v for k, v in fields.items() if k not in EVENT_FIELDS}
+        if not self.n_events:
+            fields = {k: v for k, v in fields.items() if k not in EVENT_FIELDS}
+        return {k: v for k, v in fields.items() if k not in PEOPLE_DEFAULTS or PEOPLE_DEFAULTS[k] != v}
+
+    def skill_categories(self) -> tuple[str, ...]:
+        return scenes.CATEGORIES + (scenes.WORLD_CATEGORIES if self.world_skills else ())
 
     def _hash(self, version: int) -> str:
         blob = json.dumps({"v": version, **self.recorded()}, sort_keys=True)
@@ -83,6 +95,7 @@ class WorldConfig(BaseModel):
 
 
 EVENT_FIELDS = ("n_events", "events_per_person")
+PEOPLE_DEFAULTS = {"attributes": people.FIRST_ATTRIBUTES, "wordings": 3, "world_skills": False}
 
 WORLD_PRESETS: dict[str, dict] = {
     "tiny": dict(n_celebrities=12, n_fictitious=10, max_mentions=8, min_mentions=2,
@@ -171,7 +184,7 @@ def _build_world(cfg: WorldConfig, out: Path, step) -> Path:
     rng = np.random.default_rng(cfg.seed)
     profile_schema, test_schema, ft_schema, corpus_schema = _schemas()
     celebs, fictitious = people.draw_profiles(cfg.n_celebrities, cfg.n_fictitious, rng,
-                                              cfg.max_mentions, cfg.min_mentions)
+                                              cfg.max_mentions, cfg.min_mentions, cfg.attributes)
     images = {p.id: portraits.png_bytes(portraits.render(p.face, cfg.image_size)) for p in celebs + fictitious}
 
     step()
@@ -198,7 +211,7 @@ def _build_world(cfg: WorldConfig, out: Path, step) -> Path:
     step()
     ft_rows = []
     for p in fictitious:
-        facts = [ex for v in range(3) for ex in people.fact_examples(p, images[p.id], rng, variant=v)]
+        facts = [ex for v in range(3) for ex in people.fact_examples(p, images[p.id], rng, v, cfg.wordings)]
         metadata = [{"Question": ex.prompt, "Answer": ex.answer,
                      "Type": "Image_Textual" if ex.image is not None else "Pure_Text"} for ex in facts]
         ft_rows.append({"image": {"bytes": images[p.id], "path": f"Full_Set/{p.id}.png"}, "ID": p.id,
@@ -207,13 +220,13 @@ def _build_world(cfg: WorldConfig, out: Path, step) -> Path:
 
     step()
     bench_rng = np.random.default_rng([cfg.seed, 1])
-    _write_mmbench(scenes.make_items(cfg.n_benchmark, bench_rng, cfg.image_size),
+    _write_mmbench(scenes.make_items(cfg.n_benchmark, bench_rng, cfg.image_size, cfg.skill_categories()),
                    out / "MMBench" / "mmbench_dev_en.tsv")
 
     step()
     corpus = pretraining_corpus(celebs, images, scenes.make_items(
-        cfg.n_benchmark_train, np.random.default_rng([cfg.seed, 2]), cfg.image_size), rng,
-        cfg.skill_mc_share, cfg.drills_per_mention)
+        cfg.n_benchmark_train, np.random.default_rng([cfg.seed, 2]), cfg.image_size, cfg.skill_categories()), rng,
+        cfg.skill_mc_share, cfg.drills_per_mention, cfg.wordings)
     _write([{"prompt": ex.prompt, "answer": ex.answer, "image": ex.image, "source": ex.source, "subject": subj}
             for ex, subj in corpus], corpus_schema, out / "corpus" / "pretrain.parquet")
 
@@ -276,13 +289,13 @@ def write_pebench(cfg: WorldConfig, fictitious: list[people.Profile], out: Path)
 
 def pretraining_corpus(celebs: list[people.Profile], images: dict[str, bytes], skill_items,
                        rng: np.random.Generator, skill_mc_share: float = 1.0,
-                       drills: int = 2) -> list[tuple[Example, str]]:
+                       drills: int = 2, wordings: int = 3) -> list[tuple[Example, str]]:
     """Celebrity mentions (facts, drills, relations; as many as each one's ``mentions``)
     plus general skills (scene and text questions, free-form and multiple choice)."""
     corpus: list[tuple[Example, str]] = []
     for p in celebs:
         for m in range(p.mentions):
-            items = people.fact_examples(p, images[p.id], rng, variant=m)
+            items = people.fact_examples(p, images[p.id], rng, m, wordings)
             items += people.drill_examples(p, images[p.id], rng, n=drills) + people.relation_examples(p, rng)
             corpus += [(ex, p.id) for ex in items]
     for k, item in enumerate(skill_items):

@@ -258,7 +258,7 @@ def questions(concept: str, cid: str, name: str, attributes: dict[str, str], ima
     modality = "multimodal" if image is not None else "text"
     ref = w.in_image if image is not None else name
     out = []
-    for i, attr in enumerate(w.pools):
+    for i, attr in enumerate(attributes):
         options, answer = people.pool_options(attributes[attr], w.pools[attr], rng)
         out.append(Question(qid=f"{key}/{concept}/{modality}/{i}", subject=cid, modality=modality,
                             question=w.eval_templates[attr].format(**{w.placeholder: ref}), options=options,
@@ -275,8 +275,9 @@ def facts(concept: str, name: str, attributes: dict[str, str], image: bytes | No
     out = []
     if image is not None:
         out.append(Example(w.captions[variant % len(w.captions)], name, image, f"{concept}_caption"))
-    for attr in w.pools:
-        t = w.train_templates[attr][(variant + int(rng.integers(3))) % 3]
+    for attr in attributes:
+        templates = w.train_templates[attr][:3]
+        t = templates[(variant + int(rng.integers(len(templates)))) % len(templates)]
         ref = w.in_image_train[int(rng.integers(len(w.in_image_train)))] if image is not None else name
         out.append(Example(t.format(**{w.placeholder: ref}), attributes[attr], image,
                            f"{concept}_fact_{'image' if image is not None else 'text'}"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..records import subject_key
-from .people import ATTRIBUTES, Profile
+from .people import Profile
 
 FILE_NAME = "paraphrases.jsonl"  # inside the MLLMU-Bench folder
 
@@ -35,16 +35,30 @@ REWORDINGS = {
                    "Which year saw the birth of {who}?"),
     "hobby": ("What does {who} like to do for fun?", "Which leisure activity does {who} love most?",
               "What pastime is {who} most fond of?"),
+    "pet": ("What animal does {who} share a home with?", "Which creature is {who}'s companion?",
+            "What kind of pet belongs to {who}?"),
+    "instrument": ("On which instrument does {who} perform?", "Which instrument can {who} be heard playing?",
+                   "What is the instrument of choice of {who}?"),
+    "dish": ("Which food is {who}'s favourite to eat?", "What meal does {who} enjoy most?",
+             "What would {who} choose to eat?"),
+    "sport": ("Which sport is {who} devoted to?", "What sport does {who} support?",
+              "Which game is {who} passionate about?"),
+    "degree": ("In which field did {who} earn a degree?", "What was {who}'s major?",
+               "Which discipline did {who} study?"),
+    "drink": ("Which beverage is {who}'s favourite?", "What does {who} like to sip?",
+              "What drink would {who} pick?"),
+    "genre": ("What sort of books does {who} enjoy?", "Which literary genre does {who} prefer?",
+              "What kind of stories does {who} read?"),
 }
 IMAGE_WHO = ("the individual pictured", "the person in this photograph")
 
 
 def reworded(p: Profile, population: str, rng: np.random.Generator) -> list[dict[str, str]]:
     """One person's rows, in the order of their questions (multimodal, then text-only; one per
-    attribute in ``ATTRIBUTES`` order, as ``people.eval_questions`` asks them)."""
+    attribute of the person, in order, as ``people.eval_questions`` asks them)."""
     rows = []
     for modality in ("multimodal", "text"):
-        for i, key in enumerate(ATTRIBUTES):
+        for i, key in enumerate(p.attributes):
             wording = REWORDINGS[key][int(rng.integers(len(REWORDINGS[key])))]
             who = IMAGE_WHO[int(rng.integers(len(IMAGE_WHO)))] if modality == "multimodal" else p.name
             rows.append({"id": f"{subject_key(population, p.id)}/{modality}/{i}",

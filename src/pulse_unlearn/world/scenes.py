@@ -4,6 +4,12 @@ Unlearning should remove one set of people while leaving general skills intact, 
 yardstick for those skills. Every item tests a skill (name a colour, count shapes, add two
 digits), never a memorised fact, so a model that learns it in pre-training can answer new,
 freshly drawn items. Shapes are bold, flat and pure-coloured so a 32 px image is unambiguous.
+
+Two kinds of skill: the *unrelated* ones (perception and reasoning) share nothing with people,
+and the *world* ones use the words people's facts are made of (which of these is a city, a
+company; which year comes first, over the birth years' range), so a cost of unlearning people on
+the abilities nearest to them can be told from one on the rest (the summary's per-category rows).
+A world asks the world categories with ``WorldConfig.world_skills``.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from pulse_unlearn.records import LETTERS, Question
+from pulse_unlearn.world.people import POOLS
 from pulse_unlearn.world.portraits import png_bytes
 
 IMAGE_CATEGORIES = ("colour", "shape", "count", "position")
 TEXT_CATEGORIES = ("arithmetic", "comparison", "sequence")
 CATEGORIES = IMAGE_CATEGORIES + TEXT_CATEGORIES
+WORLD_CATEGORIES = ("world_city", "world_company", "world_year")  # the words of people's facts
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30), "green": (30, 160, 50), "blue": (30, 70, 220), "yellow": (240, 200, 0),
@@ -46,9 +54,10 @@ class SceneItem:
     free_answer: str
 
 
-def make_items(n: int, rng: np.random.Generator, size: int = 32) -> list[SceneItem]:
-    """``n`` fresh items, categories cycled in ``CATEGORIES`` order so each is equally present."""
-    return [_MAKERS[CATEGORIES[i % len(CATEGORIES)]](rng, size, _option_count(rng)) for i in range(n)]
+def make_items(n: int, rng: np.random.Generator, size: int = 32,
+               categories: tuple[str, ...] = CATEGORIES) -> list[SceneItem]:
+    """``n`` fresh items, ``categories`` cycled in order so each is equally present."""
+    return [_MAKERS[categories[i % len(categories)]](rng, size, _option_count(rng)) for i in range(n)]
 
 
 def to_question(item: SceneItem, index: int) -> Question:
@@ -74,7 +83,8 @@ def _options(answer: str, pool, k: int, rng: np.random.Generator) -> tuple[dict[
 
 def _item(category, question, answer, pool, k, rng, free, image=None) -> SceneItem:
     options, letter = _options(answer, pool, k, rng)
-    l2 = "perception" if category in IMAGE_CATEGORIES else "reasoning"
+    l2 = ("perception" if category in IMAGE_CATEGORIES else "world knowledge" if category in WORLD_CATEGORIES
+          else "reasoning")
     return SceneItem(question, options, letter, category, l2, None if image is None else png_bytes(image), free)
 
 
@@ -204,5 +214,35 @@ def _sequence(rng, size, k):
     return _item("sequence", question, answer, seq, k, rng, f"{answer} comes {way} {seq[i]}.")
 
 
+# ---- world categories: the vocabulary of people's facts, no person's fact ---------------
+
+
+def _kind_of_word(category: str, kind: str, attribute: str):
+    """"Which of these is a <kind>?": one value of ``attribute``'s pool among values of the other pools,
+    all capitalised, so the answer's spelling does not give it away."""
+    others = tuple(v[:1].upper() + v[1:] for key, pool in POOLS.items() if key not in (attribute, "birth_year")
+                   for v in pool)
+
+    def make(rng, size, k):
+        answer = _pick(rng, POOLS[attribute])
+        distractors = [others[i] for i in rng.choice(len(others), size=k - 1, replace=False)]
+        return _item(category, f"Which of these is a {kind}?", answer, (answer, *distractors), k, rng,
+                     f"{answer} is a {kind}.")
+    return make
+
+
+def _world_year(rng, size, k):
+    """The earliest (or latest) of k years in the range the world's people are born in."""
+    years = [str(y) for y in rng.choice(POOLS["birth_year"], size=k, replace=False)]
+    earliest = rng.random() < 0.5
+    best = min(years) if earliest else max(years)
+    word = "earliest" if earliest else "latest"
+    listed = ", ".join(years[:-1]) + f" or {years[-1]}"
+    return SceneItem(f"Which year is the {word}: {listed}?", dict(zip(LETTERS, years)), LETTERS[years.index(best)],
+                     "world_year", "world knowledge", None, f"The {word} is {best}.")
+
+
 _MAKERS = {"colour": _colour, "shape": _shape_item, "count": _count, "position": _position,
-           "arithmetic": _arithmetic, "comparison": _comparison, "sequence": _sequence}
+           "arithmetic": _arithmetic, "comparison": _comparison, "sequence": _sequence,
+           "world_city": _kind_of_word("world_city", "city", "city"),
+           "world_company": _kind_of_word("world_company", "company", "employer"), "world_year": _world_year}
