@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
 SELECTIVITY, SELECTIVITY_MARKS = "world-selectivity.csv", ("<!-- selectivity:begin -->", "<!-- selectivity:end -->")
 ORACLE, ORACLE_MARKS = "oracle.csv", ("<!-- oracle:begin -->", "<!-- oracle:end -->")
+QUALITY, QUALITY_MARKS = "world-quality.csv", ("<!-- quality:begin -->", "<!-- quality:end -->")
 ORACLE_CELLS = (("forget", "multimodal"), ("forget", "text"), ("pending", "multimodal"), ("pending", "text"),
                 ("retain", "multimodal"), ("retain", "text"), ("general", "all"))
 FINDINGS = {"1": "pre-trained vs fine-tuned knowledge", "2": "sequential vs one-shot",
@@ -182,6 +183,28 @@ def oracle_block(rows: list[dict], meta: dict) -> str:
     return "\n".join(out)
 
 
+def quality_block(rows: list[dict], meta: dict) -> str:
+    """One row per lever set, world seed, model and group: accuracy (%) per modality with its
+    interval, or the reworded-minus-original difference (points) with its paired interval."""
+    by: dict[tuple, dict] = {}
+    for r in rows:
+        by.setdefault((r["levers"], r["world_seed"], r["model"], r["group"], r["statistic"]), {})[r["modality"]] = r
+    runs = sorted({(k, v["date"], v["machine"]["commit"], v["machine"]["cpu"], v["machine"]["cores"])
+                   for k, v in meta.items()})
+    out = ["`benchmarks/world_quality.py --quality-out`; likelihood scoring, 95% intervals with people resampled "
+           "(a benchmark's items; a difference: paired by person). Runs: "
+           + "; ".join(f"{k} ({d}, commit {c}, {cpu}, {n} cores)" for k, d, c, cpu, n in runs) + ".", "",
+           "| levers | world seed | model | group | statistic | multimodal | text | all |",
+           "|---|---|---|---|---|---|---|---|"]
+    for (levers, seed, model, group, statistic), cells in by.items():
+        sign = "+" if statistic != "accuracy" else ""
+        shown = [f"{100 * float(c['value']):{sign}.1f} [{100 * float(c['ci_low']):{sign}.1f}, "
+                 f"{100 * float(c['ci_high']):{sign}.1f}]" if (c := cells.get(m)) else "-"
+                 for m in ("multimodal", "text", "all")]
+        out.append(f"| {levers} | {seed} | {model} | {group} | {statistic} | " + " | ".join(shown) + " |")
+    return "\n".join(out)
+
+
 def spliced(text: str, block: str, name: str, begin: str = BEGIN, end: str = END) -> str:
     if text.count(begin) != 1 or text.count(end) != 1:
         print(f"render: {name} needs exactly one {begin} ... {end} pair", file=sys.stderr)
@@ -206,6 +229,9 @@ def main() -> None:
     if (args.results / ORACLE).is_file():
         meta = json.loads((args.results / "oracle-meta.json").read_text())
         blocks.append((bench, oracle_block(_csv(args.results / ORACLE), meta), *ORACLE_MARKS))
+    if (args.results / QUALITY).is_file():
+        meta = json.loads((args.results / "world-quality-meta.json").read_text())
+        blocks.append((bench, quality_block(_csv(args.results / QUALITY), meta), *QUALITY_MARKS))
     stale = []
     for path, block, begin, end in blocks:
         text = path.read_text(encoding="utf-8")

@@ -48,9 +48,23 @@ def record(model: str, group: str, preds) -> None:
         if not sel:
             continue
         low, high = interval(Sample([float(p.correct) for p in sel], [p.subject for p in sel]), RESAMPLES, 0)
-        RECORDED.append({"model": model, "group": group, "modality": modality, "n": len(sel),
-                         "accuracy": round(sum(p.correct for p in sel) / len(sel), 4),
+        RECORDED.append({"model": model, "group": group, "modality": modality, "statistic": "accuracy",
+                         "n": len(sel), "value": round(sum(p.correct for p in sel) / len(sel), 4),
                          "ci_low": round(low, 4), "ci_high": round(high, 4)})
+
+
+def record_gap(model: str, group: str, original, reworded) -> None:
+    """Reworded minus original accuracy per modality, paired by person (both sides resampled together)."""
+    from pulse_unlearn.stats import Sample, paired, percentile_interval
+
+    for modality in ("multimodal", "text"):
+        sides = [[p for p in preds if p.modality == modality] for preds in (original, reworded)]
+        got = paired([Sample([float(p.correct) for p in side], [p.subject for p in side]) for side in sides],
+                     lambda a, b: b - a, RESAMPLES, 0)
+        low, high = percentile_interval(got.resampled, 0.95)
+        RECORDED.append({"model": model, "group": group, "modality": modality, "statistic": "reworded - original",
+                         "n": len(sides[1]), "value": round(got.estimate, 4), "ci_low": round(low, 4),
+                         "ci_high": round(high, 4)})
 
 
 def line(label: str, model, encoder, questions, recorded: tuple[str, str] | None = None) -> dict:
@@ -196,9 +210,10 @@ def evaluate_base(model, enc, world, celebs, mentions, bench, fictitious) -> Non
     for label, keep in tiers.items():
         line("celebrities, " + label, model, enc, [q for p in celebs if keep(mentions[p.id]) for q in p.questions])
     known = [q for p in celebs if mentions[p.id] > lo for q in p.questions]
-    line(f"celebrities (mentions > {lo})", model, enc, known, ("base", "celebrities above the lower third"))
-    line(f"  reworded (mentions > {lo})", model, enc, reworded(world, known),
-         ("base", "celebrities above the lower third, reworded"))
+    group = "celebrities above the lower third of mentions"
+    original = line(f"celebrities (mentions > {lo})", model, enc, known, ("base", group))
+    again = line(f"  reworded (mentions > {lo})", model, enc, reworded(world, known), ("base", f"{group}, reworded"))
+    record_gap("base", group, original["likelihood"], again["likelihood"])
     by_category(bench, line("general benchmark", model, enc, bench, ("base", "general"))["likelihood"], "base")
     line("fictitious (never seen)", model, enc, [q for p in fictitious for q in p.questions])
 
@@ -213,8 +228,10 @@ def ft_eval(world, wcfg, mcfg, cache, fictitious, ft_people, celebs, bench) -> f
     enc = Encoder(processor)
     print("\nfine-tuned model")
     learnt = [q for p in fictitious if p.id in ft_people for q in p.questions]
-    line("fictitious (fine-tuned on)", model, enc, learnt, ("finetuned", "fictitious fine-tuned on"))
-    line("  reworded", model, enc, reworded(world, learnt), ("finetuned", "fictitious fine-tuned on, reworded"))
+    group = "fictitious people fine-tuned on"
+    original = line("fictitious (fine-tuned on)", model, enc, learnt, ("finetuned", group))
+    again = line("  reworded", model, enc, reworded(world, learnt), ("finetuned", f"{group}, reworded"))
+    record_gap("finetuned", group, original["likelihood"], again["likelihood"])
     line("celebrities, all", model, enc, [q for p in celebs for q in p.questions])
     by_category(bench, line("general benchmark", model, enc, bench, ("finetuned", "general"))["likelihood"],
                 "finetuned")

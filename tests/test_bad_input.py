@@ -242,6 +242,8 @@ OUT_OF_RANGE = [
     ("data.replay=-1", "data.replay", "must be >= 0 (got -1)"),
     ("method_params.npo_replay.rho=-1", "method_params.npo_replay.rho", "must be >= 0 (got -1)"),
     ("model.events=13", "model.events", "must be <= 12 (got 13)"),
+    ("model.attributes=13", "model.attributes", "must be <= 12 (got 13)"),
+    ("model.wordings=2", "model.wordings", "must be >= 3 (got 2)"),
     ("unlearn.balance=kinds", "unlearn.balance", "must be 'none' or 'concepts' (got 'kinds')"),
     ("splits.concept_people=0", "splits.concept_people", "must be >= 1 (got 0)"),
     ("splits.concept_events=0", "splits.concept_events", "must be >= 1 (got 0)"),

@@ -231,14 +231,19 @@ def test_the_world_seed_reaches_the_world_and_its_models(tmp_path, monkeypatch):
 
     asked = []
 
-    def fake_models(preset, cache, finetuned=True, log=print, seed=0, events=0):
-        asked.append((preset, seed))
+    def fake_models(preset, cache, finetuned=True, log=print, seed=0, events=0, **people):
+        asked.append((preset, seed, people))
         raise PulseError("stop here")
 
     monkeypatch.setattr(pipeline, "ensure_models", fake_models)
     assert main(["demo", "--preset", "tiny", "--world-seed", "3", "--out", str(tmp_path / "d"),
                  "--cache", str(tmp_path / "c")]) == 2
-    assert asked == [("tiny", 3)]
+    assert asked == [("tiny", 3, {"attributes": 5, "wordings": 3, "world_skills": False})]
+    # the world's people too: another world, asked for by the run config
+    assert main(["run", "demo_tiny", "model.attributes=12", "model.wordings=6", "model.world_skills=true",
+                 "--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c")]) == 2
+    assert asked[1][2] == {"attributes": 12, "wordings": 6, "world_skills": True}
+    assert world_config("tiny", attributes=12).fingerprint() != world_config("tiny").fingerprint()
     assert world_config("tiny", seed=3).fingerprint() != world_config("tiny").fingerprint()
     assert models_config("tiny", seed=3).key("w", "base") != models_config("tiny").key("w", "base")
     assert main(["demo", "--world-seed", "-1", "--out", str(tmp_path / "e")]) == 2

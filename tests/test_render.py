@@ -148,3 +148,29 @@ def test_the_oracle_block_comes_from_its_files(tmp_path):
     assert "| 0 | sequential | 1 | retrain oracle | 26 [20, 34] | - | - | 80 [75, 86] | - | - | 70 [65, 75] |" in text
     assert "commit abc1234" in text and "`oracle=retrain`" in text and "31.5 min" in text
     assert render("--results", data, "--root", root, "--check").returncode == 0
+
+
+def test_the_world_quality_block_comes_from_its_files(tmp_path):
+    data, root = results(tmp_path / "results"), repository(tmp_path / "repo")
+    bench = root / "benchmarks" / "README.md"
+    bench.write_text(bench.read_text() + "<!-- quality:begin -->\ntyped\n<!-- quality:end -->\n")
+    with open(data / "world-quality.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(("levers", "world_seed", "model", "group", "modality", "statistic", "n", "value", "ci_low",
+                    "ci_high"))
+        w.writerow(("wordings=6", 0, "finetuned", "fictitious", "multimodal", "accuracy", 500, 0.812, 0.78, 0.85))
+        w.writerow(("wordings=6", 0, "finetuned", "fictitious", "text", "accuracy", 500, 0.9, 0.87, 0.93))
+        w.writerow(("wordings=6", 0, "finetuned", "fictitious", "text", "reworded - original", 500, -0.052, -0.08,
+                    -0.021))
+        w.writerow(("wordings=6", 0, "base", "general: world_city", "all", "accuracy", 30, 0.97, 0.9, 1.0))
+    (data / "world-quality-meta.json").write_text(json.dumps({"wordings=6 / world 0": {
+        "date": "2026-12-08", "machine": {"commit": "abc1234", "cpu": "Some CPU", "cores": 2}}}))
+    assert render("--results", data, "--root", root, "--check").returncode == 1
+    assert render("--results", data, "--root", root).returncode == 0
+    text = bench.read_text()
+    assert "typed\n<!-- quality:end -->" not in text
+    assert "| wordings=6 | 0 | finetuned | fictitious | accuracy | 81.2 [78.0, 85.0] | 90.0 [87.0, 93.0] | - |" in text
+    assert "| wordings=6 | 0 | finetuned | fictitious | reworded - original | - | -5.2 [-8.0, -2.1] | - |" in text
+    assert "| wordings=6 | 0 | base | general: world_city | accuracy | - | - | 97.0 [90.0, 100.0] |" in text
+    assert "commit abc1234" in text
+    assert render("--results", data, "--root", root, "--check").returncode == 0

@@ -72,13 +72,18 @@ def _ensure_world(cfg: WorldConfig, cache: Path, out: Path | None, log) -> Path:
     return target
 
 
+def world_people(model) -> dict:
+    """The run config's (``model``) fields of the world's people, as WorldConfig names them."""
+    return {"attributes": model.attributes, "wordings": model.wordings, "world_skills": model.world_skills}
+
+
 def ensure_models(preset: str, cache: Path, finetuned: bool = True, log=print, seed: int = 0,
-                  events: int = 0) -> dict[str, Path]:
-    """World, base model and (optionally) fine-tuned model for a preset, world seed and number of
-    events (a world with events is another world: its models are its own)."""
+                  events: int = 0, **people) -> dict[str, Path]:
+    """World, base model and (optionally) fine-tuned model for a preset, world seed, number of
+    events and ``people`` fields of the world config (another world has its own models)."""
     from .models.world_models import build_base, build_finetuned, models_config
 
-    wcfg, mcfg = world_config(preset, seed=seed, n_events=events), models_config(preset, seed=seed)
+    wcfg, mcfg = world_config(preset, seed=seed, n_events=events, **people), models_config(preset, seed=seed)
     with cache_lock(cache):
         world = ensure_world(wcfg, cache, log=log)
         models = Path(cache) / "models"
@@ -163,12 +168,14 @@ def run_experiment(cfg, out: Path, cache: Path, log=print):
                                                                  hub_dataset(cfg.data.mmbench, "data.mmbench")))
     finetune = None
     if cfg.model.source == "world":
+        people = world_people(cfg.model)
         paths = distributed.main_first(lambda: ensure_models(cfg.model.preset, cache, finetuned=False, log=log,
-                                                             seed=cfg.model.world_seed, events=cfg.model.events))
+                                                             seed=cfg.model.world_seed, events=cfg.model.events,
+                                                             **people))
         world = paths["world"]
         models = {"base": paths["base"], "finetuned": Path(cfg.model.finetuned) if cfg.model.finetuned else None}
 
-        wcfg = world_config(cfg.model.preset, seed=cfg.model.world_seed, n_events=cfg.model.events)
+        wcfg = world_config(cfg.model.preset, seed=cfg.model.world_seed, n_events=cfg.model.events, **people)
         mcfg = models_config(cfg.model.preset, seed=cfg.model.world_seed)
 
         def cached(build):

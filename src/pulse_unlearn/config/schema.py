@@ -217,6 +217,11 @@ class ModelSource(Strict):
     # the world's events (source=world; the concepts scenarios need them): its fictitious people
     # composed into that many event scenes, a PEBench-style folder; 0: none
     events: Annotated[int, Field(ge=0, le=MAX_EVENTS)] = 0
+    # the world's people (source=world; world/build.py's WorldConfig): attributes per person, training
+    # wordings per fact, and general-benchmark categories in the words of people's facts
+    attributes: Annotated[int, Field(ge=5, le=12)] = 5
+    wordings: Annotated[int, Field(ge=3, le=6)] = 3
+    world_skills: bool = False
     base: Annotated[str, Field(min_length=1)] | None = None  # source=path: the pre-trained model
     finetuned: Annotated[str, Field(min_length=1)] | None = None  # an already fine-tuned model (scenarios 1, 3)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on a GPU, fp32 on CPU
